@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,13 @@ def _clean_doc_page(text: str) -> str:
 
 def render() -> dict[Path, str]:
     """Every generated file (absolute path to its text), without writing anything."""
+    with warnings.catch_warnings():
+        # gen-owl warns about future defaults that _owl() already sets explicitly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _render()
+
+
+def _render() -> dict[Path, str]:
     outputs: dict[Path, str] = {}
     generated = artifacts.GENERATED_DIR
     schemas: dict[str, Any] = {}

@@ -23,8 +23,10 @@ from sqm.schema.errors import SchemaError
 HEADER_FILE = "feed.csv"
 HEADER_SECTION = "header"
 LIST_SEPARATOR = "|"
-# How many numbered column groups a list of objects gets (identifiers.1 .. identifiers.N).
+# How many numbered column groups a list of objects gets (identifiers.1 .. identifiers.N):
+# enough for a small supplier's typical feed; longer lists belong in JSON or YAML.
 REPEATS = 2
+REPEATS_BY_SLOT = {"defect_categories": 6, "lots": 4, "covered_sites": 4, "upstream_suppliers": 3}
 # Nesting beyond this depth is left to JSON: a spreadsheet with such columns helps nobody.
 MAX_DEPTH = 4
 
@@ -55,6 +57,11 @@ class Column:
     @property
     def name(self) -> str:
         return ".".join(str(p) for p in self.path)
+
+
+def repeats(slot: str) -> int:
+    """How many numbered column groups the list of objects ``slot`` gets."""
+    return REPEATS_BY_SLOT.get(slot, REPEATS)
 
 
 def _deref(schema: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -102,7 +109,7 @@ def _columns(
             if item.get("type") == "object":
                 if depth >= MAX_DEPTH:
                     continue
-                for index in range(1, REPEATS + 1):
+                for index in range(1, repeats(prop) + 1):
                     yield from _columns(
                         schema, item, (*path, index), is_required and index == 1, depth + 1
                     )
@@ -302,7 +309,8 @@ def template_reference(profile: str = CORE_PROFILE) -> str:
         "A feed in CSV is a folder: `feed.csv` holds the header in one row; every other file holds",
         "one item per row. Empty cells mean absent. Lists of values go in one cell separated by",
         f"`{LIST_SEPARATOR}`; lists of objects get numbered columns (`identifiers.1.scheme`,",
-        f"`identifiers.2.scheme`, up to {REPEATS}). Numbers use a dot as decimal separator; booleans",
+        f"`identifiers.2.scheme`: {REPEATS} groups, more for {', '.join(REPEATS_BY_SLOT)}). Numbers",
+        "use a dot as decimal separator; booleans",
         "are `true` or `false`. Files you do not need can be left out; the blank templates are in",
         "`schema/generated/csv-template/`.",
         "",
@@ -322,3 +330,70 @@ def template_reference(profile: str = CORE_PROFILE) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(_format_cell(v) for v in value)
+    return str(value)
+
+
+def _flatten(item: Mapping[str, Any], prefix: tuple[str | int, ...], out: dict[str, str], section: str) -> None:
+    for key, value in item.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping):
+            _flatten(value, path, out, section)
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            if len(value) > repeats(key):
+                name = ".".join(str(p) for p in path)
+                raise TabularError(
+                    f"{name} has {len(value)} entries; the CSV template holds at most "
+                    f"{repeats(key)}: "
+                    "publish this feed as JSON or YAML",
+                    file=section_file(section),
+                )
+            for index, element in enumerate(value, start=1):
+                _flatten(element, (*path, index), out, section)
+        elif value is not None:
+            out[".".join(str(p) for p in path)] = _format_cell(value)
+
+
+def write_csv_feed(feed: Mapping[str, Any], profile: str = CORE_PROFILE) -> dict[str, str]:
+    """A feed document as CSV files (file name to text), in the template's layout.
+
+    Only the sections the feed has are written, and only the columns they use, in template
+    order. Raises :class:`TabularError` when the feed needs more than the template can hold.
+    """
+    files: dict[str, str] = {}
+    for section, columns in sections(profile).items():
+        if section not in feed:
+            continue
+        items = [feed[section]] if section == HEADER_SECTION else list(feed[section])
+        rows = []
+        for item in items:
+            row: dict[str, str] = {}
+            _flatten(item, (), row, section)
+            rows.append(row)
+        known = [c.name for c in columns]
+        used = {name for row in rows for name in row}
+        unknown = sorted(used - set(known))
+        if unknown:
+            raise TabularError(
+                f"{', '.join(unknown)} have no column in the template", file=section_file(section)
+            )
+        header = [name for name in known if name in used]
+        lines = [",".join(header)]
+        for row in rows:
+            lines.append(",".join(_csv_quote(row.get(name, "")) for name in header))
+        files[section_file(section)] = "\n".join(lines) + "\n"
+    return files
+
+
+def _csv_quote(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text

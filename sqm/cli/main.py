@@ -1,0 +1,32 @@
+"""The ``sqm`` command group and its error boundary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from sqm import __version__
+from sqm.cli.schema_commands import schema_group
+from sqm.schema import SchemaError
+
+
+class SqmGroup(click.Group):
+    """A group that turns the packages' root errors into a clean message and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SchemaError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=SqmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sqm")
+def main() -> None:
+    """SQM, Supplier Quality Metadata: the standard, its validator and its registry."""
+
+
+main.add_command(schema_group)
