@@ -60,9 +60,7 @@ def manifest() -> dict[str, Any]:
 @cache
 def profiles() -> dict[str, Profile]:
     """Every schema of the standard by name; ``core`` is always present."""
-    return {
-        name: Profile(name=name, **entry) for name, entry in manifest()["schemas"].items()
-    }
+    return {name: Profile(name=name, **entry) for name, entry in manifest()["schemas"].items()}
 
 
 def _profile(name: str) -> Profile:

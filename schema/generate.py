@@ -198,6 +198,7 @@ def _render() -> dict[Path, str]:
             outputs[generated / "python" / "sqm_models.py"] = _pydantic(source)
             for page, text in _docs(source).items():
                 outputs[DOCS_REFERENCE_DIR / "schema" / page] = text
+    outputs[generated / "__init__.py"] = f'"""{GENERATED_NOTICE}"""\n'
     outputs[generated / "python" / "__init__.py"] = f'"""{GENERATED_NOTICE}"""\n'
     outputs[generated / artifacts.MANIFEST_NAME] = _json_dump(
         {
@@ -236,7 +237,12 @@ def _tabular_outputs(outputs: dict[Path, str]) -> dict[Path, str]:
 
 
 def _reset_caches() -> None:
-    for loader in (artifacts.manifest, artifacts.profiles, artifacts.json_schema, artifacts.jsonld_context):
+    for loader in (
+        artifacts.manifest,
+        artifacts.profiles,
+        artifacts.json_schema,
+        artifacts.jsonld_context,
+    ):
         loader.cache_clear()
 
 
@@ -247,14 +253,16 @@ def _managed_dirs() -> list[Path]:
 def _existing_files() -> Iterator[Path]:
     for directory in _managed_dirs():
         if directory.is_dir():
-            yield from (p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            yield from (
+                p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            )
     reference = DOCS_REFERENCE_DIR / "csv-template.md"
     if reference.is_file():
         yield reference
 
 
 def stale_files(outputs: dict[Path, str] | None = None) -> list[str]:
-    """Paths (relative to the repository) whose committed content differs from a fresh generation."""
+    """Repository-relative paths whose committed content differs from a fresh generation."""
     outputs = render() if outputs is None else outputs
     stale = []
     for path, text in outputs.items():

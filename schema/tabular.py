@@ -26,7 +26,13 @@ LIST_SEPARATOR = "|"
 # How many numbered column groups a list of objects gets (identifiers.1 .. identifiers.N):
 # enough for a small supplier's typical feed; longer lists belong in JSON or YAML.
 REPEATS = 2
-REPEATS_BY_SLOT = {"defect_categories": 6, "lots": 4, "covered_sites": 4, "upstream_suppliers": 3}
+REPEATS_BY_SLOT = {
+    "classifications": 3,
+    "defect_categories": 6,
+    "lots": 4,
+    "covered_sites": 4,
+    "upstream_suppliers": 3,
+}
 # Nesting beyond this depth is left to JSON: a spreadsheet with such columns helps nobody.
 MAX_DEPTH = 4
 
@@ -34,7 +40,9 @@ MAX_DEPTH = 4
 class TabularError(SchemaError):
     """A CSV feed that cannot be read: the file, row and column say where."""
 
-    def __init__(self, message: str, *, file: str, row: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, *, file: str, row: int | None = None, column: str | None = None
+    ):
         self.file = file
         self.row = row
         self.column = column
@@ -162,7 +170,9 @@ def section_file(section: str) -> str:
 
 def _convert(column: Column, text: str, file: str, row: int) -> Any:
     def fail(expected: str) -> TabularError:
-        return TabularError(f"expected {expected}, got {text!r}", file=file, row=row, column=column.name)
+        return TabularError(
+            f"expected {expected}, got {text!r}", file=file, row=row, column=column.name
+        )
 
     kind = column.item_kind if column.kind == "list" else column.kind
     if column.kind == "list":
@@ -183,7 +193,11 @@ def _convert_one(kind: str, text: str, fail: Any) -> Any:
             raise fail("a number with a dot as decimal separator") from None
         if not number.is_finite():
             raise fail("a finite number")
-        return int(number) if number == number.to_integral_value() and "." not in text else float(number)
+        return (
+            int(number)
+            if number == number.to_integral_value() and "." not in text
+            else float(number)
+        )
     if kind == "boolean":
         lowered = text.lower()
         if lowered in ("true", "yes", "1"):
@@ -195,13 +209,10 @@ def _convert_one(kind: str, text: str, fail: Any) -> Any:
 
 
 def _assign(target: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
+    # Numbered groups become {"1": {...}, "2": {...}} here and lists in _listify.
     node: Any = target
-    for step, following in zip(path, path[1:], strict=False):
-        key = str(step)
-        if isinstance(following, int):
-            node = node.setdefault(key, {})  # numbered groups, turned into lists below
-        else:
-            node = node.setdefault(key, {})
+    for step in path[:-1]:
+        node = node.setdefault(str(step), {})
     node[str(path[-1])] = value
 
 
@@ -269,7 +280,9 @@ def read_csv_feed(folder: Path, profile: str = CORE_PROFILE) -> dict[str, Any]:
     layout = sections(profile)
     header_path = folder / HEADER_FILE
     if not header_path.is_file():
-        raise TabularError(f"missing: a CSV feed needs {HEADER_FILE} with the header row", file=HEADER_FILE)
+        raise TabularError(
+            f"missing: a CSV feed needs {HEADER_FILE} with the header row", file=HEADER_FILE
+        )
     header_rows = list(_read_rows(header_path, layout[HEADER_SECTION]))
     if len(header_rows) != 1:
         raise TabularError(
@@ -309,9 +322,9 @@ def template_reference(profile: str = CORE_PROFILE) -> str:
         "A feed in CSV is a folder: `feed.csv` holds the header in one row; every other file holds",
         "one item per row. Empty cells mean absent. Lists of values go in one cell separated by",
         f"`{LIST_SEPARATOR}`; lists of objects get numbered columns (`identifiers.1.scheme`,",
-        f"`identifiers.2.scheme`: {REPEATS} groups, more for {', '.join(REPEATS_BY_SLOT)}). Numbers",
-        "use a dot as decimal separator; booleans",
-        "are `true` or `false`. Files you do not need can be left out; the blank templates are in",
+        f"`identifiers.2.scheme`: {REPEATS} groups; more for {', '.join(REPEATS_BY_SLOT)}).",
+        "Numbers use a dot as decimal separator; booleans are `true` or `false`. Files you do not",
+        "need can be left out; the blank templates are in",
         "`schema/generated/csv-template/`.",
         "",
     ]
@@ -342,7 +355,9 @@ def _format_cell(value: Any) -> str:
     return str(value)
 
 
-def _flatten(item: Mapping[str, Any], prefix: tuple[str | int, ...], out: dict[str, str], section: str) -> None:
+def _flatten(
+    item: Mapping[str, Any], prefix: tuple[str | int, ...], out: dict[str, str], section: str
+) -> None:
     for key, value in item.items():
         path = (*prefix, key)
         if isinstance(value, Mapping):

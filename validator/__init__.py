@@ -6,7 +6,13 @@
 True
 """
 
-from sqm.validator.api import ValidationResult, best_match, iter_document_findings, iter_findings, validate
+from sqm.validator.api import (
+    ValidationResult,
+    best_match,
+    iter_document_findings,
+    iter_findings,
+    validate,
+)
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding, Severity
 

@@ -32,7 +32,9 @@ RECORD_SECTIONS = (
 )
 
 
-def _resolve_profiles(document: Mapping[str, Any], requested: Sequence[str]) -> tuple[list[str], list[Finding]]:
+def _resolve_profiles(
+    document: Mapping[str, Any], requested: Sequence[str]
+) -> tuple[list[str], list[Finding]]:
     names: list[str] = []
     findings: list[Finding] = []
     for name in requested:
@@ -51,23 +53,40 @@ def _resolve_profiles(document: Mapping[str, Any], requested: Sequence[str]) -> 
             except SchemaError as exc:
                 rule = rules.get("SQM-S012")
                 findings.append(
-                    Finding("SQM-S012", rule.severity, str(exc), f"/header/profiles/{index}", rule.hint, iri)
+                    Finding(
+                        "SQM-S012",
+                        rule.severity,
+                        str(exc),
+                        f"/header/profiles/{index}",
+                        rule.hint,
+                        iri,
+                    )
                 )
     return list(dict.fromkeys(n for n in names if n != CORE_PROFILE)), findings
 
 
-def iter_document_findings(document: Any, profiles_requested: Sequence[str] = ()) -> Iterator[Finding]:
+def iter_document_findings(
+    document: Any, profiles_requested: Sequence[str] = ()
+) -> Iterator[Finding]:
     """Lazily yield the findings for an already-parsed feed document."""
     if not isinstance(document, Mapping):
         rule = rules.get("SQM-X002")
-        yield Finding("SQM-X002", rule.severity, f"expected a feed object, found {type(document).__name__}", "", rule.hint)
+        yield Finding(
+            "SQM-X002",
+            rule.severity,
+            f"expected a feed object, found {type(document).__name__}",
+            "",
+            rule.hint,
+        )
         return
     names, profile_findings = _resolve_profiles(document, profiles_requested)
     yield from profile_findings
     yield from structure_findings(document, names, record_sections=RECORD_SECTIONS)
 
 
-def iter_findings(source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()) -> Iterator[Finding]:
+def iter_findings(
+    source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()
+) -> Iterator[Finding]:
     """Lazily yield the findings for a feed given as a path or as parsed data."""
     if isinstance(source, Mapping):
         yield from iter_document_findings(source, profiles)
@@ -121,7 +140,9 @@ def best_match(findings: Sequence[Finding]) -> Finding | None:
     return min(findings, key=lambda f: (-f.severity.rank, f.pointer.count("/"), f.code))
 
 
-def validate(source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()) -> ValidationResult:
+def validate(
+    source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()
+) -> ValidationResult:
     """Validate a feed (a path or parsed data) against the core and its profiles."""
     name = "<data>" if isinstance(source, Mapping) else str(source)
     return ValidationResult(name, list(iter_findings(source, profiles)))

@@ -37,7 +37,9 @@ class Loaded:
         return not self.findings
 
 
-def _syntax(code: str, message: str, source: str, line: int | None = None, column: int | None = None) -> Finding:
+def _syntax(
+    code: str, message: str, source: str, line: int | None = None, column: int | None = None
+) -> Finding:
     rule = rules.get(code)
     return Finding(code, rule.severity, message, "", rule.hint, None, None, line, column, source)
 
@@ -46,16 +48,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys and keeps dates as text."""
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
 
@@ -87,24 +89,33 @@ def parse_json_text(text: str, source: str) -> Loaded:
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )
     except json.JSONDecodeError as exc:
-        return Loaded(source, findings=[_syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, exc.lineno, exc.colno)])
+        return Loaded(
+            source,
+            findings=[
+                _syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, exc.lineno, exc.colno)
+            ],
+        )
     except ValueError as exc:
         return Loaded(source, findings=[_syntax("SQM-X001", f"invalid JSON: {exc}", source)])
     except RecursionError:
-        return Loaded(source, findings=[_syntax("SQM-X001", "invalid JSON: nested too deeply", source)])
+        return Loaded(
+            source, findings=[_syntax("SQM-X001", "invalid JSON: nested too deeply", source)]
+        )
     return _check_object(Loaded(source, document))
 
 
 def parse_yaml_text(text: str, source: str) -> Loaded:
     """Parse YAML text safely: no duplicate keys, dates kept as text."""
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         problem = exc.problem or str(exc)
-        return Loaded(source, findings=[_syntax("SQM-X001", f"invalid YAML: {problem}", source, line, column)])
+        return Loaded(
+            source, findings=[_syntax("SQM-X001", f"invalid YAML: {problem}", source, line, column)]
+        )
     except (yaml.YAMLError, RecursionError) as exc:
         return Loaded(source, findings=[_syntax("SQM-X001", f"invalid YAML: {exc}", source)])
     return _check_object(Loaded(source, document))
@@ -115,7 +126,9 @@ def _check_object(loaded: Loaded) -> Loaded:
         loaded.findings.append(_syntax("SQM-X004", "the input holds no feed", loaded.source))
     elif not isinstance(loaded.document, dict):
         kind = type(loaded.document).__name__
-        loaded.findings.append(_syntax("SQM-X002", f"expected a feed object, found {kind}", loaded.source))
+        loaded.findings.append(
+            _syntax("SQM-X002", f"expected a feed object, found {kind}", loaded.source)
+        )
     return loaded
 
 
@@ -129,7 +142,14 @@ def decode(data: bytes, source: str) -> str | Loaded:
         line = data[: exc.start].count(b"\n") + 1
         return Loaded(
             source,
-            findings=[_syntax("SQM-X003", f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}", source, line)],
+            findings=[
+                _syntax(
+                    "SQM-X003",
+                    f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                    source,
+                    line,
+                )
+            ],
         )
 
 
@@ -140,7 +160,9 @@ def load_path(path: Path) -> Loaded:
         try:
             return Loaded(source, read_csv_feed(path))
         except TabularError as exc:
-            return Loaded(source, findings=[_syntax("SQM-X001", str(exc), source + "/" + exc.file, exc.row)])
+            return Loaded(
+                source, findings=[_syntax("SQM-X001", str(exc), source + "/" + exc.file, exc.row)]
+            )
         except SchemaError as exc:
             raise ValidatorError(str(exc)) from exc
     try:
@@ -155,3 +177,24 @@ def load_path(path: Path) -> Loaded:
     if path.suffix.lower() in JSON_SUFFIXES or text.lstrip().startswith(("{", "[")):
         return parse_json_text(text, source)
     return parse_yaml_text(text, source)
+
+
+FEED_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES
+
+
+def is_csv_feed(path: Path) -> bool:
+    """A folder holding a CSV feed (it has the header file)."""
+    return path.is_dir() and (path / "feed.csv").is_file()
+
+
+def expand_inputs(path: Path) -> list[Path]:
+    """The feeds a path names: a file, a CSV feed folder, or every feed in a plain folder."""
+    if not path.is_dir() or is_csv_feed(path):
+        return [path]
+    found: list[Path] = []
+    for child in sorted(path.iterdir()):
+        if (child.is_file() and child.suffix.lower() in FEED_SUFFIXES) or is_csv_feed(child):
+            found.append(child)
+    if not found:
+        raise ValidatorError(f"{path}: no feeds (JSON, YAML or CSV feed folders) in this folder")
+    return found

@@ -8,8 +8,11 @@ from typing import Any
 import click
 
 from sqm import __version__
+from sqm.cli.rules_command import rules_command
 from sqm.cli.schema_commands import schema_group
+from sqm.cli.validate_command import validate_command
 from sqm.schema import SchemaError
+from sqm.validator import ValidatorError
 
 
 class SqmGroup(click.Group):
@@ -18,7 +21,7 @@ class SqmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SchemaError as exc:
+        except (SchemaError, ValidatorError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
 
@@ -30,3 +33,5 @@ def main() -> None:
 
 
 main.add_command(schema_group)
+main.add_command(validate_command)
+main.add_command(rules_command)

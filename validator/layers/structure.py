@@ -140,7 +140,9 @@ def _findings(
     error: ValidationError, root: Mapping[str, Any], sections: set[str]
 ) -> Iterator[Finding]:
     if error.validator == "anyOf" and _is_nullable_wrapper(error) and error.context:
-        inner = [e for e in error.context if e.validator != "type" or e.instance is not None]
+        options: Any = error.validator_value
+        null_branches = {i for i, o in enumerate(options) if o.get("type") == "null"}
+        inner = [e for e in error.context if e.relative_schema_path[0] not in null_branches]
         chosen = best_match(inner or error.context)
         if chosen is not None:
             yield from _findings(chosen, root, sections)
@@ -150,7 +152,9 @@ def _findings(
     record = _record(parts, sections)
     condition = _condition(root, error)
 
-    def make(code: str, message: str, at: str = where, hint: str = "", value: Any = None) -> Finding:
+    def make(
+        code: str, message: str, at: str = where, hint: str = "", value: Any = None
+    ) -> Finding:
         rule = rules.get(code)
         return Finding(
             code=code,
@@ -169,16 +173,20 @@ def _findings(
             yield make("SQM-S008", f"needs at least one of: {', '.join(names)}")
             return
     if keyword == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, Mapping) else set()
+        allowed = (
+            set(error.schema.get("properties", {})) if isinstance(error.schema, Mapping) else set()
+        )
         for extra in sorted(set(error.instance) - allowed):
             close = _closest(extra, allowed)
             hint = f"Did you mean {close!r}?" if close else rules.get("SQM-S002").hint
-            yield make(
-                "SQM-S002", f"unknown field {extra!r}", pointer([*parts, extra]), hint=hint
-            )
+            yield make("SQM-S002", f"unknown field {extra!r}", pointer([*parts, extra]), hint=hint)
         return
     if keyword == "required" and isinstance(error.validator_value, list):
-        missing = [f for f in error.validator_value if isinstance(error.instance, Mapping) and f not in error.instance]
+        missing = [
+            f
+            for f in error.validator_value
+            if isinstance(error.instance, Mapping) and f not in error.instance
+        ]
         for field in missing or error.validator_value:
             described = _description(error.schema, str(field))
             if condition:
@@ -195,9 +203,13 @@ def _findings(
                 )
         return
     if keyword == "not":
-        forbidden = error.validator_value.get("required", []) if isinstance(error.validator_value, Mapping) else []
-        names = ", ".join(map(repr, forbidden))
-        yield make("SQM-S009", f"{names} must not be given {condition or ''}".strip())
+        forbidden = (
+            error.validator_value.get("required", [])
+            if isinstance(error.validator_value, Mapping)
+            else []
+        )
+        listed = ", ".join(map(repr, forbidden))
+        yield make("SQM-S009", f"{listed} must not be given {condition or ''}".strip())
         return
     code = _KEYWORD_CODES.get(keyword, "SQM-S003")
     if condition and code in ("SQM-S005", "SQM-S006", "SQM-S004"):
@@ -210,13 +222,17 @@ def _message(error: ValidationError) -> str:
     field = error.absolute_path[-1] if error.absolute_path else "the feed"
     keyword = error.validator
     instance = error.instance
-    shown = json.dumps(instance, ensure_ascii=False) if not isinstance(instance, dict | list) else type(instance).__name__
+    shown = (
+        json.dumps(instance, ensure_ascii=False)
+        if not isinstance(instance, dict | list)
+        else type(instance).__name__
+    )
+    spec: Any = error.validator_value
     if keyword == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        expected = " or ".join(spec) if isinstance(spec, list) else str(spec)
         return f"{field!s}: expected {expected}, got {shown}"
     if keyword == "enum":
-        options = ", ".join(map(str, error.validator_value))
+        options = ", ".join(map(str, spec))
         return f"{field!s}: {shown} is not one of: {options}"
     if keyword == "const":
         return f"{field!s}: must be {error.validator_value!r}, got {shown}"
@@ -229,7 +245,7 @@ def _message(error: ValidationError) -> str:
     if keyword == "format":
         return f"{field!s}: {shown} is not a valid {error.validator_value}"
     if keyword == "contains":
-        target = str(error.validator_value.get("$ref", "")).rsplit("/", 1)[-1]
+        target = str(spec.get("$ref", "")).rsplit("/", 1)[-1]
         return f"{field!s}: must contain at least one {target}"
     if keyword in ("minItems", "maxItems"):
         return f"{field!s}: {error.message}"

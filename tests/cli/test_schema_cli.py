@@ -1,0 +1,45 @@
+"""`sqm schema` and `sqm rules`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sqm.cli import main
+from sqm.validator import rules
+from tests.conftest import EXAMPLES, REPO
+
+
+@pytest.mark.slow
+def test_generate_check_passes_on_the_committed_tree() -> None:
+    result = CliRunner().invoke(main, ["schema", "generate", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output
+
+
+def test_to_csv_and_back(tmp_path: Path) -> None:
+    runner = CliRunner()
+    feed = EXAMPLES / "feeds" / "electronics-assembly.json"
+    result = runner.invoke(main, ["schema", "to-csv", str(feed), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    back = runner.invoke(main, ["schema", "from-csv", str(tmp_path / "out")])
+    assert back.exit_code == 0
+    assert json.loads(back.output) == json.loads(feed.read_text())
+
+
+def test_to_csv_of_a_broken_file_is_a_clean_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    result = CliRunner().invoke(main, ["schema", "to-csv", str(broken), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "cannot be read as a feed" in result.output
+
+
+def test_rules_page_in_docs_is_current() -> None:
+    page = (REPO / "docs" / "reference" / "rules.md").read_text(encoding="utf-8")
+    assert page == rules.rules_markdown(), "run `sqm rules --markdown > docs/reference/rules.md`"
+    listing = CliRunner().invoke(main, ["rules"]).output
+    assert all(rule.code in listing for rule in rules.all_rules())

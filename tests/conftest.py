@@ -1,0 +1,34 @@
+"""Shared paths and example discovery for the test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+VALID_FEEDS = sorted((EXAMPLES / "feeds").iterdir())
+CSV_FEEDS = sorted(p for p in (EXAMPLES / "csv").iterdir() if p.is_dir())
+INVALID_DIR = EXAMPLES / "invalid"
+
+
+def load_feed(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def invalid_cases() -> list[dict[str, Any]]:
+    """Every invalid example with its expectation (the .expected.yaml beside it)."""
+    cases = []
+    for expected in sorted(INVALID_DIR.glob("*.expected.yaml")):
+        case = yaml.safe_load(expected.read_text(encoding="utf-8"))
+        case["path"] = INVALID_DIR / case["file"]
+        cases.append(case)
+    return cases
+
+
+def declared_profiles(feed: Any) -> list[str]:
+    from sqm.schema import profile_by_iri
+
+    return [profile_by_iri(iri).name for iri in feed["header"].get("profiles", [])]
