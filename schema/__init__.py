@@ -18,6 +18,7 @@ from sqm.schema.artifacts import (
     profile_by_iri,
     profiles,
     shacl_path,
+    units,
 )
 from sqm.schema.errors import SchemaError
 
@@ -36,4 +37,5 @@ __all__ = [
     "profile_by_iri",
     "profiles",
     "shacl_path",
+    "units",
 ]

@@ -97,6 +97,14 @@ def jsonld_context() -> dict[str, Any]:
     return context
 
 
+@cache
+def units() -> dict[str, dict[str, str]]:
+    """UN/ECE Rec 20 codes of the standard: name, IRI, UCUM equivalent and quantity kind."""
+    path = GENERATED_DIR / "units.json"
+    data: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
 def shacl_path(name: str = CORE_PROFILE) -> Path:
     """The generated SHACL shapes (Turtle) of the core or of a profile, imports merged."""
     return GENERATED_DIR / _profile(name).shacl

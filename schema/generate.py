@@ -142,6 +142,23 @@ def _class_uris(source: SchemaSource) -> dict[str, str]:
     return {name: str(view.get_uri(name, expand=True)) for name in sorted(view.all_classes())}
 
 
+def _units(source: SchemaSource) -> str:
+    """UnitCode as data (code to name, IRI, UCUM and quantity kind) for the validator."""
+    from linkml_runtime.utils.schemaview import SchemaView
+
+    view = SchemaView(str(source.source))
+    units = {}
+    for code, value in view.get_enum("UnitCode").permissible_values.items():
+        notes = {str(k): str(v.value) for k, v in (value.annotations or {}).items()}
+        units[str(code)] = {
+            "name": str(value.description),
+            "iri": str(view.expand_curie(str(value.meaning))),
+            "ucum": notes["ucum"],
+            "quantity_kind": notes["quantity_kind"],
+        }
+    return _json_dump(units)
+
+
 def _docs(source: SchemaSource) -> dict[str, str]:
     from linkml.generators.docgen import DocGenerator
 
@@ -196,6 +213,7 @@ def _render() -> dict[Path, str]:
         if source.name == artifacts.CORE_PROFILE:
             outputs[generated / "jsonld" / "sqm.context.jsonld"] = _context(source)
             outputs[generated / "python" / "sqm_models.py"] = _pydantic(source)
+            outputs[generated / "units.json"] = _units(source)
             for page, text in _docs(source).items():
                 outputs[DOCS_REFERENCE_DIR / "schema" / page] = text
     outputs[generated / "__init__.py"] = f'"""{GENERATED_NOTICE}"""\n'
@@ -242,6 +260,7 @@ def _reset_caches() -> None:
         artifacts.profiles,
         artifacts.json_schema,
         artifacts.jsonld_context,
+        artifacts.units,
     ):
         loader.cache_clear()
 

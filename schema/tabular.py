@@ -275,20 +275,27 @@ def _read_rows(path: Path, columns: list[Column]) -> Iterator[tuple[int, dict[st
             raise TabularError(f"is not UTF-8 CSV: {exc}", file=file) from exc
 
 
-def read_csv_feed(folder: Path, profile: str = CORE_PROFILE) -> dict[str, Any]:
-    """Read a CSV feed folder into a feed document (a dict shaped like the JSON form)."""
+def read_section(
+    path: Path, section: str, profile: str = CORE_PROFILE
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream the rows of one section file as (row number, item)."""
+    yield from _read_rows(path, sections(profile)[section])
+
+
+def iter_csv_feed(
+    folder: Path, profile: str = CORE_PROFILE
+) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """Stream a CSV feed folder: (section, item, row number), the header first.
+
+    One row is in memory at a time; :class:`TabularError` says which file, row and column
+    cannot be read.
+    """
     layout = sections(profile)
     header_path = folder / HEADER_FILE
     if not header_path.is_file():
         raise TabularError(
             f"missing: a CSV feed needs {HEADER_FILE} with the header row", file=HEADER_FILE
         )
-    header_rows = list(_read_rows(header_path, layout[HEADER_SECTION]))
-    if len(header_rows) != 1:
-        raise TabularError(
-            f"must hold exactly one data row, found {len(header_rows)}", file=HEADER_FILE
-        )
-    feed: dict[str, Any] = {HEADER_SECTION: header_rows[0][1]}
     known = {section_file(s) for s in layout}
     for path in sorted(folder.glob("*.csv")):
         if path.name not in known:
@@ -296,11 +303,29 @@ def read_csv_feed(folder: Path, profile: str = CORE_PROFILE) -> dict[str, Any]:
                 f"is not a section of the template; expected one of {', '.join(sorted(known))}",
                 file=path.name,
             )
+    header_rows = list(_read_rows(header_path, layout[HEADER_SECTION]))
+    if len(header_rows) != 1:
+        raise TabularError(
+            f"must hold exactly one data row, found {len(header_rows)}", file=HEADER_FILE
+        )
+    row, header = header_rows[0]
+    yield HEADER_SECTION, header, row
     for section, columns in layout.items():
         path = folder / section_file(section)
         if section == HEADER_SECTION or not path.is_file():
             continue
-        feed[section] = [item for _, item in _read_rows(path, columns)]
+        for row, item in _read_rows(path, columns):
+            yield section, item, row
+
+
+def read_csv_feed(folder: Path, profile: str = CORE_PROFILE) -> dict[str, Any]:
+    """Read a CSV feed folder into a feed document (a dict shaped like the JSON form)."""
+    feed: dict[str, Any] = {}
+    for section, item, _row in iter_csv_feed(folder, profile):
+        if section == HEADER_SECTION:
+            feed[HEADER_SECTION] = item
+        else:
+            feed.setdefault(section, []).append(item)
     return feed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 VALID_FEEDS = sorted((EXAMPLES / "feeds").iterdir())
 CSV_FEEDS = sorted(p for p in (EXAMPLES / "csv").iterdir() if p.is_dir())
+RDF_FEEDS = sorted((EXAMPLES / "rdf").iterdir())
 INVALID_DIR = EXAMPLES / "invalid"
+# The examples' data describe October 2026; time rules are judged as of this instant.
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def load_feed(path: Path) -> Any:

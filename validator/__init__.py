@@ -11,6 +11,8 @@ from sqm.validator.api import (
     best_match,
     iter_document_findings,
     iter_findings,
+    iter_stream_findings,
+    load_baseline,
     validate,
 )
 from sqm.validator.errors import ValidatorError
@@ -24,5 +26,7 @@ __all__ = [
     "best_match",
     "iter_document_findings",
     "iter_findings",
+    "iter_stream_findings",
+    "load_baseline",
     "validate",
 ]

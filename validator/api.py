@@ -2,111 +2,181 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqm.schema import CORE_PROFILE, SchemaError, profile_by_iri, profiles
-from sqm.validator import rules
+from sqm.validator.engine import FeedChecker, check_document, requested_profiles
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding, Severity
-from sqm.validator.layers.structure import structure_findings
-from sqm.validator.loaders import Loaded, load_path
-
-RECORD_SECTIONS = (
-    "sites",
-    "products",
-    "characteristics",
-    "capability_records",
-    "defect_rate_records",
-    "delivery_records",
-    "lead_time_records",
-    "traceability_records",
-    "carbon_footprint_records",
-    "energy_records",
-    "water_records",
-    "recycled_content_records",
-    "service_level_records",
-    "certification_records",
+from sqm.validator.layers.plausibility import Baseline
+from sqm.validator.loaders import (
+    NDJSON_SUFFIXES,
+    RDF_SUFFIXES,
+    Loaded,
+    Part,
+    iter_csv,
+    iter_lines,
+    iter_ndjson,
+    load_path,
+    load_text_document,
+    loads_strict,
+    read_bounded,
 )
+from sqm.validator.positions import json_positions, nearest, yaml_positions
+
+Source = Path | str | Mapping[str, Any]
 
 
-def _resolve_profiles(
-    document: Mapping[str, Any], requested: Sequence[str]
-) -> tuple[list[str], list[Finding]]:
-    names: list[str] = []
-    findings: list[Finding] = []
-    for name in requested:
-        if name not in profiles():
-            known = ", ".join(sorted(p for p in profiles() if p != CORE_PROFILE))
-            raise ValidatorError(f"unknown profile {name!r}; known profiles: {known}")
-        names.append(name)
-    header = document.get("header")
-    declared = header.get("profiles") if isinstance(header, Mapping) else None
-    if isinstance(declared, list):
-        for index, iri in enumerate(declared):
-            if not isinstance(iri, str):
-                continue  # the structure layer reports the type
-            try:
-                names.append(profile_by_iri(iri).name)
-            except SchemaError as exc:
-                rule = rules.get("SQM-S012")
-                findings.append(
-                    Finding(
-                        "SQM-S012",
-                        rule.severity,
-                        str(exc),
-                        f"/header/profiles/{index}",
-                        rule.hint,
-                        iri,
-                    )
-                )
-    return list(dict.fromkeys(n for n in names if n != CORE_PROFILE)), findings
-
-
-def iter_document_findings(
-    document: Any, profiles_requested: Sequence[str] = ()
+def _check_parts(
+    parts: Iterable[Part | Finding],
+    profiles: Sequence[str],
+    now: datetime | None,
+    baseline: Baseline | None,
 ) -> Iterator[Finding]:
-    """Lazily yield the findings for an already-parsed feed document."""
-    if not isinstance(document, Mapping):
-        rule = rules.get("SQM-X002")
-        yield Finding(
-            "SQM-X002",
-            rule.severity,
-            f"expected a feed object, found {type(document).__name__}",
-            "",
-            rule.hint,
-        )
-        return
-    names, profile_findings = _resolve_profiles(document, profiles_requested)
-    yield from profile_findings
-    yield from structure_findings(document, names, record_sections=RECORD_SECTIONS)
+    checker = FeedChecker(profiles, now=now, baseline=baseline)
+    for part in parts:
+        if isinstance(part, Finding):
+            yield part
+            continue
+        section, value, location = part
+        found = checker.header(value) if section == "header" else checker.item(section, value)
+        for finding in found:
+            yield finding if finding.line is not None else replace(finding, **location)
+    yield from checker.finish()
+
+
+def _placed(loaded: Loaded, findings: Iterator[Finding]) -> Iterator[Finding]:
+    """Attach the source and, for JSON and YAML text, the line and column of each finding."""
+    positions: dict[str, tuple[int, int]] | None = None
+    for finding in findings:
+        if finding.line is None and loaded.text is not None:
+            if positions is None:
+                scan = yaml_positions if loaded.kind == "yaml" else json_positions
+                positions = scan(loaded.text)
+            found = nearest(positions, finding.pointer)
+            if found is not None:
+                finding = replace(finding, line=found[0], column=found[1])
+        yield finding if finding.source else replace(finding, source=loaded.source)
 
 
 def iter_findings(
-    source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()
+    source: Source,
+    profiles: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    baseline: Baseline | None = None,
 ) -> Iterator[Finding]:
-    """Lazily yield the findings for a feed given as a path or as parsed data."""
+    """Lazily yield the findings for a feed: a path (JSON, YAML, NDJSON, RDF, CSV folder) or
+    already-parsed data. ``now`` fixes the clock for time checks; ``baseline`` is the
+    previous feed (see :func:`load_baseline`)."""
+    requested_profiles(profiles)
     if isinstance(source, Mapping):
-        yield from iter_document_findings(source, profiles)
+        yield from check_document(source, profiles, now=now, baseline=baseline)
         return
-    loaded = load_path(Path(source))
-    yield from _with_source(loaded, profiles)
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        yield from _check_parts(iter_csv(path), profiles, now, baseline)
+    elif suffix in NDJSON_SUFFIXES:
+        try:
+            with path.open("rb") as stream:
+                yield from _check_parts(iter_ndjson(stream, str(path)), profiles, now, baseline)
+        except OSError as exc:
+            raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
+    elif suffix in RDF_SUFFIXES:
+        from sqm.validator.rdf_input import rdf_findings
+
+        yield from rdf_findings(path, profiles, now=now, baseline=baseline)
+    else:
+        loaded = load_path(path)
+        yield from _document_findings(loaded, profiles, now, baseline)
 
 
-def _with_source(loaded: Loaded, profiles: Sequence[str]) -> Iterator[Finding]:
+def _document_findings(
+    loaded: Loaded, profiles: Sequence[str], now: datetime | None, baseline: Baseline | None
+) -> Iterator[Finding]:
     if not loaded.ok:
         yield from loaded.findings
         return
-    for finding in iter_document_findings(loaded.document, profiles):
-        yield finding if finding.source else _replace_source(finding, loaded.source)
+    found = check_document(loaded.document, profiles, now=now, baseline=baseline)
+    yield from _placed(loaded, found)
 
 
-def _replace_source(finding: Finding, source: str) -> Finding:
-    from dataclasses import replace
+def iter_stream_findings(
+    stream: IO[bytes],
+    source: str = "<stdin>",
+    profiles: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    baseline: Baseline | None = None,
+) -> Iterator[Finding]:
+    """Findings for a feed read from a binary stream: NDJSON when its first line is a header
+    line, otherwise one JSON or YAML document."""
+    requested_profiles(profiles)
+    lines = iter_lines(stream)
+    first = next(lines, None)
+    if first is not None and first[1] is not None and _is_header_line(first[1]):
+        yield from _check_parts(
+            iter_ndjson(_Replay(first[1], stream), source), profiles, now, baseline
+        )
+        return
+    head = b"" if first is None or first[1] is None else first[1]
+    rest = read_bounded(stream, source)
+    if isinstance(rest, Loaded):
+        yield from rest.findings
+        return
+    loaded = load_text_document(head + rest, source, "")
+    yield from _document_findings(loaded, profiles, now, baseline)
 
-    return replace(finding, source=source)
+
+def _is_header_line(line: bytes) -> bool:
+    try:
+        value = loads_strict(line)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(value, dict) and list(value) == ["header"]
+
+
+class _Replay:
+    """A binary stream with one line put back in front."""
+
+    def __init__(self, first: bytes, stream: IO[bytes]) -> None:
+        self._first: bytes | None = first
+        self._stream = stream
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._first is not None:
+            line, self._first = self._first, None
+            return line
+        return self._stream.readline(size)
+
+
+def load_baseline(path: Path) -> Baseline:
+    """The previous feed, reduced to what the jump checks compare."""
+    baseline = Baseline()
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        parts: Iterable[Part | Finding] = iter_csv(path)
+    elif suffix in NDJSON_SUFFIXES:
+        with path.open("rb") as stream:
+            for part in iter_ndjson(stream, str(path)):
+                if not isinstance(part, Finding) and isinstance(part[1], Mapping):
+                    baseline.add(part[0], part[1])
+        return baseline
+    else:
+        loaded = load_path(path)
+        if not loaded.ok:
+            raise ValidatorError(f"baseline {path}: {loaded.findings[0].message}")
+        return Baseline.from_document(loaded.document)
+    for part in parts:
+        if isinstance(part, Finding):
+            raise ValidatorError(f"baseline {path}: {part.message}")
+        if isinstance(part[1], Mapping):
+            baseline.add(part[0], part[1])
+    return baseline
 
 
 @dataclass
@@ -141,8 +211,23 @@ def best_match(findings: Sequence[Finding]) -> Finding | None:
 
 
 def validate(
-    source: Path | str | Mapping[str, Any], profiles: Sequence[str] = ()
+    source: Source,
+    profiles: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    baseline: Baseline | None = None,
+    max_findings: int | None = None,
 ) -> ValidationResult:
     """Validate a feed (a path or parsed data) against the core and its profiles."""
     name = "<data>" if isinstance(source, Mapping) else str(source)
-    return ValidationResult(name, list(iter_findings(source, profiles)))
+    result = ValidationResult(name)
+    for finding in iter_findings(source, profiles, now=now, baseline=baseline):
+        result.findings.append(finding)
+        if max_findings is not None and len(result.findings) >= max_findings:
+            break
+    return result
+
+
+def iter_document_findings(document: Any, profiles: Sequence[str] = ()) -> Iterator[Finding]:
+    """Lazily yield the findings for an already-parsed feed document."""
+    yield from check_document(document, profiles)

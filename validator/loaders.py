@@ -1,27 +1,37 @@
-"""Reading feeds from files and streams into documents, with syntax problems as findings.
+"""Reading feeds into parts for the checker, with problems of the bytes as syntax findings.
 
-JSON and YAML are parsed whole here; NDJSON and the other streamed formats have their own
-readers. Each loader returns a :class:`Loaded`: the document, or the syntax findings that
-stopped it.
+- JSON and YAML documents are read whole (limited to :data:`MAX_DOCUMENT_BYTES`), parsed
+  strictly (no duplicate keys, no NaN), and their findings placed at line and column.
+- NDJSON (``.ndjson``, ``.jsonl``) is streamed: the first line is ``{"header": {...}}``, every
+  other line ``{"<section>": {...}}``; lines are limited to :data:`MAX_LINE_BYTES` and read in
+  bounded chunks, so a 2 GB line costs no memory.
+- A CSV feed folder is streamed row by row.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import yaml
 
-from sqm.schema import SchemaError
-from sqm.schema.tabular import TabularError, read_csv_feed
+from sqm.schema import tabular
+from sqm.schema.tabular import TabularError
 from sqm.validator import rules
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding
 
-JSON_SUFFIXES = {".json", ".jsonld"}
+JSON_SUFFIXES = {".json"}
 YAML_SUFFIXES = {".yaml", ".yml"}
+NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
+RDF_SUFFIXES = {".ttl", ".jsonld"}
+FEED_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES | NDJSON_SUFFIXES | RDF_SUFFIXES
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -31,15 +41,18 @@ class Loaded:
     source: str
     document: Any = None
     findings: list[Finding] = field(default_factory=list)
+    text: str | None = None
+    kind: str = "json"
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
 
-def _syntax(
+def syntax(
     code: str, message: str, source: str, line: int | None = None, column: int | None = None
 ) -> Finding:
+    """A syntax finding, located in the input."""
     rule = rules.get(code)
     return Finding(code, rule.severity, message, "", rule.hint, None, None, line, column, source)
 
@@ -69,12 +82,14 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
@@ -82,30 +97,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number; SQM values must be finite")
 
 
+def loads_strict(text: str | bytes) -> Any:
+    """Parse JSON refusing duplicate keys and NaN/Infinity (raises ValueError or RecursionError)."""
+    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant)
+
+
 def parse_json_text(text: str, source: str) -> Loaded:
-    """Parse JSON text strictly: no duplicate keys, no NaN or Infinity."""
+    """Parse a JSON document strictly."""
     try:
-        document = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        document = loads_strict(text)
     except json.JSONDecodeError as exc:
-        return Loaded(
-            source,
-            findings=[
-                _syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, exc.lineno, exc.colno)
-            ],
-        )
+        finding = syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, exc.lineno, exc.colno)
+        return Loaded(source, findings=[finding])
     except ValueError as exc:
-        return Loaded(source, findings=[_syntax("SQM-X001", f"invalid JSON: {exc}", source)])
+        return Loaded(source, findings=[syntax("SQM-X001", f"invalid JSON: {exc}", source)])
     except RecursionError:
-        return Loaded(
-            source, findings=[_syntax("SQM-X001", "invalid JSON: nested too deeply", source)]
-        )
-    return _check_object(Loaded(source, document))
+        message = "invalid JSON: nested too deeply"
+        return Loaded(source, findings=[syntax("SQM-X001", message, source)])
+    return _check_object(Loaded(source, document, text=text, kind="json"))
 
 
 def parse_yaml_text(text: str, source: str) -> Loaded:
-    """Parse YAML text safely: no duplicate keys, dates kept as text."""
+    """Parse a YAML document safely: no duplicate keys, dates kept as text."""
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -113,73 +126,169 @@ def parse_yaml_text(text: str, source: str) -> Loaded:
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         problem = exc.problem or str(exc)
-        return Loaded(
-            source, findings=[_syntax("SQM-X001", f"invalid YAML: {problem}", source, line, column)]
-        )
+        finding = syntax("SQM-X001", f"invalid YAML: {problem}", source, line, column)
+        return Loaded(source, findings=[finding])
     except (yaml.YAMLError, RecursionError) as exc:
-        return Loaded(source, findings=[_syntax("SQM-X001", f"invalid YAML: {exc}", source)])
-    return _check_object(Loaded(source, document))
+        return Loaded(source, findings=[syntax("SQM-X001", f"invalid YAML: {exc}", source)])
+    return _check_object(Loaded(source, document, text=text, kind="yaml"))
 
 
 def _check_object(loaded: Loaded) -> Loaded:
     if loaded.document is None:
-        loaded.findings.append(_syntax("SQM-X004", "the input holds no feed", loaded.source))
+        loaded.findings.append(syntax("SQM-X004", "the input holds no feed", loaded.source))
     elif not isinstance(loaded.document, dict):
         kind = type(loaded.document).__name__
-        loaded.findings.append(
-            _syntax("SQM-X002", f"expected a feed object, found {kind}", loaded.source)
-        )
+        message = f"expected a feed object, found {kind}"
+        loaded.findings.append(syntax("SQM-X002", message, loaded.source))
     return loaded
 
 
 def decode(data: bytes, source: str) -> str | Loaded:
     """Bytes to text (UTF-8, BOM accepted), or the finding that says why not."""
     if not data.strip():
-        return Loaded(source, findings=[_syntax("SQM-X004", "the input is empty", source)])
+        return Loaded(source, findings=[syntax("SQM-X004", "the input is empty", source)])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return Loaded(
-            source,
-            findings=[
-                _syntax(
-                    "SQM-X003",
-                    f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}",
-                    source,
-                    line,
-                )
-            ],
-        )
+        message = f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        return Loaded(source, findings=[syntax("SQM-X003", message, source, line)])
 
 
-def load_path(path: Path) -> Loaded:
-    """Load a JSON or YAML file, or a CSV feed folder."""
-    source = str(path)
-    if path.is_dir():
-        try:
-            return Loaded(source, read_csv_feed(path))
-        except TabularError as exc:
-            return Loaded(
-                source, findings=[_syntax("SQM-X001", str(exc), source + "/" + exc.file, exc.row)]
-            )
-        except SchemaError as exc:
-            raise ValidatorError(str(exc)) from exc
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
+def read_bounded(stream: IO[bytes], source: str) -> bytes | Loaded:
+    """Read a whole document, but never more than the limit plus one byte."""
+    data = stream.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+        message = f"the document exceeds {limit} MiB; publish it as NDJSON"
+        return Loaded(source, findings=[syntax("SQM-X006", message, source)])
+    return data
+
+
+def load_text_document(data: bytes, source: str, suffix: str) -> Loaded:
+    """Decode and parse a whole JSON or YAML document."""
     text = decode(data, source)
     if isinstance(text, Loaded):
         return text
-    if path.suffix.lower() in YAML_SUFFIXES:
+    if suffix in YAML_SUFFIXES:
         return parse_yaml_text(text, source)
-    if path.suffix.lower() in JSON_SUFFIXES or text.lstrip().startswith(("{", "[")):
+    if suffix in JSON_SUFFIXES or text.lstrip().startswith(("{", "[")):
         return parse_json_text(text, source)
     return parse_yaml_text(text, source)
 
 
-FEED_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES
+def load_path(path: Path) -> Loaded:
+    """Load a whole JSON or YAML file."""
+    source = str(path)
+    try:
+        with path.open("rb") as handle:
+            data = read_bounded(handle, source)
+    except OSError as exc:
+        raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
+    if isinstance(data, Loaded):
+        return data
+    return load_text_document(data, source, path.suffix.lower())
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+Part = tuple[str, Any, dict[str, Any]]
+
+
+class LineReader(Protocol):
+    """What the NDJSON reader needs of a stream."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+def iter_lines(stream: LineReader) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line; bytes is None for a line over the limit (skipped)."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # discard the rest of the line in bounded chunks
+                rest = stream.readline(_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line
+
+
+def iter_ndjson(stream: LineReader, source: str) -> Iterator[Part | Finding]:
+    """Parts of an NDJSON feed, or syntax findings for the lines that cannot be parts."""
+    header_seen = False
+    for number, raw in iter_lines(stream):
+        if raw is None:
+            limit = MAX_LINE_BYTES // (1024 * 1024)
+            yield syntax("SQM-X005", f"line {number} exceeds {limit} MiB", source, number)
+            continue
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        try:
+            value = loads_strict(raw)
+        except UnicodeDecodeError as exc:
+            yield syntax("SQM-X003", f"not UTF-8: {exc.reason}", source, number, exc.start + 1)
+            continue
+        except json.JSONDecodeError as exc:
+            yield syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, number, exc.colno)
+            continue
+        except (ValueError, RecursionError) as exc:
+            yield syntax("SQM-X001", f"invalid JSON: {exc}", source, number)
+            continue
+        if not isinstance(value, dict) or len(value) != 1:
+            message = "a line must be one object with one key: header or a section name"
+            yield syntax("SQM-X007", message, source, number)
+            continue
+        [(section, item)] = value.items()
+        if section == "header":
+            if header_seen:
+                yield syntax("SQM-X007", "a second header line", source, number)
+                continue
+            header_seen = True
+        elif not header_seen:
+            yield syntax("SQM-X007", "the first line must be the header", source, number)
+            header_seen = True  # report once; check the records anyway
+        yield section, item, {"line": number, "source": source}
+    if not header_seen:
+        yield syntax("SQM-X004", "the input holds no feed", source)
+
+
+def iter_csv(folder: Path) -> Iterator[Part | Finding]:
+    """Parts of a CSV feed folder, row by row. A file that cannot be read is reported and
+    skipped; the other files are still checked."""
+    source = str(folder)
+    layout = tabular.sections()
+    if not (folder / tabular.HEADER_FILE).is_file():
+        message = f"{tabular.HEADER_FILE}: missing: a CSV feed needs the header row"
+        yield syntax("SQM-X001", message, source)
+        return
+    known = {tabular.section_file(s) for s in layout}
+    for path in sorted(folder.glob("*.csv")):
+        if path.name not in known:
+            message = f"{path.name}: is not a section of the template ({', '.join(sorted(known))})"
+            yield syntax("SQM-X001", message, f"{source}/{path.name}")
+    for section in layout:
+        file = tabular.section_file(section)
+        path = folder / file
+        if not path.is_file():
+            continue
+        try:
+            rows = list(tabular.read_section(path, section)) if section == "header" else None
+            if rows is not None and len(rows) != 1:
+                message = f"{file}: must hold exactly one data row, found {len(rows)}"
+                yield syntax("SQM-X001", message, f"{source}/{file}")
+                continue
+            for row, item in rows if rows is not None else tabular.read_section(path, section):
+                yield section, item, {"line": row, "source": f"{source}/{file}"}
+        except TabularError as exc:
+            yield syntax("SQM-X001", str(exc), f"{source}/{exc.file}", exc.row)
 
 
 def is_csv_feed(path: Path) -> bool:

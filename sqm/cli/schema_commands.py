@@ -70,3 +70,23 @@ def _load(path: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: a feed is a JSON object, found {type(data).__name__}")
     return data
+
+
+@schema_group.command("to-rdf")
+@click.argument("feed", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "rdf_format",
+    type=click.Choice(["turtle", "json-ld"]),
+    default="turtle",
+    show_default=True,
+)
+def to_rdf_command(feed: Path, rdf_format: str) -> None:
+    """Print a JSON or YAML FEED as RDF, expanded through the standard's JSON-LD context."""
+    from sqm.schema import rdf
+
+    document = _load(feed)
+    if rdf_format == "json-ld":
+        click.echo(json.dumps(rdf.typed_jsonld(document), indent=2, ensure_ascii=False))
+    else:
+        click.echo(rdf.to_graph(document).serialize(format="turtle"), nl=False)

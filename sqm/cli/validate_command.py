@@ -3,44 +3,95 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
-from sqm.validator import Severity, ValidationResult, validate
-from sqm.validator.api import iter_document_findings
-from sqm.validator.errors import ValidatorError
-from sqm.validator.loaders import decode, expand_inputs, parse_json_text, parse_yaml_text
+from sqm.validator import (
+    Finding,
+    Severity,
+    ValidationResult,
+    ValidatorError,
+    iter_findings,
+    iter_stream_findings,
+    load_baseline,
+)
+from sqm.validator.layers.plausibility import Baseline
+from sqm.validator.loaders import NDJSON_SUFFIXES, expand_inputs
 from sqm.validator.reporters import REPORTERS, get_reporter
 
 EXIT_VALID, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+# Inputs at least this large get a progress bar (on a terminal only).
+PROGRESS_BYTES = 8 * 1024 * 1024
 
 
-def _stdin_result(profiles: tuple[str, ...]) -> ValidationResult:
-    data = sys.stdin.buffer.read()
-    text = decode(data, "<stdin>")
-    if not isinstance(text, str):
-        return ValidationResult("<stdin>", text.findings)
-    loaded = (
-        parse_json_text(text, "<stdin>")
-        if text.lstrip().startswith(("{", "["))
-        else parse_yaml_text(text, "<stdin>")
-    )
-    if not loaded.ok:
-        return ValidationResult("<stdin>", loaded.findings)
-    return ValidationResult("<stdin>", list(iter_document_findings(loaded.document, profiles)))
+def _parse_now(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an RFC 3339 timestamp", param_hint="--now"
+        ) from None
+    if value.tzinfo is None:
+        raise click.BadParameter(
+            "give a time zone offset, e.g. 2026-11-27T00:00:00Z", param_hint="--now"
+        )
+    return value
 
 
-def _limit(result: ValidationResult, max_findings: int | None) -> ValidationResult:
-    if max_findings is not None:
-        result.findings = result.findings[:max_findings]
+def _collect(findings: Iterator[Finding], source: str, limit: int | None) -> ValidationResult:
+    result = ValidationResult(source)
+    for finding in findings:
+        if limit is None or len(result.findings) < limit:
+            result.findings.append(finding)
+        elif finding.severity is Severity.ERROR and result.is_valid:
+            result.findings.append(finding)  # never hide that the feed is invalid
     return result
+
+
+class _ProgressReader:
+    """A binary file whose reads advance a progress bar."""
+
+    def __init__(self, handle: IO[bytes], bar: Any) -> None:
+        self._handle = handle
+        self._bar = bar
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._handle.readline(size)
+        self._bar.update(len(line))
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._bar.update(len(data))
+        return data
+
+
+def _with_progress(
+    path: Path,
+    profiles: tuple[str, ...],
+    now: datetime | None,
+    baseline: Baseline | None,
+    limit: int | None,
+) -> ValidationResult:
+    with (
+        path.open("rb") as handle,
+        click.progressbar(length=path.stat().st_size, label=path.name, file=sys.stderr) as bar,
+    ):
+        reader = _ProgressReader(handle, bar)
+        found = iter_stream_findings(reader, str(path), profiles, now=now, baseline=baseline)  # type: ignore[arg-type]
+        return _collect(found, str(path), limit)
 
 
 @click.command("validate")
 @click.argument("inputs", nargs=-1, required=True, metavar="PATH... | -")
 @click.option(
-    "--profile", "profiles", multiple=True, help="Check against this profile too (repeatable)."
+    "--profile", "profiles", multiple=True, help="Also check against this profile (repeatable)."
 )
 @click.option(
     "--format",
@@ -60,7 +111,20 @@ def _limit(result: ValidationResult, max_findings: int | None) -> ValidationResu
     type=click.Choice(["error", "warning"]),
     default="error",
     show_default=True,
-    help="The lowest severity that makes the exit code 1.",
+    help="The lowest severity that makes the exit status 1.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="The previous feed: report implausible jumps and copied values against it.",
+)
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    metavar="TIMESTAMP",
+    help="Judge time rules as of this RFC 3339 instant (default: now).",
 )
 def validate_command(
     inputs: tuple[str, ...],
@@ -68,28 +132,42 @@ def validate_command(
     output_format: str,
     max_findings: int | None,
     fail_on: str,
+    baseline: Path | None,
+    now_text: str | None,
 ) -> None:
-    """Validate SQM feeds (JSON, YAML, or a CSV feed folder); `-` reads standard input.
+    """Validate SQM feeds: JSON, YAML, NDJSON, JSON-LD, Turtle, or a CSV feed folder.
 
-    Exit status: 0 valid, 1 findings at or above --fail-on, 2 usage or I/O error.
+    `-` reads standard input (NDJSON when its first line is a header line, otherwise JSON or
+    YAML). A folder is expanded to the feeds in it. Exit status: 0 valid, 1 findings at or
+    above --fail-on, 2 usage or I/O error.
     """
+    now = _parse_now(now_text)
+    stream = sys.stdout
+    interactive = sys.stderr.isatty()
     results: list[ValidationResult] = []
     try:
+        previous: Baseline | None = load_baseline(baseline) if baseline else None
         for item in inputs:
             if item == "-":
-                result = _stdin_result(profiles)
-                results.append(_limit(result, max_findings))
+                found = iter_stream_findings(
+                    sys.stdin.buffer, "<stdin>", profiles, now=now, baseline=previous
+                )
+                results.append(_collect(found, "<stdin>", max_findings))
                 continue
             path = Path(item)
             if not path.exists():
                 raise ValidatorError(f"{item}: no such file or folder")
             for feed in expand_inputs(path):
-                results.append(_limit(validate(feed, profiles), max_findings))
+                streamed = feed.is_file() and feed.suffix.lower() in NDJSON_SUFFIXES
+                if interactive and streamed and feed.stat().st_size >= PROGRESS_BYTES:
+                    results.append(_with_progress(feed, profiles, now, previous, max_findings))
+                    continue
+                found = iter_findings(feed, profiles, now=now, baseline=previous)
+                results.append(_collect(found, str(feed), max_findings))
     except ValidatorError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
     reporter = get_reporter(output_format)
-    stream = sys.stdout
     reporter(results, stream, output_format == "text" and stream.isatty())
     threshold = Severity(fail_on).rank
     failed = any(f.severity.rank >= threshold for r in results for f in r.findings)

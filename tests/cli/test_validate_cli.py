@@ -30,7 +30,7 @@ def test_valid_feed_exits_0() -> None:
 def test_invalid_feed_exits_1_with_location_and_fix() -> None:
     code, output = run("validate", INVALID)
     assert code == 1
-    assert "SQM-S006  /delivery_records/0/on_time_percent" in output
+    assert "SQM-S006  line 543, column 26 (/delivery_records/0/on_time_percent)" in output
     assert "fix:" in output
     assert "\x1b[" not in output, "no colour when not on a terminal"
 

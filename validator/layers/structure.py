@@ -1,5 +1,11 @@
 """Layer 2, structure: the generated JSON Schema of the core and of every declared profile.
 
+Items are checked one at a time against their section's definition, so that a feed can be
+streamed: jsonschema-rs decides validity fast, and only an invalid item is run through the
+reference ``jsonschema`` validator, whose errors become findings. Both engines must agree on
+every verdict (the tests prove it on every example). Root-level constraints (required
+sections, unknown sections, a profile's "must contain") are checked once at the end.
+
 Each JSON Schema error becomes one finding with a stable code (SQM-S001..S011), the JSON
 Pointer of the offending value and, where the schema has one, the field's description as hint.
 """
@@ -8,9 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -35,34 +43,122 @@ _KEYWORD_CODES = {
     "maxItems": "SQM-S011",
 }
 _MAX_VALUE_CHARS = 200
+HEADER = "header"
 
 
 @cache
 def schema_validator(profile: str = CORE_PROFILE) -> Draft202012Validator:
-    """The compiled reference validator for the core or a profile (built once)."""
+    """The compiled reference validator of a whole feed, for the core or a profile."""
     return Draft202012Validator(
         json_schema(profile), format_checker=Draft202012Validator.FORMAT_CHECKER
     )
 
 
-def structure_findings(
-    document: Any, profiles: Sequence[str] = (), *, record_sections: Iterable[str] = ()
-) -> Iterator[Finding]:
-    """Findings for ``document`` against the core schema and each named profile.
+@dataclass(frozen=True)
+class _Part:
+    """One definition a part of a feed is checked against, compiled for both engines."""
 
-    A profile imports the core, so the same violation can be reported by both; it is reported
-    once.
-    """
-    sections = set(record_sections)
-    seen: set[tuple[str, str, str]] = set()
-    for name in (CORE_PROFILE, *[p for p in profiles if p != CORE_PROFILE]):
-        root = json_schema(name)
-        for error in schema_validator(name).iter_errors(document):
-            for finding in _findings(error, root, sections):
-                key = (finding.code, finding.pointer, finding.message)
-                if key not in seen:
-                    seen.add(key)
-                    yield finding
+    schema: dict[str, Any]
+    fast: Any  # a jsonschema_rs validator
+    reference: Draft202012Validator
+
+
+def _compile(schema: dict[str, Any]) -> _Part:
+    return _Part(
+        schema,
+        jsonschema_rs.validator_for(schema, validate_formats=True),
+        Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
+    )
+
+
+@cache
+def _part(profile: str, section: str) -> _Part | None:
+    """The compiled schema of one item of ``section`` (or of the header), or None if unknown."""
+    root = json_schema(profile)
+    prop = root["properties"].get(section)
+    if prop is None:
+        return None
+    node = prop if section == HEADER else prop.get("items", {})
+    return _compile({"$schema": root["$schema"], "$defs": root["$defs"], **node})
+
+
+@cache
+def _contains(profile: str) -> dict[str, _Part]:
+    """Sections whose list a profile requires to contain a matching item."""
+    root = json_schema(profile)
+    return {
+        name: _compile({"$schema": root["$schema"], "$defs": root["$defs"], **prop["contains"]})
+        for name, prop in root["properties"].items()
+        if "contains" in prop
+    }
+
+
+def sections_of(profile: str = CORE_PROFILE) -> list[str]:
+    """The feed's list sections in schema order (everything but the header)."""
+    return [name for name in json_schema(profile)["properties"] if name != HEADER]
+
+
+class StructureChecker:
+    """Checks a feed part by part against the core and each profile."""
+
+    def __init__(self, profiles: Sequence[str] = ()) -> None:
+        self.profiles = [CORE_PROFILE, *[p for p in profiles if p != CORE_PROFILE]]
+        self.sections = set(sections_of())
+        self._contained: set[tuple[str, str]] = set()
+
+    def _check(self, section: str, value: Any, prefix: list[Any]) -> Iterator[Finding]:
+        seen: set[tuple[str, str, str]] = set()
+        for profile in self.profiles:
+            part = _part(profile, section)
+            if part is None or part.fast.is_valid(value):
+                continue
+            for error in part.reference.iter_errors(value):
+                for finding in _findings(error, part.schema, self.sections, prefix):
+                    key = (finding.code, finding.pointer, finding.message)
+                    if key not in seen:
+                        seen.add(key)
+                        yield finding
+
+    def header(self, header: Any) -> Iterator[Finding]:
+        """Findings for the header."""
+        yield from self._check(HEADER, header, [HEADER])
+
+    def item(self, section: str, index: int, item: Any) -> Iterator[Finding]:
+        """Findings for one item of a list section."""
+        yield from self._check(section, item, [section, index])
+        for profile in self.profiles:
+            part = _contains(profile).get(section)
+            if part is not None and part.fast.is_valid(item):
+                self._contained.add((profile, section))
+
+    def root(self, skeleton: Mapping[str, Any]) -> Iterator[Finding]:
+        """Root-level findings: sections that are required, unknown or of the wrong type, and
+        lists a profile requires to contain an item that none of the checked items matched.
+
+        ``skeleton`` is the feed with every list emptied (its items were checked one by one).
+        """
+        seen: set[tuple[str, str, str]] = set()
+        for profile in self.profiles:
+            for error in schema_validator(profile).iter_errors(skeleton):
+                path = list(error.absolute_path)
+                if len(path) > 1 or error.validator == "contains":
+                    continue
+                if path and path[0] == HEADER and error.validator != "type":
+                    continue  # the header was checked on its own
+                for finding in _findings(error, json_schema(profile), self.sections, []):
+                    key = (finding.code, finding.pointer, finding.message)
+                    if key not in seen:
+                        seen.add(key)
+                        yield finding
+            for section, part in _contains(profile).items():
+                if (profile, section) in self._contained:
+                    continue
+                target = str(part.schema.get("$ref", "")).rsplit("/", 1)[-1]
+                yield rules.emit(
+                    "SQM-S010",
+                    f"{section}: must contain at least one {target}",
+                    f"/{section}",
+                )
 
 
 def _is_nullable_wrapper(error: ValidationError) -> bool:
@@ -137,7 +233,7 @@ def _record(parts: Sequence[Any], sections: set[str]) -> int | None:
 
 
 def _findings(
-    error: ValidationError, root: Mapping[str, Any], sections: set[str]
+    error: ValidationError, root: Mapping[str, Any], sections: set[str], prefix: list[Any]
 ) -> Iterator[Finding]:
     if error.validator == "anyOf" and _is_nullable_wrapper(error) and error.context:
         options: Any = error.validator_value
@@ -145,9 +241,9 @@ def _findings(
         inner = [e for e in error.context if e.relative_schema_path[0] not in null_branches]
         chosen = best_match(inner or error.context)
         if chosen is not None:
-            yield from _findings(chosen, root, sections)
+            yield from _findings(chosen, root, sections, prefix)
             return
-    parts = list(error.absolute_path)
+    parts = [*prefix, *error.absolute_path]
     where = pointer(parts)
     record = _record(parts, sections)
     condition = _condition(root, error)
@@ -213,13 +309,15 @@ def _findings(
         return
     code = _KEYWORD_CODES.get(keyword, "SQM-S003")
     if condition and code in ("SQM-S005", "SQM-S006", "SQM-S004"):
-        yield make("SQM-S009", f"{_message(error)} ({condition})", value=_value(error.instance))
+        yield make(
+            "SQM-S009", f"{_message(error, parts)} ({condition})", value=_value(error.instance)
+        )
         return
-    yield make(code, _message(error), value=_value(error.instance))
+    yield make(code, _message(error, parts), value=_value(error.instance))
 
 
-def _message(error: ValidationError) -> str:
-    field = error.absolute_path[-1] if error.absolute_path else "the feed"
+def _message(error: ValidationError, parts: Sequence[Any]) -> str:
+    field = parts[-1] if parts else "the feed"
     keyword = error.validator
     instance = error.instance
     shown = (

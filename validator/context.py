@@ -1,0 +1,68 @@
+"""What the layers know about the feed being checked, kept small enough for streaming."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CharacteristicSpec:
+    """The parts of a declared characteristic that capability checks need."""
+
+    product: str | None
+    unit: str | None
+    lower: float | None
+    upper: float | None
+    special_class: str | None
+
+
+@dataclass
+class FeedContext:
+    """Options of the run and the compact facts gathered from the feed so far."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    profiles: tuple[str, ...] = ()
+    header: dict[str, Any] = field(default_factory=dict)
+    characteristics: dict[str, CharacteristicSpec] = field(default_factory=dict)
+    baseline: Any = None  # a plausibility.Baseline when --baseline is given
+
+    @property
+    def automotive(self) -> bool:
+        return "automotive" in self.profiles
+
+
+def number(value: Any) -> float | None:
+    """A JSON number as float, or None for anything else (booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def integer(value: Any) -> int | None:
+    """A JSON integer, or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp with offset as an aware datetime, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def day(value: Any) -> date | None:
+    """A YYYY-MM-DD date, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None

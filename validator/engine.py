@@ -1,0 +1,169 @@
+"""The feed checker: runs every layer over a feed, part by part, in one pass.
+
+Whole documents and streams take the same path: the header, then each item of each section,
+then the checks that need the whole feed. Memory is bounded by the layers' compact state, not
+by the size of the feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqm.schema import CORE_PROFILE, SchemaError, profile_by_iri, profiles
+from sqm.validator import rules
+from sqm.validator.context import FeedContext
+from sqm.validator.errors import ValidatorError
+from sqm.validator.findings import Finding
+from sqm.validator.layers import semantics
+from sqm.validator.layers.crossrecord import CrossRecordState
+from sqm.validator.layers.plausibility import Baseline, PlausibilityState
+from sqm.validator.layers.structure import HEADER, StructureChecker, sections_of
+
+# Declarations first: records refer to them, and a whole document can be read in any order.
+DECLARATION_SECTIONS = ("sites", "products", "characteristics")
+
+
+def record_sections() -> list[str]:
+    """Every list section of a feed, declarations first."""
+    rest = [s for s in sections_of() if s not in DECLARATION_SECTIONS]
+    return [*DECLARATION_SECTIONS, *rest]
+
+
+def requested_profiles(names: Sequence[str]) -> list[str]:
+    """Validate profile names given by the caller (not by the feed)."""
+    for name in names:
+        if name not in profiles():
+            known = ", ".join(sorted(p for p in profiles() if p != CORE_PROFILE))
+            raise ValidatorError(f"unknown profile {name!r}; known profiles: {known}")
+    return [n for n in names if n != CORE_PROFILE]
+
+
+class FeedChecker:
+    """Checks one feed. Call :meth:`header` first, then :meth:`item` per item, then :meth:`finish`."""
+
+    def __init__(
+        self,
+        profiles: Sequence[str] = (),
+        *,
+        now: datetime | None = None,
+        baseline: Baseline | None = None,
+    ) -> None:
+        self._requested = requested_profiles(profiles)
+        self.ctx = FeedContext(baseline=baseline)
+        if now is not None:
+            self.ctx.now = now
+        self.structure = StructureChecker(self._requested)
+        self.cross = CrossRecordState(self.ctx)
+        self.plausibility = PlausibilityState(self.ctx)
+        self.skeleton: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.sections = set(sections_of())
+
+    def header(self, header: Any) -> Iterator[Finding]:
+        """Check the header and adopt the profiles it declares."""
+        self.skeleton[HEADER] = {} if isinstance(header, Mapping) else header
+        if not isinstance(header, Mapping):
+            yield from self.structure.header(header)
+            return
+        self.ctx.header = dict(header)
+        names = list(self._requested)
+        declared = header.get("profiles")
+        for index, iri in enumerate(declared if isinstance(declared, list) else []):
+            if not isinstance(iri, str):
+                continue
+            try:
+                names.append(profile_by_iri(iri).name)
+            except SchemaError as exc:
+                yield rules.emit("SQM-S012", str(exc), f"/header/profiles/{index}", value=iri)
+        self.ctx.profiles = tuple(dict.fromkeys(n for n in names if n != CORE_PROFILE))
+        self.structure = StructureChecker(self.ctx.profiles)
+        structural = list(self.structure.header(header))
+        yield from structural
+        if not structural:
+            yield from semantics.check_header(header, self.ctx)
+            yield from self.cross.header(header)
+
+    def item(self, section: str, item: Any) -> Iterator[Finding]:
+        """Check the next item of ``section``."""
+        if section not in self.sections:
+            yield rules.emit(
+                "SQM-S002",
+                f"unknown section {section!r}",
+                f"/{section}",
+                hint="Sections are: " + ", ".join(sorted(self.sections)) + ".",
+            )
+            return
+        index = self.counts.get(section, 0)
+        self.counts[section] = index + 1
+        self.skeleton.setdefault(section, [])
+        at = f"/{section}/{index}"
+        structural = list(self.structure.item(section, index, item))
+        yield from structural
+        if not isinstance(item, Mapping):
+            return
+        sound = not structural
+        for finding in self._layers(section, item, at, sound):
+            yield finding if finding.record is not None else _with_record(finding, index)
+
+    def _layers(
+        self, section: str, item: Mapping[str, Any], at: str, sound: bool
+    ) -> Iterator[Finding]:
+        # The later layers assume a well-formed item; a broken one would only add echoes.
+        yield from self.cross.item(section, item, at, sound=sound)
+        if not sound:
+            return
+        yield from semantics.item_findings(section, item, at, self.ctx)
+        if section not in DECLARATION_SECTIONS:
+            yield from self.plausibility.item(section, item, at)
+
+    def other(self, key: str, value: Any) -> None:
+        """A top-level key that is not a list section (reported by :meth:`finish`)."""
+        self.skeleton[key] = value
+
+    def finish(self) -> Iterator[Finding]:
+        """The checks that need the whole feed."""
+        yield from self.structure.root(self.skeleton)
+        yield from self.cross.finish()
+        yield from self.plausibility.finish()
+
+    def document(self, document: Mapping[str, Any]) -> Iterator[Finding]:
+        """Check a whole feed document."""
+        yield from self.header(document.get(HEADER))
+        if HEADER not in document:
+            self.skeleton.pop(HEADER, None)
+        for section in record_sections():
+            if section not in document:
+                continue
+            value = document[section]
+            if isinstance(value, list):
+                for item in value:
+                    yield from self.item(section, item)
+                self.skeleton.setdefault(section, [])
+            else:
+                self.other(section, value)
+        for key, value in document.items():
+            if key != HEADER and key not in self.sections:
+                self.other(key, value)
+        yield from self.finish()
+
+
+def _with_record(finding: Finding, index: int) -> Finding:
+    from dataclasses import replace
+
+    return replace(finding, record=index)
+
+
+def check_document(
+    document: Any,
+    profiles: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    baseline: Baseline | None = None,
+) -> Iterator[Finding]:
+    """Lazily yield every finding for a parsed feed document."""
+    if not isinstance(document, Mapping):
+        yield rules.emit("SQM-X002", f"expected a feed object, found {type(document).__name__}", "")
+        return
+    yield from FeedChecker(profiles, now=now, baseline=baseline).document(document)

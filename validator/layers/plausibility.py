@@ -1,0 +1,301 @@
+"""Layer 5, plausibility: numbers that are possible but not credible (anti-gaming).
+
+Warnings, not errors: a buyer should look twice, the supplier should check. Each test states
+the model it assumes (a normal process, Poisson-distributed defect counts) and fires only when
+the data contradict it strongly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqm.validator import stats
+from sqm.validator.compact import DigestSet
+from sqm.validator.context import FeedContext, integer, number, timestamp
+from sqm.validator.findings import Finding
+from sqm.validator.layers.semantics import spec_of
+from sqm.validator.rules import emit
+
+MIN_CREDIBLE_SAMPLE = 30
+# A defect count this improbable under the capability's model is called implausible.
+IMPLAUSIBLE = 1e-3
+PRODUCED_AT = ("in_process", "final_inspection")
+_DURATION = re.compile(
+    r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def duration(text: Any) -> timedelta | None:
+    """An ISO 8601 duration as a timedelta (months as 30 days, years as 365)."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    y, mo, w, d, h, mi, s = (float(g) if g else 0.0 for g in match.groups())
+    return timedelta(days=365 * y + 30 * mo + 7 * w + d, hours=h, minutes=mi, seconds=s)
+
+
+def _subject(section: str, item: Mapping[str, Any]) -> str | None:
+    fields = {
+        "capability_records": ("site", "characteristic"),
+        "defect_rate_records": ("site", "product", "detection_point", "counting_rule"),
+        "delivery_records": ("site", "product", "date_basis"),
+        "lead_time_records": ("site", "product", "lead_time_definition"),
+    }.get(section)
+    if fields is None:
+        return None
+    return section + "|" + "|".join(str(item.get(f, "")) for f in fields)
+
+
+_COMPARED = {
+    "capability_records": ("cpk", "ppk"),
+    "defect_rate_records": ("ppm", "dpmo", "first_pass_yield"),
+    "delivery_records": ("on_time_percent", "in_full_percent", "otif_percent"),
+    "lead_time_records": ("median", "p95"),
+}
+
+
+def _metrics(section: str, item: Mapping[str, Any]) -> dict[str, float]:
+    source = item.get("actual_lead_time") if section == "lead_time_records" else item
+    if not isinstance(source, Mapping):
+        return {}
+    values = {name: number(source.get(name)) for name in _COMPARED.get(section, ())}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass
+class Baseline:
+    """The previous feed reduced to each subject's headline metrics and period."""
+
+    metrics: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Baseline:
+        baseline = cls()
+        for section in _COMPARED:
+            items = document.get(section)
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if isinstance(item, Mapping):
+                    baseline.add(section, item)
+        return baseline
+
+    def add(self, section: str, item: Mapping[str, Any]) -> None:
+        subject = _subject(section, item)
+        period = item.get("period")
+        if subject is not None and isinstance(period, Mapping):
+            self.metrics[subject] = (str(period.get("start")), _metrics(section, item))
+
+
+def _jump(name: str, before: float, now: float) -> bool:
+    if name in ("cpk", "ppk"):
+        return abs(now - before) > 0.5 and abs(now - before) > 0.4 * max(abs(before), 0.1)
+    if name in ("ppm", "dpmo"):
+        low, high = sorted((before, now))
+        return high >= 50 and high > 10 * max(low, 0.5)
+    if name in ("median", "p95"):
+        low, high = sorted((before, now))
+        return low > 0 and high > 2 * low
+    return abs(now - before) > 15  # percentages
+
+
+@dataclass
+class PlausibilityState:
+    """Per-product capability and defect summaries, signatures of values, and the baseline."""
+
+    ctx: FeedContext
+    signatures: DigestSet = field(default_factory=DigestSet)
+    expected: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
+    observed: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
+
+    def item(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+        yield from self._stale(item, at)
+        if section == "capability_records":
+            yield from self._capability(item, at)
+        if section == "defect_rate_records":
+            self._defects(item, at)
+        yield from self._against_baseline(section, item, at)
+
+    def _stale(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+        due = timestamp(item.get("next_update_due"))
+        if due is None:
+            as_of, interval = timestamp(item.get("as_of")), duration(item.get("update_interval"))
+            due = as_of + interval if as_of and interval else None
+        if due is not None and due < self.ctx.now:
+            yield emit(
+                "SQM-P006",
+                f"the record was due for an update on {due.isoformat()}",
+                at,
+                value=item.get("as_of"),
+            )
+
+    def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+        cpk, ppk = number(item.get("cpk")), number(item.get("ppk"))
+        n = integer(item.get("sample_size"))
+        if n is not None and n < MIN_CREDIBLE_SAMPLE:
+            yield emit(
+                "SQM-P003",
+                f"capability from {n} measurements (fewer than {MIN_CREDIBLE_SAMPLE})",
+                f"{at}/sample_size",
+                value=n,
+            )
+        claimed = number(item.get("cpk_lower_confidence_bound"))
+        level = number(item.get("confidence_level")) or 0.95
+        if claimed is not None and cpk is not None and n is not None and 0 < level < 1:
+            supported = stats.cpk_lower_bound(cpk, n, level)
+            if claimed > supported + 0.05:
+                yield emit(
+                    "SQM-P003",
+                    f"lower bound {claimed:g} claimed; Cpk {cpk:g} from n = {n} supports about {supported:.2f}",
+                    f"{at}/cpk_lower_confidence_bound",
+                    value=claimed,
+                )
+        for name in ("sigma_within", "sigma_overall"):
+            if number(item.get(name)) == 0.0:
+                yield emit(
+                    "SQM-P004",
+                    f"{name} is exactly zero: no measured process varies not at all",
+                    f"{at}/{name}",
+                    value=0,
+                )
+        signature = "|".join(
+            str(item.get(k))
+            for k in (
+                "characteristic",
+                "site",
+                "cp",
+                "cpk",
+                "pp",
+                "ppk",
+                "process_mean",
+                "sigma_within",
+                "sigma_overall",
+                "sample_size",
+            )
+        )
+        if not self.signatures.add(signature):
+            yield emit(
+                "SQM-P004",
+                "every value equals another record's for the same characteristic (copied data?)",
+                at,
+            )
+        test = item.get("normality_test")
+        if (
+            item.get("distribution") == "normal"
+            and isinstance(test, Mapping)
+            and test.get("passed") is False
+        ):
+            yield emit(
+                "SQM-P007",
+                "indices computed under a normal model that the normality test rejected",
+                f"{at}/normality_test/passed",
+                value=False,
+            )
+        if item.get("in_statistical_control") is False and cpk is not None:
+            yield emit(
+                "SQM-P008",
+                "Cpk stated for a process out of statistical control",
+                f"{at}/cpk",
+                value=cpk,
+            )
+        self._remember_expected(item, at, ppk if ppk is not None else cpk)
+
+    def _remember_expected(self, item: Mapping[str, Any], at: str, index: float | None) -> None:
+        spec = spec_of(item, self.ctx)
+        period = item.get("period")
+        if item.get("distribution") != "normal" or spec is None or not isinstance(period, Mapping):
+            return
+        product = item.get("product") or spec.product
+        if not isinstance(product, str):
+            return
+        mean, sigma = number(item.get("process_mean")), number(item.get("sigma_overall"))
+        if mean is not None and sigma and sigma > 0:
+            fraction = stats.nonconforming_fraction(mean, sigma, spec.lower, spec.upper)
+        elif index is not None:
+            fraction = stats.fraction_from_index(index)
+        else:
+            return
+        key = (product, str(period.get("start")), str(period.get("end")))
+        if fraction > self.expected.get(key, (-1.0, ""))[0]:
+            self.expected[key] = (fraction, at)
+
+    def _defects(self, item: Mapping[str, Any], at: str) -> None:
+        period, product = item.get("period"), item.get("product")
+        inspected, defective = (
+            integer(item.get("inspected_count")),
+            integer(item.get("defective_count")),
+        )
+        if (
+            item.get("detection_point") in PRODUCED_AT
+            and item.get("counting_rule") == "per_unit"
+            and isinstance(product, str)
+            and isinstance(period, Mapping)
+            and inspected
+            and defective is not None
+        ):
+            self.observed.append(
+                (
+                    product,
+                    str(period.get("start")),
+                    str(period.get("end")),
+                    defective,
+                    inspected,
+                    at,
+                )
+            )
+
+    def _against_baseline(
+        self, section: str, item: Mapping[str, Any], at: str
+    ) -> Iterator[Finding]:
+        baseline = self.ctx.baseline
+        subject = _subject(section, item)
+        period = item.get("period")
+        if not isinstance(baseline, Baseline) or subject is None or subject not in baseline.metrics:
+            return
+        before_start, before = baseline.metrics[subject]
+        now_values = _metrics(section, item)
+        same_period = isinstance(period, Mapping) and str(period.get("start")) == before_start
+        if now_values and now_values == before and not same_period:
+            yield emit(
+                "SQM-P004",
+                "every metric equals the previous feed's for a different period (copied data?)",
+                at,
+            )
+            return
+        for name, value in now_values.items():
+            if name in before and _jump(name, before[name], value):
+                yield emit(
+                    "SQM-P005",
+                    f"{name} moved from {before[name]:g} in the previous feed to {value:g}",
+                    f"{at}/{'actual_lead_time/' if section == 'lead_time_records' else ''}{name}",
+                    value=value,
+                )
+
+    def finish(self) -> Iterator[Finding]:
+        for product, start, end, defective, inspected, at in self.observed:
+            expected = self.expected.get((product, start, end))
+            if expected is None:
+                continue
+            fraction, source = expected
+            lam = fraction * inspected
+            if lam >= 5 and stats.poisson_cdf(defective, lam) < IMPLAUSIBLE:
+                yield emit(
+                    "SQM-P001",
+                    f"{defective} defective in {inspected} ({defective / inspected * 1e6:.1f} ppm), but the "
+                    f"capability at {source} implies at least {fraction * 1e6:.1f} ppm (about {lam:.0f} parts)",
+                    at,
+                    value=defective,
+                )
+            elif defective >= 10 and stats.poisson_sf(defective, max(lam, 1e-12)) < IMPLAUSIBLE:
+                yield emit(
+                    "SQM-P002",
+                    f"{defective / inspected * 1e6:.1f} ppm, while the declared capability implies about "
+                    f"{fraction * 1e6:.2f} ppm",
+                    at,
+                    value=defective,
+                )
+        self.observed.clear()
