@@ -35,16 +35,14 @@ class FeedContext:
 
 def number(value: Any) -> float | None:
     """A JSON number as float, or None for anything else (booleans included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    # Exact type tests: bool is an int subclass, and this runs millions of times.
+    kind = type(value)
+    return float(value) if kind is float or kind is int else None
 
 
 def integer(value: Any) -> int | None:
     """A JSON integer, or None."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
+    return value if type(value) is int else None
 
 
 def timestamp(value: Any) -> datetime | None:

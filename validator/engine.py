@@ -79,7 +79,7 @@ class FeedChecker:
                 yield rules.emit("SQM-S012", str(exc), f"/header/profiles/{index}", value=iri)
         self.ctx.profiles = tuple(dict.fromkeys(n for n in names if n != CORE_PROFILE))
         self.structure = StructureChecker(self.ctx.profiles)
-        structural = list(self.structure.header(header))
+        structural = self.structure.header(header)
         yield from structural
         if not structural:
             yield from semantics.check_header(header, self.ctx)
@@ -99,7 +99,7 @@ class FeedChecker:
         self.counts[section] = index + 1
         self.skeleton.setdefault(section, [])
         at = f"/{section}/{index}"
-        structural = list(self.structure.item(section, index, item))
+        structural = self.structure.item(section, index, item)
         yield from structural
         if not isinstance(item, Mapping):
             return

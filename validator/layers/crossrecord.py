@@ -49,7 +49,7 @@ class CrossRecordState:
                 f"feed {sequence} does not name its predecessor in previous_feed",
                 "/header",
             )
-        if isinstance(previous, Mapping) and sequence is not None:
+        if isinstance(previous, dict) and sequence is not None:
             before = integer(previous.get("sequence"))
             if before is not None and before != sequence - 1:
                 yield emit(
@@ -139,13 +139,13 @@ class CrossRecordState:
                 yield from self._refer("site", site, f"{at}/manufactured_at/{index}")
         if section == "certification_records" and isinstance(item.get("covered_sites"), list):
             for index, covered in enumerate(item["covered_sites"]):
-                if isinstance(covered, Mapping):
+                if isinstance(covered, dict):
                     yield from self._refer(
                         "site", covered.get("site"), f"{at}/covered_sites/{index}/site"
                     )
         if section == "traceability_records" and isinstance(item.get("lots"), list):
             for index, lot in enumerate(item["lots"]):
-                if isinstance(lot, Mapping):
+                if isinstance(lot, dict):
                     yield from self._refer("site", lot.get("site"), f"{at}/lots/{index}/site")
 
     def _duplicates(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
@@ -153,10 +153,10 @@ class CrossRecordState:
         if (
             section in DECLARATION_KIND
             or section == "certification_records"
-            or not isinstance(period, Mapping)
+            or not isinstance(period, dict)
         ):
             if section == "certification_records":
-                key = f"{section}|{item.get('scheme')}|{item.get('certificate_number')}"
+                key = (section, item.get("scheme"), item.get("certificate_number"))
                 if not self.subjects.add(key):
                     yield emit(
                         "SQM-R003",
@@ -173,12 +173,12 @@ class CrossRecordState:
             item.get("detection_point"),
             item.get("lead_time_definition"),
             item.get("date_basis"),
-            indicator.get("name") if isinstance(indicator, Mapping) else None,
+            indicator.get("name") if isinstance(indicator, dict) else None,
             item.get("material"),
             period.get("start"),
             period.get("end"),
         ]
-        if not self.subjects.add("|".join("" if p is None else str(p) for p in parts)):
+        if not self.subjects.add(tuple(parts)):
             yield emit("SQM-R003", "another record already covers the same subject and period", at)
 
     def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
@@ -195,7 +195,7 @@ class CrossRecordState:
         if (
             isinstance(ref, str)
             and number(item.get("ppk")) is not None
-            and isinstance(item.get("normality_test"), Mapping)
+            and isinstance(item.get("normality_test"), dict)
             and n is not None
             and n >= 100
             and groups is not None

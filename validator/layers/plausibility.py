@@ -60,7 +60,7 @@ _COMPARED = {
 
 def _metrics(section: str, item: Mapping[str, Any]) -> dict[str, float]:
     source = item.get("actual_lead_time") if section == "lead_time_records" else item
-    if not isinstance(source, Mapping):
+    if not isinstance(source, dict):
         return {}
     values = {name: number(source.get(name)) for name in _COMPARED.get(section, ())}
     return {k: v for k, v in values.items() if v is not None}
@@ -80,14 +80,14 @@ class Baseline:
             if not isinstance(items, list):
                 continue
             for item in items:
-                if isinstance(item, Mapping):
+                if isinstance(item, dict):
                     baseline.add(section, item)
         return baseline
 
     def add(self, section: str, item: Mapping[str, Any]) -> None:
         subject = _subject(section, item)
         period = item.get("period")
-        if subject is not None and isinstance(period, Mapping):
+        if subject is not None and isinstance(period, dict):
             self.metrics[subject] = (str(period.get("start")), _metrics(section, item))
 
 
@@ -101,6 +101,21 @@ def _jump(name: str, before: float, now: float) -> bool:
         low, high = sorted((before, now))
         return low > 0 and high > 2 * low
     return abs(now - before) > 15  # percentages
+
+
+# The values that, all equal, mark a capability record as a copy of another.
+_SIGNATURE = (
+    "characteristic",
+    "site",
+    "cp",
+    "cpk",
+    "pp",
+    "ppk",
+    "process_mean",
+    "sigma_within",
+    "sigma_overall",
+    "sample_size",
+)
 
 
 @dataclass
@@ -162,21 +177,7 @@ class PlausibilityState:
                     f"{at}/{name}",
                     value=0,
                 )
-        signature = "|".join(
-            str(item.get(k))
-            for k in (
-                "characteristic",
-                "site",
-                "cp",
-                "cpk",
-                "pp",
-                "ppk",
-                "process_mean",
-                "sigma_within",
-                "sigma_overall",
-                "sample_size",
-            )
-        )
+        signature = tuple(item.get(k) for k in _SIGNATURE)
         if not self.signatures.add(signature):
             yield emit(
                 "SQM-P004",
@@ -186,7 +187,7 @@ class PlausibilityState:
         test = item.get("normality_test")
         if (
             item.get("distribution") == "normal"
-            and isinstance(test, Mapping)
+            and isinstance(test, dict)
             and test.get("passed") is False
         ):
             yield emit(
@@ -207,7 +208,7 @@ class PlausibilityState:
     def _remember_expected(self, item: Mapping[str, Any], at: str, index: float | None) -> None:
         spec = spec_of(item, self.ctx)
         period = item.get("period")
-        if item.get("distribution") != "normal" or spec is None or not isinstance(period, Mapping):
+        if item.get("distribution") != "normal" or spec is None or not isinstance(period, dict):
             return
         product = item.get("product") or spec.product
         if not isinstance(product, str):
@@ -233,7 +234,7 @@ class PlausibilityState:
             item.get("detection_point") in PRODUCED_AT
             and item.get("counting_rule") == "per_unit"
             and isinstance(product, str)
-            and isinstance(period, Mapping)
+            and isinstance(period, dict)
             and inspected
             and defective is not None
         ):
@@ -258,7 +259,7 @@ class PlausibilityState:
             return
         before_start, before = baseline.metrics[subject]
         now_values = _metrics(section, item)
-        same_period = isinstance(period, Mapping) and str(period.get("start")) == before_start
+        same_period = isinstance(period, dict) and str(period.get("start")) == before_start
         if now_values and now_values == before and not same_period:
             yield emit(
                 "SQM-P004",

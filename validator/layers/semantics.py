@@ -57,7 +57,7 @@ def check_times(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[
     horizon = ctx.now + CLOCK_SKEW
     period = item.get("period")
     start = end = None
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         start, end = timestamp(period.get("start")), timestamp(period.get("end"))
         if start and end and start >= end:
             yield emit(
@@ -105,7 +105,7 @@ def check_header(header: Mapping[str, Any], ctx: FeedContext) -> Iterator[Findin
             value=header.get("issued_at"),
         )
     supplier = header.get("supplier")
-    if isinstance(supplier, Mapping):
+    if isinstance(supplier, dict):
         yield from check_party(supplier, "/header/supplier")
 
 
@@ -117,7 +117,7 @@ def check_identifiers(values: Any, at: str) -> Iterator[Finding]:
     if not isinstance(values, list):
         return
     for index, identifier in enumerate(values):
-        if not isinstance(identifier, Mapping):
+        if not isinstance(identifier, dict):
             continue
         scheme, code = identifier.get("scheme"), identifier.get("code")
         if not isinstance(code, str):
@@ -148,7 +148,7 @@ def check_party(party: Mapping[str, Any], at: str) -> Iterator[Finding]:
 
 def _parties(item: Mapping[str, Any], at: str) -> Iterator[Finding]:
     assurance = item.get("assurance")
-    if isinstance(assurance, Mapping) and isinstance(assurance.get("assurer"), Mapping):
+    if isinstance(assurance, dict) and isinstance(assurance.get("assurer"), dict):
         yield from check_party(assurance["assurer"], f"{at}/assurance/assurer")
 
 
@@ -158,7 +158,7 @@ def _parties(item: Mapping[str, Any], at: str) -> Iterator[Finding]:
 def check_site(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     yield from check_identifiers(item.get("identifiers"), f"{at}/identifiers")
     address = item.get("address")
-    if isinstance(address, Mapping):
+    if isinstance(address, dict):
         yield from check_country(address.get("country"), f"{at}/address/country")
 
 
@@ -293,7 +293,7 @@ def check_defects(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterato
     categories = item.get("defect_categories")
     if isinstance(categories, list):
         total = sum(
-            c for c in (integer(x.get("count")) for x in categories if isinstance(x, Mapping)) if c
+            c for c in (integer(x.get("count")) for x in categories if isinstance(x, dict)) if c
         )
         ceiling = defects if defects is not None else defective
         if ceiling is not None and total > ceiling and item.get("counting_rule") != "per_defect":
@@ -355,12 +355,12 @@ def check_delivery(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterat
 
 def check_lead_time(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     quoted = item.get("quoted_lead_time")
-    if isinstance(quoted, Mapping):
+    if isinstance(quoted, dict):
         yield from _unit_of_kind(
             quoted.get("unit"), ("time",), f"{at}/quoted_lead_time/unit", "quoted lead time"
         )
     actual = item.get("actual_lead_time")
-    if not isinstance(actual, Mapping):
+    if not isinstance(actual, dict):
         return
     yield from _unit_of_kind(
         actual.get("unit"), ("time",), f"{at}/actual_lead_time/unit", "lead time distribution"
@@ -396,13 +396,13 @@ def check_traceability(item: Mapping[str, Any], at: str, ctx: FeedContext) -> It
     lots = item.get("lots")
     if isinstance(lots, list):
         for index, lot in enumerate(lots):
-            if not isinstance(lot, Mapping):
+            if not isinstance(lot, dict):
                 continue
             yield from check_country(
                 lot.get("country_of_origin"), f"{at}/lots/{index}/country_of_origin"
             )
             quantity = lot.get("quantity")
-            if isinstance(quantity, Mapping):
+            if isinstance(quantity, dict):
                 yield from _unit_of_kind(
                     quantity.get("unit"),
                     ("mass", "volume", "count", "length", "area"),
@@ -419,8 +419,8 @@ def check_traceability(item: Mapping[str, Any], at: str, ctx: FeedContext) -> It
                 )
     suppliers = item.get("upstream_suppliers")
     if isinstance(suppliers, list):
-        shares = [number(s.get("share_percent")) for s in suppliers if isinstance(s, Mapping)]
-        materials = {s.get("material") for s in suppliers if isinstance(s, Mapping)}
+        shares = [number(s.get("share_percent")) for s in suppliers if isinstance(s, dict)]
+        materials = {s.get("material") for s in suppliers if isinstance(s, dict)}
         total = sum(s for s in shares if s is not None)
         if len(materials) == 1 and total > 100.0 + 1e-9:
             yield emit(
@@ -430,7 +430,7 @@ def check_traceability(item: Mapping[str, Any], at: str, ctx: FeedContext) -> It
                 value=total,
             )
         for index, supplier in enumerate(suppliers):
-            if isinstance(supplier, Mapping) and isinstance(supplier.get("organization"), Mapping):
+            if isinstance(supplier, dict) and isinstance(supplier.get("organization"), dict):
                 yield from check_party(
                     supplier["organization"], f"{at}/upstream_suppliers/{index}/organization"
                 )
@@ -463,7 +463,7 @@ def check_carbon(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator
 
 def check_energy(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     quantity = item.get("energy_consumed")
-    if isinstance(quantity, Mapping):
+    if isinstance(quantity, dict):
         yield from _unit_of_kind(
             quantity.get("unit"), ("energy",), f"{at}/energy_consumed/unit", "energy consumed"
         )
@@ -472,7 +472,7 @@ def check_energy(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator
 def check_water(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     for name in ("water_withdrawal", "water_consumption"):
         quantity = item.get(name)
-        if isinstance(quantity, Mapping):
+        if isinstance(quantity, dict):
             yield from _unit_of_kind(
                 quantity.get("unit"),
                 ("volume", "mass"),
@@ -481,8 +481,8 @@ def check_water(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[
             )
     withdrawal, consumption = item.get("water_withdrawal"), item.get("water_consumption")
     if (
-        isinstance(withdrawal, Mapping)
-        and isinstance(consumption, Mapping)
+        isinstance(withdrawal, dict)
+        and isinstance(consumption, dict)
         and withdrawal.get("unit") == consumption.get("unit")
     ):
         w, c = number(withdrawal.get("value")), number(consumption.get("value"))
@@ -530,9 +530,9 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 
 def check_service_level(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     indicator, objective = item.get("indicator"), item.get("objective")
-    if not isinstance(objective, Mapping):
+    if not isinstance(objective, dict):
         return
-    metric = indicator.get("metric") if isinstance(indicator, Mapping) else None
+    metric = indicator.get("metric") if isinstance(indicator, dict) else None
     if isinstance(metric, str) and metric in _METRIC_KINDS:
         yield from _unit_of_kind(
             objective.get("unit"),
@@ -571,7 +571,7 @@ def check_service_level(item: Mapping[str, Any], at: str, ctx: FeedContext) -> I
 
 def check_certification(item: Mapping[str, Any], at: str, ctx: FeedContext) -> Iterator[Finding]:
     for party in ("certification_body",):
-        if isinstance(item.get(party), Mapping):
+        if isinstance(item.get(party), dict):
             yield from check_party(item[party], f"{at}/{party}")
     issued, valid_from, valid_until = (
         day(item.get("issued_on")),

@@ -105,31 +105,41 @@ class StructureChecker:
         self.profiles = [CORE_PROFILE, *[p for p in profiles if p != CORE_PROFILE]]
         self.sections = set(sections_of())
         self._contained: set[tuple[str, str]] = set()
+        # Resolved once: the per-item path runs for every record of a large feed.
+        self._parts: dict[str, list[_Part]] = {}
+        self._containers: dict[str, list[tuple[str, _Part]]] = {}
+        for section in [HEADER, *self.sections]:
+            self._parts[section] = [p for p in (_part(n, section) for n in self.profiles) if p]
+            self._containers[section] = [
+                (n, _contains(n)[section]) for n in self.profiles if section in _contains(n)
+            ]
 
-    def _check(self, section: str, value: Any, prefix: list[Any]) -> Iterator[Finding]:
+    def _check(self, section: str, value: Any, prefix: list[Any]) -> list[Finding]:
+        parts = [p for p in self._parts.get(section, ()) if not p.fast.is_valid(value)]
+        if not parts:
+            return []
+        found: list[Finding] = []
         seen: set[tuple[str, str, str]] = set()
-        for profile in self.profiles:
-            part = _part(profile, section)
-            if part is None or part.fast.is_valid(value):
-                continue
+        for part in parts:
             for error in part.reference.iter_errors(value):
                 for finding in _findings(error, part.schema, self.sections, prefix):
                     key = (finding.code, finding.pointer, finding.message)
                     if key not in seen:
                         seen.add(key)
-                        yield finding
+                        found.append(finding)
+        return found
 
-    def header(self, header: Any) -> Iterator[Finding]:
+    def header(self, header: Any) -> list[Finding]:
         """Findings for the header."""
-        yield from self._check(HEADER, header, [HEADER])
+        return self._check(HEADER, header, [HEADER])
 
-    def item(self, section: str, index: int, item: Any) -> Iterator[Finding]:
+    def item(self, section: str, index: int, item: Any) -> list[Finding]:
         """Findings for one item of a list section."""
-        yield from self._check(section, item, [section, index])
-        for profile in self.profiles:
-            part = _contains(profile).get(section)
-            if part is not None and part.fast.is_valid(item):
+        found = self._check(section, item, [section, index])
+        for profile, part in self._containers.get(section, ()):
+            if (profile, section) not in self._contained and part.fast.is_valid(item):
                 self._contained.add((profile, section))
+        return found
 
     def root(self, skeleton: Mapping[str, Any]) -> Iterator[Finding]:
         """Root-level findings: sections that are required, unknown or of the wrong type, and

@@ -1,0 +1,171 @@
+"""Validator throughput and memory, measured against other validators in the same run.
+
+    python benchmarks/validator_throughput.py [--records 100000] [--memory-records 1000000]
+
+Each contender runs in its own process on the same generated NDJSON feed; wall time and peak
+RSS (from wait4) are measured per process, start-up included. Contenders:
+
+- ``sqm validate``: all layers (syntax, structure, semantics, cross-record, plausibility);
+- jsonschema-rs with orjson: structure only, each item against its section's definition;
+- plain ``jsonschema`` (the reference validator): structure only, on a slice, scaled;
+- ``linkml-validate``: the whole-document form of a slice, scaled.
+
+Targets (issue 3): sqm / jsonschema-rs >= 0.5; sqm / linkml-validate >= 50; sqm's peak RSS
+under 100 MB for 1,000,000 records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+NOW = "2026-11-27T12:00:00Z"
+
+
+@dataclass
+class Measured:
+    name: str
+    records: int
+    seconds: float
+    peak_rss_mb: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def run(args: list[str]) -> tuple[float, float, int]:
+    """Run a command; return (wall seconds, peak RSS in MB, exit status)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{args[0]} failed ({code}): {stderr[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, code
+
+
+def worker_rs(path: str) -> None:
+    """Structure only with jsonschema-rs and orjson, item by item."""
+    import orjson
+
+    from sqm.validator.layers.structure import _part
+
+    parts = {}
+    invalid = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            [(section, item)] = orjson.loads(line).items()
+            part = parts.get(section) or parts.setdefault(section, _part("core", section))
+            invalid += not part.fast.is_valid(item)
+    print(invalid)
+
+
+def worker_jsonschema(path: str) -> None:
+    """Structure only with the reference jsonschema validator, item by item."""
+    from sqm.validator.layers.structure import _part
+
+    parts = {}
+    invalid = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            [(section, item)] = json.loads(line).items()
+            part = parts.get(section) or parts.setdefault(section, _part("core", section))
+            invalid += any(True for _ in part.reference.iter_errors(item))
+    print(invalid)
+
+
+def as_document(source: Path, target: Path) -> None:
+    """An NDJSON feed as one JSON document (for linkml-validate)."""
+    document: dict[str, object] = {}
+    with source.open("rb") as reader:
+        for line in reader:
+            [(section, item)] = json.loads(line).items()
+            if section == "header":
+                document["header"] = item
+            else:
+                document.setdefault(section, []).append(item)  # type: ignore[union-attr]
+    target.write_text(json.dumps(document))
+
+
+def count_records(path: Path) -> tuple[int, int]:
+    lines = records = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            lines += 1
+            records += b'_records"' in line[:40]
+    return lines, records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--slice", type=int, default=10_000, help="records for the slow contenders")
+    parser.add_argument("--memory-records", type=int, default=0, help="also measure sqm's peak RSS on a feed this large")
+    parser.add_argument("--worker", choices=["rs", "jsonschema"], help=argparse.SUPPRESS)
+    parser.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        {"rs": worker_rs, "jsonschema": worker_jsonschema}[args.worker](args.path)
+        return
+
+    sys.path.insert(0, str(HERE))
+    from generate_feed import write
+
+    with tempfile.TemporaryDirectory() as tmp:
+        feed = Path(tmp) / "feed.ndjson"
+        write(feed, args.records)
+        lines, records = count_records(feed)
+        size = feed.stat().st_size
+        print(f"feed: {records:,} records, {lines:,} lines, {size / 1e6:.1f} MB ({size / lines:.0f} bytes per line)")
+        # The slow contenders get a smaller feed of the same make-up (declarations scale too).
+        small = Path(tmp) / "slice.ndjson"
+        write(small, args.slice)
+        sliced = args.slice
+        document = Path(tmp) / "slice.json"
+        as_document(small, document)
+        small_lines, _ = count_records(small)
+
+        results = []
+        seconds, rss, code = run([str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(feed)])
+        results.append(Measured("sqm validate (all layers)", lines, seconds, rss, "exit 0" if code == 0 else "findings!"))
+        seconds, rss, _ = run([sys.executable, __file__, "--worker", "rs", str(feed)])
+        results.append(Measured("jsonschema-rs + orjson (structure)", lines, seconds, rss))
+        seconds, rss, _ = run([sys.executable, __file__, "--worker", "jsonschema", str(small)])
+        results.append(Measured("jsonschema (structure)", small_lines, seconds, rss, f"slice of {sliced:,} records"))
+        seconds, rss, _ = run([str(BIN / "linkml-validate"), "-s", "schema/src/sqm.yaml", "-C", "Feed", str(document)])
+        results.append(Measured("linkml-validate", small_lines, seconds, rss, f"slice of {sliced:,} records, whole document"))
+
+        baseline_rs, baseline_linkml = results[1].rate, results[3].rate
+        print(f"{'contender':38} {'items':>9} {'seconds':>8} {'items/s':>10} {'peak RSS':>9}  ratio sqm/x")
+        for item in results:
+            ratio = results[0].rate / item.rate
+            print(f"{item.name:38} {item.records:9,} {item.seconds:8.2f} {item.rate:10,.0f} {item.peak_rss_mb:7.0f} MB  {ratio:10.2f}  {item.note}")
+        print(f"sqm / jsonschema-rs = {results[0].rate / baseline_rs:.2f} (target >= 0.5)")
+        print(f"sqm / linkml-validate = {results[0].rate / baseline_linkml:.0f} (target >= 50)")
+
+    if args.memory_records:
+        with tempfile.TemporaryDirectory() as tmp:
+            big = Path(tmp) / "big.ndjson"
+            write(big, args.memory_records)
+            lines, _ = count_records(big)
+            seconds, rss, _ = run([str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(big)])
+            print(f"sqm validate on {args.memory_records:,} records ({big.stat().st_size / 1e9:.2f} GB): "
+                  f"{seconds:.1f} s, {lines / seconds:,.0f} items/s, peak RSS {rss:.0f} MB (target < 100 MB)")
+
+
+if __name__ == "__main__":
+    main()
