@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -46,16 +45,28 @@ class Measured:
 
 
 def run(args: list[str]) -> tuple[float, float, int]:
-    """Run a command; return (wall seconds, peak RSS in MB, exit status)."""
+    """Run a command; return (wall seconds, peak RSS in MB, exit status).
+
+    Peak RSS is read from /proc (VmHWM) while the process runs: wait4's ru_maxrss would also
+    count the memory this benchmark process had when it forked the child.
+    """
     start = time.perf_counter()
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak_kb = 0
+    status_file = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.01)
     seconds = time.perf_counter() - start
     stderr = process.stderr.read().decode() if process.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
-        raise SystemExit(f"{args[0]} failed ({code}): {stderr[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, code
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{args[0]} failed ({process.returncode}): {stderr[-2000:]}")
+    return seconds, peak_kb / 1024, process.returncode
 
 
 def worker_rs(path: str) -> None:
@@ -66,7 +77,7 @@ def worker_rs(path: str) -> None:
 
     parts = {}
     invalid = 0
-    with open(path, "rb") as handle:
+    with Path(path).open("rb") as handle:
         for line in handle:
             [(section, item)] = orjson.loads(line).items()
             part = parts.get(section) or parts.setdefault(section, _part("core", section))
@@ -80,7 +91,7 @@ def worker_jsonschema(path: str) -> None:
 
     parts = {}
     invalid = 0
-    with open(path, "rb") as handle:
+    with Path(path).open("rb") as handle:
         for line in handle:
             [(section, item)] = json.loads(line).items()
             part = parts.get(section) or parts.setdefault(section, _part("core", section))
@@ -111,10 +122,17 @@ def count_records(path: Path) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--slice", type=int, default=10_000, help="records for the slow contenders")
-    parser.add_argument("--memory-records", type=int, default=0, help="also measure sqm's peak RSS on a feed this large")
+    parser.add_argument(
+        "--memory-records",
+        type=int,
+        default=0,
+        help="also measure sqm's peak RSS on a feed this large",
+    )
     parser.add_argument("--worker", choices=["rs", "jsonschema"], help=argparse.SUPPRESS)
     parser.add_argument("path", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,7 +148,9 @@ def main() -> None:
         write(feed, args.records)
         lines, records = count_records(feed)
         size = feed.stat().st_size
-        print(f"feed: {records:,} records, {lines:,} lines, {size / 1e6:.1f} MB ({size / lines:.0f} bytes per line)")
+        print(
+            f"feed: {records:,} records, {lines:,} lines, {size / 1e6:.1f} MB ({size / lines:.0f} bytes per line)"
+        )
         # The slow contenders get a smaller feed of the same make-up (declarations scale too).
         small = Path(tmp) / "slice.ndjson"
         write(small, args.slice)
@@ -140,20 +160,48 @@ def main() -> None:
         small_lines, _ = count_records(small)
 
         results = []
-        seconds, rss, code = run([str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(feed)])
-        results.append(Measured("sqm validate (all layers)", lines, seconds, rss, "exit 0" if code == 0 else "findings!"))
+        seconds, rss, code = run(
+            [str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(feed)]
+        )
+        results.append(
+            Measured(
+                "sqm validate (all layers)",
+                lines,
+                seconds,
+                rss,
+                "exit 0" if code == 0 else "findings!",
+            )
+        )
         seconds, rss, _ = run([sys.executable, __file__, "--worker", "rs", str(feed)])
         results.append(Measured("jsonschema-rs + orjson (structure)", lines, seconds, rss))
         seconds, rss, _ = run([sys.executable, __file__, "--worker", "jsonschema", str(small)])
-        results.append(Measured("jsonschema (structure)", small_lines, seconds, rss, f"slice of {sliced:,} records"))
-        seconds, rss, _ = run([str(BIN / "linkml-validate"), "-s", "schema/src/sqm.yaml", "-C", "Feed", str(document)])
-        results.append(Measured("linkml-validate", small_lines, seconds, rss, f"slice of {sliced:,} records, whole document"))
+        results.append(
+            Measured(
+                "jsonschema (structure)", small_lines, seconds, rss, f"slice of {sliced:,} records"
+            )
+        )
+        seconds, rss, _ = run(
+            [str(BIN / "linkml-validate"), "-s", "schema/src/sqm.yaml", "-C", "Feed", str(document)]
+        )
+        results.append(
+            Measured(
+                "linkml-validate",
+                small_lines,
+                seconds,
+                rss,
+                f"slice of {sliced:,} records, whole document",
+            )
+        )
 
         baseline_rs, baseline_linkml = results[1].rate, results[3].rate
-        print(f"{'contender':38} {'items':>9} {'seconds':>8} {'items/s':>10} {'peak RSS':>9}  ratio sqm/x")
+        print(
+            f"{'contender':38} {'items':>9} {'seconds':>8} {'items/s':>10} {'peak RSS':>9}  ratio sqm/x"
+        )
         for item in results:
             ratio = results[0].rate / item.rate
-            print(f"{item.name:38} {item.records:9,} {item.seconds:8.2f} {item.rate:10,.0f} {item.peak_rss_mb:7.0f} MB  {ratio:10.2f}  {item.note}")
+            print(
+                f"{item.name:38} {item.records:9,} {item.seconds:8.2f} {item.rate:10,.0f} {item.peak_rss_mb:7.0f} MB  {ratio:10.2f}  {item.note}"
+            )
         print(f"sqm / jsonschema-rs = {results[0].rate / baseline_rs:.2f} (target >= 0.5)")
         print(f"sqm / linkml-validate = {results[0].rate / baseline_linkml:.0f} (target >= 50)")
 
@@ -162,9 +210,13 @@ def main() -> None:
             big = Path(tmp) / "big.ndjson"
             write(big, args.memory_records)
             lines, _ = count_records(big)
-            seconds, rss, _ = run([str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(big)])
-            print(f"sqm validate on {args.memory_records:,} records ({big.stat().st_size / 1e9:.2f} GB): "
-                  f"{seconds:.1f} s, {lines / seconds:,.0f} items/s, peak RSS {rss:.0f} MB (target < 100 MB)")
+            seconds, rss, _ = run(
+                [str(BIN / "sqm"), "validate", "--format", "json", "--now", NOW, str(big)]
+            )
+            print(
+                f"sqm validate on {args.memory_records:,} records ({big.stat().st_size / 1e9:.2f} GB): "
+                f"{seconds:.1f} s, {lines / seconds:,.0f} items/s, peak RSS {rss:.0f} MB (target < 100 MB)"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sqm.validator import loaders
 from sqm.validator.engine import FeedChecker, check_document, requested_profiles
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding, Severity
@@ -18,7 +19,6 @@ from sqm.validator.loaders import (
     Loaded,
     Part,
     iter_csv,
-    iter_lines,
     iter_ndjson,
     load_path,
     load_text_document,
@@ -116,15 +116,12 @@ def iter_stream_findings(
     """Findings for a feed read from a binary stream: NDJSON when its first line is a header
     line, otherwise one JSON or YAML document."""
     requested_profiles(profiles)
-    lines = iter_lines(stream)
-    first = next(lines, None)
-    if first is not None and first[1] is not None and _is_header_line(first[1]):
-        yield from _check_parts(
-            iter_ndjson(_Replay(first[1], stream), source), profiles, now, baseline
-        )
+    # Peek at the first line, keeping its bytes: a long one is the start of a JSON document.
+    head = stream.readline(loaders.MAX_LINE_BYTES + 1)
+    if head.endswith(b"\n") and _is_header_line(head):
+        yield from _check_parts(iter_ndjson(_Replay(head, stream), source), profiles, now, baseline)
         return
-    head = b"" if first is None or first[1] is None else first[1]
-    rest = read_bounded(stream, source)
+    rest = read_bounded(stream, source, already=len(head))
     if isinstance(rest, Loaded):
         yield from rest.findings
         return

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CharacteristicSpec:
     """The parts of a declared characteristic that capability checks need."""
 

@@ -156,10 +156,11 @@ def decode(data: bytes, source: str) -> str | Loaded:
         return Loaded(source, findings=[syntax("SQM-X003", message, source, line)])
 
 
-def read_bounded(stream: IO[bytes], source: str) -> bytes | Loaded:
-    """Read a whole document, but never more than the limit plus one byte."""
-    data = stream.read(MAX_DOCUMENT_BYTES + 1)
-    if len(data) > MAX_DOCUMENT_BYTES:
+def read_bounded(stream: IO[bytes], source: str, already: int = 0) -> bytes | Loaded:
+    """Read the rest of a whole document (``already`` bytes of it were read), never more than
+    the limit plus one byte."""
+    data = stream.read(MAX_DOCUMENT_BYTES + 1 - already)
+    if len(data) + already > MAX_DOCUMENT_BYTES:
         limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
         message = f"the document exceeds {limit} MiB; publish it as NDJSON"
         return Loaded(source, findings=[syntax("SQM-X006", message, source)])

@@ -53,21 +53,21 @@ def poisson_sf(k: int, lam: float) -> float:
 
 
 def cpk_lower_bound(cpk: float, n: int, confidence: float = 0.95) -> float:
-    """Bissell's approximate lower confidence bound of Cpk from n measurements."""
+    """Bissell's approximate lower confidence bound of Cpk from n measurements:
+    Cpk - z * sqrt(1 / (9n) + Cpk^2 / (2(n - 1))), with z the one-sided normal quantile."""
     if n < 2:
         return -math.inf
-    z = -_inverse_normal_tail(confidence)
     se = math.sqrt(1.0 / (9.0 * n) + cpk * cpk / (2.0 * (n - 1)))
-    return cpk + z * se
+    return cpk - normal_quantile(confidence) * se
 
 
-def _inverse_normal_tail(p: float) -> float:
-    """z with P(Z > z) = 1 - p, by bisection (adequate for a handful of calls)."""
+def normal_quantile(p: float) -> float:
+    """z with P(Z <= z) = p, by bisection (adequate for a handful of calls)."""
     low, high = -10.0, 10.0
-    for _ in range(80):
+    for _ in range(100):
         mid = (low + high) / 2.0
         if 1.0 - normal_tail(mid) < p:
             low = mid
         else:
             high = mid
-    return -(low + high) / 2.0
+    return (low + high) / 2.0

@@ -30,7 +30,9 @@ class CrossRecordState:
     ctx: FeedContext
     ids: DigestSet = field(default_factory=DigestSet)
     subjects: DigestSet = field(default_factory=DigestSet)
-    declared: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KIND_SECTION})
+    declared: dict[str, DigestSet] = field(
+        default_factory=lambda: {k: DigestSet() for k in KIND_SECTION}
+    )
     pending: list[tuple[str, str, str]] = field(default_factory=list)
     special: dict[str, str] = field(default_factory=dict)  # characteristic id -> its pointer
     ppap_complete: set[str] = field(default_factory=set)
@@ -93,6 +95,11 @@ class CrossRecordState:
             self._certificate(item)
 
     def _declare_characteristic(self, identifier: str, item: Mapping[str, Any], at: str) -> None:
+        if self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES:
+            self.special[identifier] = at
+        lower, upper = number(item.get("lower_spec_limit")), number(item.get("upper_spec_limit"))
+        if lower is not None and upper is not None and lower >= upper:
+            return  # E002 reports the limits; checks that would rest on them stay silent
         self.ctx.characteristics[identifier] = CharacteristicSpec(
             product=item.get("product") if isinstance(item.get("product"), str) else None,
             unit=item.get("unit") if isinstance(item.get("unit"), str) else None,
@@ -102,8 +109,6 @@ class CrossRecordState:
             if isinstance(item.get("special_characteristic_class"), str)
             else None,
         )
-        if self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES:
-            self.special[identifier] = at
 
     def _refer(self, kind: str, value: Any, at: str) -> Iterator[Finding]:
         if not isinstance(value, str) or value in self.declared[kind]:

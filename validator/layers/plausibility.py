@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqm.validator import stats
-from sqm.validator.compact import DigestSet
+from sqm.validator.compact import DigestSet, MaxMap
 from sqm.validator.context import FeedContext, integer, number, timestamp
 from sqm.validator.findings import Finding
 from sqm.validator.layers.semantics import spec_of
@@ -124,7 +124,8 @@ class PlausibilityState:
 
     ctx: FeedContext
     signatures: DigestSet = field(default_factory=DigestSet)
-    expected: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
+    # (product, period start, period end) -> worst implied fraction, capability record index
+    expected: MaxMap = field(default_factory=MaxMap)
     observed: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
 
     def item(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
@@ -203,9 +204,9 @@ class PlausibilityState:
                 f"{at}/cpk",
                 value=cpk,
             )
-        self._remember_expected(item, at, ppk if ppk is not None else cpk)
+        self._remember_expected(item, int(at.rsplit("/", 1)[1]), ppk if ppk is not None else cpk)
 
-    def _remember_expected(self, item: Mapping[str, Any], at: str, index: float | None) -> None:
+    def _remember_expected(self, item: Mapping[str, Any], record: int, index: float | None) -> None:
         spec = spec_of(item, self.ctx)
         period = item.get("period")
         if item.get("distribution") != "normal" or spec is None or not isinstance(period, dict):
@@ -221,8 +222,7 @@ class PlausibilityState:
         else:
             return
         key = (product, str(period.get("start")), str(period.get("end")))
-        if fraction > self.expected.get(key, (-1.0, ""))[0]:
-            self.expected[key] = (fraction, at)
+        self.expected.update(key, fraction, record)
 
     def _defects(self, item: Mapping[str, Any], at: str) -> None:
         period, product = item.get("period"), item.get("product")
@@ -281,7 +281,8 @@ class PlausibilityState:
             expected = self.expected.get((product, start, end))
             if expected is None:
                 continue
-            fraction, source = expected
+            fraction, record = expected
+            source = f"/capability_records/{record}"
             lam = fraction * inspected
             if lam >= 5 and stats.poisson_cdf(defective, lam) < IMPLAUSIBLE:
                 yield emit(
