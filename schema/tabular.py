@@ -11,6 +11,7 @@ absent. The layout is derived from the generated JSON Schema, so it follows the 
 from __future__ import annotations
 
 import csv
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -243,9 +244,13 @@ def _read_rows(path: Path, columns: list[Column]) -> Iterator[tuple[int, dict[st
             raise TabularError(f"is not UTF-8 CSV: {exc}", file=file, row=1) from exc
         unknown = [name for name in header if name.strip() and name.strip() not in by_name]
         if unknown:
+            guesses = []
+            for name in unknown:
+                close = difflib.get_close_matches(name.strip(), list(by_name), n=1, cutoff=0.6)
+                guesses.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise TabularError(
-                f"unknown column(s) {', '.join(map(repr, unknown))}; the template for this file "
-                f"has: {', '.join(by_name)}",
+                f"unknown column(s) {', '.join(guesses)}; the columns of this file are listed "
+                "in docs/reference/csv-template.md",
                 file=file,
                 row=1,
             )

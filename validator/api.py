@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +29,20 @@ from sqm.validator.loaders import (
 from sqm.validator.positions import json_positions, nearest, yaml_positions
 
 Source = Path | str | Mapping[str, Any]
+
+
+def json_shaped(value: Any) -> Any:
+    """Parsed data as JSON would give it: dates and times as RFC 3339 text, Decimals as
+    numbers, tuples as lists (YAML and ``json.loads(parse_float=Decimal)`` produce these)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_shaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_shaped(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
 
 
 def _check_parts(
@@ -74,7 +89,7 @@ def iter_findings(
     previous feed (see :func:`load_baseline`)."""
     requested_profiles(profiles)
     if isinstance(source, Mapping):
-        yield from check_document(source, profiles, now=now, baseline=baseline)
+        yield from check_document(json_shaped(source), profiles, now=now, baseline=baseline)
         return
     path = Path(source)
     suffix = path.suffix.lower()
@@ -182,15 +197,18 @@ class ValidationResult:
 
     source: str
     findings: list[Finding] = field(default_factory=list)
+    # Findings left out of ``findings`` by a limit, per severity: still counted, never hidden.
+    omitted: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_valid(self) -> bool:
-        """True when no finding is an error."""
-        return not any(f.severity is Severity.ERROR for f in self.findings)
+        """True when no finding is an error (shown or omitted)."""
+        shown = any(f.severity is Severity.ERROR for f in self.findings)
+        return not shown and not self.omitted.get(Severity.ERROR.value)
 
     def counts(self) -> dict[str, int]:
         """Findings per severity."""
-        result = {s.value: 0 for s in Severity}
+        result = {s.value: self.omitted.get(s.value, 0) for s in Severity}
         for finding in self.findings:
             result[finding.severity.value] += 1
         return result
@@ -219,12 +237,14 @@ def validate(
     name = "<data>" if isinstance(source, Mapping) else str(source)
     result = ValidationResult(name)
     for finding in iter_findings(source, profiles, now=now, baseline=baseline):
-        result.findings.append(finding)
-        if max_findings is not None and len(result.findings) >= max_findings:
-            break
+        if max_findings is None or len(result.findings) < max_findings:
+            result.findings.append(finding)
+        else:
+            severity = finding.severity.value
+            result.omitted[severity] = result.omitted.get(severity, 0) + 1
     return result
 
 
 def iter_document_findings(document: Any, profiles: Sequence[str] = ()) -> Iterator[Finding]:
     """Lazily yield the findings for an already-parsed feed document."""
-    yield from check_document(document, profiles)
+    yield from check_document(json_shaped(document), profiles)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -30,6 +30,10 @@ YAML_SUFFIXES = {".yaml", ".yml"}
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
 RDF_SUFFIXES = {".ttl", ".jsonld"}
 FEED_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES | NDJSON_SUFFIXES | RDF_SUFFIXES
+CSV_HINT = (
+    "Fix the file, row and column named; columns must match the template "
+    "(docs/reference/csv-template.md), numbers use a dot, files are UTF-8."
+)
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -284,13 +288,13 @@ def iter_csv(folder: Path) -> Iterator[Part | Finding]:
     layout = tabular.sections()
     if not (folder / tabular.HEADER_FILE).is_file():
         message = f"{tabular.HEADER_FILE}: missing: a CSV feed needs the header row"
-        yield syntax("SQM-X001", message, source)
+        yield replace(syntax("SQM-X001", message, source), hint=CSV_HINT)
         return
     known = {tabular.section_file(s) for s in layout}
     for path in sorted(folder.glob("*.csv")):
         if path.name not in known:
             message = f"{path.name}: is not a section of the template ({', '.join(sorted(known))})"
-            yield syntax("SQM-X001", message, f"{source}/{path.name}")
+            yield replace(syntax("SQM-X001", message, f"{source}/{path.name}"), hint=CSV_HINT)
     for section in layout:
         file = tabular.section_file(section)
         path = folder / file
@@ -300,12 +304,13 @@ def iter_csv(folder: Path) -> Iterator[Part | Finding]:
             rows = list(tabular.read_section(path, section)) if section == "header" else None
             if rows is not None and len(rows) != 1:
                 message = f"{file}: must hold exactly one data row, found {len(rows)}"
-                yield syntax("SQM-X001", message, f"{source}/{file}")
+                yield replace(syntax("SQM-X001", message, f"{source}/{file}"), hint=CSV_HINT)
                 continue
             for row, item in rows if rows is not None else tabular.read_section(path, section):
                 yield section, item, {"line": row, "source": f"{source}/{file}"}
         except TabularError as exc:
-            yield syntax("SQM-X001", str(exc), f"{source}/{exc.file}", exc.row)
+            finding = syntax("SQM-X001", str(exc), f"{source}/{exc.file}", exc.row)
+            yield replace(finding, hint=CSV_HINT)
 
 
 def is_csv_feed(path: Path) -> bool:

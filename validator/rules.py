@@ -173,8 +173,8 @@ _rule(
     "SQM-S010",
     E,
     "A profile requires an item the feed does not have",
-    "Add the required item (the automotive profile requires an IATF 16949 certificate), or do "
-    "not declare the profile.",
+    "Add the item the profile requires (the automotive profile, for example, requires an IATF "
+    "16949 certificate), or do not declare the profile.",
     "header: {profiles: [https://w3id.org/sqm/v0.1/profiles/automotive]}\n"
     "certification_records:\n  - scheme: ISO_9001",
     "header: {profiles: [https://w3id.org/sqm/v0.1/profiles/automotive]}\n"

@@ -27,7 +27,10 @@ def generate_command(check: bool) -> None:
         raise SchemaError(
             f"the generators are not installed ({exc.name}): pip install 'sqm[generate]'"
         ) from exc
-    outputs = generate.render()
+    try:
+        outputs = generate.render()
+    except Exception as exc:  # LinkML's generators raise bare ValueError and friends
+        raise SchemaError(f"generation failed: {type(exc).__name__}: {exc}") from exc
     if check:
         stale = generate.stale_files(outputs)
         if stale:

@@ -49,8 +49,9 @@ def _collect(findings: Iterator[Finding], source: str, limit: int | None) -> Val
     for finding in findings:
         if limit is None or len(result.findings) < limit:
             result.findings.append(finding)
-        elif finding.severity is Severity.ERROR and result.is_valid:
-            result.findings.append(finding)  # never hide that the feed is invalid
+        else:
+            severity = finding.severity.value
+            result.omitted[severity] = result.omitted.get(severity, 0) + 1
     return result
 
 
@@ -170,5 +171,9 @@ def validate_command(
     reporter = get_reporter(output_format)
     reporter(results, stream, output_format == "text" and stream.isatty())
     threshold = Severity(fail_on).rank
-    failed = any(f.severity.rank >= threshold for r in results for f in r.findings)
+    failed = any(
+        Severity(severity).rank >= threshold and count
+        for r in results
+        for severity, count in r.counts().items()
+    )
     sys.exit(EXIT_FINDINGS if failed else EXIT_VALID)

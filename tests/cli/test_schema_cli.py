@@ -43,3 +43,16 @@ def test_rules_page_in_docs_is_current() -> None:
     assert page == rules.rules_markdown(), "run `sqm rules --markdown > docs/reference/rules.md`"
     listing = CliRunner().invoke(main, ["rules"]).output
     assert all(rule.code in listing for rule in rules.all_rules())
+
+
+def test_generator_failure_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqm.schema import generate
+
+    def broken() -> None:
+        raise ValueError("slot: 'equals_string' requires range 'string'")
+
+    monkeypatch.setattr(generate, "render", broken)
+    result = CliRunner().invoke(main, ["schema", "generate"])
+    assert result.exit_code == 2
+    assert "generation failed: ValueError: slot: 'equals_string'" in result.output
+    assert "Traceback" not in result.output

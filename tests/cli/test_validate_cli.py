@@ -108,3 +108,35 @@ def test_console_script_runs_without_traceback() -> None:
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr + completed.stdout
     assert "SQM-X003" in completed.stdout
+
+
+def test_max_findings_summary_counts_everything() -> None:
+    food = str(EXAMPLES / "feeds" / "food-ingredients.yaml")
+    code, output = run("validate", "--now", "2027-01-15T00:00:00Z", "--max-findings", "1", food)
+    assert code == 0
+    assert "(0 errors, 7 warnings" in output
+    assert "6 more findings not shown" in output
+    code, _ = run(
+        "validate",
+        "--now",
+        "2027-01-15T00:00:00Z",
+        "--fail-on",
+        "warning",
+        "--max-findings",
+        "1",
+        food,
+    )
+    assert code == 1
+
+
+def test_now_must_carry_a_time_zone() -> None:
+    code, output = run("validate", "--now", "2026-11-27T00:00:00", VALID)
+    assert code == 2
+    assert "time zone" in output
+
+
+def test_baseline_reports_jumps() -> None:
+    baseline = str(REPO / "tests" / "data" / "baseline" / "automotive-machining-2026-09.json")
+    code, output = run("validate", "--now", "2026-11-27T12:00:00Z", "--baseline", baseline, VALID)
+    assert code == 0, output
+    assert "0 errors, 0 warnings" in output

@@ -6,6 +6,7 @@ are 8-byte digests; only declarations (sites, products, characteristics) are kep
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,11 @@ DECLARATION_KIND = {"sites": "site", "products": "product", "characteristics": "
 KIND_SECTION = {kind: section for section, kind in DECLARATION_KIND.items()}
 
 
+def _interned(value: Any) -> str | None:
+    # Many characteristics share a product and unit: one string each, not one per item.
+    return sys.intern(value) if isinstance(value, str) else None
+
+
 @dataclass
 class CrossRecordState:
     """What the cross-record layer remembers while a feed streams past."""
@@ -35,7 +41,7 @@ class CrossRecordState:
     )
     pending: list[tuple[str, str, str]] = field(default_factory=list)
     special: dict[str, str] = field(default_factory=dict)  # characteristic id -> its pointer
-    ppap_complete: set[str] = field(default_factory=set)
+    ppap_complete: DigestSet = field(default_factory=DigestSet)
     iatf_active: bool = False
     iatf_seen: bool = False
     # Facts that structurally broken items leave unknown: no finding may rest on them.
@@ -101,13 +107,11 @@ class CrossRecordState:
         if lower is not None and upper is not None and lower >= upper:
             return  # E002 reports the limits; checks that would rest on them stay silent
         self.ctx.characteristics[identifier] = CharacteristicSpec(
-            product=item.get("product") if isinstance(item.get("product"), str) else None,
-            unit=item.get("unit") if isinstance(item.get("unit"), str) else None,
-            lower=number(item.get("lower_spec_limit")),
-            upper=number(item.get("upper_spec_limit")),
-            special_class=item.get("special_characteristic_class")
-            if isinstance(item.get("special_characteristic_class"), str)
-            else None,
+            product=_interned(item.get("product")),
+            unit=_interned(item.get("unit")),
+            lower=lower,
+            upper=upper,
+            special_class=_interned(item.get("special_characteristic_class")),
         )
 
     def _refer(self, kind: str, value: Any, at: str) -> Iterator[Finding]:

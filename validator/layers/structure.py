@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 from sqm.schema import CORE_PROFILE, json_schema
 from sqm.validator import rules
@@ -46,29 +47,42 @@ _MAX_VALUE_CHARS = 200
 HEADER = "header"
 
 
+def _reference(schema: dict[str, Any]) -> Draft202012Validator:
+    # Imported on first use: the reference engine only explains items that are invalid.
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
 @cache
 def schema_validator(profile: str = CORE_PROFILE) -> Draft202012Validator:
     """The compiled reference validator of a whole feed, for the core or a profile."""
-    return Draft202012Validator(
-        json_schema(profile), format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    return _reference(json_schema(profile))
 
 
-@dataclass(frozen=True)
+@cache
+def _fast_root(profile: str) -> Any:
+    return jsonschema_rs.validator_for(json_schema(profile), validate_formats=True)
+
+
 class _Part:
-    """One definition a part of a feed is checked against, compiled for both engines."""
+    """One definition a part of a feed is checked against: jsonschema-rs decides, the
+    reference validator (compiled on first need) explains."""
 
-    schema: dict[str, Any]
-    fast: Any  # a jsonschema_rs validator
-    reference: Draft202012Validator
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self.fast = jsonschema_rs.validator_for(schema, validate_formats=True)
+        self._reference: Draft202012Validator | None = None
+
+    @property
+    def reference(self) -> Draft202012Validator:
+        if self._reference is None:
+            self._reference = _reference(self.schema)
+        return self._reference
 
 
 def _compile(schema: dict[str, Any]) -> _Part:
-    return _Part(
-        schema,
-        jsonschema_rs.validator_for(schema, validate_formats=True),
-        Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
-    )
+    return _Part(schema)
 
 
 @cache
@@ -149,7 +163,11 @@ class StructureChecker:
         """
         seen: set[tuple[str, str, str]] = set()
         for profile in self.profiles:
-            for error in schema_validator(profile).iter_errors(skeleton):
+            if _fast_root(profile).is_valid(skeleton):
+                errors: Iterable[ValidationError] = ()
+            else:
+                errors = schema_validator(profile).iter_errors(skeleton)
+            for error in errors:
                 path = list(error.absolute_path)
                 if len(path) > 1 or error.validator == "contains":
                     continue
@@ -249,6 +267,8 @@ def _findings(
         options: Any = error.validator_value
         null_branches = {i for i, o in enumerate(options) if o.get("type") == "null"}
         inner = [e for e in error.context if e.relative_schema_path[0] not in null_branches]
+        from jsonschema.exceptions import best_match
+
         chosen = best_match(inner or error.context)
         if chosen is not None:
             yield from _findings(chosen, root, sections, prefix)

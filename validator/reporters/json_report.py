@@ -19,6 +19,7 @@ def write_json(results: Sequence[ValidationResult], out: TextIO, colour: bool) -
                 "source": r.source,
                 "valid": r.is_valid,
                 "counts": r.counts(),
+                "omitted": r.omitted,
                 "findings": [f.to_dict() for f in r.findings],
             }
             for r in results

@@ -21,7 +21,7 @@ def _group(finding: Finding) -> str:
     return "feed" if not finding.pointer else f"/{parts[1]}"
 
 
-def _location(finding: Finding) -> str:
+def _location(finding: Finding, source: str) -> str:
     where = finding.pointer or "/"
     if finding.line is not None:
         where = (
@@ -29,6 +29,8 @@ def _location(finding: Finding) -> str:
             + (f", column {finding.column}" if finding.column else "")
             + (f" ({finding.pointer})" if finding.pointer else "")
         )
+    if finding.source and finding.source != source:
+        where = f"{finding.source}: {where}"  # a file inside a CSV feed folder
     return where
 
 
@@ -57,10 +59,13 @@ def write_text(results: Sequence[ValidationResult], out: TextIO, colour: bool) -
             out.write(f"  {style(group, bold=True)}\n")
             for finding in findings:
                 label = style(f"{finding.severity.value:<7}", fg=_COLOURS[finding.severity])
-                out.write(f"    {label} {finding.code}  {_location(finding)}\n")
+                out.write(f"    {label} {finding.code}  {_location(finding, result.source)}\n")
                 out.write(f"            {finding.message}\n")
                 if finding.hint:
                     out.write(f"            {style('fix:', dim=True)} {finding.hint}\n")
+        hidden = sum(result.omitted.values())
+        if hidden:
+            out.write(f"  ... {hidden} more findings not shown (--max-findings)\n")
     if len(results) > 1:
         out.write(
             f"{len(results)} inputs: {totals['error']} errors, {totals['warning']} warnings, "

@@ -1,0 +1,58 @@
+"""The Python API on parsed data, limits and stream detection."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import yaml
+
+from sqm.validator import Severity, iter_stream_findings, validate
+from tests.conftest import EXAMPLES, NOW
+
+FOOD = EXAMPLES / "feeds" / "food-ingredients.yaml"
+AUTOMOTIVE = EXAMPLES / "feeds" / "automotive-machining.json"
+
+
+def _codes(findings: list) -> list[str]:  # type: ignore[type-arg]
+    return [f.code for f in findings if f.severity is not Severity.INFO]
+
+
+def test_yaml_datetimes_in_parsed_data_are_taken_as_rfc3339_text() -> None:
+    text = FOOD.read_text().replace("'2026-11-06T08:30:00+07:00'", "2026-11-06T08:30:00+07:00")
+    document = yaml.safe_load(text)
+    assert not isinstance(document["header"]["issued_at"], str)
+    assert _codes(validate(document, now=NOW).findings) == []
+
+
+def test_decimals_in_parsed_data_are_numbers() -> None:
+    document = json.loads(AUTOMOTIVE.read_text(), parse_float=Decimal)
+    assert _codes(validate(document, now=NOW).findings) == []
+    document["capability_records"][0]["cpk"] = Decimal("1.70")  # above Cp 1.58
+    assert _codes(validate(document, now=NOW).findings) == ["SQM-E003", "SQM-E004"]
+
+
+def test_max_findings_keeps_the_counts_and_the_verdict() -> None:
+    later = NOW.replace(year=2027, month=1)
+    full = validate(FOOD, now=later)
+    limited = validate(FOOD, now=later, max_findings=1)
+    assert len(limited.findings) == 1
+    assert limited.counts() == full.counts()
+    assert limited.omitted == {"warning": len(full.findings) - 1}
+
+
+def test_stream_detection_keeps_a_long_first_line(monkeypatch: object) -> None:
+    document = json.dumps(json.loads(AUTOMOTIVE.read_text())).encode()  # one line, no newline
+    assert b"\n" not in document
+    found = list(iter_stream_findings(io.BytesIO(document), now=NOW))
+    assert _codes(found) == []
+
+
+def test_csv_findings_name_their_file(tmp_path: Path) -> None:
+    folder = EXAMPLES / "invalid" / "csv-renamed-column"
+    [finding] = validate(folder, now=NOW).findings
+    assert finding.source is not None and finding.source.endswith("delivery_records.csv")
+    assert "did you mean 'on_time_percent'?" in finding.message
+    assert "CSV" not in finding.hint or "template" in finding.hint
