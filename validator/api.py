@@ -83,10 +83,12 @@ def iter_findings(
     *,
     now: datetime | None = None,
     baseline: Baseline | None = None,
+    jobs: int = 1,
 ) -> Iterator[Finding]:
     """Lazily yield the findings for a feed: a path (JSON, YAML, NDJSON, RDF, CSV folder) or
     already-parsed data. ``now`` fixes the clock for time checks; ``baseline`` is the
-    previous feed (see :func:`load_baseline`)."""
+    previous feed (see :func:`load_baseline`); ``jobs`` > 1 checks an NDJSON feed on that many
+    worker processes, with the same findings."""
     requested_profiles(profiles)
     if isinstance(source, Mapping):
         yield from check_document(json_shaped(source), profiles, now=now, baseline=baseline)
@@ -98,6 +100,13 @@ def iter_findings(
     elif suffix in NDJSON_SUFFIXES:
         try:
             with path.open("rb") as stream:
+                if jobs > 1:
+                    from sqm.validator.parallel import iter_parallel_ndjson
+
+                    yield from iter_parallel_ndjson(
+                        stream, str(path), profiles, now=now, baseline=baseline, jobs=jobs
+                    )
+                    return
                 yield from _check_parts(iter_ndjson(stream, str(path)), profiles, now, baseline)
         except OSError as exc:
             raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc

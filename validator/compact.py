@@ -35,7 +35,12 @@ class DigestSet:
 
     def add(self, item: Hashable) -> bool:
         """Insert; True when the item was not yet present."""
-        key = self._key(item)
+        return self.add_hash(hash(item))
+
+    def add_hash(self, value: int) -> bool:
+        """Insert by a precomputed ``hash()`` (of a key made in a forked worker, which shares
+        the hash seed); True when it was not yet present."""
+        key = (value & 0xFFFFFFFFFFFFFFFF) or 1
         table, mask = self._table, self._mask
         index = key & mask
         while True:
@@ -106,7 +111,11 @@ class MaxMap:
 
     def update(self, item: Hashable, value: float, tag: int) -> None:
         """Keep ``value`` (and ``tag``) for ``item`` if it is the largest so far."""
-        key = DigestSet._key(item)
+        self.update_hash(hash(item), value, tag)
+
+    def update_hash(self, value_hash: int, value: float, tag: int) -> None:
+        """:meth:`update` by a precomputed ``hash()`` of the key."""
+        key = (value_hash & 0xFFFFFFFFFFFFFFFF) or 1
         slot = self._slot(key)
         if self._keys[slot] == key:
             if value > self._values[slot]:

@@ -8,8 +8,9 @@ by the size of the feed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqm.schema import CORE_PROFILE, SchemaError, profile_by_iri, profiles
 from sqm.validator import rules
@@ -17,10 +18,22 @@ from sqm.validator.context import FeedContext
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding
 from sqm.validator.layers import semantics
-from sqm.validator.layers.crossrecord import CrossRecordState
-from sqm.validator.layers.plausibility import Baseline, PlausibilityState
+from sqm.validator.layers.crossrecord import CrossFacts, CrossRecordState
+from sqm.validator.layers.plausibility import Baseline, PlausibilityFacts, PlausibilityState
 from sqm.validator.layers.structure import HEADER, StructureChecker, sections_of
 
+
+class Examined(NamedTuple):
+    """The result of :meth:`FeedChecker.examine` (picklable, to cross process boundaries)."""
+
+    sound: bool
+    findings: list[Finding]
+    cross: CrossFacts | None
+    plausibility: PlausibilityFacts | None
+
+
+# Stands for an item's index in a section until the item is settled in feed order.
+PLACEHOLDER = "#"
 # Declarations first: records refer to them, and a whole document can be read in any order.
 DECLARATION_SECTIONS = ("sites", "products", "characteristics")
 
@@ -88,35 +101,57 @@ class FeedChecker:
     def item(self, section: str, item: Any) -> Iterator[Finding]:
         """Check the next item of ``section``."""
         if section not in self.sections:
-            yield rules.emit(
-                "SQM-S002",
-                f"unknown section {section!r}",
-                f"/{section}",
-                hint="Sections are: " + ", ".join(sorted(self.sections)) + ".",
-            )
+            yield self.unknown_section(section)
             return
+        yield from self.settle(section, self.examine(section, item))
+
+    def unknown_section(self, section: str) -> Finding:
+        """The finding for a part whose section the standard does not define."""
+        return rules.emit(
+            "SQM-S002",
+            f"unknown section {section!r}",
+            f"/{section}",
+            hint="Sections are: " + ", ".join(sorted(self.sections)) + ".",
+        )
+
+    def examine(self, section: str, item: Any) -> Examined:
+        """Everything about one item that needs no other item: structure, semantics, the
+        per-record plausibility checks, and the facts the feed-wide checks will compare.
+        Findings are located at ``/<section>/#``; :meth:`settle` puts in the index.
+
+        It changes no feed-wide state, so the parallel validator runs it in worker processes.
+        """
+        at = f"/{section}/{PLACEHOLDER}"
+        found = self.structure.item(section, PLACEHOLDER, item)
+        if not isinstance(item, Mapping):
+            return Examined(False, found, None, None)
+        sound = not found
+        cross, cross_found = self.cross.examine(section, item, at, sound=sound)
+        if not sound:
+            return Examined(False, found, cross, None)
+        found.extend(semantics.item_findings(section, item, at, self.ctx))
+        found.extend(cross_found)
+        plausibility = None
+        if section not in DECLARATION_SECTIONS:
+            found.extend(self.plausibility.record(section, item, at))
+            plausibility = self.plausibility.examine(section, item)
+        return Examined(True, found, cross, plausibility)
+
+    def settle(self, section: str, examined: Examined) -> Iterator[Finding]:
+        """Give the examined item its index, then run the checks that need the rest of the
+        feed, in feed order."""
         index = self.counts.get(section, 0)
         self.counts[section] = index + 1
         self.skeleton.setdefault(section, [])
         at = f"/{section}/{index}"
-        structural = self.structure.item(section, index, item)
-        yield from structural
-        if not isinstance(item, Mapping):
-            return
-        sound = not structural
-        for finding in self._layers(section, item, at, sound):
-            yield finding if finding.record is not None else _with_record(finding, index)
-
-    def _layers(
-        self, section: str, item: Mapping[str, Any], at: str, sound: bool
-    ) -> Iterator[Finding]:
-        # The later layers assume a well-formed item; a broken one would only add echoes.
-        yield from self.cross.item(section, item, at, sound=sound)
-        if not sound:
-            return
-        yield from semantics.item_findings(section, item, at, self.ctx)
-        if section not in DECLARATION_SECTIONS:
-            yield from self.plausibility.item(section, item, at)
+        for finding in examined.findings:
+            yield _indexed(finding, section, index)
+        if examined.cross is not None:
+            for finding in self.cross.apply(examined.cross, at):
+                yield finding if finding.record is not None else _with_record(finding, index)
+        if examined.plausibility is not None:
+            for finding in self.plausibility.apply(examined.plausibility, at):
+                yield _with_record(finding, index)
 
     def other(self, key: str, value: Any) -> None:
         """A top-level key that is not a list section (reported by :meth:`finish`)."""
@@ -149,9 +184,15 @@ class FeedChecker:
         yield from self.finish()
 
 
-def _with_record(finding: Finding, index: int) -> Finding:
-    from dataclasses import replace
+def _indexed(finding: Finding, section: str, index: int) -> Finding:
+    prefix = f"/{section}/{PLACEHOLDER}"
+    pointer = finding.pointer
+    if pointer == prefix or pointer.startswith(prefix + "/"):
+        pointer = f"/{section}/{index}" + pointer[len(prefix) :]
+    return replace(finding, pointer=pointer, record=index)
 
+
+def _with_record(finding: Finding, index: int) -> Finding:
     return replace(finding, record=index)
 
 

@@ -240,34 +240,42 @@ def loads_line(raw: bytes) -> Any:
     return value
 
 
+def parse_ndjson_line(
+    number: int, raw: bytes | None, source: str
+) -> tuple[str, Any] | Finding | None:
+    """One NDJSON line as (section, value), a syntax finding, or None for a blank line."""
+    if raw is None:
+        limit = MAX_LINE_BYTES // (1024 * 1024)
+        return syntax("SQM-X005", f"line {number} exceeds {limit} MiB", source, number)
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        return None
+    try:
+        value = loads_line(raw)
+    except UnicodeDecodeError as exc:
+        return syntax("SQM-X003", f"not UTF-8: {exc.reason}", source, number, exc.start + 1)
+    except json.JSONDecodeError as exc:
+        return syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, number, exc.colno)
+    except (ValueError, RecursionError) as exc:
+        return syntax("SQM-X001", f"invalid JSON: {exc}", source, number)
+    if not isinstance(value, dict) or len(value) != 1:
+        message = "a line must be one object with one key: header or a section name"
+        return syntax("SQM-X007", message, source, number)
+    [(section, item)] = value.items()
+    return section, item
+
+
 def iter_ndjson(stream: LineReader, source: str) -> Iterator[Part | Finding]:
     """Parts of an NDJSON feed, or syntax findings for the lines that cannot be parts."""
     header_seen = False
     for number, raw in iter_lines(stream):
-        if raw is None:
-            limit = MAX_LINE_BYTES // (1024 * 1024)
-            yield syntax("SQM-X005", f"line {number} exceeds {limit} MiB", source, number)
+        parsed = parse_ndjson_line(number, raw, source)
+        if parsed is None or isinstance(parsed, Finding):
+            if parsed is not None:
+                yield parsed
             continue
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        if not raw.strip():
-            continue
-        try:
-            value = loads_line(raw)
-        except UnicodeDecodeError as exc:
-            yield syntax("SQM-X003", f"not UTF-8: {exc.reason}", source, number, exc.start + 1)
-            continue
-        except json.JSONDecodeError as exc:
-            yield syntax("SQM-X001", f"invalid JSON: {exc.msg}", source, number, exc.colno)
-            continue
-        except (ValueError, RecursionError) as exc:
-            yield syntax("SQM-X001", f"invalid JSON: {exc}", source, number)
-            continue
-        if not isinstance(value, dict) or len(value) != 1:
-            message = "a line must be one object with one key: header or a section name"
-            yield syntax("SQM-X007", message, source, number)
-            continue
-        [(section, item)] = value.items()
+        section, item = parsed
         if section == "header":
             if header_seen:
                 yield syntax("SQM-X007", "a second header line", source, number)

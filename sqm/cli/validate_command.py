@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,11 +22,14 @@ from sqm.validator import (
 )
 from sqm.validator.layers.plausibility import Baseline
 from sqm.validator.loaders import NDJSON_SUFFIXES, expand_inputs
+from sqm.validator.parallel import iter_parallel_ndjson
 from sqm.validator.reporters import REPORTERS, get_reporter
 
 EXIT_VALID, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 # Inputs at least this large get a progress bar (on a terminal only).
 PROGRESS_BYTES = 8 * 1024 * 1024
+# Below this size, starting worker processes costs more than it saves.
+PARALLEL_BYTES = 16 * 1024 * 1024
 
 
 def _parse_now(text: str | None) -> datetime | None:
@@ -79,14 +83,26 @@ def _with_progress(
     now: datetime | None,
     baseline: Baseline | None,
     limit: int | None,
+    workers: int,
 ) -> ValidationResult:
     with (
         path.open("rb") as handle,
         click.progressbar(length=path.stat().st_size, label=path.name, file=sys.stderr) as bar,
     ):
         reader = _ProgressReader(handle, bar)
-        found = iter_stream_findings(reader, str(path), profiles, now=now, baseline=baseline)  # type: ignore[arg-type]
+        if workers > 1:
+            found = iter_parallel_ndjson(
+                reader, str(path), profiles, now=now, baseline=baseline, jobs=workers
+            )
+        else:
+            found = iter_stream_findings(reader, str(path), profiles, now=now, baseline=baseline)  # type: ignore[arg-type]
         return _collect(found, str(path), limit)
+
+
+def _jobs(feed: Path, requested: int) -> int:
+    if requested:
+        return requested
+    return (os.cpu_count() or 1) if feed.stat().st_size >= PARALLEL_BYTES else 1
 
 
 @click.command("validate")
@@ -121,6 +137,13 @@ def _with_progress(
     help="The previous feed: report implausible jumps and copied values against it.",
 )
 @click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes for NDJSON feeds; 0 picks one per core for feeds over 16 MB.",
+)
+@click.option(
     "--now",
     "now_text",
     default=None,
@@ -134,6 +157,7 @@ def validate_command(
     max_findings: int | None,
     fail_on: str,
     baseline: Path | None,
+    jobs: int,
     now_text: str | None,
 ) -> None:
     """Validate SQM feeds: JSON, YAML, NDJSON, JSON-LD, Turtle, or a CSV feed folder.
@@ -160,10 +184,12 @@ def validate_command(
                 raise ValidatorError(f"{item}: no such file or folder")
             for feed in expand_inputs(path):
                 streamed = feed.is_file() and feed.suffix.lower() in NDJSON_SUFFIXES
+                workers = _jobs(feed, jobs) if streamed else 1
                 if interactive and streamed and feed.stat().st_size >= PROGRESS_BYTES:
-                    results.append(_with_progress(feed, profiles, now, previous, max_findings))
+                    result = _with_progress(feed, profiles, now, previous, max_findings, workers)
+                    results.append(result)
                     continue
-                found = iter_findings(feed, profiles, now=now, baseline=previous)
+                found = iter_findings(feed, profiles, now=now, baseline=previous, jobs=workers)
                 results.append(_collect(found, str(feed), max_findings))
     except ValidatorError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqm.validator.compact import DigestSet
 from sqm.validator.context import CharacteristicSpec, FeedContext, day, integer, number, timestamp
@@ -22,6 +22,99 @@ MAX_PENDING = 100_000
 SPECIAL_CLASSES = ("critical", "significant")
 DECLARATION_KIND = {"sites": "site", "products": "product", "characteristics": "characteristic"}
 KIND_SECTION = {kind: section for section, kind in DECLARATION_KIND.items()}
+
+
+ACTIVE, SEEN, INDETERMINATE = "active", "seen", "indeterminate"
+
+
+class CrossFacts(NamedTuple):
+    """What one item contributes to the feed-wide checks (small, picklable)."""
+
+    section: str
+    id: str | None = None
+    declares: str | None = None  # the kind of item it declares
+    spec: CharacteristicSpec | None = None
+    special: bool = False
+    refs: tuple[tuple[str, str, str], ...] = ()  # (kind, id, pointer below the item)
+    subject: int | None = None  # hash of what the record is about, for duplicates
+    certificate: str | None = None  # the duplicate message for certificates
+    ppap: str | None = None  # a characteristic this record gives a PPAP-complete study
+    indeterminate: str | None = None  # a characteristic a broken record leaves unknown
+    iatf: str | None = None  # ACTIVE, SEEN or INDETERMINATE for an IATF certificate
+
+
+def _references(section: str, item: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    if section != "sites":
+        yield "site", item.get("site"), "/site"
+    if section != "products":
+        yield "product", item.get("product"), "/product"
+    if section == "capability_records":
+        yield "characteristic", item.get("characteristic"), "/characteristic"
+    if section == "products" and isinstance(item.get("manufactured_at"), list):
+        for index, site in enumerate(item["manufactured_at"]):
+            yield "site", site, f"/manufactured_at/{index}"
+    if section == "certification_records" and isinstance(item.get("covered_sites"), list):
+        for index, covered in enumerate(item["covered_sites"]):
+            if isinstance(covered, dict):
+                yield "site", covered.get("site"), f"/covered_sites/{index}/site"
+    if section == "traceability_records" and isinstance(item.get("lots"), list):
+        for index, lot in enumerate(item["lots"]):
+            if isinstance(lot, dict):
+                yield "site", lot.get("site"), f"/lots/{index}/site"
+
+
+def _subject_key(section: str, item: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The hash of what a record is about and over which period (None: nothing to compare)."""
+    if section == "certification_records":
+        number, scheme = item.get("certificate_number"), item.get("scheme")
+        message = f"certificate {number} of {scheme} is listed twice"
+        return hash((section, scheme, number)), message
+    period = item.get("period")
+    if section in DECLARATION_KIND or not isinstance(period, dict):
+        return None, None
+    indicator = item.get("indicator")
+    parts = (
+        section,
+        item.get("site"),
+        item.get("product"),
+        item.get("characteristic"),
+        item.get("detection_point"),
+        item.get("lead_time_definition"),
+        item.get("date_basis"),
+        indicator.get("name") if isinstance(indicator, dict) else None,
+        item.get("material"),
+        period.get("start"),
+        period.get("end"),
+    )
+    return hash(parts), None
+
+
+def _ppap_complete(item: Mapping[str, Any]) -> str | None:
+    """The characteristic, if this capability record is a complete PPAP study of it."""
+    ref = item.get("characteristic")
+    n, groups = integer(item.get("sample_size")), integer(item.get("subgroup_count"))
+    complete = (
+        number(item.get("ppk")) is not None
+        and isinstance(item.get("normality_test"), dict)
+        and n is not None
+        and n >= 100
+        and groups is not None
+        and groups >= 25
+    )
+    return ref if complete and isinstance(ref, str) else None
+
+
+def _spec(item: Mapping[str, Any]) -> CharacteristicSpec | None:
+    lower, upper = number(item.get("lower_spec_limit")), number(item.get("upper_spec_limit"))
+    if lower is not None and upper is not None and lower >= upper:
+        return None  # E002 reports the limits; checks that would rest on them stay silent
+    return CharacteristicSpec(
+        product=_interned(item.get("product")),
+        unit=_interned(item.get("unit")),
+        lower=lower,
+        upper=upper,
+        special_class=_interned(item.get("special_characteristic_class")),
+    )
 
 
 def _interned(value: Any) -> str | None:
@@ -70,57 +163,95 @@ class CrossRecordState:
     def item(
         self, section: str, item: Mapping[str, Any], at: str, *, sound: bool = True
     ) -> Iterator[Finding]:
-        """Remember the item and check it against the rest of the feed.
+        """Check the item against the feed so far, then remember it."""
+        facts, found = self.examine(section, item, at, sound=sound)
+        yield from found
+        yield from self.apply(facts, at)
 
-        An item with structural errors (``sound=False``) is only registered: its id and what it
-        declares, so that other items' references to it do not cascade into more findings.
+    def examine(
+        self, section: str, item: Mapping[str, Any], at: str, *, sound: bool = True
+    ) -> tuple[CrossFacts, list[Finding]]:
+        """What this item contributes to the feed-wide checks, read against the declarations
+        known so far; changes nothing (so worker processes can run it).
+
+        An item with structural errors (``sound=False``) contributes only its id and what it
+        declares, so that references to it do not cascade into more findings.
         """
+        found: list[Finding] = []
         identifier = item.get("id")
-        if isinstance(identifier, str) and not self.ids.add(identifier):
+        kind = DECLARATION_KIND.get(section)
+        spec = special = None
+        if section == "characteristics" and isinstance(identifier, str):
+            special = (
+                self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES
+            )
+            spec = _spec(item)
+        facts = CrossFacts(
+            section=section,
+            id=identifier if isinstance(identifier, str) else None,
+            declares=kind if isinstance(identifier, str) else None,
+            spec=spec,
+            special=bool(special),
+        )
+        if not sound:
+            reference = item.get("characteristic")
+            return facts._replace(
+                indeterminate=reference
+                if section == "capability_records" and isinstance(reference, str)
+                else None,
+                iatf=INDETERMINATE
+                if section == "certification_records" and item.get("scheme") == "IATF_16949"
+                else None,
+            ), found
+        refs = tuple(self._unresolved_refs(section, item, at))
+        subject, certificate = _subject_key(section, item)
+        ppap = None
+        if section == "capability_records":
+            found.extend(self._capability(item, at))
+            ppap = _ppap_complete(item)
+        iatf = self._certificate(item) if section == "certification_records" else None
+        return facts._replace(
+            refs=refs, subject=subject, certificate=certificate, ppap=ppap, iatf=iatf
+        ), found
+
+    def apply(self, facts: CrossFacts, at: str) -> Iterator[Finding]:
+        """Remember an examined item; report what collides with earlier items."""
+        if facts.id is not None and not self.ids.add(facts.id):
             yield emit(
                 "SQM-R001",
-                f"id {identifier!r} is used by an earlier item",
+                f"id {facts.id!r} is used by an earlier item",
                 f"{at}/id",
-                value=identifier,
+                value=facts.id,
             )
-        if section in DECLARATION_KIND and isinstance(identifier, str):
-            self.declared[DECLARATION_KIND[section]].add(identifier)
-        if section == "characteristics" and isinstance(identifier, str):
-            self._declare_characteristic(identifier, item, at)
-        if not sound:
-            if section == "capability_records" and isinstance(item.get("characteristic"), str):
-                self.indeterminate.add(item["characteristic"])
-            if section == "certification_records" and item.get("scheme") == "IATF_16949":
+        if facts.declares is not None and facts.id is not None:
+            self.declared[facts.declares].add(facts.id)
+            if facts.special:
+                self.special[facts.id] = at
+            if facts.spec is not None:
+                self.ctx.characteristics[facts.id] = facts.spec
+        for kind, value, where in facts.refs:
+            if value in self.declared[kind]:
+                continue
+            where = at + where
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append((kind, value, where))
+            else:
+                yield self._unresolved(kind, value, where, streamed=True)
+        if facts.subject is not None and not self.subjects.add_hash(facts.subject):
+            message = (
+                facts.certificate or "another record already covers the same subject and period"
+            )
+            yield emit("SQM-R003", message, at)
+        if facts.ppap is not None:
+            self.ppap_complete.add(facts.ppap)
+        if facts.indeterminate is not None:
+            self.indeterminate.add(facts.indeterminate)
+        if facts.iatf is not None:
+            self.iatf_seen = True
+            if facts.iatf == ACTIVE:
+                self.iatf_active = True
+            elif facts.iatf == INDETERMINATE:
                 self.iatf_indeterminate = True
-            return
-        yield from self._references(section, item, at)
-        yield from self._duplicates(section, item, at)
-        if section == "capability_records":
-            yield from self._capability(item, at)
-        if section == "certification_records":
-            self._certificate(item)
-
-    def _declare_characteristic(self, identifier: str, item: Mapping[str, Any], at: str) -> None:
-        if self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES:
-            self.special[identifier] = at
-        lower, upper = number(item.get("lower_spec_limit")), number(item.get("upper_spec_limit"))
-        if lower is not None and upper is not None and lower >= upper:
-            return  # E002 reports the limits; checks that would rest on them stay silent
-        self.ctx.characteristics[identifier] = CharacteristicSpec(
-            product=_interned(item.get("product")),
-            unit=_interned(item.get("unit")),
-            lower=lower,
-            upper=upper,
-            special_class=_interned(item.get("special_characteristic_class")),
-        )
-
-    def _refer(self, kind: str, value: Any, at: str) -> Iterator[Finding]:
-        if not isinstance(value, str) or value in self.declared[kind]:
-            return
-        if len(self.pending) < MAX_PENDING:
-            self.pending.append((kind, value, at))
-        else:
-            yield self._unresolved(kind, value, at, streamed=True)
 
     def _unresolved(self, kind: str, value: str, at: str, streamed: bool = False) -> Finding:
         hint = None
@@ -134,61 +265,13 @@ class CrossRecordState:
             hint=hint,
         )
 
-    def _references(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        if section != "sites":
-            yield from self._refer("site", item.get("site"), f"{at}/site")
-        if section not in ("products",):
-            yield from self._refer("product", item.get("product"), f"{at}/product")
-        if section == "capability_records":
-            yield from self._refer(
-                "characteristic", item.get("characteristic"), f"{at}/characteristic"
-            )
-        if section == "products" and isinstance(item.get("manufactured_at"), list):
-            for index, site in enumerate(item["manufactured_at"]):
-                yield from self._refer("site", site, f"{at}/manufactured_at/{index}")
-        if section == "certification_records" and isinstance(item.get("covered_sites"), list):
-            for index, covered in enumerate(item["covered_sites"]):
-                if isinstance(covered, dict):
-                    yield from self._refer(
-                        "site", covered.get("site"), f"{at}/covered_sites/{index}/site"
-                    )
-        if section == "traceability_records" and isinstance(item.get("lots"), list):
-            for index, lot in enumerate(item["lots"]):
-                if isinstance(lot, dict):
-                    yield from self._refer("site", lot.get("site"), f"{at}/lots/{index}/site")
-
-    def _duplicates(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        period = item.get("period")
-        if (
-            section in DECLARATION_KIND
-            or section == "certification_records"
-            or not isinstance(period, dict)
-        ):
-            if section == "certification_records":
-                key = (section, item.get("scheme"), item.get("certificate_number"))
-                if not self.subjects.add(key):
-                    yield emit(
-                        "SQM-R003",
-                        f"certificate {item.get('certificate_number')} of {item.get('scheme')} is listed twice",
-                        at,
-                    )
-            return
-        indicator = item.get("indicator")
-        parts = [
-            section,
-            item.get("site"),
-            item.get("product"),
-            item.get("characteristic"),
-            item.get("detection_point"),
-            item.get("lead_time_definition"),
-            item.get("date_basis"),
-            indicator.get("name") if isinstance(indicator, dict) else None,
-            item.get("material"),
-            period.get("start"),
-            period.get("end"),
-        ]
-        if not self.subjects.add(tuple(parts)):
-            yield emit("SQM-R003", "another record already covers the same subject and period", at)
+    def _unresolved_refs(
+        self, section: str, item: Mapping[str, Any], at: str
+    ) -> Iterator[tuple[str, str, str]]:
+        """References (kind, id, pointer below the item) not declared so far."""
+        for kind, value, where in _references(section, item):
+            if isinstance(value, str) and value not in self.declared[kind]:
+                yield kind, value, where
 
     def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
         ref, product = item.get("characteristic"), item.get("product")
@@ -200,33 +283,20 @@ class CrossRecordState:
                 f"{at}/product",
                 value=product,
             )
-        n, groups = integer(item.get("sample_size")), integer(item.get("subgroup_count"))
-        if (
-            isinstance(ref, str)
-            and number(item.get("ppk")) is not None
-            and isinstance(item.get("normality_test"), dict)
-            and n is not None
-            and n >= 100
-            and groups is not None
-            and groups >= 25
-        ):
-            self.ppap_complete.add(ref)
 
-    def _certificate(self, item: Mapping[str, Any]) -> None:
+    def _certificate(self, item: Mapping[str, Any]) -> str | None:
         if item.get("scheme") != "IATF_16949":
-            return
-        self.iatf_seen = True
+            return None
         issued = timestamp(self.ctx.header.get("issued_at"))
         if issued is None:
-            self.iatf_indeterminate = True
-        until, start = (
-            day(item.get("valid_until")),
-            day(item.get("valid_from")) or day(item.get("issued_on")),
-        )
-        if issued and until and item.get("status") == "active":
+            return INDETERMINATE
+        until = day(item.get("valid_until"))
+        start = day(item.get("valid_from")) or day(item.get("issued_on"))
+        if until and item.get("status") == "active":
             on = issued.date()
             if until >= on and (start is None or start <= on):
-                self.iatf_active = True
+                return ACTIVE
+        return SEEN
 
     def finish(self) -> Iterator[Finding]:
         for kind, value, at in self.pending:

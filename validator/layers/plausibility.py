@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqm.validator import stats
 from sqm.validator.compact import DigestSet, MaxMap
@@ -118,6 +118,33 @@ _SIGNATURE = (
 )
 
 
+class PlausibilityFacts(NamedTuple):
+    """What one record contributes to the feed-wide plausibility checks (small, picklable)."""
+
+    signature: int | None = None
+    expected: tuple[int, float] | None = None
+    observed: tuple[str, str, str, int, int] | None = None
+
+
+def _observed(item: Mapping[str, Any]) -> tuple[str, str, str, int, int] | None:
+    """(product, period start, end, defective, inspected) of a produced-defects record."""
+    period, product = item.get("period"), item.get("product")
+    inspected, defective = (
+        integer(item.get("inspected_count")),
+        integer(item.get("defective_count")),
+    )
+    if (
+        item.get("detection_point") in PRODUCED_AT
+        and item.get("counting_rule") == "per_unit"
+        and isinstance(product, str)
+        and isinstance(period, dict)
+        and inspected
+        and defective is not None
+    ):
+        return product, str(period.get("start")), str(period.get("end")), defective, inspected
+    return None
+
+
 @dataclass
 class PlausibilityState:
     """Per-product capability and defect summaries, signatures of values, and the baseline."""
@@ -128,13 +155,43 @@ class PlausibilityState:
     expected: MaxMap = field(default_factory=MaxMap)
     observed: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
 
-    def item(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+    def record(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+        """Checks of one record on its own (they need no other record, so they parallelise)."""
         yield from self._stale(item, at)
         if section == "capability_records":
             yield from self._capability(item, at)
-        if section == "defect_rate_records":
-            self._defects(item, at)
         yield from self._against_baseline(section, item, at)
+
+    def feed(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+        """Remember what the feed-wide checks compare; report copies of earlier records."""
+        yield from self.apply(self.examine(section, item), at)
+
+    def examine(self, section: str, item: Mapping[str, Any]) -> PlausibilityFacts:
+        """What this record contributes to the feed-wide checks; changes nothing (so worker
+        processes can run it)."""
+        if section == "capability_records":
+            cpk, ppk = number(item.get("cpk")), number(item.get("ppk"))
+            return PlausibilityFacts(
+                signature=hash(tuple(item.get(k) for k in _SIGNATURE)),
+                expected=self._expected(item, ppk if ppk is not None else cpk),
+            )
+        if section == "defect_rate_records":
+            return PlausibilityFacts(observed=_observed(item))
+        return PlausibilityFacts()
+
+    def apply(self, facts: PlausibilityFacts, at: str) -> Iterator[Finding]:
+        """Remember an examined record; report a copy of an earlier one."""
+        if facts.signature is not None and not self.signatures.add_hash(facts.signature):
+            yield emit(
+                "SQM-P004",
+                "every value equals another record's for the same characteristic (copied data?)",
+                at,
+            )
+        if facts.expected is not None:
+            key, fraction = facts.expected
+            self.expected.update_hash(key, fraction, int(at.rsplit("/", 1)[1]))
+        if facts.observed is not None:
+            self.observed.append((*facts.observed, at))
 
     def _stale(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
         due = timestamp(item.get("next_update_due"))
@@ -150,7 +207,7 @@ class PlausibilityState:
             )
 
     def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        cpk, ppk = number(item.get("cpk")), number(item.get("ppk"))
+        cpk = number(item.get("cpk"))
         n = integer(item.get("sample_size"))
         if n is not None and n < MIN_CREDIBLE_SAMPLE:
             yield emit(
@@ -178,13 +235,6 @@ class PlausibilityState:
                     f"{at}/{name}",
                     value=0,
                 )
-        signature = tuple(item.get(k) for k in _SIGNATURE)
-        if not self.signatures.add(signature):
-            yield emit(
-                "SQM-P004",
-                "every value equals another record's for the same characteristic (copied data?)",
-                at,
-            )
         test = item.get("normality_test")
         if (
             item.get("distribution") == "normal"
@@ -204,50 +254,24 @@ class PlausibilityState:
                 f"{at}/cpk",
                 value=cpk,
             )
-        self._remember_expected(item, int(at.rsplit("/", 1)[1]), ppk if ppk is not None else cpk)
 
-    def _remember_expected(self, item: Mapping[str, Any], record: int, index: float | None) -> None:
+    def _expected(self, item: Mapping[str, Any], index: float | None) -> tuple[int, float] | None:
+        """(hash of product and period, nonconforming fraction the capability implies)."""
         spec = spec_of(item, self.ctx)
         period = item.get("period")
         if item.get("distribution") != "normal" or spec is None or not isinstance(period, dict):
-            return
+            return None
         product = item.get("product") or spec.product
         if not isinstance(product, str):
-            return
+            return None
         mean, sigma = number(item.get("process_mean")), number(item.get("sigma_overall"))
         if mean is not None and sigma and sigma > 0:
             fraction = stats.nonconforming_fraction(mean, sigma, spec.lower, spec.upper)
         elif index is not None:
             fraction = stats.fraction_from_index(index)
         else:
-            return
-        key = (product, str(period.get("start")), str(period.get("end")))
-        self.expected.update(key, fraction, record)
-
-    def _defects(self, item: Mapping[str, Any], at: str) -> None:
-        period, product = item.get("period"), item.get("product")
-        inspected, defective = (
-            integer(item.get("inspected_count")),
-            integer(item.get("defective_count")),
-        )
-        if (
-            item.get("detection_point") in PRODUCED_AT
-            and item.get("counting_rule") == "per_unit"
-            and isinstance(product, str)
-            and isinstance(period, dict)
-            and inspected
-            and defective is not None
-        ):
-            self.observed.append(
-                (
-                    product,
-                    str(period.get("start")),
-                    str(period.get("end")),
-                    defective,
-                    inspected,
-                    at,
-                )
-            )
+            return None
+        return hash((product, str(period.get("start")), str(period.get("end")))), fraction
 
     def _against_baseline(
         self, section: str, item: Mapping[str, Any], at: str

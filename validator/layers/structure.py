@@ -147,7 +147,7 @@ class StructureChecker:
         """Findings for the header."""
         return self._check(HEADER, header, [HEADER])
 
-    def item(self, section: str, index: int, item: Any) -> list[Finding]:
+    def item(self, section: str, index: int | str, item: Any) -> list[Finding]:
         """Findings for one item of a list section."""
         found = self._check(section, item, [section, index])
         for profile, part in self._containers.get(section, ()):
