@@ -132,6 +132,8 @@ def _pydantic(source: SchemaSource) -> str:
     from linkml.generators.pydanticgen import PydanticGenerator
 
     code = str(PydanticGenerator(str(source.source)).serialize())
+    # The generator embeds the absolute source path; keep the artifact independent of checkout.
+    code = code.replace(str(source.source), source.source.relative_to(REPO_ROOT).as_posix())
     return f"# {GENERATED_NOTICE}\n" + code
 
 

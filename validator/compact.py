@@ -30,6 +30,15 @@ class DigestSet:
         return self._count
 
     @staticmethod
+    def key_of(item: Hashable) -> int:
+        """The 64-bit key an item is stored under."""
+        return (hash(item) & 0xFFFFFFFFFFFFFFFF) or 1
+
+    def keys(self) -> frozenset[int]:
+        """Every stored key, for fast read-only membership tests with :meth:`key_of`."""
+        return frozenset(key for key in self._table if key)
+
+    @staticmethod
     def _key(item: Hashable) -> int:
         return (hash(item) & 0xFFFFFFFFFFFFFFFF) or 1  # zero marks an empty slot
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -47,8 +48,12 @@ def integer(value: Any) -> int | None:
 
 def timestamp(value: Any) -> datetime | None:
     """An RFC 3339 timestamp with offset as an aware datetime, or None if it is not one."""
-    if not isinstance(value, str):
-        return None
+    return _timestamp(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=8192)
+def _timestamp(value: str) -> datetime | None:
+    # Feeds repeat the same few instants (period bounds, as-of times) thousands of times.
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

@@ -38,6 +38,11 @@ Wire = tuple[bool, list[Finding], tuple[Any, ...] | None, tuple[Any, ...] | None
 Result = tuple[int, str | None, Wire | None, list[Finding]]
 
 
+def _start_worker() -> None:
+    assert _WORKER is not None
+    _WORKER.cross.freeze_declared()
+
+
 def _examine_batch(
     batch: list[tuple[int, bytes | None]],
 ) -> tuple[list[Result], set[tuple[str, str]]]:
@@ -134,7 +139,7 @@ def iter_parallel_ndjson(
         _WORKER = checker
         context = multiprocessing.get_context("fork")
         gc.freeze()  # the forked workers share the state so far without the collector copying it
-        with context.Pool(jobs) as pool:
+        with context.Pool(jobs, initializer=_start_worker) as pool:
             for results, contained in pool.imap(_examine_batch, batches(), chunksize=1):
                 raws = dict(sent.popleft())
                 checker.structure._contained |= contained

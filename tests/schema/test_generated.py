@@ -97,3 +97,14 @@ def test_python_models_import_and_load_an_example() -> None:
     feed = sqm_models.Feed.model_validate(load_feed(VALID_FEEDS[0]))
     assert feed.header.sequence >= 0
     assert feed.capability_records
+
+
+def test_artifacts_do_not_depend_on_where_the_repository_lives() -> None:
+    from tests.conftest import REPO
+
+    leaking = [
+        str(path.relative_to(REPO))
+        for path in GENERATED_DIR.rglob("*")
+        if path.is_file() and str(REPO) in path.read_text(encoding="utf-8", errors="replace")
+    ]
+    assert leaking == []

@@ -140,6 +140,7 @@ class CrossRecordState:
     # Facts that structurally broken items leave unknown: no finding may rest on them.
     indeterminate: set[str] = field(default_factory=set)
     iatf_indeterminate: bool = False
+    _frozen: dict[str, frozenset[int]] | None = None
 
     def header(self, header: Mapping[str, Any]) -> Iterator[Finding]:
         sequence = integer(header.get("sequence"))
@@ -178,41 +179,47 @@ class CrossRecordState:
         declares, so that references to it do not cascade into more findings.
         """
         found: list[Finding] = []
-        identifier = item.get("id")
-        kind = DECLARATION_KIND.get(section)
-        spec = special = None
-        if section == "characteristics" and isinstance(identifier, str):
-            special = (
+        identifier = item.get("id") if isinstance(item.get("id"), str) else None
+        kind = DECLARATION_KIND.get(section) if identifier is not None else None
+        spec = None
+        special = False
+        if section == "characteristics" and identifier is not None:
+            special = bool(
                 self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES
             )
             spec = _spec(item)
-        facts = CrossFacts(
-            section=section,
-            id=identifier if isinstance(identifier, str) else None,
-            declares=kind if isinstance(identifier, str) else None,
-            spec=spec,
-            special=bool(special),
-        )
         if not sound:
             reference = item.get("characteristic")
-            return facts._replace(
-                indeterminate=reference
-                if section == "capability_records" and isinstance(reference, str)
-                else None,
-                iatf=INDETERMINATE
-                if section == "certification_records" and item.get("scheme") == "IATF_16949"
-                else None,
-            ), found
-        refs = tuple(self._unresolved_refs(section, item, at))
+            capability = section == "capability_records" and isinstance(reference, str)
+            iatf = section == "certification_records" and item.get("scheme") == "IATF_16949"
+            facts = CrossFacts(
+                section,
+                identifier,
+                kind,
+                spec,
+                special,
+                indeterminate=reference if capability else None,
+                iatf=INDETERMINATE if iatf else None,
+            )
+            return facts, found
         subject, certificate = _subject_key(section, item)
         ppap = None
         if section == "capability_records":
             found.extend(self._capability(item, at))
             ppap = _ppap_complete(item)
-        iatf = self._certificate(item) if section == "certification_records" else None
-        return facts._replace(
-            refs=refs, subject=subject, certificate=certificate, ppap=ppap, iatf=iatf
-        ), found
+        facts = CrossFacts(
+            section,
+            identifier,
+            kind,
+            spec,
+            special,
+            refs=self._unresolved_refs(section, item),
+            subject=subject,
+            certificate=certificate,
+            ppap=ppap,
+            iatf=self._certificate(item) if section == "certification_records" else None,
+        )
+        return facts, found
 
     def apply(self, facts: CrossFacts, at: str) -> Iterator[Finding]:
         """Remember an examined item; report what collides with earlier items."""
@@ -266,12 +273,27 @@ class CrossRecordState:
         )
 
     def _unresolved_refs(
-        self, section: str, item: Mapping[str, Any], at: str
-    ) -> Iterator[tuple[str, str, str]]:
+        self, section: str, item: Mapping[str, Any]
+    ) -> tuple[tuple[str, str, str], ...]:
         """References (kind, id, pointer below the item) not declared so far."""
+        frozen = self._frozen
+        unresolved = []
         for kind, value, where in _references(section, item):
-            if isinstance(value, str) and value not in self.declared[kind]:
-                yield kind, value, where
+            if not isinstance(value, str):
+                continue
+            known = (
+                DigestSet.key_of(value) in frozen[kind] if frozen else value in self.declared[kind]
+            )
+            if not known:
+                unresolved.append((kind, value, where))
+        return tuple(unresolved)
+
+    def freeze_declared(self) -> None:
+        """Answer "is it declared?" from an immutable copy from now on (C-speed lookups).
+
+        For a forked worker, whose declarations cannot change any more; the feed-wide process
+        keeps learning declarations and must not call this."""
+        self._frozen = {kind: table.keys() for kind, table in self.declared.items()}
 
     def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
         ref, product = item.get("characteristic"), item.get("product")

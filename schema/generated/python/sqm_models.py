@@ -104,7 +104,7 @@ linkml_meta = LinkMLMeta({'default_prefix': 'sqm',
                   'sqm': {'prefix_prefix': 'sqm',
                           'prefix_reference': 'https://w3id.org/sqm/v0.1/'}},
      'see_also': ['https://w3id.org/sqm'],
-     'source_file': '/work/main/schema/src/sqm.yaml',
+     'source_file': 'schema/src/sqm.yaml',
      'title': 'Supplier Quality Metadata (SQM) v0.1'} )
 
 class QuantityKind(str, Enum):
