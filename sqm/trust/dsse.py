@@ -1,0 +1,104 @@
+"""DSSE envelopes (Dead Simple Signing Envelope, secure-systems-lab/dsse v1.0) with Ed25519.
+
+The signature covers PAE(type, body) = "DSSEv1" SP len(type) SP type SP len(body) SP body, so no
+JSON canonicalisation is involved and the payload bytes are signed exactly as sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sqm.trust.errors import TrustError, VerificationError
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """Pre-Authentication Encoding (DSSE protocol, "Signature definition")."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+@dataclass(frozen=True)
+class Signature:
+    keyid: str
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope: the payload bytes, their type, and signatures over PAE."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[Signature, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "payloadType": self.payload_type,
+            "payload": base64.b64encode(self.payload).decode(),
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()} for s in self.signatures
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Envelope:
+        """Read an envelope; raise TrustError naming what is malformed."""
+        if not isinstance(data, Mapping):
+            raise TrustError("a DSSE envelope is a JSON object")
+        payload_type, payload, signatures = (
+            data.get("payloadType"),
+            data.get("payload"),
+            data.get("signatures"),
+        )
+        if not isinstance(payload_type, str) or not payload_type:
+            raise TrustError("envelope.payloadType must be a non-empty string")
+        if not isinstance(payload, str):
+            raise TrustError("envelope.payload must be base64 text")
+        if not isinstance(signatures, list) or not signatures:
+            raise TrustError("envelope.signatures must be a non-empty list")
+        parsed = []
+        for index, entry in enumerate(signatures):
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("sig"), str):
+                raise TrustError(f"envelope.signatures[{index}].sig must be base64 text")
+            keyid = entry.get("keyid", "")
+            if not isinstance(keyid, str):
+                raise TrustError(f"envelope.signatures[{index}].keyid must be a string")
+            parsed.append(Signature(keyid, _b64(entry["sig"], f"signatures[{index}].sig")))
+        return cls(payload_type, _b64(payload, "payload"), tuple(parsed))
+
+
+def _b64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise TrustError(f"envelope.{where} is not valid base64: {exc}") from exc
+
+
+def sign(payload_type: str, payload: bytes, key: Ed25519PrivateKey, keyid: str) -> Envelope:
+    """Sign a payload into a one-signature envelope."""
+    return Envelope(
+        payload_type, payload, (Signature(keyid, key.sign(pae(payload_type, payload))),)
+    )
+
+
+def verify(envelope: Envelope, keys: Mapping[str, Ed25519PublicKey]) -> str:
+    """Verify that a signature by one of ``keys`` (keyid to public key) covers the envelope;
+    return the keyid that verified; raise VerificationError otherwise."""
+    message = pae(envelope.payload_type, envelope.payload)
+    for signature in envelope.signatures:
+        key = keys.get(signature.keyid)
+        if key is None:
+            continue
+        try:
+            key.verify(signature.sig, message)
+        except InvalidSignature:
+            continue
+        return signature.keyid
+    raise VerificationError("no signature in the envelope verifies with a trusted key")

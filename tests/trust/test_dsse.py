@@ -1,0 +1,53 @@
+"""DSSE envelopes."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sqm.trust import TrustError, VerificationError
+from sqm.trust.dsse import Envelope, pae, sign, verify
+
+
+def test_pae_matches_the_dsse_specification_example() -> None:
+    # DSSE protocol.md: PAE("http://example.com/HelloWorld", "hello world")
+    assert pae("http://example.com/HelloWorld", b"hello world") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+
+
+def test_sign_verify_round_trip_through_json() -> None:
+    key = Ed25519PrivateKey.generate()
+    envelope = sign("application/vnd.in-toto+json", b'{"a": 1}', key, "supplier-key-1")
+    again = Envelope.from_json(envelope.to_json())
+    assert again == envelope
+    assert verify(again, {"supplier-key-1": key.public_key()}) == "supplier-key-1"
+
+
+def test_changed_payload_type_or_body_or_key_fails() -> None:
+    key = Ed25519PrivateKey.generate()
+    envelope = sign("application/vnd.in-toto+json", b"payload", key, "k")
+    keys = {"k": key.public_key()}
+    for changed in (
+        Envelope("text/plain", envelope.payload, envelope.signatures),
+        Envelope(envelope.payload_type, b"payloaD", envelope.signatures),
+    ):
+        with pytest.raises(VerificationError):
+            verify(changed, keys)
+    with pytest.raises(VerificationError):
+        verify(envelope, {"k": Ed25519PrivateKey.generate().public_key()})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"payloadType": "", "payload": "", "signatures": [{"sig": ""}]},
+        {"payloadType": "t", "payload": "!!", "signatures": [{"sig": ""}]},
+        {"payloadType": "t", "payload": "", "signatures": []},
+        {"payloadType": "t", "payload": "", "signatures": [{"sig": 5}]},
+    ],
+)
+def test_malformed_envelopes_are_trust_errors(data: object) -> None:
+    with pytest.raises(TrustError):
+        Envelope.from_json(data)
