@@ -244,8 +244,16 @@ def validate(
 ) -> ValidationResult:
     """Validate a feed (a path or parsed data) against the core and its profiles."""
     name = "<data>" if isinstance(source, Mapping) else str(source)
-    result = ValidationResult(name)
-    for finding in iter_findings(source, profiles, now=now, baseline=baseline):
+    found = iter_findings(source, profiles, now=now, baseline=baseline)
+    return collect(found, name, max_findings)
+
+
+def collect(
+    findings: Iterable[Finding], source: str, max_findings: int | None = None
+) -> ValidationResult:
+    """Gather findings into a result, keeping at most ``max_findings`` (the rest are counted)."""
+    result = ValidationResult(source)
+    for finding in findings:
         if max_findings is None or len(result.findings) < max_findings:
             result.findings.append(finding)
         else:

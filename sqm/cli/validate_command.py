@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -12,7 +11,6 @@ from typing import IO, Any
 import click
 
 from sqm.validator import (
-    Finding,
     Severity,
     ValidationResult,
     ValidatorError,
@@ -20,6 +18,7 @@ from sqm.validator import (
     iter_stream_findings,
     load_baseline,
 )
+from sqm.validator.api import collect
 from sqm.validator.layers.plausibility import Baseline
 from sqm.validator.loaders import NDJSON_SUFFIXES, expand_inputs
 from sqm.validator.parallel import iter_parallel_ndjson
@@ -46,17 +45,6 @@ def _parse_now(text: str | None) -> datetime | None:
             "give a time zone offset, e.g. 2026-11-27T00:00:00Z", param_hint="--now"
         )
     return value
-
-
-def _collect(findings: Iterator[Finding], source: str, limit: int | None) -> ValidationResult:
-    result = ValidationResult(source)
-    for finding in findings:
-        if limit is None or len(result.findings) < limit:
-            result.findings.append(finding)
-        else:
-            severity = finding.severity.value
-            result.omitted[severity] = result.omitted.get(severity, 0) + 1
-    return result
 
 
 class _ProgressReader:
@@ -96,7 +84,7 @@ def _with_progress(
             )
         else:
             found = iter_stream_findings(reader, str(path), profiles, now=now, baseline=baseline)  # type: ignore[arg-type]
-        return _collect(found, str(path), limit)
+        return collect(found, str(path), limit)
 
 
 def _jobs(feed: Path, requested: int) -> int:
@@ -177,7 +165,7 @@ def validate_command(
                 found = iter_stream_findings(
                     sys.stdin.buffer, "<stdin>", profiles, now=now, baseline=previous
                 )
-                results.append(_collect(found, "<stdin>", max_findings))
+                results.append(collect(found, "<stdin>", max_findings))
                 continue
             path = Path(item)
             if not path.exists():
@@ -190,7 +178,7 @@ def validate_command(
                     results.append(result)
                     continue
                 found = iter_findings(feed, profiles, now=now, baseline=previous, jobs=workers)
-                results.append(_collect(found, str(feed), max_findings))
+                results.append(collect(found, str(feed), max_findings))
     except ValidatorError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
