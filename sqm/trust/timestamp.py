@@ -1,0 +1,323 @@
+"""RFC 3161 timestamps: a small TSA (token builder) and a token checker.
+
+The TSA signs with ECDSA P-256 (OpenSSL 3.0's CMS code has no EdDSA) under a certificate whose
+only extended key usage, timeStamping, is critical (RFC 3161 section 2.3). Tokens carry the
+signingCertificateV2 attribute (ESSCertIDv2, RFC 5816). Built with cryptography (keys,
+certificates, signatures) and asn1crypto (TSTInfo, CMS SignedData, TimeStampResp): the
+cryptography PKCS7 builder cannot set the id-ct-TSTInfo content type.
+
+The checker verifies what neither `openssl ts -verify` nor rfc3161-client checks alone: the
+ESSCertIDv2 binding *and* the TSA certificate's validity at genTime, besides the imprint, the
+CMS signature and the chain to the trusted CA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import algos, cms, core, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sqm.trust.errors import TrustError, VerificationError
+
+# An SQM policy OID under the private-enterprise example arc; a real deployment registers its own.
+DEFAULT_POLICY = "1.3.6.1.4.1.99999.3161.1"
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A TSA: its signing key and certificate, and the CA certificate that issued it."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+    ca_certificate: x509.Certificate
+    policy: str = DEFAULT_POLICY
+
+    def ca_pem(self) -> bytes:
+        return self.ca_certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def create_authority(
+    name: str, now: datetime, years: int = 10, policy: str = DEFAULT_POLICY
+) -> tuple[Authority, ec.EllipticCurvePrivateKey]:
+    """A new CA and TSA certificate pair valid from ``now``; returns the TSA and the CA key."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1())
+    until = now + timedelta(days=365 * years)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Timestamp CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} TSA")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return Authority(key, certificate, ca, policy), ca_key
+
+
+def _key_usage(cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def stamp_digest(
+    authority: Authority,
+    digest: bytes,
+    gen_time: datetime,
+    serial: int,
+    nonce: int | None = None,
+    *,
+    include_ess: bool = True,
+) -> bytes:
+    """A granted TimeStampResp (DER) over a SHA-256 ``digest``.
+
+    ``include_ess`` exists for tests that prove a checker rejects tokens without the attribute.
+    """
+    if len(digest) != 32:
+        raise TrustError("the message imprint must be a SHA-256 digest")
+    certificate = asn1_x509.Certificate.load(
+        authority.certificate.public_bytes(serialization.Encoding.DER)
+    )
+    info: dict[str, object] = {
+        "version": "v1",
+        "policy": authority.policy,
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": "sha256"},
+            "hashed_message": digest,
+        },
+        "serial_number": serial,
+        "gen_time": gen_time.astimezone(UTC).replace(microsecond=0),
+        "accuracy": {"seconds": 1},
+        "tsa": asn1_x509.GeneralName({"directory_name": certificate.subject}),
+    }
+    if nonce is not None:
+        info["nonce"] = nonce
+    content = tsp.TSTInfo(info).dump()
+    attributes = [
+        {"type": "content_type", "values": ["tst_info"]},
+        {"type": "signing_time", "values": [cms.Time({"utc_time": info["gen_time"]})]},
+        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+    ]
+    if include_ess:
+        ess = {
+            # hashAlgorithm is left out: SHA-256 is its DEFAULT, which DER must not encode.
+            "cert_hash": hashlib.sha256(certificate.dump()).digest(),
+            "issuer_serial": {
+                "issuer": [asn1_x509.GeneralName({"directory_name": certificate.issuer})],
+                "serial_number": certificate.serial_number,
+            },
+        }
+        attributes.append({"type": "signing_certificate_v2", "values": [{"certs": [ess]}]})
+    signed_attributes = cms.CMSAttributes(attributes)
+    # The signature covers the DER of the attributes as a SET (tag 0x31), RFC 5652 5.4.
+    signature = authority.key.sign(signed_attributes.dump(), ec.ECDSA(hashes.SHA256()))
+    signer = {
+        "version": "v1",
+        "sid": {
+            "issuer_and_serial_number": {
+                "issuer": certificate.issuer,
+                "serial_number": certificate.serial_number,
+            }
+        },
+        "digest_algorithm": {"algorithm": "sha256"},
+        "signed_attrs": signed_attributes,
+        "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+        "signature": signature,
+    }
+    signed_data = cms.SignedData(
+        {
+            "version": "v3",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+            "encap_content_info": {
+                "content_type": "tst_info",
+                "content": core.ParsableOctetString(content),
+            },
+            "certificates": [certificate],
+            "signer_infos": [signer],
+        }
+    )
+    token = cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+    return bytes(
+        tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+    )
+
+
+def stamp(authority: Authority, message: bytes, gen_time: datetime, serial: int) -> bytes:
+    """A TimeStampResp over SHA-256(message)."""
+    return stamp_digest(authority, hashlib.sha256(message).digest(), gen_time, serial)
+
+
+def answer_request(request_der: bytes, authority: Authority, now: datetime, serial: int) -> bytes:
+    """Answer an `application/timestamp-query` (RFC 3161 section 3.4): a granted response, or
+    a rejection with the reason for requests the TSA does not serve."""
+
+    def rejection(text: str, failure: str) -> bytes:
+        status = {"status": "rejection", "status_string": [text], "fail_info": {failure}}
+        return bytes(_Rejection({"status": status}).dump())
+
+    try:
+        request = tsp.TimeStampReq.load(request_der)
+        algorithm = request["message_imprint"]["hash_algorithm"]["algorithm"].native
+        digest = request["message_imprint"]["hashed_message"].native
+        nonce = request["nonce"].native
+        policy = request["req_policy"].native
+    except (ValueError, TypeError, KeyError) as exc:
+        return rejection(f"malformed TimeStampReq: {exc}", "bad_data_format")
+    if algorithm != "sha256" or not isinstance(digest, bytes) or len(digest) != 32:
+        return rejection("only SHA-256 message imprints are accepted", "bad_alg")
+    if policy is not None and policy != authority.policy:
+        return rejection(f"unknown policy {policy}", "unaccepted_policy")
+    return stamp_digest(authority, digest, now, serial, nonce)
+
+
+class _Rejection(core.Sequence):  # type: ignore[misc]
+    """TimeStampResp without its OPTIONAL token (asn1crypto's class insists on one)."""
+
+    _fields = [("status", tsp.PKIStatusInfo)]  # noqa: RUF012 - asn1crypto's declaration style
+
+
+@dataclass(frozen=True)
+class StampInfo:
+    """What a verified token says."""
+
+    gen_time: datetime
+    serial: int
+    policy: str
+    tsa_certificate: x509.Certificate
+
+
+def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate) -> StampInfo:
+    """Verify a TimeStampResp over ``message`` against a trusted TSA CA certificate.
+
+    Raises :class:`VerificationError` naming the first check that fails, and
+    :class:`TrustError` for material that cannot be parsed.
+    """
+    if len(response_der) > MAX_RESPONSE_BYTES:
+        raise TrustError("the timestamp response is larger than 64 KiB")
+    try:
+        response = tsp.TimeStampResp.load(response_der)
+        status = response["status"]["status"].native
+        token = response["time_stamp_token"]
+        if status not in ("granted", "granted_with_mods") or token.native is None:
+            raise VerificationError(f"the TSA did not grant the timestamp ({status})")
+        signed_data = token["content"]
+        encapsulated = signed_data["encap_content_info"]
+        if encapsulated["content_type"].native != "tst_info":
+            raise VerificationError("the token does not carry a TSTInfo")
+        content = encapsulated["content"].contents
+        info = tsp.TSTInfo.load(content)
+        [signer] = list(signed_data["signer_infos"])
+        certificates = [c.chosen for c in signed_data["certificates"]]
+    except VerificationError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TrustError(f"the timestamp token cannot be parsed: {exc}") from exc
+
+    imprint = info["message_imprint"]
+    if imprint["hash_algorithm"]["algorithm"].native != "sha256":
+        raise VerificationError("the message imprint is not SHA-256")
+    if imprint["hashed_message"].native != hashlib.sha256(message).digest():
+        raise VerificationError("the token's message imprint does not match the data")
+
+    sid = signer["sid"].chosen
+    matching = [
+        c for c in certificates
+        if c.serial_number == sid["serial_number"].native and c.issuer == sid["issuer"]
+    ]  # fmt: skip
+    if not matching:
+        raise VerificationError("the token does not include the TSA certificate that signed it")
+    tsa_der = matching[0].dump()
+    tsa = x509.load_der_x509_certificate(tsa_der)
+    gen_time = info["gen_time"].native
+    _check_chain(tsa, ca_certificate, gen_time)
+
+    attributes = {a["type"].native: a["values"] for a in signer["signed_attrs"]}
+    if attributes.get("content_type") is None or attributes["content_type"][0].native != "tst_info":
+        raise VerificationError("the signed content-type attribute is not id-ct-TSTInfo")
+    digest = attributes.get("message_digest")
+    if digest is None or digest[0].native != hashlib.sha256(content).digest():
+        raise VerificationError("the signed message-digest does not match the TSTInfo")
+    ess = attributes.get("signing_certificate_v2")
+    if ess is None:
+        raise VerificationError("the token lacks the signingCertificateV2 (ESSCertIDv2) attribute")
+    first = ess[0]["certs"][0]
+    algorithm = first["hash_algorithm"]["algorithm"].native
+    expected = hashlib.new(algorithm, tsa_der).digest()
+    if first["cert_hash"].native != expected:
+        raise VerificationError("the ESSCertIDv2 does not identify the signing certificate")
+
+    signed_bytes = signer["signed_attrs"].untag().dump()
+    public_key = tsa.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise VerificationError("the TSA key is not an ECDSA key")
+    try:
+        public_key.verify(signer["signature"].native, signed_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise VerificationError("the token's CMS signature does not verify") from None
+    return StampInfo(gen_time, info["serial_number"].native, info["policy"].native, tsa)
+
+
+def _check_chain(tsa: x509.Certificate, ca: x509.Certificate, gen_time: datetime) -> None:
+    if tsa.issuer != ca.subject:
+        raise VerificationError("the TSA certificate was not issued by the trusted CA")
+    ca_key = ca.public_key()
+    if not isinstance(ca_key, ec.EllipticCurvePublicKey) or tsa.signature_hash_algorithm is None:
+        raise VerificationError("the CA key is not an ECDSA key")
+    try:
+        ca_key.verify(
+            tsa.signature, tsa.tbs_certificate_bytes, ec.ECDSA(tsa.signature_hash_algorithm)
+        )
+    except InvalidSignature:
+        raise VerificationError("the TSA certificate's signature does not verify") from None
+    try:
+        usage = tsa.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        raise VerificationError("the TSA certificate has no extended key usage") from None
+    if not usage.critical or list(usage.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
+        raise VerificationError("the TSA certificate's only EKU must be critical timeStamping")
+    for certificate, role in ((tsa, "TSA"), (ca, "CA")):
+        if not certificate.not_valid_before_utc <= gen_time <= certificate.not_valid_after_utc:
+            raise VerificationError(
+                f"genTime {gen_time.isoformat()} is outside the {role} certificate's validity"
+            )

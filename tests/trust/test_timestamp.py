@@ -1,0 +1,149 @@
+"""RFC 3161: our TSA's tokens pass openssl and rfc3161-client; our checker closes their gaps."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import rfc3161_client
+
+from sqm.trust import TrustError, VerificationError
+from sqm.trust import timestamp as ts
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+DATA = b"registry.sqm.example/log/2026\n42\nAAAA\n"
+
+
+@pytest.fixture(scope="module")
+def authority() -> ts.Authority:
+    return ts.create_authority("SQM test", NOW - timedelta(days=30))[0]
+
+
+def _openssl_verify(
+    tmp: Path, response: bytes, data: bytes, ca_pem: bytes
+) -> subprocess.CompletedProcess[str]:
+    (tmp / "data").write_bytes(data)
+    (tmp / "token.tsr").write_bytes(response)
+    (tmp / "ca.pem").write_bytes(ca_pem)
+    command = [
+        "openssl",
+        "ts",
+        "-verify",
+        "-data",
+        str(tmp / "data"),
+        "-in",
+        str(tmp / "token.tsr"),
+        "-CAfile",
+        str(tmp / "ca.pem"),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def test_openssl_verifies_our_token_and_rejects_other_data(
+    authority: ts.Authority, tmp_path: Path
+) -> None:
+    response = ts.stamp(authority, DATA, NOW, 7)
+    result = _openssl_verify(tmp_path, response, DATA, authority.ca_pem())
+    assert result.returncode == 0 and "Verification: OK" in result.stdout
+    tampered = _openssl_verify(tmp_path, response, DATA + b"x", authority.ca_pem())
+    assert tampered.returncode != 0 and "FAILED" in tampered.stdout
+
+
+def test_rfc3161_client_verifies_our_token(authority: ts.Authority) -> None:
+    response = rfc3161_client.decode_timestamp_response(ts.stamp(authority, DATA, NOW, 8))
+    verifier = (
+        rfc3161_client.VerifierBuilder().add_root_certificate(authority.ca_certificate).build()
+    )
+    verifier.verify_message(response, DATA)
+    with pytest.raises(rfc3161_client.VerificationError):
+        verifier.verify_message(response, DATA + b"x")
+
+
+def test_our_checker_accepts_and_reports(authority: ts.Authority) -> None:
+    info = ts.verify(ts.stamp(authority, DATA, NOW, 9), DATA, authority.ca_certificate)
+    assert info.gen_time == NOW and info.serial == 9 and info.policy == ts.DEFAULT_POLICY
+
+
+def test_our_checker_rejects_what_the_others_miss(authority: ts.Authority) -> None:
+    no_ess = ts.stamp_digest(authority, hashlib.sha256(DATA).digest(), NOW, 10, include_ess=False)
+    with pytest.raises(VerificationError, match="ESSCertIDv2"):
+        ts.verify(no_ess, DATA, authority.ca_certificate)
+    backdated = ts.stamp(authority, DATA, NOW - timedelta(days=365), 11)
+    with pytest.raises(VerificationError, match="outside the TSA certificate's validity"):
+        ts.verify(backdated, DATA, authority.ca_certificate)
+
+
+def test_our_checker_rejects_wrong_data_ca_and_garbage(authority: ts.Authority) -> None:
+    response = ts.stamp(authority, DATA, NOW, 12)
+    with pytest.raises(VerificationError, match="imprint"):
+        ts.verify(response, DATA + b"x", authority.ca_certificate)
+    stranger = ts.create_authority("Other", NOW - timedelta(days=30))[0]
+    with pytest.raises(VerificationError, match="not issued by the trusted CA"):
+        ts.verify(response, DATA, stranger.ca_certificate)
+    with pytest.raises(TrustError):
+        ts.verify(b"\x30\x03garbage", DATA, authority.ca_certificate)
+    flipped = bytearray(response)
+    flipped[-5] ^= 0x01  # inside the ECDSA signature
+    with pytest.raises(TrustError):
+        ts.verify(bytes(flipped), DATA, authority.ca_certificate)
+
+
+def test_timestamp_query_from_openssl_is_answered(authority: ts.Authority, tmp_path: Path) -> None:
+    (tmp_path / "data").write_bytes(DATA)
+    query = [
+        "openssl",
+        "ts",
+        "-query",
+        "-data",
+        str(tmp_path / "data"),
+        "-sha256",
+        "-cert",
+        "-out",
+        str(tmp_path / "req.tsq"),
+    ]
+    subprocess.run(query, check=True, capture_output=True)
+    response = ts.answer_request((tmp_path / "req.tsq").read_bytes(), authority, NOW, 13)
+    (tmp_path / "resp.tsr").write_bytes(response)
+    (tmp_path / "ca.pem").write_bytes(authority.ca_pem())
+    verify = [
+        "openssl",
+        "ts",
+        "-verify",
+        "-queryfile",
+        str(tmp_path / "req.tsq"),
+        "-in",
+        str(tmp_path / "resp.tsr"),
+        "-CAfile",
+        str(tmp_path / "ca.pem"),
+    ]
+    result = subprocess.run(verify, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unsupported_requests_are_rejected_with_a_reason(
+    authority: ts.Authority, tmp_path: Path
+) -> None:
+    (tmp_path / "data").write_bytes(DATA)
+    query = [
+        "openssl",
+        "ts",
+        "-query",
+        "-data",
+        str(tmp_path / "data"),
+        "-sha1",
+        "-out",
+        str(tmp_path / "req.tsq"),
+    ]
+    subprocess.run(query, check=True, capture_output=True)
+    for request, reason in (
+        ((tmp_path / "req.tsq").read_bytes(), "unsupported algorithm"),
+        (b"not DER", ""),
+    ):
+        (tmp_path / "resp.tsr").write_bytes(ts.answer_request(request, authority, NOW, 14))
+        read = ["openssl", "ts", "-reply", "-in", str(tmp_path / "resp.tsr"), "-text"]
+        text = subprocess.run(read, capture_output=True, text=True, check=True).stdout
+        assert "Status: Rejected" in text
+        assert reason in text
