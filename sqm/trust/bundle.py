@@ -1,0 +1,376 @@
+"""Log leaves, the offline verification bundle, and the trust root it verifies against.
+
+A bundle lets anyone check, without the registry, that a supplier signed a feed, that the
+signing key was registered for that supplier, that the log included both, that the log signed
+the checkpoint, and that a TSA timestamped that checkpoint. The format is documented in
+docs/bundle.md; this module is its single definition.
+
+Statement: the DSSE payload is an in-toto Statement v1 whose predicate is the SQM feed (payload
+type ``application/vnd.in-toto+json``), so generic in-toto and Sigstore tooling can read the
+envelope, and the subject names the feed by the SHA-256 of its canonical JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sqm.trust import dsse, merkle, timestamp
+from sqm.trust.canonical import canonical
+from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note
+from sqm.trust.errors import TrustError, VerificationError
+
+BUNDLE_MEDIA_TYPE = "application/vnd.sqm.bundle.v0.1+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+PREDICATE_TYPE = "https://w3id.org/sqm/v0.1/feed"
+KEY_REGISTRATION = b"sqm-key-registration-v1"
+
+
+def statement(feed: Mapping[str, Any]) -> dict[str, Any]:
+    """The in-toto Statement v1 for a feed."""
+    header = feed.get("header", {})
+    name = str(header.get("feed_id", "feed")) if isinstance(header, Mapping) else "feed"
+    digest = hashlib.sha256(canonical(feed)).hexdigest()
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": digest}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": dict(feed),
+    }
+
+
+def key_id(public_key: bytes) -> str:
+    """A supplier key's id: hex SHA-256 of the raw Ed25519 public key."""
+    return hashlib.sha256(public_key).hexdigest()
+
+
+def registration_message(supplier: str, public_key: bytes) -> bytes:
+    """What a supplier signs with its new key to prove possession."""
+    return canonical(
+        {
+            "purpose": KEY_REGISTRATION.decode(),
+            "supplier": supplier,
+            "publicKey": base64.b64encode(public_key).decode(),
+        }
+    )
+
+
+def key_leaf(supplier: str, public_key: bytes, valid_from: str, possession: bytes) -> bytes:
+    """The log leaf that registers a supplier key."""
+    return canonical(
+        {
+            "kind": "supplier-key",
+            "supplier": supplier,
+            "keyId": key_id(public_key),
+            "publicKey": base64.b64encode(public_key).decode(),
+            "validFrom": valid_from,
+            "proofOfPossession": base64.b64encode(possession).decode(),
+        }
+    )
+
+
+def attestation_leaf(supplier: str, envelope: dsse.Envelope, previous_index: int | None) -> bytes:
+    """The log leaf of a signed feed: binds the envelope's payload and signatures."""
+    return canonical(
+        {
+            "kind": "attestation",
+            "supplier": supplier,
+            "payloadType": envelope.payload_type,
+            "payloadSha256": hashlib.sha256(envelope.payload).hexdigest(),
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()}
+                for s in envelope.signatures
+            ],
+            "previousIndex": previous_index,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """What a verifier trusts: the log (origin and signed-note key) and the TSA's CA."""
+
+    origin: str
+    log_key: NoteVerifier
+    tsa_ca: x509.Certificate
+    log_key_valid_from: str
+    log_key_valid_until: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return {
+            "mediaType": "application/vnd.sqm.trust-root.v0.1+json",
+            "log": {
+                "origin": self.origin,
+                "verifierKey": self.log_key.encode(),
+                "validFrom": self.log_key_valid_from,
+                "validUntil": self.log_key_valid_until,
+            },
+            "tsa": {
+                "caCertificate": self.tsa_ca.public_bytes(Encoding.PEM).decode(),
+                "validFrom": self.tsa_ca.not_valid_before_utc.isoformat(),
+                "validUntil": self.tsa_ca.not_valid_after_utc.isoformat(),
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TrustRoot:
+        try:
+            log, tsa = data["log"], data["tsa"]
+            verifier = NoteVerifier.parse(log["verifierKey"])
+            ca = x509.load_pem_x509_certificate(tsa["caCertificate"].encode())
+            return cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise TrustError(f"malformed trust root: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Included:
+    """A leaf with its index and its inclusion proof to the bundle's checkpoint."""
+
+    leaf: bytes
+    index: int
+    tree_size: int
+    hashes: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leaf": base64.b64encode(self.leaf).decode(),
+            "logIndex": self.index,
+            "inclusionProof": {
+                "treeSize": self.tree_size,
+                "hashes": [base64.b64encode(h).decode() for h in self.hashes],
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> Included:
+        try:
+            proof = data["inclusionProof"]
+            return cls(
+                _b64(data["leaf"]),
+                _int(data["logIndex"]),
+                _int(proof["treeSize"]),
+                tuple(_b64(h) for h in proof["hashes"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise TrustError(f"{where}: missing or malformed field {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Everything needed to verify one attestation offline."""
+
+    envelope: dsse.Envelope
+    attestation: Included
+    key: Included
+    checkpoint: str
+    timestamp: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "envelope": self.envelope.to_json(),
+            **self.attestation.to_json(),
+            "checkpoint": self.checkpoint,
+            "timestamp": base64.b64encode(self.timestamp).decode(),
+            "key": self.key.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Bundle:
+        if not isinstance(data, Mapping) or data.get("mediaType") != BUNDLE_MEDIA_TYPE:
+            raise TrustError(f"not an SQM bundle (mediaType must be {BUNDLE_MEDIA_TYPE})")
+        if not isinstance(data.get("checkpoint"), str) or not isinstance(data.get("key"), Mapping):
+            raise TrustError("a bundle needs checkpoint text and a key entry")
+        return cls(
+            dsse.Envelope.from_json(data.get("envelope")),
+            Included.from_json(data, "bundle"),
+            Included.from_json(data["key"], "bundle.key"),
+            data["checkpoint"],
+            _b64(data.get("timestamp")),
+        )
+
+
+def _b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TrustError("expected base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise TrustError(f"invalid base64: {exc}") from exc
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TrustError("expected a non-negative integer")
+    return value
+
+
+@dataclass
+class Step:
+    """One verification step's outcome."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    """Every step of a bundle verification; valid only when all passed."""
+
+    steps: list[Step] = field(default_factory=list)
+    feed: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    def run(self, name: str, check: Callable[[], str]) -> bool:
+        try:
+            detail = check()
+        except TrustError as exc:
+            self.steps.append(Step(name, False, str(exc)))
+            return False
+        self.steps.append(Step(name, True, detail))
+        return True
+
+
+def verify(bundle: Bundle, root: TrustRoot) -> Report:
+    """Verify every cryptographic step of a bundle offline. The feed's own validity is a
+    separate step the caller runs with the validator on ``report.feed``."""
+    report = Report()
+    state: dict[str, Any] = {}
+
+    def checkpoint_step() -> str:
+        checkpoint = open_note(bundle.checkpoint, root.log_key)
+        if checkpoint.origin != root.origin:
+            raise VerificationError(
+                f"checkpoint origin {checkpoint.origin!r} is not {root.origin!r}"
+            )
+        state["checkpoint"] = checkpoint
+        return f"signed by {root.log_key.name}, tree size {checkpoint.size}"
+
+    def timestamp_step() -> str:
+        info = timestamp.verify(bundle.timestamp, bundle.checkpoint.encode(), root.tsa_ca)
+        report.timestamp = info.gen_time
+        return f"checkpoint timestamped at {info.gen_time.isoformat()} by {info.tsa_certificate.subject.rfc4514_string()}"
+
+    def inclusion(included: Included, what: str) -> Callable[[], str]:
+        def step() -> str:
+            checkpoint: Checkpoint | None = state.get("checkpoint")
+            if checkpoint is None:
+                raise VerificationError("no verified checkpoint to prove inclusion against")
+            if included.tree_size != checkpoint.size:
+                raise VerificationError(
+                    f"the proof is for tree size {included.tree_size}, the checkpoint has {checkpoint.size}"
+                )
+            merkle.verify_inclusion(
+                merkle.leaf_hash(included.leaf), included.index, included.tree_size,
+                included.hashes, checkpoint.root,
+            )  # fmt: skip
+            return f"{what} is entry {included.index} of {checkpoint.size}"
+
+        return step
+
+    def key_step() -> str:
+        leaf = _json(bundle.key.leaf, "key leaf")
+        if leaf.get("kind") != "supplier-key":
+            raise VerificationError("the key entry is not a supplier-key leaf")
+        public = _b64(leaf.get("publicKey"))
+        if leaf.get("keyId") != key_id(public):
+            raise VerificationError("the key leaf's keyId is not the hash of its key")
+        possession = _b64(leaf.get("proofOfPossession"))
+        key = _ed25519(public)
+        try:
+            key.verify(possession, registration_message(str(leaf.get("supplier")), public))
+        except Exception as exc:  # cryptography raises InvalidSignature
+            raise VerificationError("the key's proof of possession does not verify") from exc
+        state["key"], state["key_leaf"] = key, leaf
+        return f"key {leaf['keyId'][:16]}... registered for {leaf.get('supplier')}, valid from {leaf.get('validFrom')}"
+
+    def signature_step() -> str:
+        key_leaf = state.get("key_leaf")
+        if key_leaf is None:
+            raise VerificationError("no verified supplier key")
+        dsse.verify(bundle.envelope, {key_leaf["keyId"]: state["key"]})
+        return f"DSSE signature by key {key_leaf['keyId'][:16]}..."
+
+    def binding_step() -> str:
+        leaf = _json(bundle.attestation.leaf, "attestation leaf")
+        key_leaf = state.get("key_leaf") or {}
+        expected = _json(
+            attestation_leaf(str(leaf.get("supplier")), bundle.envelope, leaf.get("previousIndex")),
+            "",
+        )
+        if leaf != expected:
+            raise VerificationError(
+                "the log leaf does not bind this envelope (payload or signatures differ)"
+            )
+        if key_leaf and leaf.get("supplier") != key_leaf.get("supplier"):
+            raise VerificationError("the attestation and the key belong to different suppliers")
+        return f"leaf binds payload sha256 {leaf['payloadSha256'][:16]}..."
+
+    def statement_step() -> str:
+        if bundle.envelope.payload_type != PAYLOAD_TYPE:
+            raise VerificationError(
+                f"payload type {bundle.envelope.payload_type!r} is not {PAYLOAD_TYPE}"
+            )
+        document = _json(bundle.envelope.payload, "payload")
+        if (
+            document.get("_type") != STATEMENT_TYPE
+            or document.get("predicateType") != PREDICATE_TYPE
+        ):
+            raise VerificationError("the payload is not an in-toto Statement about an SQM feed")
+        feed = document.get("predicate")
+        if not isinstance(feed, dict):
+            raise VerificationError("the statement has no feed predicate")
+        digest = hashlib.sha256(canonical(feed)).hexdigest()
+        subjects = document.get("subject") or []
+        if not any(
+            isinstance(s, dict) and s.get("digest", {}).get("sha256") == digest for s in subjects
+        ):
+            raise VerificationError("the statement's subject digest does not match its feed")
+        report.feed = feed
+        return f"in-toto statement about feed {subjects[0].get('name')}"
+
+    report.run("checkpoint signature", checkpoint_step)
+    report.run("timestamp token", timestamp_step)
+    report.run("key registration included", inclusion(bundle.key, "the key registration"))
+    report.run("key proof of possession", key_step)
+    report.run("envelope signature", signature_step)
+    report.run("leaf binds envelope", binding_step)
+    report.run("attestation included", inclusion(bundle.attestation, "the attestation"))
+    report.run("statement", statement_step)
+    return report
+
+
+def _json(raw: bytes, what: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TrustError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise TrustError(f"{what} is not a JSON object")
+    return value
+
+
+def _ed25519(raw: bytes) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise TrustError(f"not an Ed25519 public key: {exc}") from exc

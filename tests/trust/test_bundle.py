@@ -1,0 +1,164 @@
+"""The offline bundle: a complete one verifies; each tamper fails at the step that guards it."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from sqm.trust import TrustError, bundle, dsse, merkle, timestamp
+from sqm.trust.checkpoint import Checkpoint, NoteVerifier, sign
+from tests.conftest import EXAMPLES
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ORIGIN = "registry.sqm.example/log/2026"
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@pytest.fixture(scope="module")
+def made() -> tuple[bundle.Bundle, bundle.TrustRoot]:
+    log_key, supplier_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    authority = timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    supplier = "LEI:529900SQMKRAFTWERK41"
+    public = _raw(supplier_key)
+    tree = merkle.MemoryTree()
+    tree.append(b"an earlier entry")
+    possession = supplier_key.sign(bundle.registration_message(supplier, public))
+    key_leaf = bundle.key_leaf(supplier, public, "2026-11-01T00:00:00Z", possession)
+    key_index = tree.append(key_leaf)
+    payload = json.dumps(bundle.statement(feed)).encode()
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, supplier_key, bundle.key_id(public))
+    leaf = bundle.attestation_leaf(supplier, envelope, None)
+    index = tree.append(leaf)
+    tree.append(b"a later entry")
+    size = tree.size
+    note = sign(Checkpoint(ORIGIN, size, tree.root()), ORIGIN, log_key)
+    made_bundle = bundle.Bundle(
+        envelope,
+        bundle.Included(leaf, index, size, tuple(merkle.inclusion_proof(tree, index, size))),
+        bundle.Included(
+            key_leaf, key_index, size, tuple(merkle.inclusion_proof(tree, key_index, size))
+        ),
+        note,
+        timestamp.stamp(authority, note.encode(), NOW, 1),
+    )
+    root = bundle.TrustRoot(
+        ORIGIN,
+        NoteVerifier(ORIGIN, _raw(log_key)),
+        authority.ca_certificate,
+        "2026-01-01T00:00:00Z",
+    )
+    return made_bundle, root
+
+
+def _failed(report: bundle.Report) -> list[str]:
+    return [step.name for step in report.steps if not step.ok]
+
+
+def test_a_complete_bundle_verifies_through_json(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    made_bundle, root = made
+    again = bundle.Bundle.from_json(json.loads(json.dumps(made_bundle.to_json())))
+    root_again = bundle.TrustRoot.from_json(json.loads(json.dumps(root.to_json())))
+    report = bundle.verify(again, root_again)
+    assert report.ok, report.steps
+    assert report.feed is not None and report.feed["header"]["sequence"] == 14
+    assert report.timestamp == NOW
+    assert len(report.steps) == 8
+
+
+def _tamper(made_bundle: bundle.Bundle, **changes: Any) -> bundle.Bundle:
+    return dataclasses.replace(made_bundle, **changes)
+
+
+def test_each_tamper_fails_at_its_step(made: tuple[bundle.Bundle, bundle.TrustRoot]) -> None:
+    original, root = made
+    envelope = original.envelope
+    forged_payload = dsse.Envelope(
+        envelope.payload_type, envelope.payload.replace(b"1.54", b"1.94"), envelope.signatures
+    )
+    assert "envelope signature" in _failed(
+        bundle.verify(_tamper(original, envelope=forged_payload), root)
+    )
+
+    bad_sig = dsse.Envelope(
+        envelope.payload_type,
+        envelope.payload,
+        (dataclasses.replace(envelope.signatures[0], sig=bytes(64)),),
+    )
+    assert "envelope signature" in _failed(bundle.verify(_tamper(original, envelope=bad_sig), root))
+
+    digest = json.loads(original.attestation.leaf)["payloadSha256"]
+    for leaf, expected in (
+        (
+            original.attestation.leaf.replace(digest.encode(), b"0" * 64),
+            {"leaf binds envelope", "attestation included"},
+        ),
+        (
+            original.attestation.leaf.replace(b'"previousIndex":null', b'"previousIndex":0'),
+            {"attestation included"},
+        ),
+    ):
+        changed = dataclasses.replace(original.attestation, leaf=leaf)
+        assert set(_failed(bundle.verify(_tamper(original, attestation=changed), root))) == expected
+
+    hashes = list(original.attestation.hashes)
+    hashes[0] = bytes(32)
+    proof = dataclasses.replace(original.attestation, hashes=tuple(hashes))
+    assert _failed(bundle.verify(_tamper(original, attestation=proof), root)) == [
+        "attestation included"
+    ]
+
+    note = original.checkpoint.replace(f"\n{original.attestation.tree_size}\n", "\n99\n")
+    assert "checkpoint signature" in _failed(
+        bundle.verify(_tamper(original, checkpoint=note), root)
+    )
+
+    token = bytearray(original.timestamp)
+    token[-3] ^= 1
+    assert _failed(bundle.verify(_tamper(original, timestamp=bytes(token)), root)) == [
+        "timestamp token"
+    ]
+
+
+def test_a_key_of_another_supplier_or_key_swap_fails(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    original, root = made
+    impostor = Ed25519PrivateKey.generate()
+    public = _raw(impostor)
+    leaf = bundle.key_leaf(
+        "LEI:529900SQMKRAFTWERK41",
+        public,
+        "2026-11-01T00:00:00Z",
+        impostor.sign(bundle.registration_message("LEI:529900SQMKRAFTWERK41", public)),
+    )
+    swapped = dataclasses.replace(original.key, leaf=leaf)
+    failed = _failed(bundle.verify(_tamper(original, key=swapped), root))
+    assert "key registration included" in failed and "envelope signature" in failed
+
+
+def test_malformed_bundles_are_trust_errors(made: tuple[bundle.Bundle, bundle.TrustRoot]) -> None:
+    document = made[0].to_json()
+    for broken in (
+        {},
+        {**document, "mediaType": "x"},
+        {**document, "logIndex": -1},
+        {**document, "timestamp": "!!"},
+    ):
+        with pytest.raises(TrustError):
+            bundle.Bundle.from_json(broken)
+    with pytest.raises(TrustError):
+        bundle.TrustRoot.from_json({"log": {}})
+    assert base64.b64decode(document["leaf"]) == made[0].attestation.leaf
