@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +37,11 @@ def declared_profiles(feed: Any) -> list[str]:
     from sqm.schema import profile_by_iri
 
     return [profile_by_iri(iri).name for iri in feed["header"].get("profiles", [])]
+
+
+@pytest.fixture(scope="session")
+def made() -> Any:
+    """A complete signed, logged and timestamped bundle with its trust root."""
+    from tests.trust.builders import build_bundle
+
+    return build_bundle()

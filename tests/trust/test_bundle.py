@@ -5,60 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sqm.trust import TrustError, bundle, dsse, merkle, timestamp
-from sqm.trust.checkpoint import Checkpoint, NoteVerifier, sign
-from tests.conftest import EXAMPLES
-
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-ORIGIN = "registry.sqm.example/log/2026"
-
-
-def _raw(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-@pytest.fixture(scope="module")
-def made() -> tuple[bundle.Bundle, bundle.TrustRoot]:
-    log_key, supplier_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    authority = timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
-    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
-    supplier = "LEI:529900SQMKRAFTWERK41"
-    public = _raw(supplier_key)
-    tree = merkle.MemoryTree()
-    tree.append(b"an earlier entry")
-    possession = supplier_key.sign(bundle.registration_message(supplier, public))
-    key_leaf = bundle.key_leaf(supplier, public, "2026-11-01T00:00:00Z", possession)
-    key_index = tree.append(key_leaf)
-    payload = json.dumps(bundle.statement(feed)).encode()
-    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, supplier_key, bundle.key_id(public))
-    leaf = bundle.attestation_leaf(supplier, envelope, None)
-    index = tree.append(leaf)
-    tree.append(b"a later entry")
-    size = tree.size
-    note = sign(Checkpoint(ORIGIN, size, tree.root()), ORIGIN, log_key)
-    made_bundle = bundle.Bundle(
-        envelope,
-        bundle.Included(leaf, index, size, tuple(merkle.inclusion_proof(tree, index, size))),
-        bundle.Included(
-            key_leaf, key_index, size, tuple(merkle.inclusion_proof(tree, key_index, size))
-        ),
-        note,
-        timestamp.stamp(authority, note.encode(), NOW, 1),
-    )
-    root = bundle.TrustRoot(
-        ORIGIN,
-        NoteVerifier(ORIGIN, _raw(log_key)),
-        authority.ca_certificate,
-        "2026-01-01T00:00:00Z",
-    )
-    return made_bundle, root
+from sqm.trust import TrustError, bundle, dsse
+from tests.trust.builders import NOW, raw_public
 
 
 def _failed(report: bundle.Report) -> list[str]:
@@ -137,7 +90,7 @@ def test_a_key_of_another_supplier_or_key_swap_fails(
 ) -> None:
     original, root = made
     impostor = Ed25519PrivateKey.generate()
-    public = _raw(impostor)
+    public = raw_public(impostor)
     leaf = bundle.key_leaf(
         "LEI:529900SQMKRAFTWERK41",
         public,
