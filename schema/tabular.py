@@ -47,7 +47,7 @@ class TabularError(SchemaError):
         self.file = file
         self.row = row
         self.column = column
-        where = file + (f", row {row}" if row is not None else "")
+        where = file + (f", line {row}" if row is not None else "")
         where += f", column {column!r}" if column else ""
         super().__init__(f"{where}: {message}")
 
@@ -192,8 +192,8 @@ def _convert_one(kind: str, text: str, fail: Any) -> Any:
             number = Decimal(text)
         except InvalidOperation:
             raise fail("a number with a dot as decimal separator") from None
-        if not number.is_finite():
-            raise fail("a finite number")
+        if not number.is_finite() or abs(number.adjusted()) > 308:
+            raise fail("a finite number within the range of a double (about 1e308)")
         return (
             int(number)
             if number == number.to_integral_value() and "." not in text
@@ -231,17 +231,30 @@ def _read_rows(path: Path, columns: list[Column]) -> Iterator[tuple[int, dict[st
     by_name = {c.name: c for c in columns}
     file = path.name
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise TabularError(f"cannot be read: {exc.strerror}", file=file) from exc
+
+    def decoded() -> Iterator[str]:
+        # Decoded line by line, so a bad byte is reported on the line that holds it.
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise TabularError(
+                    f"is not UTF-8: byte 0x{raw[exc.start]:02x} in column {exc.start + 1}",
+                    file=file,
+                    row=number,
+                ) from None
+
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(decoded())
         try:
             header = next(reader)
         except StopIteration:
             raise TabularError("is empty; the first row must name the columns", file=file) from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise TabularError(f"is not UTF-8 CSV: {exc}", file=file, row=1) from exc
+        except csv.Error as exc:
+            raise TabularError(f"is not CSV: {exc}", file=file, row=1) from exc
         unknown = [name for name in header if name.strip() and name.strip() not in by_name]
         if unknown:
             guesses = []
@@ -259,25 +272,30 @@ def _read_rows(path: Path, columns: list[Column]) -> Iterator[tuple[int, dict[st
             if name in seen:
                 raise TabularError("column appears twice", file=file, row=1, column=name)
             seen.add(name)
-        try:
-            for row_number, row in enumerate(reader, start=2):
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) > len(header):
-                    raise TabularError(
-                        f"has {len(row)} cells but the header names {len(header)} columns",
-                        file=file,
-                        row=row_number,
-                    )
-                item: dict[str, Any] = {}
-                for name, cell in zip(header, row, strict=False):
-                    text = cell.strip()
-                    if text and name.strip():
-                        column = by_name[name.strip()]
-                        _assign(item, column.path, _convert(column, text, file, row_number))
-                yield row_number, _listify(item)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise TabularError(f"is not UTF-8 CSV: {exc}", file=file) from exc
+        while True:
+            # A quoted cell may span lines: a record is located at the line it starts on.
+            row_number = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise TabularError(f"is not CSV: {exc}", file=file, row=row_number) from exc
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                raise TabularError(
+                    f"has {len(row)} cells but the header names {len(header)} columns",
+                    file=file,
+                    row=row_number,
+                )
+            item: dict[str, Any] = {}
+            for name, cell in zip(header, row, strict=False):
+                text = cell.strip()
+                if text and name.strip():
+                    column = by_name[name.strip()]
+                    _assign(item, column.path, _convert(column, text, file, row_number))
+            yield row_number, _listify(item)
 
 
 def read_section(
@@ -417,7 +435,13 @@ def write_csv_feed(feed: Mapping[str, Any], profile: str = CORE_PROFILE) -> dict
     for section, columns in sections(profile).items():
         if section not in feed:
             continue
-        items = [feed[section]] if section == HEADER_SECTION else list(feed[section])
+        value = feed[section]
+        items = [value] if section == HEADER_SECTION else value
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            kind = "an object" if section == HEADER_SECTION else "a list of objects"
+            raise TabularError(
+                f"{section} must be {kind}; validate the feed first", file=section_file(section)
+            )
         rows = []
         for item in items:
             row: dict[str, str] = {}

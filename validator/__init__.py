@@ -9,7 +9,6 @@ True
 from sqm.validator.api import (
     ValidationResult,
     best_match,
-    iter_document_findings,
     iter_findings,
     iter_stream_findings,
     load_baseline,
@@ -24,7 +23,6 @@ __all__ = [
     "ValidationResult",
     "ValidatorError",
     "best_match",
-    "iter_document_findings",
     "iter_findings",
     "iter_stream_findings",
     "load_baseline",

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqm.validator import loaders
-from sqm.validator.engine import FeedChecker, check_document, requested_profiles
+from sqm.validator.engine import check_document, check_parts, requested_profiles
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding, Severity
 from sqm.validator.layers.plausibility import Baseline
 from sqm.validator.loaders import (
     NDJSON_SUFFIXES,
     RDF_SUFFIXES,
+    LineReader,
     Loaded,
     Part,
     iter_csv,
@@ -43,24 +44,6 @@ def json_shaped(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
-
-
-def _check_parts(
-    parts: Iterable[Part | Finding],
-    profiles: Sequence[str],
-    now: datetime | None,
-    baseline: Baseline | None,
-) -> Iterator[Finding]:
-    checker = FeedChecker(profiles, now=now, baseline=baseline)
-    for part in parts:
-        if isinstance(part, Finding):
-            yield part
-            continue
-        section, value, location = part
-        found = checker.header(value) if section == "header" else checker.item(section, value)
-        for finding in found:
-            yield finding if finding.line is not None else replace(finding, **location)
-    yield from checker.finish()
 
 
 def _placed(loaded: Loaded, findings: Iterator[Finding]) -> Iterator[Finding]:
@@ -96,7 +79,7 @@ def iter_findings(
     path = Path(source)
     suffix = path.suffix.lower()
     if path.is_dir():
-        yield from _check_parts(iter_csv(path), profiles, now, baseline)
+        yield from check_parts(iter_csv(path), profiles, now, baseline)
     elif suffix in NDJSON_SUFFIXES:
         try:
             with path.open("rb") as stream:
@@ -107,7 +90,7 @@ def iter_findings(
                         stream, str(path), profiles, now=now, baseline=baseline, jobs=jobs
                     )
                     return
-                yield from _check_parts(iter_ndjson(stream, str(path)), profiles, now, baseline)
+                yield from check_parts(iter_ndjson(stream, str(path)), profiles, now, baseline)
         except OSError as exc:
             raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
     elif suffix in RDF_SUFFIXES:
@@ -143,7 +126,7 @@ def iter_stream_findings(
     # Peek at the first line, keeping its bytes: a long one is the start of a JSON document.
     head = stream.readline(loaders.MAX_LINE_BYTES + 1)
     if head.endswith(b"\n") and _is_header_line(head):
-        yield from _check_parts(iter_ndjson(_Replay(head, stream), source), profiles, now, baseline)
+        yield from check_parts(iter_ndjson(_Replay(head, stream), source), profiles, now, baseline)
         return
     rest = read_bounded(stream, source, already=len(head))
     if isinstance(rest, Loaded):
@@ -151,6 +134,19 @@ def iter_stream_findings(
         return
     loaded = load_text_document(head + rest, source, "")
     yield from _document_findings(loaded, profiles, now, baseline)
+
+
+def iter_ndjson_findings(
+    stream: LineReader,
+    source: str,
+    profiles: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    baseline: Baseline | None = None,
+) -> Iterator[Finding]:
+    """Findings for an NDJSON feed read from a stream, on one core."""
+    requested_profiles(profiles)
+    yield from check_parts(iter_ndjson(stream, source), profiles, now, baseline)
 
 
 def _is_header_line(line: bytes) -> bool:
@@ -175,24 +171,38 @@ class _Replay:
         return self._stream.readline(size)
 
 
-def load_baseline(path: Path) -> Baseline:
-    """The previous feed, reduced to what the jump checks compare."""
-    baseline = Baseline()
+def _parts_of(path: Path) -> Iterator[Part | Finding]:
+    """Any feed file or CSV folder as parts (for reading a baseline)."""
     suffix = path.suffix.lower()
     if path.is_dir():
-        parts: Iterable[Part | Finding] = iter_csv(path)
-    elif suffix in NDJSON_SUFFIXES:
-        with path.open("rb") as stream:
-            for part in iter_ndjson(stream, str(path)):
-                if not isinstance(part, Finding) and isinstance(part[1], Mapping):
-                    baseline.add(part[0], part[1])
-        return baseline
-    else:
-        loaded = load_path(path)
-        if not loaded.ok:
-            raise ValidatorError(f"baseline {path}: {loaded.findings[0].message}")
-        return Baseline.from_document(loaded.document)
-    for part in parts:
+        yield from iter_csv(path)
+        return
+    if suffix in RDF_SUFFIXES:
+        raise ValidatorError(f"{path}: a baseline must be JSON, YAML, NDJSON or a CSV feed folder")
+    if suffix in NDJSON_SUFFIXES:
+        try:
+            with path.open("rb") as stream:
+                yield from iter_ndjson(stream, str(path))
+        except OSError as exc:
+            raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
+        return
+    loaded = load_path(path)
+    if not loaded.ok:
+        yield from loaded.findings
+        return
+    document = loaded.document
+    yield "header", document.get("header"), {}
+    for section, items in document.items():
+        if section != "header" and isinstance(items, list):
+            for item in items:
+                yield section, item, {}
+
+
+def load_baseline(path: Path) -> Baseline:
+    """The previous feed, reduced to what the jump checks compare; ValidatorError when it cannot
+    be read."""
+    baseline = Baseline()
+    for part in _parts_of(path):
         if isinstance(part, Finding):
             raise ValidatorError(f"baseline {path}: {part.message}")
         if isinstance(part[1], Mapping):
@@ -260,8 +270,3 @@ def collect(
             severity = finding.severity.value
             result.omitted[severity] = result.omitted.get(severity, 0) + 1
     return result
-
-
-def iter_document_findings(document: Any, profiles: Sequence[str] = ()) -> Iterator[Finding]:
-    """Lazily yield the findings for an already-parsed feed document."""
-    yield from check_document(json_shaped(document), profiles)

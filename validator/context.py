@@ -38,7 +38,14 @@ def number(value: Any) -> float | None:
     """A JSON number as float, or None for anything else (booleans included)."""
     # Exact type tests: bool is an int subclass, and this runs millions of times.
     kind = type(value)
-    return float(value) if kind is float or kind is int else None
+    if kind is float:
+        return float(value)
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:  # loaders refuse such integers; parsed data may still carry one
+            return None
+    return None
 
 
 def integer(value: Any) -> int | None:

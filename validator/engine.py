@@ -7,7 +7,7 @@ by the size of the feed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -21,6 +21,7 @@ from sqm.validator.layers import semantics
 from sqm.validator.layers.crossrecord import CrossFacts, CrossRecordState
 from sqm.validator.layers.plausibility import Baseline, PlausibilityFacts, PlausibilityState
 from sqm.validator.layers.structure import HEADER, StructureChecker, sections_of
+from sqm.validator.loaders import Part
 
 
 class Examined(NamedTuple):
@@ -30,6 +31,7 @@ class Examined(NamedTuple):
     findings: list[Finding]
     cross: CrossFacts | None
     plausibility: PlausibilityFacts | None
+    contains: tuple[tuple[str, str], ...] = ()  # profile requirements this item meets
 
 
 # Stands for an item's index in a section until the item is settled in feed order.
@@ -122,20 +124,20 @@ class FeedChecker:
         It changes no feed-wide state, so the parallel validator runs it in worker processes.
         """
         at = f"/{section}/{PLACEHOLDER}"
-        found = self.structure.item(section, PLACEHOLDER, item)
+        found, meets = self.structure.item(section, PLACEHOLDER, item)
         if not isinstance(item, Mapping):
-            return Examined(False, found, None, None)
+            return Examined(False, found, None, None, meets)
         sound = not found
         cross, cross_found = self.cross.examine(section, item, at, sound=sound)
         if not sound:
-            return Examined(False, found, cross, None)
+            return Examined(False, found, cross, None, meets)
         found.extend(semantics.item_findings(section, item, at, self.ctx))
         found.extend(cross_found)
         plausibility = None
         if section not in DECLARATION_SECTIONS:
             found.extend(self.plausibility.record(section, item, at))
             plausibility = self.plausibility.examine(section, item)
-        return Examined(True, found, cross, plausibility)
+        return Examined(True, found, cross, plausibility, meets)
 
     def settle(self, section: str, examined: Examined) -> Iterator[Finding]:
         """Give the examined item its index, then run the checks that need the rest of the
@@ -144,6 +146,7 @@ class FeedChecker:
         self.counts[section] = index + 1
         self.skeleton.setdefault(section, [])
         at = f"/{section}/{index}"
+        self.structure.meet(examined.contains)
         for finding in examined.findings:
             yield _indexed(finding, section, index)
         if examined.cross is not None:
@@ -158,7 +161,10 @@ class FeedChecker:
         self.skeleton[key] = value
 
     def finish(self) -> Iterator[Finding]:
-        """The checks that need the whole feed."""
+        """The checks that need the whole feed (none when nothing was read: the reader has
+        already said there is no feed)."""
+        if not self.skeleton:
+            return
         yield from self.structure.root(self.skeleton)
         yield from self.cross.finish()
         yield from self.plausibility.finish()
@@ -208,3 +214,23 @@ def check_document(
         yield rules.emit("SQM-X002", f"expected a feed object, found {type(document).__name__}", "")
         return
     yield from FeedChecker(profiles, now=now, baseline=baseline).document(document)
+
+
+def check_parts(
+    parts: Iterable[Part | Finding],
+    profiles: Sequence[str],
+    now: datetime | None,
+    baseline: Baseline | None,
+) -> Iterator[Finding]:
+    """Check a feed given as parts (section, value, location), with syntax findings among
+    them passed through, the header first."""
+    checker = FeedChecker(profiles, now=now, baseline=baseline)
+    for part in parts:
+        if isinstance(part, Finding):
+            yield part
+            continue
+        section, value, location = part
+        found = checker.header(value) if section == "header" else checker.item(section, value)
+        for finding in found:
+            yield finding if finding.line is not None else replace(finding, **location)
+    yield from checker.finish()

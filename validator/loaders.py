@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -36,6 +38,9 @@ CSV_HINT = (
 )
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# A YAML document may share nodes through aliases; expanded, it may hold at most this many values.
+MAX_YAML_NODES = 2_000_000
+MERGE_TAG = "tag:yaml.org,2002:merge"
 _CHUNK = 1024 * 1024
 
 
@@ -69,12 +74,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(
     loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
 ) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue  # merged keys may be overridden: only the mapping's own keys must be unique
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, Hashable) and key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        seen.add(key)
+    loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
+        if not isinstance(key, Hashable):
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be text", mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
@@ -102,9 +117,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number; SQM values must be finite")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range; SQM values must be finite")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # As orjson (the NDJSON parser) does: integers beyond 64 bits are refused.
+    value = int(text)
+    if abs(value) >= 1 << 64:
+        raise ValueError(f"integer {text[:20]}... is out of range")
+    return value
+
+
 def loads_strict(text: str | bytes) -> Any:
-    """Parse JSON refusing duplicate keys and NaN/Infinity (raises ValueError or RecursionError)."""
-    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant)
+    """Parse JSON refusing duplicate keys, NaN/Infinity, overflowing floats and integers beyond
+    64 bits (raises ValueError or RecursionError)."""
+    return json.loads(
+        text,
+        object_pairs_hook=_unique_pairs,
+        parse_constant=_reject_constant,
+        parse_float=_finite_float,
+        parse_int=_bounded_int,
+    )
 
 
 def parse_json_text(text: str, source: str) -> Loaded:
@@ -122,10 +159,95 @@ def parse_json_text(text: str, source: str) -> Loaded:
     return _check_object(Loaded(source, document, text=text, kind="json"))
 
 
-def parse_yaml_text(text: str, source: str) -> Loaded:
-    """Parse a YAML document safely: no duplicate keys, dates kept as text."""
+def _expansion_problem(root: yaml.Node) -> tuple[str, yaml.Node] | None:
+    """Why a composed YAML graph is unsafe to expand, if it is: aliases that refer to their own
+    ancestors, or that multiply the document beyond :data:`MAX_YAML_NODES` (a "billion
+    laughs"). Shared nodes are counted once per use, as expansion would."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _UnsafeAliasError("an alias refers to a mapping or list that contains it", node)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+                if total > MAX_YAML_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > MAX_YAML_NODES:
+                    break
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise _UnsafeAliasError(
+                f"aliases expand the document beyond {MAX_YAML_NODES:,} values", node
+            )
+        sizes[key] = total
+        return total
+
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)
+        size(root)
+    except _UnsafeAliasError as exc:
+        return exc.reason, exc.node
+    return None
+
+
+class _UnsafeAliasError(Exception):
+    def __init__(self, reason: str, node: yaml.Node) -> None:
+        super().__init__(reason)
+        self.reason, self.node = reason, node
+
+
+def _json_value(value: Any, at: str) -> Any:
+    """YAML data as JSON would carry it; raises ValueError naming the first value JSON lacks."""
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{at or '/'}: mapping key {key!r} is not text")
+            result[key] = _json_value(item, f"{at}/{key}")
+        return result
+    if isinstance(value, list):
+        return [_json_value(item, f"{at}/{index}") for index, item in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 1 << 64:
+            raise ValueError(f"{at}: integer {str(value)[:20]}... is too large")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{at}: {value} is not a finite number")
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise ValueError(f"{at}: a {type(value).__name__} value has no JSON equivalent")
+
+
+def parse_yaml_text(text: str, source: str) -> Loaded:
+    """Parse a YAML document safely: no duplicate keys, merge keys honoured, dates kept as text,
+    aliases bounded, and only values JSON can carry."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return _check_object(Loaded(source, None, text=text, kind="yaml"))
+        unsafe = _expansion_problem(node)
+        if unsafe is not None:
+            reason, where = unsafe
+            mark = where.start_mark
+            finding = syntax(
+                "SQM-X001", f"invalid YAML: {reason}", source, mark.line + 1, mark.column + 1
+            )
+            return Loaded(source, findings=[finding])
+        document = _json_value(loader.construct_document(node), "")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
@@ -133,8 +255,10 @@ def parse_yaml_text(text: str, source: str) -> Loaded:
         problem = exc.problem or str(exc)
         finding = syntax("SQM-X001", f"invalid YAML: {problem}", source, line, column)
         return Loaded(source, findings=[finding])
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
         return Loaded(source, findings=[syntax("SQM-X001", f"invalid YAML: {exc}", source)])
+    finally:
+        loader.dispose()
     return _check_object(Loaded(source, document, text=text, kind="yaml"))
 
 
@@ -268,8 +392,15 @@ def parse_ndjson_line(
 
 def iter_ndjson(stream: LineReader, source: str) -> Iterator[Part | Finding]:
     """Parts of an NDJSON feed, or syntax findings for the lines that cannot be parts."""
-    header_seen = False
-    for number, raw in iter_lines(stream):
+    yield from iter_ndjson_lines(iter_lines(stream), source)
+
+
+def iter_ndjson_lines(
+    lines: Iterable[tuple[int, bytes | None]], source: str
+) -> Iterator[Part | Finding]:
+    """Parts of an NDJSON feed from its numbered lines (see :func:`iter_lines`)."""
+    header_seen = warned = False
+    for number, raw in lines:
         parsed = parse_ndjson_line(number, raw, source)
         if parsed is None or isinstance(parsed, Finding):
             if parsed is not None:
@@ -281,11 +412,11 @@ def iter_ndjson(stream: LineReader, source: str) -> Iterator[Part | Finding]:
                 yield syntax("SQM-X007", "a second header line", source, number)
                 continue
             header_seen = True
-        elif not header_seen:
+        elif not header_seen and not warned:
             yield syntax("SQM-X007", "the first line must be the header", source, number)
-            header_seen = True  # report once; check the records anyway
+            warned = True  # report once; check the records anyway
         yield section, item, {"line": number, "source": source}
-    if not header_seen:
+    if not header_seen and not warned:
         yield syntax("SQM-X004", "the input holds no feed", source)
 
 
@@ -323,7 +454,7 @@ def iter_csv(folder: Path) -> Iterator[Part | Finding]:
 
 def is_csv_feed(path: Path) -> bool:
     """A folder holding a CSV feed (it has the header file)."""
-    return path.is_dir() and (path / "feed.csv").is_file()
+    return path.is_dir() and (path / tabular.HEADER_FILE).is_file()
 
 
 def expand_inputs(path: Path) -> list[Path]:

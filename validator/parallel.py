@@ -14,6 +14,7 @@ the workers' copy: capability records that refer to one are re-examined in the m
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -23,18 +24,26 @@ from typing import Any
 
 import orjson
 
-from sqm.validator.engine import DECLARATION_SECTIONS, Examined, FeedChecker
+from sqm.validator.engine import DECLARATION_SECTIONS, Examined, FeedChecker, check_parts
 from sqm.validator.findings import Finding
 from sqm.validator.layers.crossrecord import CrossFacts
 from sqm.validator.layers.plausibility import Baseline, PlausibilityFacts
-from sqm.validator.loaders import LineReader, iter_lines, parse_ndjson_line, syntax
+from sqm.validator.loaders import (
+    LineReader,
+    iter_lines,
+    iter_ndjson_lines,
+    parse_ndjson_line,
+    syntax,
+)
 
 BATCH_LINES = 400
 # The checker the workers inherit when they are forked (set just before the pool starts).
 _WORKER: FeedChecker | None = None
 
 # Plain tuples cross the process boundary: unpickling NamedTuples costs five times more.
-Wire = tuple[bool, list[Finding], tuple[Any, ...] | None, tuple[Any, ...] | None]
+Wire = tuple[
+    bool, list[Finding], tuple[Any, ...] | None, tuple[Any, ...] | None, tuple[tuple[str, str], ...]
+]
 Result = tuple[int, str | None, Wire | None, list[Finding]]
 
 
@@ -43,13 +52,10 @@ def _start_worker() -> None:
     _WORKER.cross.freeze_declared()
 
 
-def _examine_batch(
-    batch: list[tuple[int, bytes | None]],
-) -> tuple[list[Result], set[tuple[str, str]]]:
+def _examine_batch(batch: list[tuple[int, bytes | None]]) -> list[Result]:
     """Worker side: parse and examine each line of a batch."""
     checker = _WORKER
     assert checker is not None
-    before = set(checker.structure._contained)
     out: list[Result] = []
     for number, raw in batch:
         parsed = parse_ndjson_line(number, raw, "")
@@ -62,15 +68,16 @@ def _examine_batch(
             if section == "header" or section not in checker.sections:
                 out.append((number, section, None, []))
             else:
-                sound, found, cross, plausibility = checker.examine(section, item)
+                sound, found, cross, plausibility, meets = checker.examine(section, item)
                 wire = (
                     sound,
                     found,
                     None if cross is None else tuple(cross),
                     None if plausibility is None else tuple(plausibility),
+                    meets,
                 )
                 out.append((number, section, wire, []))
-    return out, checker.structure._contained - before
+    return out
 
 
 def iter_parallel_ndjson(
@@ -106,19 +113,21 @@ def iter_parallel_ndjson(
             for finding in checker.header(item):
                 yield locate(finding, number)
             continue
-        if header_seen and section in DECLARATION_SECTIONS:
+        if not header_seen:
+            # A feed that does not start with its header is checked on one core, exactly as
+            # the serial reader does, from this line on.
+            rest = iter_ndjson_lines(itertools.chain([(number, raw)], lines), source)
+            yield from check_parts(rest, profiles, now, baseline)
+            return
+        if section in DECLARATION_SECTIONS:
             for finding in checker.item(section, item):
                 yield locate(finding, number)
             continue
         pending = (number, raw)
         break
     if not header_seen:
-        if pending is not None:
-            yield syntax("SQM-X007", "the first line must be the header", source, pending[0])
-        else:
-            yield syntax("SQM-X004", "the input holds no feed", source)
-            return
-        header_seen = True
+        yield syntax("SQM-X004", "the input holds no feed", source)
+        return
 
     if pending is not None:
         sent: deque[list[tuple[int, bytes | None]]] = deque()
@@ -140,9 +149,8 @@ def iter_parallel_ndjson(
         context = multiprocessing.get_context("fork")
         gc.freeze()  # the forked workers share the state so far without the collector copying it
         with context.Pool(jobs, initializer=_start_worker) as pool:
-            for results, contained in pool.imap(_examine_batch, batches(), chunksize=1):
+            for results in pool.imap(_examine_batch, batches(), chunksize=1):
                 raws = dict(sent.popleft())
-                checker.structure._contained |= contained
                 for number, kind, examined, found in results:
                     yield from _settle(
                         checker, known, number, raws[number], kind, examined, found, source
@@ -176,12 +184,13 @@ def _settle(
         for finding in found:
             yield located(finding)
         return
-    sound, findings, cross, plausibility = wire
+    sound, findings, cross, plausibility, meets = wire
     examined = Examined(
         sound,
         findings,
         None if cross is None else CrossFacts._make(cross),
         None if plausibility is None else PlausibilityFacts._make(plausibility),
+        meets,
     )
     late = len(checker.ctx.characteristics) > len(known)
     if late and section == "capability_records" and raw is not None:

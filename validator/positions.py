@@ -74,11 +74,16 @@ def yaml_positions(text: str) -> dict[str, tuple[int, int]]:
     positions: dict[str, tuple[int, int]] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return positions
+
+    visited: set[int] = set()
 
     def walk(node: Any, at: str) -> None:
         positions.setdefault(at, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if id(node) in visited:
+            return  # an alias: its values stand at the anchor, already placed
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 walk(value, f"{at}/{escape_pointer_token(str(key.value))}")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from sqm.schema import SchemaError, tabular
 
@@ -65,14 +64,15 @@ def from_csv_command(folder: Path) -> None:
 
 
 def _load(path: Path) -> dict[str, object]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise SchemaError(f"{path}: cannot be read as a feed: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SchemaError(f"{path}: a feed is a JSON object, found {type(data).__name__}")
-    return data
+    from sqm.validator.loaders import load_path
+
+    loaded = load_path(path)
+    if not loaded.ok:
+        first = loaded.findings[0]
+        where = f" (line {first.line})" if first.line else ""
+        raise SchemaError(f"{path}: cannot be read as a feed{where}: {first.message}")
+    document: dict[str, object] = loaded.document
+    return document
 
 
 @schema_group.command("to-rdf")

@@ -18,7 +18,7 @@ from sqm.validator import (
     iter_stream_findings,
     load_baseline,
 )
-from sqm.validator.api import collect
+from sqm.validator.api import collect, iter_ndjson_findings
 from sqm.validator.layers.plausibility import Baseline
 from sqm.validator.loaders import NDJSON_SUFFIXES, expand_inputs
 from sqm.validator.parallel import iter_parallel_ndjson
@@ -83,7 +83,7 @@ def _with_progress(
                 reader, str(path), profiles, now=now, baseline=baseline, jobs=workers
             )
         else:
-            found = iter_stream_findings(reader, str(path), profiles, now=now, baseline=baseline)  # type: ignore[arg-type]
+            found = iter_ndjson_findings(reader, str(path), profiles, now=now, baseline=baseline)
         return collect(found, str(path), limit)
 
 

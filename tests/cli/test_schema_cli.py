@@ -56,3 +56,28 @@ def test_generator_failure_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> 
     assert result.exit_code == 2
     assert "generation failed: ValueError: slot: 'equals_string'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_to_csv_and_to_rdf_refuse_malformed_feeds_cleanly(tmp_path: Path) -> None:
+    runner = CliRunner()
+    (tmp_path / "shape.json").write_text('{"header": 5, "sites": 5}')
+    (tmp_path / "binary.yaml").write_text("header: {}\nx: !!binary aGVsbG8=\n")
+    result = runner.invoke(
+        main, ["schema", "to-csv", str(tmp_path / "shape.json"), str(tmp_path / "out")]
+    )
+    assert result.exit_code == 2 and "validate the feed first" in result.output
+    result = runner.invoke(main, ["schema", "to-rdf", str(tmp_path / "binary.yaml")])
+    assert result.exit_code == 2 and "no JSON equivalent" in result.output
+
+
+def test_committed_rdf_examples_are_what_to_rdf_produces() -> None:
+    import rdflib
+    from rdflib.compare import isomorphic
+
+    result = CliRunner().invoke(
+        main, ["schema", "to-rdf", str(EXAMPLES / "feeds" / "electronics-assembly.json")]
+    )
+    assert result.exit_code == 0
+    produced = rdflib.Graph().parse(data=result.output, format="turtle")
+    committed = rdflib.Graph().parse(EXAMPLES / "rdf" / "electronics-assembly.ttl", format="turtle")
+    assert isomorphic(produced, committed)

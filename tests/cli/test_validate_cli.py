@@ -140,3 +140,20 @@ def test_baseline_reports_jumps() -> None:
     code, output = run("validate", "--now", "2026-11-27T12:00:00Z", "--baseline", baseline, VALID)
     assert code == 0, output
     assert "0 errors, 0 warnings" in output
+
+
+def test_the_terminal_path_reads_ndjson_as_ndjson(tmp_path: Path) -> None:
+    from sqm.cli.validate_command import _with_progress
+    from sqm.validator import iter_findings
+    from tests.conftest import NOW
+
+    document = json.loads(Path(VALID).read_text())
+    site = document["sites"][0]
+    lines = [json.dumps({"sites": site}), json.dumps({"header": document["header"]})]
+    feed = tmp_path / "feed.ndjson"
+    feed.write_text("\n".join(lines) + "\n")
+    for workers in (1, 2):
+        shown = _with_progress(feed, (), NOW, None, None, workers)
+        expected = [f.code for f in iter_findings(feed, now=NOW)]
+        assert [f.code for f in shown.findings] == expected
+        assert "SQM-X007" in expected and "SQM-X001" not in expected

@@ -52,7 +52,7 @@ def test_renamed_column_names_the_file_and_the_known_columns(tmp_path: Path) -> 
     folder = _copy_example(tmp_path)
     _edit(folder / "delivery_records.csv", "on_time_percent", "on_time_pct")
     with pytest.raises(
-        TabularError, match=r"delivery_records\.csv, row 1: unknown column\(s\) 'on_time_pct'"
+        TabularError, match=r"delivery_records\.csv, line 1: unknown column\(s\) 'on_time_pct'"
     ):
         tabular.read_csv_feed(folder)
 
@@ -60,7 +60,7 @@ def test_renamed_column_names_the_file_and_the_known_columns(tmp_path: Path) -> 
 def test_number_with_a_decimal_comma_is_located(tmp_path: Path) -> None:
     folder = _copy_example(tmp_path)
     _edit(folder / "delivery_records.csv", ",94.8,", ",94;8,")
-    with pytest.raises(TabularError, match=r"row 2, column 'on_time_percent': expected a number"):
+    with pytest.raises(TabularError, match=r"line 2, column 'on_time_percent': expected a number"):
         tabular.read_csv_feed(folder)
 
 
@@ -70,7 +70,7 @@ def test_extra_cells_are_refused(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     lines[1] += ",surplus"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(TabularError, match=r"row 2: has .* cells but the header names"):
+    with pytest.raises(TabularError, match=r"line 2: has .* cells but the header names"):
         tabular.read_csv_feed(folder)
 
 
@@ -105,7 +105,7 @@ def test_bom_and_missing_cells_are_accepted(tmp_path: Path) -> None:
 def test_latin1_file_is_reported_not_crashed(tmp_path: Path) -> None:
     folder = _copy_example(tmp_path)
     (folder / "sites.csv").write_bytes("id,name\nsite-1,Binh D\xfcong\n".encode("latin-1"))
-    with pytest.raises(TabularError, match=r"is not UTF-8 CSV"):
+    with pytest.raises(TabularError, match=r"sites\.csv, line 2: is not UTF-8: byte 0xfc"):
         tabular.read_csv_feed(folder)
 
 
@@ -122,3 +122,20 @@ def test_reference_page_lists_every_column() -> None:
         assert f"## `{tabular.section_file(section)}`" in page
         for column in columns:
             assert f"| `{column.name}` |" in page
+
+
+def test_records_are_located_at_their_first_line_even_after_a_multiline_cell(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "products.csv"
+    path.write_text('id,name\nprod-1,"Black pepper,\nground"\nprod-2,Cassava starch\n')
+    items = list(tabular.read_section(path, "products"))
+    assert [row for row, _ in items] == [2, 4]
+    assert items[0][1]["name"] == "Black pepper,\nground"
+
+
+def test_a_huge_exponent_is_refused_quickly(tmp_path: Path) -> None:
+    folder = _copy_example(tmp_path)
+    _edit(folder / "delivery_records.csv", ",94.8,", ",1E+99999999,")
+    with pytest.raises(TabularError, match="within the range of a double"):
+        tabular.read_csv_feed(folder)

@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sqm.validator import Severity, iter_stream_findings, validate
@@ -56,3 +57,31 @@ def test_csv_findings_name_their_file(tmp_path: Path) -> None:
     assert finding.source is not None and finding.source.endswith("delivery_records.csv")
     assert "did you mean 'on_time_percent'?" in finding.message
     assert "CSV" not in finding.hint or "template" in finding.hint
+
+
+def test_baselines_are_read_like_feeds_and_refused_when_broken(tmp_path: Path) -> None:
+    from sqm.validator import ValidatorError, load_baseline
+
+    for name, text in (("empty.ndjson", ""), ("garbage.ndjson", "{oops\n"), ("broken.json", "{")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValidatorError, match="baseline"):
+            load_baseline(tmp_path / name)
+    (tmp_path / "feed.ttl").write_text("")
+    with pytest.raises(ValidatorError, match="must be JSON, YAML, NDJSON or a CSV"):
+        load_baseline(tmp_path / "feed.ttl")
+    assert load_baseline(EXAMPLES / "csv" / "food-ingredients").metrics
+
+
+def test_p002_fires_when_defects_far_exceed_the_capability() -> None:
+    findings = validate(AUTOMOTIVE, now=NOW).findings
+    [info] = [f for f in findings if f.code == "SQM-P002"]
+    assert info.severity is Severity.INFO
+    assert info.pointer == "/defect_rate_records/1"
+    assert "declared capability implies" in info.message
+
+
+def test_huge_integers_in_parsed_data_do_not_crash() -> None:
+    document = json.loads(AUTOMOTIVE.read_text())
+    document["capability_records"][0]["cpk"] = 10**400
+    codes = _codes(validate(document, now=NOW).findings)
+    assert "SQM-E003" not in codes  # not judged as a float it cannot be

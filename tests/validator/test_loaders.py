@@ -29,9 +29,54 @@ def test_deeply_nested_json_is_a_finding_not_a_crash() -> None:
     assert [f.code for f in loaded.findings] == ["SQM-X001"]
 
 
-def test_yaml_dates_stay_text_and_aliases_do_not_explode() -> None:
+def test_yaml_dates_stay_text() -> None:
     loaded = parse_yaml_text("header:\n  issued_at: 2026-11-03T09:00:00+01:00\n", "x.yaml")
     assert loaded.document == {"header": {"issued_at": "2026-11-03T09:00:00+01:00"}}
+
+
+def test_yaml_alias_bombs_and_self_references_are_findings_quickly() -> None:
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [" + ",".join([f"*{previous}"] * 9) + "]\n"
+    loaded = parse_yaml_text(bomb, "lol.yaml")
+    assert [f.code for f in loaded.findings] == ["SQM-X001"]
+    assert "beyond 2,000,000 values" in loaded.findings[0].message
+    loaded = parse_yaml_text("sites:\n  - roles: &r [*r]\n", "self.yaml")
+    assert "contains it" in loaded.findings[0].message and loaded.findings[0].line == 2
+
+
+def test_yaml_merge_keys_and_ordinary_aliases_work() -> None:
+    text = "d: &d {start_inclusive: true, end_inclusive: false}\np:\n  <<: *d\n  end_inclusive: true\nq: *d\n"
+    loaded = parse_yaml_text(text, "merge.yaml")
+    assert loaded.ok
+    assert loaded.document["p"] == {"start_inclusive": True, "end_inclusive": True}
+    assert loaded.document["q"] == {"start_inclusive": True, "end_inclusive": False}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sites:\n  - 1: x\n", "is not text"),
+        ("on: yes\n", "is not text"),
+        ("x: !!binary aGVsbG8=\n", "no JSON equivalent"),
+        ("x: !!set {a, b}\n", "no JSON equivalent"),
+        ("x: .nan\n", "not a finite number"),
+        ("x: -.inf\n", "not a finite number"),
+        ("x: 1" + "0" * 5000 + "\n", "invalid YAML"),
+        ("x: 1" + "0" * 30 + "\n", "too large"),
+    ],
+)
+def test_yaml_values_json_cannot_carry_are_findings(text: str, message: str) -> None:
+    loaded = parse_yaml_text(text, "x.yaml")
+    assert [f.code for f in loaded.findings] == ["SQM-X001"]
+    assert message in loaded.findings[0].message
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1" + "0" * 400])
+def test_json_numbers_out_of_range_are_findings(number: str) -> None:
+    loaded = parse_json_text(f'{{"header": {{"sequence": {number}}}}}', "x.json")
+    assert [f.code for f in loaded.findings] == ["SQM-X001"]
 
 
 def test_yaml_python_tags_are_refused() -> None:

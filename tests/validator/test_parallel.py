@@ -30,7 +30,18 @@ def _as_ndjson(document: dict[str, Any], path: Path, *, record_first: str = "") 
 
 def _run(path: Path, jobs: int, **options: Any) -> list[tuple[Any, ...]]:
     return [
-        (f.code, f.severity.value, f.pointer, f.line, f.message, f.record)
+        (
+            f.code,
+            f.severity.value,
+            f.pointer,
+            f.line,
+            f.column,
+            f.source,
+            f.message,
+            f.hint,
+            f.value,
+            f.record,
+        )
         for f in iter_findings(path, now=NOW, jobs=jobs, **options)
     ]
 

@@ -295,3 +295,43 @@ def test_engine_agreement_covers_the_examples_and_the_data_cases() -> None:
     files = {p.relative_to(REPO).parts[:2] for p in _feed_files()}
     assert {("examples", "feeds"), ("examples", "invalid"), ("tests", "data")} <= files
     assert len(_feed_files()) >= len(VALID_FEEDS) + len(SEMANTIC_CASES)
+
+
+def test_empty_and_header_late_feeds_read_the_same_serial_and_parallel(tmp_path: Path) -> None:
+    from sqm.validator import iter_findings
+    from tests.conftest import NOW as CLOCK
+
+    header = json.dumps(
+        {
+            "header": json.loads((EXAMPLES / "feeds" / "electronics-assembly.json").read_text())[
+                "header"
+            ]
+        }
+    )
+    site = json.dumps(
+        {
+            "sites": {
+                "id": "s",
+                "name": "S",
+                "roles": ["manufacturing"],
+                "address": {"country": "MY"},
+            }
+        }
+    )
+    cases = {
+        "empty.ndjson": "",
+        "late.ndjson": f"{site}\n{header}\n",
+        "broken-first.ndjson": f"{{oops\n{header}\n{site}\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        serial = [(f.code, f.line, f.pointer, f.message) for f in iter_findings(path, now=CLOCK)]
+        parallel = [
+            (f.code, f.line, f.pointer, f.message) for f in iter_findings(path, now=CLOCK, jobs=2)
+        ]
+        assert serial == parallel, name
+    empty = [f.code for f in iter_findings(tmp_path / "empty.ndjson", now=CLOCK)]
+    assert empty == ["SQM-X004"]
+    late = [f.code for f in iter_findings(tmp_path / "late.ndjson", now=CLOCK)]
+    assert late.count("SQM-X007") == 1 and "SQM-S001" not in late

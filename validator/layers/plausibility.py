@@ -72,18 +72,6 @@ class Baseline:
 
     metrics: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
 
-    @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> Baseline:
-        baseline = cls()
-        for section in _COMPARED:
-            items = document.get(section)
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if isinstance(item, dict):
-                    baseline.add(section, item)
-        return baseline
-
     def add(self, section: str, item: Mapping[str, Any]) -> None:
         subject = _subject(section, item)
         period = item.get("period")

@@ -147,13 +147,22 @@ class StructureChecker:
         """Findings for the header."""
         return self._check(HEADER, header, [HEADER])
 
-    def item(self, section: str, index: int | str, item: Any) -> list[Finding]:
-        """Findings for one item of a list section."""
+    def item(
+        self, section: str, index: int | str, item: Any
+    ) -> tuple[list[Finding], tuple[tuple[str, str], ...]]:
+        """Findings for one item of a list section, and the (profile, section) pairs whose
+        "must contain" requirement this item meets (for :meth:`meet`)."""
         found = self._check(section, item, [section, index])
-        for profile, part in self._containers.get(section, ()):
-            if (profile, section) not in self._contained and part.fast.is_valid(item):
-                self._contained.add((profile, section))
-        return found
+        meets = tuple(
+            (profile, section)
+            for profile, part in self._containers.get(section, ())
+            if (profile, section) not in self._contained and part.fast.is_valid(item)
+        )
+        return found, meets
+
+    def meet(self, requirements: tuple[tuple[str, str], ...]) -> None:
+        """Record "must contain" requirements that an item met."""
+        self._contained.update(requirements)
 
     def root(self, skeleton: Mapping[str, Any]) -> Iterator[Finding]:
         """Root-level findings: sections that are required, unknown or of the wrong type, and
