@@ -354,12 +354,13 @@ def loads_line(raw: bytes) -> Any:
 
     orjson keeps the last of duplicate keys silently. Outside strings, a colon follows each key
     occurrence; inside strings colons survive re-serialisation unchanged unless written as a
-    ``\\u`` escape. So, without ``\\u`` escapes, equal colon counts in the line and in its
-    re-serialisation prove that no key was dropped. Any other line is parsed again strictly,
+    ``\\u`` escape. So, in a line without backslashes, equal colon counts in the line and in
+    its re-serialisation prove that no key was dropped. Any other line is parsed again strictly,
     which also names the duplicate.
     """
     value = orjson.loads(raw)
-    if b"\\u" in raw or raw.count(b":") != orjson.dumps(value).count(b":"):
+    # A backslash-free line has no \\u escapes (memchr is ~10x cheaper than a 2-byte search).
+    if b"\\" in raw or raw.count(b":") != orjson.dumps(value).count(b":"):
         return loads_strict(raw)
     return value
 
