@@ -1,0 +1,284 @@
+"""The registry's transparency log over SQL: durable sequencing, batched integration into an
+RFC 9162 tree, one signed and timestamped checkpoint per batch, proofs, and fsck.
+
+Sequencing commits each entry before it is acknowledged; integration (single writer, under a
+database lock) appends a batch to the tree, stores the new perfect subtree hashes, and signs a
+checkpoint that extends the previous one, so the log never signs two inconsistent checkpoints.
+Integration resumes from the stored state after a crash: nothing sequenced is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy.engine import Connection
+
+from sqm.registry.db import log_checkpoints, log_entries, log_pending, log_subtrees, write_lock
+from sqm.registry.errors import RegistryError
+from sqm.trust import TrustError, merkle, timestamp
+from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
+
+Clock = Callable[[], datetime]
+
+
+class _Recorder:
+    """A stand-in store that records which subtree hashes a proof needs."""
+
+    def __init__(self) -> None:
+        self.wanted: set[tuple[int, int]] = set()
+
+    def perfect(self, level: int, index: int) -> bytes:
+        self.wanted.add((level, index))
+        return bytes(merkle.HASH_SIZE)
+
+
+class _Fetched:
+    """Subtree hashes fetched in one query."""
+
+    def __init__(self, hashes: dict[tuple[int, int], bytes]) -> None:
+        self.hashes = hashes
+
+    def perfect(self, level: int, index: int) -> bytes:
+        try:
+            return self.hashes[(level, index)]
+        except KeyError:
+            raise RegistryError(f"subtree ({level}, {index}) is missing from the log") from None
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as the log signed it, with its RFC 3161 token."""
+
+    checkpoint: Checkpoint
+    note: str
+    timestamp: bytes
+
+
+class TransparencyLog:
+    """The log over a database engine; the origin names it and the key signs its checkpoints."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        origin: str,
+        key: Ed25519PrivateKey,
+        authority: timestamp.Authority,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.key = key
+        self.authority = authority
+        self.clock = clock
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.verifier = NoteVerifier(origin, raw)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def sequence(self, leaf: bytes) -> int:
+        """Store an entry durably (committed before this returns); its sequence number."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                log_pending.insert().values(leaf=leaf, received_at=self.clock())
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
+        """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
+        None when nothing was waiting."""
+        with (
+            self.engine.connect().execution_options(sqm_write=True) as connection,
+            connection.begin(),
+        ):
+            write_lock(connection)
+            return self._integrate(connection, limit)
+
+    def _integrate(self, connection: Connection, limit: int) -> SignedCheckpoint | None:
+        size = self._size(connection)
+        last_seq = connection.execute(select(func.max(log_entries.c.seq))).scalar() or 0
+        rows = connection.execute(
+            select(log_pending.c.seq, log_pending.c.leaf)
+            .where(log_pending.c.seq > last_seq)
+            .order_by(log_pending.c.seq)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return None
+        frontier = self._frontier(connection, size)
+        new_entries: list[dict[str, Any]] = []
+        new_subtrees: list[dict[str, Any]] = []
+        for offset, (seq, leaf) in enumerate(rows):
+            index = size + offset
+            hashed = merkle.leaf_hash(leaf)
+            new_entries.append({"idx": index, "seq": seq, "leaf": leaf, "leaf_hash": hashed})
+            frontier[(0, index)] = hashed
+            new_subtrees.append({"level": 0, "idx": index, "hash": hashed})
+            level, position = 0, index
+            while position & 1:  # this leaf completes a perfect subtree one level up
+                parent = merkle.node_hash(
+                    frontier[(level, position - 1)], frontier[(level, position)]
+                )
+                level, position = level + 1, position >> 1
+                frontier[(level, position)] = parent
+                new_subtrees.append({"level": level, "idx": position, "hash": parent})
+        connection.execute(log_entries.insert(), new_entries)
+        connection.execute(log_subtrees.insert(), new_subtrees)
+        new_size = size + len(rows)
+        root = merkle.root(_Fetched(frontier), new_size)
+        signed = self._sign(new_size, root)
+        connection.execute(
+            log_checkpoints.insert().values(
+                size=new_size, note=signed.note, timestamp=signed.timestamp, created_at=self.clock()
+            )
+        )
+        return signed
+
+    def _frontier(self, connection: Connection, size: int) -> dict[tuple[int, int], bytes]:
+        """The perfect subtrees on the tree's right edge: what new leaves hash with."""
+        wanted = []
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size & (1 << level):
+                wanted.append((level, start >> level))
+                start += 1 << level
+        return self._fetch(connection, wanted)
+
+    def _sign(self, size: int, root: bytes) -> SignedCheckpoint:
+        checkpoint = Checkpoint(self.origin, size, root)
+        note = sign(checkpoint, self.origin, self.key)
+        serial = size  # one token per checkpoint; the size is unique per signed checkpoint
+        token = timestamp.stamp(self.authority, note.encode(), self.clock(), serial)
+        return SignedCheckpoint(checkpoint, note, token)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _size(self, connection: Connection) -> int:
+        top = connection.execute(select(func.max(log_entries.c.idx))).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def size(self) -> int:
+        with self.engine.connect() as connection:
+            return self._size(connection)
+
+    def _fetch(
+        self, connection: Connection, wanted: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        keys = list(wanted)
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = connection.execute(
+                select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
+                    tuple_(log_subtrees.c.level, log_subtrees.c.idx).in_(chunk)
+                )
+            )
+            found.update({(level, idx): bytes(h) for level, idx, h in rows})
+        return found
+
+    def _proof(self, make: Callable[[Any], list[bytes]]) -> list[bytes]:
+        # Two passes: learn which subtree hashes the proof needs, fetch them in one query.
+        recorder = _Recorder()
+        make(recorder)
+        with self.engine.connect() as connection:
+            hashes = self._fetch(connection, recorder.wanted)
+        return make(_Fetched(hashes))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The audit path of entry ``index`` in the tree of ``size`` entries."""
+        if size > self.size():
+            raise RegistryError(f"the log has fewer than {size} entries")
+        return self._proof(lambda store: merkle.inclusion_proof(store, index, size))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """The proof that the tree of ``new_size`` extends the tree of ``old_size``."""
+        if new_size > self.size():
+            raise RegistryError(f"the log has fewer than {new_size} entries")
+        return self._proof(lambda store: merkle.consistency_proof(store, old_size, new_size))
+
+    def root(self, size: int) -> bytes:
+        return self._proof(lambda store: [merkle.root(store, size)])[0]
+
+    def leaf(self, index: int) -> bytes:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(log_entries.c.leaf).where(log_entries.c.idx == index)
+            ).scalar()
+        if value is None:
+            raise RegistryError(f"no entry {index}")
+        return bytes(value)
+
+    def latest(self) -> SignedCheckpoint | None:
+        """The newest signed checkpoint."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
+                .order_by(log_checkpoints.c.size.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        note, token = row
+        return SignedCheckpoint(open_note(note, self.verifier), note, bytes(token))
+
+    # --- checking -----------------------------------------------------------------------------
+
+    def fsck(self) -> list[str]:
+        """Recompute the tree from the stored entries and check every stored subtree hash and
+        every checkpoint; the problems found (empty when the log is intact)."""
+        problems: list[str] = []
+        tree = merkle.MemoryTree()
+        with self.engine.connect() as connection:
+            previous_seq = 0
+            for index, seq, leaf, stored in connection.execute(
+                select(
+                    log_entries.c.idx,
+                    log_entries.c.seq,
+                    log_entries.c.leaf,
+                    log_entries.c.leaf_hash,
+                ).order_by(log_entries.c.idx)
+            ):
+                if index != tree.size:
+                    problems.append(f"entry {tree.size} is missing (next stored entry is {index})")
+                    break
+                if seq <= previous_seq:
+                    problems.append(f"entry {index} is out of sequence order (seq {seq})")
+                previous_seq = seq
+                hashed = merkle.leaf_hash(bytes(leaf))
+                if hashed != bytes(stored):
+                    problems.append(f"entry {index}: stored leaf hash does not match its leaf")
+                tree.append_hash(hashed)
+            for level, idx, stored in connection.execute(
+                select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash)
+            ):
+                try:
+                    expected = tree.perfect(level, idx)
+                except TrustError:
+                    problems.append(f"subtree ({level}, {idx}) has no entries under it")
+                    continue
+                if bytes(stored) != expected:
+                    problems.append(f"subtree ({level}, {idx}) does not match its entries")
+            for size, note, token in connection.execute(
+                select(
+                    log_checkpoints.c.size, log_checkpoints.c.note, log_checkpoints.c.timestamp
+                ).order_by(log_checkpoints.c.size)
+            ):
+                try:
+                    checkpoint = open_note(note, self.verifier)
+                    timestamp.verify(bytes(token), note.encode(), self.authority.ca_certificate)
+                except TrustError as exc:
+                    problems.append(f"checkpoint {size}: {exc}")
+                    continue
+                if checkpoint.size != size or size > tree.size:
+                    problems.append(f"checkpoint {size}: size does not match the log")
+                elif checkpoint.root != tree.root(size):
+                    problems.append(f"checkpoint {size}: root does not match the entries")
+        return problems

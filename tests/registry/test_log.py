@@ -1,0 +1,117 @@
+"""The transparency log over SQLite and PostgreSQL: batches, checkpoints, proofs and fsck."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, delete, update
+
+from sqm.registry.db import log_entries, log_subtrees
+from sqm.registry.log import TransparencyLog
+from sqm.trust import merkle, timestamp
+from sqm.trust.checkpoint import open_note
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ORIGIN = "registry.sqm.example/log/2026"
+
+
+@pytest.fixture(scope="module")
+def authority() -> timestamp.Authority:
+    return timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
+
+
+@pytest.fixture
+def log(engine: Engine, authority: timestamp.Authority) -> TransparencyLog:
+    return TransparencyLog(
+        engine, ORIGIN, Ed25519PrivateKey.generate(), authority, clock=lambda: NOW
+    )
+
+
+def _fill(log: TransparencyLog, sizes: list[int]) -> list[bytes]:
+    leaves = []
+    for batch in sizes:
+        for _ in range(batch):
+            leaf = f"entry {len(leaves)}".encode()
+            leaves.append(leaf)
+            log.sequence(leaf)
+        log.integrate()
+    return leaves
+
+
+def test_batches_build_the_rfc_9162_tree(log: TransparencyLog) -> None:
+    leaves = _fill(log, [1, 4, 7, 13])
+    reference = merkle.MemoryTree()
+    for leaf in leaves:
+        reference.append(leaf)
+    assert log.size() == 25
+    for size in (1, 5, 12, 25):
+        assert log.root(size) == reference.root(size)
+    signed = log.latest()
+    assert signed is not None and signed.checkpoint.size == 25
+    assert open_note(signed.note, log.verifier).root == reference.root()
+    assert (
+        timestamp.verify(
+            signed.timestamp, signed.note.encode(), log.authority.ca_certificate
+        ).gen_time
+        == NOW
+    )
+
+
+def test_proofs_verify_against_checkpoints(log: TransparencyLog) -> None:
+    _fill(log, [3, 9, 5])
+    size = log.size()
+    head = log.root(size)
+    for index in range(size):
+        merkle.verify_inclusion(
+            merkle.leaf_hash(log.leaf(index)), index, size, log.inclusion_proof(index, size), head
+        )
+    for old in range(1, size + 1):
+        merkle.verify_consistency(old, size, log.consistency_proof(old, size), log.root(old), head)
+
+
+def test_nothing_waiting_signs_nothing_and_a_crash_loses_nothing(log: TransparencyLog) -> None:
+    assert log.integrate() is None
+    for n in range(6):
+        log.sequence(f"sequenced before the crash {n}".encode())
+    # A new log object on the same database stands for the process after a restart.
+    restarted = TransparencyLog(log.engine, ORIGIN, log.key, log.authority, clock=lambda: NOW)
+    signed = restarted.integrate(limit=4)
+    assert signed is not None and signed.checkpoint.size == 4
+    assert restarted.integrate() is not None and restarted.size() == 6
+    assert restarted.fsck() == []
+
+
+def test_fsck_detects_changed_dropped_and_reordered_rows(log: TransparencyLog) -> None:
+    _fill(log, [8])
+    assert log.fsck() == []
+    with log.engine.begin() as connection:
+        connection.execute(
+            update(log_entries).where(log_entries.c.idx == 3).values(leaf=b"rewritten")
+        )
+    assert any("entry 3" in p for p in log.fsck())
+    with log.engine.begin() as connection:
+        connection.execute(
+            update(log_entries).where(log_entries.c.idx == 3).values(leaf=b"entry 3")
+        )
+    assert log.fsck() == []
+    with log.engine.begin() as connection:
+        connection.execute(update(log_entries).where(log_entries.c.idx == 5).values(seq=1_000))
+    assert any("out of sequence order" in p for p in log.fsck()) or any(
+        "seq" in p for p in log.fsck()
+    )
+    with log.engine.begin() as connection:
+        connection.execute(delete(log_entries).where(log_entries.c.idx == 6))
+    assert any("missing" in p for p in log.fsck())
+
+
+def test_fsck_detects_a_forged_subtree_hash(log: TransparencyLog) -> None:
+    _fill(log, [4])
+    with log.engine.begin() as connection:
+        connection.execute(
+            update(log_subtrees)
+            .where(log_subtrees.c.level == 1, log_subtrees.c.idx == 0)
+            .values(hash=bytes(32))
+        )
+    assert any("subtree (1, 0)" in p for p in log.fsck())
