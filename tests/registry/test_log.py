@@ -98,9 +98,7 @@ def test_fsck_detects_changed_dropped_and_reordered_rows(log: TransparencyLog) -
     assert log.fsck() == []
     with log.engine.begin() as connection:
         connection.execute(update(log_entries).where(log_entries.c.idx == 5).values(seq=1_000))
-    assert any("out of sequence order" in p for p in log.fsck()) or any(
-        "seq" in p for p in log.fsck()
-    )
+    assert any("out of sequence order" in p for p in log.fsck())
     with log.engine.begin() as connection:
         connection.execute(delete(log_entries).where(log_entries.c.idx == 6))
     assert any("missing" in p for p in log.fsck())
