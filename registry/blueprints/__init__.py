@@ -1,0 +1,1 @@
+"""HTTP blueprints: thin adapters from requests to the log and the TSA."""
