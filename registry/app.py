@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify
@@ -9,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
+from sqm.registry.ingest import Ingest
 from sqm.registry.log import TransparencyLog
 from sqm.registry.secrets import load_or_create
 
@@ -20,13 +22,16 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     keys = load_or_create(config.data_dir / "keys", config.origin)
     log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
-    app.extensions["sqm"] = {"config": config, "log": log, "keys": keys}
+    ingest = Ingest(log, timedelta(hours=config.issued_window_hours))
+    app.extensions["sqm"] = {"config": config, "log": log, "keys": keys, "ingest": ingest}
 
+    from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint
     from sqm.registry.blueprints.tsa import blueprint as tsa_blueprint
 
     app.register_blueprint(log_blueprint, url_prefix="/api/v1")
     app.register_blueprint(tsa_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(attest_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -16,6 +16,7 @@ class RegistryConfig:
     origin: str = "localhost/sqm/log/v0.1"
     operator_token: str | None = None
     max_request_bytes: int = 4 * 1024 * 1024
+    issued_window_hours: float = 72.0  # a feed's issued_at must be this recent to be accepted
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

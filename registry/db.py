@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     text,
@@ -57,6 +58,35 @@ log_checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+suppliers = Table(
+    "suppliers",
+    metadata,
+    Column("id", Text, primary_key=True),  # scheme:code of the first registered identifier
+    Column("name", Text, nullable=False),
+    Column("identity", Text, nullable=False),  # the organisation as registered (JSON)
+    Column("verification", Text, nullable=False, default="unverified"),
+)
+supplier_keys = Table(
+    "supplier_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("supplier", Text, nullable=False, index=True),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("seq", BigInteger, nullable=False, unique=True),  # its registration entry
+)
+attestations = Table(
+    "attestations",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("supplier", Text, nullable=False),
+    Column("feed_sequence", BigInteger, nullable=False),
+    Column("payload_sha256", Text, nullable=False, unique=True),
+    Column("key_id", Text, nullable=False),
+    Column("envelope", Text, nullable=False),
+    UniqueConstraint("supplier", "feed_sequence", name="one_attestation_per_feed_sequence"),
+)
 
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer
 

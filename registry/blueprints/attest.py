@@ -1,0 +1,67 @@
+"""Suppliers and attestations over HTTP: registration, ingest, bundles, the trust root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from sqm.registry.blueprints.common import fail
+from sqm.registry.ingest import Ingest, RejectionError
+from sqm.trust.bundle import TrustRoot
+
+blueprint = Blueprint("attest", __name__)
+
+
+def _ingest() -> Ingest:
+    ingest: Ingest = current_app.extensions["sqm"]["ingest"]
+    return ingest
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        fail(400, "malformed_json", "send a JSON body with Content-Type: application/json")
+    return body
+
+
+def _rejected(error: RejectionError) -> Any:
+    return jsonify({"error": error.code, "message": error.message, **error.details}), error.status
+
+
+@blueprint.post("/suppliers")
+def register() -> Any:
+    """Register a supplier identity with its Ed25519 key and proof of possession."""
+    try:
+        return jsonify(_ingest().register_supplier(_json_body())), 201
+    except RejectionError as error:
+        return _rejected(error)
+
+
+@blueprint.post("/attestations")
+def attest() -> Any:
+    """Submit a DSSE envelope; the answer is the offline bundle (201, or 409 when known)."""
+    try:
+        status, answer = _ingest().attest(_json_body())
+    except RejectionError as error:
+        return _rejected(error)
+    return jsonify(answer), status
+
+
+@blueprint.get("/bundles/<int:index>")
+def bundle_at(index: int) -> Any:
+    """The offline bundle of the attestation at a log index, against the newest checkpoint."""
+    try:
+        return jsonify(_ingest().bundle_at(index).to_json())
+    except RejectionError as error:
+        return _rejected(error)
+
+
+@blueprint.get("/trust-root")
+def trust_root() -> Any:
+    """What verifiers trust: the log's origin and signed-note key, and the TSA's CA."""
+    log = _ingest().log
+    root = TrustRoot(log.origin, log.verifier, log.authority.ca_certificate, "")
+    document = root.to_json()
+    document["log"]["validFrom"] = log.authority.ca_certificate.not_valid_before_utc.isoformat()
+    return jsonify(document)

@@ -1,0 +1,336 @@
+"""Supplier registration and attestation ingest: the registry's write path, without HTTP.
+
+Every accepted write is a log entry: a supplier's key registration, then its attestations.
+An attestation is accepted only when its DSSE signature verifies with a registered, unrevoked
+key of the supplier the feed names, the feed passes the validator (the same code suppliers
+run), its issue time is recent, and its sequence number is new for that supplier.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from sqm.registry.db import attestations, log_entries, supplier_keys, suppliers
+from sqm.registry.errors import RegistryError
+from sqm.registry.log import TransparencyLog
+from sqm.trust import TrustError, bundle, dsse
+from sqm.validator import Severity, validate
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class RejectionError(RegistryError):
+    """A request the registry refuses: HTTP status, stable code, message, optional details."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise RejectionError(400, "malformed_request", f"{what} must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise RejectionError(
+            400, "malformed_request", f"{what} is not valid base64: {exc}"
+        ) from exc
+
+
+def supplier_id(organization: Any) -> str:
+    """``scheme:code`` of an organisation's first registered identifier."""
+    try:
+        first = organization["identifiers"][0]
+        return f"{first['scheme']}:{first['code']}"
+    except (KeyError, IndexError, TypeError):
+        raise RejectionError(
+            422,
+            "missing_identifier",
+            "the supplier needs at least one identifier (scheme and code)",
+        ) from None
+
+
+class Ingest:
+    """The write path over a log; ``now`` is injectable for tests."""
+
+    def __init__(
+        self,
+        log: TransparencyLog,
+        issued_window: timedelta = timedelta(hours=72),
+        now: Any = lambda: datetime.now(UTC),
+    ) -> None:
+        self.log = log
+        self.issued_window = issued_window
+        self.now = now
+
+    # --- suppliers ------------------------------------------------------------------------------
+
+    def register_supplier(self, body: Any) -> dict[str, Any]:
+        """Register a supplier identity with an Ed25519 key and its proof of possession."""
+        if not isinstance(body, dict):
+            raise RejectionError(400, "malformed_request", "the body must be a JSON object")
+        organization = body.get("supplier")
+        if not isinstance(organization, dict) or not isinstance(organization.get("name"), str):
+            raise RejectionError(
+                422, "invalid_supplier", "supplier must be an organisation with a name"
+            )
+        identity = supplier_id(organization)
+        public = _b64(body.get("publicKey"), "publicKey")
+        possession = _b64(body.get("proofOfPossession"), "proofOfPossession")
+        try:
+            key = Ed25519PublicKey.from_public_bytes(public)
+            key.verify(possession, bundle.registration_message(identity, public))
+        except ValueError:
+            raise RejectionError(
+                422, "invalid_key", "publicKey is not a 32-byte Ed25519 key"
+            ) from None
+        except InvalidSignature:
+            raise RejectionError(
+                422,
+                "invalid_proof_of_possession",
+                "proofOfPossession must be the key's signature over the registration message",
+            ) from None
+        key_id = bundle.key_id(public)
+        now = self.now()
+        with self.log.engine.connect() as connection:
+            known = connection.execute(
+                select(supplier_keys.c.supplier).where(supplier_keys.c.key_id == key_id)
+            ).scalar()
+        if known is not None:
+            raise RejectionError(
+                409, "key_already_registered", f"key {key_id} is registered for {known}"
+            )
+        leaf = bundle.key_leaf(identity, public, now.isoformat(), possession)
+        seq = self.log.sequence(leaf)
+        with self.log.engine.begin() as connection:
+            exists = connection.execute(
+                select(suppliers.c.id).where(suppliers.c.id == identity)
+            ).scalar()
+            if exists is None:
+                connection.execute(
+                    suppliers.insert().values(
+                        id=identity,
+                        name=organization["name"],
+                        identity=json.dumps(organization),
+                        verification="unverified",
+                    )
+                )
+            connection.execute(
+                supplier_keys.insert().values(
+                    key_id=key_id, supplier=identity, public_key=public, valid_from=now, seq=seq
+                )
+            )
+        self.log.integrate()
+        return {
+            "supplier": identity,
+            "keyId": key_id,
+            "verification": "unverified",
+            **self._included(seq).to_json(),
+        }
+
+    # --- attestations ---------------------------------------------------------------------------
+
+    def attest(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """Accept a DSSE envelope: (201, bundle) for a new entry, (409, bundle) for an exact
+        resubmission; anything else raises :class:`RejectionError`."""
+        try:
+            envelope = dsse.Envelope.from_json(body)
+        except TrustError as exc:
+            raise RejectionError(400, "malformed_envelope", str(exc)) from exc
+        digest = hashlib.sha256(envelope.payload).hexdigest()
+        with self.log.engine.connect() as connection:
+            seen = connection.execute(
+                select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
+            ).scalar()
+        if seen is not None:
+            return 409, {"error": "already_logged", "bundle": self.bundle_for(int(seen)).to_json()}
+        feed = self._feed(envelope)
+        identity = supplier_id(feed.get("header", {}).get("supplier"))
+        key_id = self._verify_signature(envelope, identity)
+        self._check_feed(feed)
+        sequence = feed["header"]["sequence"]
+        seq = self.log.sequence(
+            bundle.attestation_leaf(identity, envelope, self._previous(identity))
+        )
+        try:
+            with self.log.engine.begin() as connection:
+                connection.execute(
+                    attestations.insert().values(
+                        seq=seq,
+                        supplier=identity,
+                        feed_sequence=sequence,
+                        payload_sha256=digest,
+                        key_id=key_id,
+                        envelope=json.dumps(envelope.to_json()),
+                    )
+                )
+        except IntegrityError:
+            raise RejectionError(
+                409,
+                "sequence_taken",
+                f"{identity} already published feed sequence {sequence}; a new feed needs a new sequence",
+            ) from None
+        self.log.integrate()
+        return 201, self.bundle_for(seq).to_json()
+
+    def _feed(self, envelope: dsse.Envelope) -> dict[str, Any]:
+        if envelope.payload_type != bundle.PAYLOAD_TYPE:
+            raise RejectionError(
+                415, "unsupported_payload_type", f"payloadType must be {bundle.PAYLOAD_TYPE}"
+            )
+        try:
+            statement = json.loads(envelope.payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RejectionError(
+                400, "malformed_statement", f"the payload is not JSON: {exc}"
+            ) from exc
+        if (
+            not isinstance(statement, dict)
+            or statement.get("predicateType") != bundle.PREDICATE_TYPE
+        ):
+            raise RejectionError(
+                422, "not_an_sqm_statement", f"predicateType must be {bundle.PREDICATE_TYPE}"
+            )
+        feed = statement.get("predicate")
+        if not isinstance(feed, dict) or not isinstance(feed.get("header"), dict):
+            raise RejectionError(
+                422, "invalid_feed", "the statement's predicate must be a feed with a header"
+            )
+        if statement != bundle.statement(feed):
+            raise RejectionError(
+                422, "subject_mismatch", "the statement's subject must name the feed's digest"
+            )
+        return feed
+
+    def _verify_signature(self, envelope: dsse.Envelope, identity: str) -> str:
+        wanted = [s.keyid for s in envelope.signatures]
+        with self.log.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    supplier_keys.c.key_id, supplier_keys.c.public_key, supplier_keys.c.revoked_at
+                ).where(supplier_keys.c.supplier == identity, supplier_keys.c.key_id.in_(wanted))
+            ).all()
+        now = self.now()
+        keys = {
+            key_id: Ed25519PublicKey.from_public_bytes(bytes(public))
+            for key_id, public, revoked in rows
+            if revoked is None or _aware(revoked) > now
+        }
+        if not keys:
+            raise RejectionError(
+                403,
+                "unknown_key",
+                f"no registered, unrevoked key of {identity} signed this envelope",
+            )
+        try:
+            return dsse.verify(envelope, keys)
+        except TrustError:
+            raise RejectionError(
+                403, "signature_invalid", "the envelope's signature does not verify"
+            ) from None
+
+    def _check_feed(self, feed: dict[str, Any]) -> None:
+        now = self.now()
+        result = validate(feed, now=now)
+        errors = [f for f in result.findings if f.severity is Severity.ERROR]
+        if errors:
+            raise RejectionError(
+                422,
+                "invalid_feed",
+                f"the feed has {len(errors)} errors",
+                {"findings": [f.to_dict() for f in result.findings]},
+            )
+        issued = datetime.fromisoformat(feed["header"]["issued_at"])
+        if not now - self.issued_window <= issued <= now + CLOCK_SKEW:
+            raise RejectionError(
+                422,
+                "issued_at_out_of_window",
+                f"issued_at must lie within {self.issued_window} before now; re-issue the feed",
+            )
+
+    def _previous(self, identity: str) -> int | None:
+        """The log index of the supplier's latest attestation (omission evidence)."""
+        with self.log.engine.connect() as connection:
+            value = connection.execute(
+                select(log_entries.c.idx)
+                .join(attestations, attestations.c.seq == log_entries.c.seq)
+                .where(attestations.c.supplier == identity)
+                .order_by(log_entries.c.idx.desc())
+                .limit(1)
+            ).scalar()
+        return None if value is None else int(value)
+
+    # --- bundles --------------------------------------------------------------------------------
+
+    def _index(self, seq: int) -> int:
+        with self.log.engine.connect() as connection:
+            value = connection.execute(
+                select(log_entries.c.idx).where(log_entries.c.seq == seq)
+            ).scalar()
+        if value is None:
+            raise RejectionError(
+                503, "not_yet_integrated", "the entry is sequenced but not yet in the tree"
+            )
+        return int(value)
+
+    def _included(self, seq: int, size: int | None = None) -> bundle.Included:
+        index = self._index(seq)
+        signed = self.log.latest()
+        assert signed is not None
+        size = size or signed.checkpoint.size
+        proof = tuple(self.log.inclusion_proof(index, size))
+        return bundle.Included(self.log.leaf(index), index, size, proof)
+
+    def bundle_at(self, index: int) -> bundle.Bundle:
+        """The bundle of the attestation at log index ``index``."""
+        with self.log.engine.connect() as connection:
+            seq = connection.execute(
+                select(log_entries.c.seq).where(log_entries.c.idx == index)
+            ).scalar()
+        if seq is None:
+            raise RejectionError(404, "no_such_entry", f"no log entry {index}")
+        return self.bundle_for(int(seq))
+
+    def bundle_for(self, seq: int) -> bundle.Bundle:
+        """The offline bundle of an attestation, against the newest checkpoint."""
+        signed = self.log.latest()
+        if signed is None:
+            raise RejectionError(503, "not_yet_integrated", "the log has no checkpoint yet")
+        with self.log.engine.connect() as connection:
+            row = connection.execute(
+                select(attestations.c.envelope, supplier_keys.c.seq)
+                .join(supplier_keys, supplier_keys.c.key_id == attestations.c.key_id)
+                .where(attestations.c.seq == seq)
+            ).first()
+        if row is None:
+            raise RejectionError(404, "no_such_attestation", "no such attestation")
+        envelope = dsse.Envelope.from_json(json.loads(row[0]))
+        size = signed.checkpoint.size
+        return bundle.Bundle(
+            envelope,
+            self._included(seq, size),
+            self._included(int(row[1]), size),
+            signed.note,
+            signed.timestamp,
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

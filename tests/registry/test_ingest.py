@@ -1,0 +1,166 @@
+"""Register, attest, verify offline: the registry's write path end to end, on both databases."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from flask import Flask
+from flask.testing import FlaskClient
+
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.trust import bundle, dsse
+from tests.conftest import EXAMPLES
+
+# One day after the automotive example was issued: inside the registry's 72-hour window.
+NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)
+FEED = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+SUPPLIER = "LEI:529900SQMKRAFTWERK41"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    made = create_app(
+        RegistryConfig(data_dir=tmp_path / "data", database_url=url, origin="registry.test/log")
+    )
+    made.extensions["sqm"]["ingest"].now = lambda: NOW
+    yield made
+    engine = made.extensions["sqm"]["log"].engine
+    if engine.dialect.name == "postgresql":
+        from sqm.registry.db import metadata
+
+        metadata.drop_all(engine)
+    engine.dispose()
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _register(
+    client: FlaskClient, key: Ed25519PrivateKey, supplier: dict[str, Any] | None = None
+) -> Any:
+    organization = supplier or FEED["header"]["supplier"]
+    public = _raw(key)
+    identity = (
+        f"{organization['identifiers'][0]['scheme']}:{organization['identifiers'][0]['code']}"
+    )
+    body = {
+        "supplier": organization,
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(
+            key.sign(bundle.registration_message(identity, public))
+        ).decode(),
+    }
+    return client.post("/api/v1/suppliers", json=body)
+
+
+def _envelope(key: Ed25519PrivateKey, feed: dict[str, Any]) -> dict[str, Any]:
+    payload = json.dumps(bundle.statement(feed)).encode()
+    return dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(_raw(key))).to_json()
+
+
+def test_register_attest_and_verify_offline(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    registered = _register(client, key)
+    assert registered.status_code == 201, registered.json
+    assert (
+        registered.json["supplier"] == SUPPLIER and registered.json["verification"] == "unverified"
+    )
+    response = client.post("/api/v1/attestations", json=_envelope(key, FEED))
+    assert response.status_code == 201, response.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    report = bundle.verify(bundle.Bundle.from_json(response.json), root)
+    assert report.ok, report.steps
+    assert report.feed == FEED
+    index = response.json["logIndex"]
+    again = client.get(f"/api/v1/bundles/{index}")
+    assert again.status_code == 200 and bundle.verify(bundle.Bundle.from_json(again.json), root).ok
+    assert app.extensions["sqm"]["log"].fsck() == []
+
+
+def test_resubmission_replay_and_rejections(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    envelope = _envelope(key, FEED)
+    assert client.post("/api/v1/attestations", json=envelope).status_code == 201
+    same = client.post("/api/v1/attestations", json=envelope)
+    assert same.status_code == 409 and same.json["error"] == "already_logged"
+    assert bundle.Bundle.from_json(same.json["bundle"]).attestation.index >= 0
+
+    changed = copy.deepcopy(FEED)
+    changed["delivery_records"][0]["on_time_percent"] = 98.9
+    replay = client.post("/api/v1/attestations", json=_envelope(key, changed))
+    assert replay.status_code == 409 and replay.json["error"] == "sequence_taken"
+
+    broken = copy.deepcopy(FEED)
+    broken["header"]["sequence"] = 15
+    broken["header"]["previous_feed"]["sequence"] = 14
+    broken["capability_records"][0]["cpk"] = 1.7
+    invalid = client.post("/api/v1/attestations", json=_envelope(key, broken))
+    assert invalid.status_code == 422 and invalid.json["error"] == "invalid_feed"
+    assert "SQM-E003" in {f["code"] for f in invalid.json["findings"]}
+
+    stranger = Ed25519PrivateKey.generate()
+    unknown = client.post("/api/v1/attestations", json=_envelope(stranger, broken))
+    assert unknown.status_code == 403 and unknown.json["error"] == "unknown_key"
+
+    forged = _envelope(key, broken)
+    forged["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    bad = client.post("/api/v1/attestations", json=forged)
+    assert bad.status_code == 403 and bad.json["error"] == "signature_invalid"
+
+    old = copy.deepcopy(FEED)
+    old["header"]["sequence"] = 16
+    old["header"]["previous_feed"]["sequence"] = 15
+    old["header"]["issued_at"] = "2026-10-01T00:00:00+01:00"
+    stale = client.post("/api/v1/attestations", json=_envelope(key, old))
+    assert stale.status_code == 422 and stale.json["error"] == "issued_at_out_of_window"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"not json", 400, "malformed_json"),
+        (b'{"payloadType": "x"}', 400, "malformed_envelope"),
+        (
+            b'{"payloadType": "text/plain", "payload": "", "signatures": [{"sig": "AA=="}]}',
+            415,
+            "unsupported_payload_type",
+        ),
+    ],
+)
+def test_malformed_submissions_are_4xx(app: Flask, body: bytes, status: int, code: str) -> None:
+    response = app.test_client().post(
+        "/api/v1/attestations", data=body, content_type="application/json"
+    )
+    assert response.status_code == status and response.json["error"] == code
+
+
+def test_registration_needs_possession_and_unique_keys(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    assert _register(client, key).status_code == 201
+    assert _register(client, key).json["error"] == "key_already_registered"
+    other = Ed25519PrivateKey.generate()
+    body = {
+        "supplier": FEED["header"]["supplier"],
+        "publicKey": base64.b64encode(_raw(other)).decode(),
+        "proofOfPossession": base64.b64encode(key.sign(b"something else")).decode(),
+    }
+    refused = client.post("/api/v1/suppliers", json=body)
+    assert refused.status_code == 422 and refused.json["error"] == "invalid_proof_of_possession"
+    nameless = client.post("/api/v1/suppliers", json={"supplier": {"identifiers": []}})
+    assert nameless.status_code == 422
