@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install generate lint docs clean
+.PHONY: run examples test install generate docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job. Until the registry exists: validate every example feed.
+# The main job: the registry on SQLite (var/registry), seeded with the example feeds.
 run: $(STAMP)
+	$(BIN)/sqm serve --data var/registry --seed
+
+# Validate every example feed.
+examples: $(STAMP)
 	$(BIN)/sqm validate examples/feeds examples/csv
 
 # The whole test suite, including mypy, ruff, the artifact freshness check and mkdocs --strict.

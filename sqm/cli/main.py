@@ -10,8 +10,10 @@ import click
 from sqm import __version__
 from sqm.cli.rules_command import rules_command
 from sqm.cli.schema_commands import schema_group
+from sqm.cli.serve_command import serve_command
 from sqm.cli.trust_commands import keys_group, verify_command
 from sqm.cli.validate_command import validate_command
+from sqm.registry.errors import RegistryError
 from sqm.schema import SchemaError
 from sqm.trust import TrustError
 from sqm.validator import ValidatorError
@@ -23,7 +25,7 @@ class SqmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (SchemaError, ValidatorError, TrustError) as exc:
+        except (SchemaError, ValidatorError, TrustError, RegistryError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
 
@@ -39,3 +41,4 @@ main.add_command(validate_command)
 main.add_command(rules_command)
 main.add_command(keys_group)
 main.add_command(verify_command)
+main.add_command(serve_command)

@@ -1,0 +1,47 @@
+"""``sqm serve``: run the registry for development (production: gunicorn, see the docs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/registry"),
+    show_default=True,
+    help="Keys and the SQLite database.",
+)
+@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+@click.option("--seed/--no-seed", default=False, help="Log the example feeds first.")
+@click.option(
+    "--examples",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("examples/feeds"),
+    show_default=True,
+)
+def serve_command(
+    host: str, port: int, data_dir: Path, database: str | None, seed: bool, examples: Path
+) -> None:
+    """Run the registry with Werkzeug's development server."""
+    from sqm.registry.app import create_app
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.seed import seed as seed_examples
+
+    app = create_app(RegistryConfig(data_dir=data_dir, database_url=database))
+    if seed:
+        for entry in seed_examples(
+            app.extensions["sqm"]["ingest"], examples, data_dir / "seed-keys"
+        ):
+            state = "logged" if entry["new"] else "already logged"
+            click.echo(
+                f"{entry['feed']}: {state} as entry {entry['logIndex']} ({entry['supplier']})"
+            )
+    click.echo(f"registry on http://{host}:{port}/api/v1/trust-root (Ctrl-C stops it)")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
