@@ -27,18 +27,23 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
 
     from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint
+    from sqm.registry.blueprints.operator import blueprint as operator_blueprint
     from sqm.registry.blueprints.tsa import blueprint as tsa_blueprint
 
     app.register_blueprint(log_blueprint, url_prefix="/api/v1")
     app.register_blueprint(tsa_blueprint, url_prefix="/api/v1")
     app.register_blueprint(attest_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(operator_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:
         # Every client error is JSON with a stable code, never an HTML page or a 500.
-        code = {413: "request_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
-            error.code or 0, "bad_request"
-        )
+        code = {
+            413: "request_too_large",
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorised",
+        }.get(error.code or 0, "bad_request")
         message = error.description or error.name
         if error.code == 413:
             message = f"the request body exceeds the limit of {config.max_request_bytes} bytes"

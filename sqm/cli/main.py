@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from sqm import __version__
+from sqm.cli.registry_commands import registry_group
 from sqm.cli.rules_command import rules_command
 from sqm.cli.schema_commands import schema_group
 from sqm.cli.serve_command import serve_command
@@ -42,3 +43,4 @@ main.add_command(rules_command)
 main.add_command(keys_group)
 main.add_command(verify_command)
 main.add_command(serve_command)
+main.add_command(registry_group)

@@ -1,0 +1,45 @@
+"""``sqm registry``: operator tools that work on the registry's storage directly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """Operate a registry's storage."""
+
+
+@registry_group.command("fsck")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("var/registry"),
+    show_default=True,
+)
+@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+def fsck_command(data_dir: Path, database: str | None) -> None:
+    """Recompute the log from its stored entries and check every subtree hash and checkpoint.
+
+    Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered.
+    """
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.db import make_engine
+    from sqm.registry.log import TransparencyLog
+    from sqm.registry.secrets import load_or_create
+
+    config = RegistryConfig(data_dir=data_dir, database_url=database)
+    keys = load_or_create(config.data_dir / "keys", config.origin)
+    log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
+    problems = log.fsck()
+    for problem in problems:
+        click.echo(f"PROBLEM  {problem}")
+    click.echo(
+        f"{log.size()} entries checked: "
+        + ("intact" if not problems else f"{len(problems)} problems")
+    )
+    sys.exit(1 if problems else 0)

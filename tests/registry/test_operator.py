@@ -1,0 +1,109 @@
+"""Operator endpoints, `sqm registry fsck`, and the registry under gunicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from sqm.cli import main
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.db import log_entries
+from sqm.registry.seed import seed
+from tests.conftest import EXAMPLES, REPO
+
+SUPPLIER = "LEI:529900SQMKRAFTWERK41"
+
+
+def _seeded(tmp_path: Path, token: str | None = None) -> object:
+    app = create_app(RegistryConfig(data_dir=tmp_path, operator_token=token))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    return app
+
+
+def test_verification_status_needs_the_operator_token(tmp_path: Path) -> None:
+    client = _seeded(tmp_path, token="s3cret").test_client()  # type: ignore[attr-defined]
+    path = f"/api/v1/operator/suppliers/{SUPPLIER}/verification"
+    assert client.put(path, json={"status": "verified"}).status_code == 401
+    wrong = client.put(path, json={"status": "verified"}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json["error"] == "unauthorised"
+    auth = {"Authorization": "Bearer s3cret"}
+    assert (
+        client.put(path, json={"status": "trusted"}, headers=auth).json["error"] == "invalid_status"
+    )
+    assert (
+        client.put(
+            "/api/v1/operator/suppliers/LEI:X/verification",
+            json={"status": "verified"},
+            headers=auth,
+        ).status_code
+        == 404
+    )
+    done = client.put(path, json={"status": "verified"}, headers=auth)
+    assert done.status_code == 200 and done.json == {
+        "supplier": SUPPLIER,
+        "verification": "verified",
+    }
+
+
+def test_operator_api_is_off_without_a_token(tmp_path: Path) -> None:
+    client = _seeded(tmp_path).test_client()  # type: ignore[attr-defined]
+    response = client.put(
+        f"/api/v1/operator/suppliers/{SUPPLIER}/verification", json={"status": "verified"}
+    )
+    assert response.status_code == 403 and response.json["error"] == "operator_api_disabled"
+
+
+def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
+    app = _seeded(tmp_path)
+    runner = CliRunner()
+    clean = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    assert clean.exit_code == 0 and "6 entries checked: intact" in clean.output
+    engine = app.extensions["sqm"]["log"].engine  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(update(log_entries).where(log_entries.c.idx == 2).values(leaf=b"forged"))
+    broken = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    assert broken.exit_code == 1 and "PROBLEM  entry 2" in broken.output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
+    _seeded(tmp_path)
+    port = _free_port()
+    env = {**os.environ, "SQM_REGISTRY_DATA": str(tmp_path)}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "sqm.registry.wsgi:app"]
+    server = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v1/bundles/1", timeout=2
+                ) as response:
+                    document = json.load(response)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert document["logIndex"] == 1 and document["inclusionProof"]["treeSize"] == 6
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
