@@ -75,6 +75,7 @@ supplier_keys = Table(
     Column("valid_from", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("seq", BigInteger, nullable=False, unique=True),  # its registration entry
+    Column("revocation_seq", BigInteger, nullable=True),  # its revocation entry, if any
 )
 attestations = Table(
     "attestations",

@@ -315,7 +315,7 @@ class Ingest:
             raise RejectionError(503, "not_yet_integrated", "the log has no checkpoint yet")
         with self.log.engine.connect() as connection:
             row = connection.execute(
-                select(attestations.c.envelope, supplier_keys.c.seq)
+                select(attestations.c.envelope, supplier_keys.c.seq, supplier_keys.c.revocation_seq)
                 .join(supplier_keys, supplier_keys.c.key_id == attestations.c.key_id)
                 .where(attestations.c.seq == seq)
             ).first()
@@ -323,13 +323,71 @@ class Ingest:
             raise RejectionError(404, "no_such_attestation", "no such attestation")
         envelope = dsse.Envelope.from_json(json.loads(row[0]))
         size = signed.checkpoint.size
-        return bundle.Bundle(
-            envelope,
-            self._included(seq, size),
-            self._included(int(row[1]), size),
-            signed.note,
-            signed.timestamp,
+        attestation = self._included(seq, size)
+        first = self.log.first_holding(attestation.index)
+        logged = bundle.LoggedAt(
+            first.note,
+            first.timestamp,
+            tuple(self.log.consistency_proof(first.checkpoint.size, size)),
         )
+        revocation = None if row[2] is None else self._included(int(row[2]), size)
+        return bundle.Bundle(
+            envelope, attestation, self._included(int(row[1]), size),
+            signed.note, signed.timestamp, logged, revocation,
+        )  # fmt: skip
+
+    def revoke_key(self, key: str, body: Any, operator: bool) -> dict[str, Any]:
+        """Revoke a key from ``revokedAt`` on: signed by the key holder, or by the operator.
+        History is not rewritten: the revocation is a new log entry."""
+        if not isinstance(body, dict) or not isinstance(body.get("revokedAt"), str):
+            raise RejectionError(
+                400, "malformed_request", 'send {"revokedAt": RFC 3339, "signature": base64}'
+            )
+        try:
+            revoked_at = datetime.fromisoformat(body["revokedAt"])
+        except ValueError:
+            raise RejectionError(
+                400, "invalid_time", "revokedAt must be an RFC 3339 timestamp"
+            ) from None
+        if revoked_at.tzinfo is None:
+            raise RejectionError(400, "invalid_time", "revokedAt needs a time zone offset")
+        with self.log.engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    supplier_keys.c.supplier,
+                    supplier_keys.c.public_key,
+                    supplier_keys.c.revocation_seq,
+                ).where(supplier_keys.c.key_id == key)
+            ).first()
+        if row is None:
+            raise RejectionError(404, "no_such_key", f"no registered key {key}")
+        supplier, public, already = row
+        if already is not None:
+            raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
+        message = bundle.revocation_message(supplier, key, body["revokedAt"])
+        signature = b""
+        if not operator:
+            signature = _b64(body.get("signature"), "signature")
+            try:
+                Ed25519PublicKey.from_public_bytes(bytes(public)).verify(signature, message)
+            except InvalidSignature:
+                raise RejectionError(
+                    403,
+                    "signature_invalid",
+                    "the key holder's signature over the revocation does not verify",
+                ) from None
+        leaf = bundle.revocation_leaf(
+            supplier, key, body["revokedAt"], "operator" if operator else "key-holder", signature
+        )
+        seq = self.log.sequence(leaf)
+        with self.log.engine.begin() as connection:
+            connection.execute(
+                supplier_keys.update()
+                .where(supplier_keys.c.key_id == key)
+                .values(revoked_at=revoked_at, revocation_seq=seq)
+            )
+        self.log.integrate()
+        return {"keyId": key, "revokedAt": body["revokedAt"], **self._included(seq).to_json()}
 
 
 def _aware(value: datetime) -> datetime:

@@ -216,6 +216,20 @@ class TransparencyLog:
             raise RegistryError(f"no entry {index}")
         return bytes(value)
 
+    def first_holding(self, index: int) -> SignedCheckpoint:
+        """The first checkpoint whose tree holds entry ``index``: when it was logged."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
+                .where(log_checkpoints.c.size > index)
+                .order_by(log_checkpoints.c.size)
+                .limit(1)
+            ).first()
+        if row is None:
+            raise RegistryError(f"no checkpoint holds entry {index} yet")
+        note, token = row
+        return SignedCheckpoint(open_note(note, self.verifier), note, bytes(token))
+
     def latest(self) -> SignedCheckpoint | None:
         """The newest signed checkpoint."""
         with self.engine.connect() as connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -46,6 +47,20 @@ def attest() -> Any:
     except RejectionError as error:
         return _rejected(error)
     return jsonify(answer), status
+
+
+@blueprint.post("/keys/<key>/revocation")
+def revoke(key: str) -> Any:
+    """Revoke a key from an effective time: signed by the key, or with the operator token."""
+    token = current_app.extensions["sqm"]["config"].operator_token
+    given = request.headers.get("Authorization", "")
+    operator = bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if given and not operator:
+        fail(401, "unauthorised", "the operator token does not match")
+    try:
+        return jsonify(_ingest().revoke_key(key, _json_body(), operator)), 201
+    except RejectionError as error:
+        return _rejected(error)
 
 
 @blueprint.get("/bundles/<int:index>")

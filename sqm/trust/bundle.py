@@ -78,6 +78,33 @@ def key_leaf(supplier: str, public_key: bytes, valid_from: str, possession: byte
     )
 
 
+def revocation_message(supplier: str, key: str, revoked_at: str) -> bytes:
+    """What a key holder signs to revoke its key from ``revoked_at`` on."""
+    return canonical(
+        {
+            "purpose": "sqm-key-revocation-v1",
+            "supplier": supplier,
+            "keyId": key,
+            "revokedAt": revoked_at,
+        }
+    )
+
+
+def revocation_leaf(supplier: str, key: str, revoked_at: str, by: str, signature: bytes) -> bytes:
+    """The log leaf that revokes a supplier key from ``revoked_at`` on (``by``: key-holder or
+    operator; the key holder's signature, empty for the operator)."""
+    return canonical(
+        {
+            "kind": "key-revocation",
+            "supplier": supplier,
+            "keyId": key,
+            "revokedAt": revoked_at,
+            "by": by,
+            "signature": base64.b64encode(signature).decode(),
+        }
+    )
+
+
 def attestation_leaf(supplier: str, envelope: dsse.Envelope, previous_index: int | None) -> bytes:
     """The log leaf of a signed feed: binds the envelope's payload and signatures."""
     return canonical(
@@ -168,6 +195,32 @@ class Included:
 
 
 @dataclass(frozen=True)
+class LoggedAt:
+    """The first checkpoint that held the attestation, its token, and the consistency proof
+    from it to the bundle's checkpoint: when the attestation was logged, provably."""
+
+    checkpoint: str
+    timestamp: bytes
+    consistency: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "timestamp": base64.b64encode(self.timestamp).decode(),
+            "consistency": [base64.b64encode(h).decode() for h in self.consistency],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> LoggedAt:
+        if not isinstance(data, Mapping) or not isinstance(data.get("checkpoint"), str):
+            raise TrustError("bundle.loggedAt needs checkpoint text")
+        hashes = data.get("consistency")
+        if not isinstance(hashes, list):
+            raise TrustError("bundle.loggedAt.consistency must be a list")
+        return cls(data["checkpoint"], _b64(data.get("timestamp")), tuple(_b64(h) for h in hashes))
+
+
+@dataclass(frozen=True)
 class Bundle:
     """Everything needed to verify one attestation offline."""
 
@@ -176,9 +229,11 @@ class Bundle:
     key: Included
     checkpoint: str
     timestamp: bytes
+    logged_at: LoggedAt | None = None
+    revocation: Included | None = None  # the key's revocation, when the log holds one
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "mediaType": BUNDLE_MEDIA_TYPE,
             "envelope": self.envelope.to_json(),
             **self.attestation.to_json(),
@@ -186,6 +241,11 @@ class Bundle:
             "timestamp": base64.b64encode(self.timestamp).decode(),
             "key": self.key.to_json(),
         }
+        if self.logged_at is not None:
+            document["loggedAt"] = self.logged_at.to_json()
+        if self.revocation is not None:
+            document["keyRevocation"] = self.revocation.to_json()
+        return document
 
     @classmethod
     def from_json(cls, data: Any) -> Bundle:
@@ -193,12 +253,18 @@ class Bundle:
             raise TrustError(f"not an SQM bundle (mediaType must be {BUNDLE_MEDIA_TYPE})")
         if not isinstance(data.get("checkpoint"), str) or not isinstance(data.get("key"), Mapping):
             raise TrustError("a bundle needs checkpoint text and a key entry")
+        logged = data.get("loggedAt")
+        revocation = data.get("keyRevocation")
+        if revocation is not None and not isinstance(revocation, Mapping):
+            raise TrustError("bundle.keyRevocation must be an object")
         return cls(
             dsse.Envelope.from_json(data.get("envelope")),
             Included.from_json(data, "bundle"),
             Included.from_json(data["key"], "bundle.key"),
             data["checkpoint"],
             _b64(data.get("timestamp")),
+            None if logged is None else LoggedAt.from_json(logged),
+            None if revocation is None else Included.from_json(revocation, "bundle.keyRevocation"),
         )
 
 
@@ -346,6 +412,38 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         report.feed = feed
         return f"in-toto statement about feed {subjects[0].get('name')}"
 
+    def key_validity_step() -> str:
+        key_leaf = state.get("key_leaf")
+        checkpoint: Checkpoint | None = state.get("checkpoint")
+        if key_leaf is None or checkpoint is None:
+            raise VerificationError("needs a verified key and checkpoint")
+        logged = bundle.logged_at
+        if logged is None:
+            raise VerificationError("the bundle does not say when the attestation was logged")
+        first = open_note(logged.checkpoint, root.log_key)
+        if not bundle.attestation.index < first.size <= checkpoint.size:
+            raise VerificationError("the logging checkpoint does not hold the attestation")
+        merkle.verify_consistency(
+            first.size, checkpoint.size, logged.consistency, first.root, checkpoint.root
+        )
+        logged_time = timestamp.verify(
+            logged.timestamp, logged.checkpoint.encode(), root.tsa_ca
+        ).gen_time
+        if bundle.revocation is None:
+            return f"logged at {logged_time.isoformat()}; no revocation of the key in the log"
+        inclusion(bundle.revocation, "the key revocation")()
+        revocation = _json(bundle.revocation.leaf, "revocation leaf")
+        if revocation.get("kind") != "key-revocation" or revocation.get("keyId") != key_leaf.get(
+            "keyId"
+        ):
+            raise VerificationError("the revocation entry is not about this key")
+        revoked_at = datetime.fromisoformat(str(revocation.get("revokedAt")))
+        if revoked_at <= logged_time:
+            raise VerificationError(
+                f"the key was revoked from {revoked_at.isoformat()}, before the attestation was logged at {logged_time.isoformat()}"
+            )
+        return f"logged at {logged_time.isoformat()}, before the key's revocation from {revoked_at.isoformat()}"
+
     report.run("checkpoint signature", checkpoint_step)
     report.run("timestamp token", timestamp_step)
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
@@ -354,6 +452,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
     report.run("leaf binds envelope", binding_step)
     report.run("attestation included", inclusion(bundle.attestation, "the attestation"))
     report.run("statement", statement_step)
+    report.run("key valid when logged", key_validity_step)
     return report
 
 

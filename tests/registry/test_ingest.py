@@ -164,3 +164,75 @@ def test_registration_needs_possession_and_unique_keys(app: Flask) -> None:
     assert refused.status_code == 422 and refused.json["error"] == "invalid_proof_of_possession"
     nameless = client.post("/api/v1/suppliers", json={"supplier": {"identifiers": []}})
     assert nameless.status_code == 422
+
+
+def _revoke(
+    client: FlaskClient,
+    key: Ed25519PrivateKey,
+    revoked_at: str,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    key_id = bundle.key_id(_raw(key))
+    signature = key.sign(bundle.revocation_message(SUPPLIER, key_id, revoked_at))
+    body = {"revokedAt": revoked_at, "signature": base64.b64encode(signature).decode()}
+    return client.post(f"/api/v1/keys/{key_id}/revocation", json=body, headers=headers or {})
+
+
+def test_a_backdated_revocation_invalidates_later_attestations(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    index = client.post("/api/v1/attestations", json=_envelope(key, FEED)).json["logIndex"]
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    ).ok
+    # The key turns out to have been compromised since 2026-01-01: revoke it from then on.
+    revoked = _revoke(client, key, "2026-01-01T00:00:00+00:00")
+    assert revoked.status_code == 201, revoked.json
+    report = bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    )
+    assert [s.name for s in report.steps if not s.ok] == ["key valid when logged"]
+    later = copy.deepcopy(FEED)
+    later["header"]["sequence"] = 15
+    later["header"]["previous_feed"]["sequence"] = 14
+    refused = client.post("/api/v1/attestations", json=_envelope(key, later))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+    assert _revoke(client, key, "2026-01-01T00:00:00+00:00").json["error"] == "already_revoked"
+
+
+def test_a_future_revocation_leaves_earlier_attestations_valid(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    index = client.post("/api/v1/attestations", json=_envelope(key, FEED)).json["logIndex"]
+    assert _revoke(client, key, "2099-01-01T00:00:00+00:00").status_code == 201
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    report = bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    )
+    assert report.ok, report.steps
+    assert "before the key's revocation" in report.steps[-1].detail
+
+
+def test_revocation_needs_the_key_or_the_operator(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    key_id = bundle.key_id(_raw(key))
+    forged = {
+        "revokedAt": "2026-01-01T00:00:00+00:00",
+        "signature": base64.b64encode(bytes(64)).decode(),
+    }
+    bad = client.post(f"/api/v1/keys/{key_id}/revocation", json=forged)
+    assert bad.status_code == 403 and bad.json["error"] == "signature_invalid"
+    assert client.post("/api/v1/keys/nope/revocation", json=forged).status_code == 404
+    wrong = client.post(
+        f"/api/v1/keys/{key_id}/revocation", json=forged, headers={"Authorization": "Bearer x"}
+    )
+    assert wrong.status_code == 401
+    naive = client.post(
+        f"/api/v1/keys/{key_id}/revocation", json={"revokedAt": "2026-01-01T00:00:00"}
+    )
+    assert naive.status_code == 400 and naive.json["error"] == "invalid_time"

@@ -107,3 +107,25 @@ def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_the_operator_can_revoke_a_key_without_the_key(tmp_path: Path) -> None:
+    import base64
+
+    from sqm.trust import bundle
+
+    app = _seeded(tmp_path, token="s3cret")
+    client = app.test_client()  # type: ignore[attr-defined]
+    made = bundle.Bundle.from_json(client.get("/api/v1/bundles/1").json)
+    key_id = json.loads(made.key.leaf)["keyId"]
+    response = client.post(
+        f"/api/v1/keys/{key_id}/revocation",
+        json={"revokedAt": "2026-11-03T09:30:00+01:00"},
+        headers={"Authorization": "Bearer s3cret"},
+    )
+    assert response.status_code == 201, response.json
+    leaf = json.loads(base64.b64decode(response.json["leaf"]))
+    assert leaf["kind"] == "key-revocation" and leaf["by"] == "operator" and leaf["keyId"] == key_id
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    report = bundle.verify(bundle.Bundle.from_json(client.get("/api/v1/bundles/1").json), root)
+    assert not report.ok and report.steps[-1].name == "key valid when logged"

@@ -38,6 +38,7 @@ def build_bundle() -> tuple[bundle.Bundle, bundle.TrustRoot]:
     tree.append(b"a later entry")
     size = tree.size
     note = sign(Checkpoint(ORIGIN, size, tree.root()), ORIGIN, log_key)
+    token = timestamp.stamp(authority, note.encode(), NOW, 1)
     made_bundle = bundle.Bundle(
         envelope,
         bundle.Included(leaf, index, size, tuple(merkle.inclusion_proof(tree, index, size))),
@@ -45,7 +46,9 @@ def build_bundle() -> tuple[bundle.Bundle, bundle.TrustRoot]:
             key_leaf, key_index, size, tuple(merkle.inclusion_proof(tree, key_index, size))
         ),
         note,
-        timestamp.stamp(authority, note.encode(), NOW, 1),
+        token,
+        # Logged at the same checkpoint: the consistency proof between equal sizes is empty.
+        bundle.LoggedAt(note, token, ()),
     )
     root = bundle.TrustRoot(
         ORIGIN,

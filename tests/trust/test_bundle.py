@@ -28,7 +28,7 @@ def test_a_complete_bundle_verifies_through_json(
     assert report.ok, report.steps
     assert report.feed is not None and report.feed["header"]["sequence"] == 14
     assert report.timestamp == NOW
-    assert len(report.steps) == 8
+    assert len(report.steps) == 9
 
 
 def _tamper(made_bundle: bundle.Bundle, **changes: Any) -> bundle.Bundle:
