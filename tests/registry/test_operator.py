@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -20,6 +17,7 @@ from sqm.registry.config import RegistryConfig
 from sqm.registry.db import log_entries
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES, REPO
+from tests.registry.servers import first_answer, free_port
 
 SUPPLIER = "LEI:529900SQMKRAFTWERK41"
 
@@ -75,15 +73,9 @@ def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
     assert broken.exit_code == 1 and "PROBLEM  entry 2" in broken.output
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
     _seeded(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SQM_REGISTRY_DATA": str(tmp_path)}
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "sqm.registry.wsgi:app"]
@@ -91,18 +83,7 @@ def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/v1/bundles/1", timeout=2
-                ) as response:
-                    document = json.load(response)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        document = json.loads(first_answer(server, f"http://127.0.0.1:{port}/api/v1/bundles/1"))
         assert document["logIndex"] == 1 and document["inclusionProof"]["treeSize"] == 6
     finally:
         server.terminate()

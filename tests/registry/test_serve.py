@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from sqm.registry.config import RegistryConfig
 from sqm.registry.seed import seed
 from sqm.trust import bundle
 from tests.conftest import EXAMPLES, REPO
+from tests.registry.servers import first_answer, free_port
 
 
 def test_seeding_logs_every_example_once_and_verifiably(tmp_path: Path) -> None:
@@ -33,14 +32,8 @@ def test_seeding_logs_every_example_once_and_verifiably(tmp_path: Path) -> None:
     assert app.extensions["sqm"]["log"].fsck() == []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_sqm_serve_answers_on_a_real_socket(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -56,18 +49,7 @@ def test_sqm_serve_answers_on_a_real_socket(tmp_path: Path) -> None:
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/v1/log/checkpoint", timeout=2
-                ) as response:
-                    note = response.read().decode()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "the registry did not start within 60 s"
-                time.sleep(0.2)
+        note = first_answer(server, f"http://127.0.0.1:{port}/api/v1/log/checkpoint").decode()
         assert note.split("\n")[1] == "6"  # three key registrations and three attestations
         with urllib.request.urlopen(
             f"http://127.0.0.1:{port}/api/v1/trust-root", timeout=5
