@@ -82,21 +82,14 @@ class Ingest:
 
     # --- suppliers ------------------------------------------------------------------------------
 
-    def register_supplier(self, body: Any) -> dict[str, Any]:
-        """Register a supplier identity with an Ed25519 key and its proof of possession."""
-        if not isinstance(body, dict):
-            raise RejectionError(400, "malformed_request", "the body must be a JSON object")
-        organization = body.get("supplier")
-        if not isinstance(organization, dict) or not isinstance(organization.get("name"), str):
-            raise RejectionError(
-                422, "invalid_supplier", "supplier must be an organisation with a name"
-            )
-        identity = supplier_id(organization)
+    def _possessed_key(self, identity: str, body: dict[str, Any]) -> tuple[bytes, bytes, str]:
+        """(public key, proof of possession, key id), the proof checked; the key must be new."""
         public = _b64(body.get("publicKey"), "publicKey")
         possession = _b64(body.get("proofOfPossession"), "proofOfPossession")
         try:
-            key = Ed25519PublicKey.from_public_bytes(public)
-            key.verify(possession, bundle.registration_message(identity, public))
+            Ed25519PublicKey.from_public_bytes(public).verify(
+                possession, bundle.registration_message(identity, public)
+            )
         except ValueError:
             raise RejectionError(
                 422, "invalid_key", "publicKey is not a 32-byte Ed25519 key"
@@ -108,7 +101,6 @@ class Ingest:
                 "proofOfPossession must be the key's signature over the registration message",
             ) from None
         key_id = bundle.key_id(public)
-        now = self.now()
         with self.log.engine.connect() as connection:
             known = connection.execute(
                 select(supplier_keys.c.supplier).where(supplier_keys.c.key_id == key_id)
@@ -117,31 +109,101 @@ class Ingest:
             raise RejectionError(
                 409, "key_already_registered", f"key {key_id} is registered for {known}"
             )
-        leaf = bundle.key_leaf(identity, public, now.isoformat(), possession)
+        return public, possession, key_id
+
+    def _log_key(self, identity: str, leaf: bytes, key_id: str, public: bytes) -> int:
         seq = self.log.sequence(leaf)
         with self.log.engine.begin() as connection:
-            exists = connection.execute(
-                select(suppliers.c.id).where(suppliers.c.id == identity)
-            ).scalar()
-            if exists is None:
-                connection.execute(
-                    suppliers.insert().values(
-                        id=identity,
-                        name=organization["name"],
-                        identity=json.dumps(organization),
-                        verification="unverified",
-                    )
-                )
             connection.execute(
                 supplier_keys.insert().values(
-                    key_id=key_id, supplier=identity, public_key=public, valid_from=now, seq=seq
+                    key_id=key_id,
+                    supplier=identity,
+                    public_key=public,
+                    valid_from=self.now(),
+                    seq=seq,
                 )
             )
         self.log.integrate()
+        return seq
+
+    def register_supplier(self, body: Any) -> dict[str, Any]:
+        """Register a new supplier identity with its first Ed25519 key and proof of possession.
+        Further keys of a known supplier need the authorisation of a current key (:meth:`add_key`)."""
+        if not isinstance(body, dict):
+            raise RejectionError(400, "malformed_request", "the body must be a JSON object")
+        organization = body.get("supplier")
+        if not isinstance(organization, dict) or not isinstance(organization.get("name"), str):
+            raise RejectionError(
+                422, "invalid_supplier", "supplier must be an organisation with a name"
+            )
+        identity = supplier_id(organization)
+        public, possession, key_id = self._possessed_key(identity, body)
+        with self.log.engine.connect() as connection:
+            exists = connection.execute(
+                select(suppliers.c.id).where(suppliers.c.id == identity)
+            ).scalar()
+        if exists is not None:
+            raise RejectionError(
+                409,
+                "supplier_exists",
+                f"{identity} is registered; add a key with POST /api/v1/suppliers/{identity}/keys, "
+                "authorised by one of its current keys",
+            )
+        with self.log.engine.begin() as connection:
+            connection.execute(
+                suppliers.insert().values(
+                    id=identity,
+                    name=organization["name"],
+                    identity=json.dumps(organization),
+                    verification="unverified",
+                )
+            )
+        leaf = bundle.key_leaf(identity, public, self.now().isoformat(), possession)
+        seq = self._log_key(identity, leaf, key_id, public)
         return {
             "supplier": identity,
             "keyId": key_id,
             "verification": "unverified",
+            **self._included(seq).to_json(),
+        }
+
+    def add_key(self, identity: str, body: Any) -> dict[str, Any]:
+        """Rotate in a new key for a known supplier, authorised by one of its current keys."""
+        if not isinstance(body, dict) or not isinstance(body.get("authorization"), dict):
+            raise RejectionError(
+                400,
+                "malformed_request",
+                "send publicKey, proofOfPossession and authorization {keyId, signature}",
+            )
+        public, possession, key_id = self._possessed_key(identity, body)
+        authorizer = body["authorization"].get("keyId")
+        signature = _b64(body["authorization"].get("signature"), "authorization.signature")
+        with self.log.engine.connect() as connection:
+            row = connection.execute(
+                select(supplier_keys.c.public_key, supplier_keys.c.revoked_at).where(
+                    supplier_keys.c.key_id == authorizer, supplier_keys.c.supplier == identity
+                )
+            ).first()
+        if row is None or (row[1] is not None and _aware(row[1]) <= self.now()):
+            raise RejectionError(
+                403, "unknown_key", f"{authorizer!r} is not a current key of {identity}"
+            )
+        try:
+            Ed25519PublicKey.from_public_bytes(bytes(row[0])).verify(
+                signature, bundle.rotation_message(identity, key_id)
+            )
+        except InvalidSignature:
+            raise RejectionError(
+                403, "signature_invalid", "the authorisation does not verify"
+            ) from None
+        leaf = bundle.key_leaf(
+            identity, public, self.now().isoformat(), possession, authorizer, signature
+        )
+        seq = self._log_key(identity, leaf, key_id, public)
+        return {
+            "supplier": identity,
+            "keyId": key_id,
+            "authorizedBy": authorizer,
             **self._included(seq).to_json(),
         }
 

@@ -72,7 +72,7 @@ def seed(ingest: Ingest, examples: Path, key_folder: Path) -> list[dict[str, Any
                     }
                 )
             except RejectionError as error:
-                if error.code != "key_already_registered":
+                if error.code not in ("key_already_registered", "supplier_exists"):
                     raise
             payload = json.dumps(bundle.statement(feed)).encode()
             envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(public))

@@ -39,6 +39,15 @@ def register() -> Any:
         return _rejected(error)
 
 
+@blueprint.post("/suppliers/<supplier>/keys")
+def add_key(supplier: str) -> Any:
+    """Rotate in a new key, authorised by one of the supplier's current keys."""
+    try:
+        return jsonify(_ingest().add_key(supplier, _json_body())), 201
+    except RejectionError as error:
+        return _rejected(error)
+
+
 @blueprint.post("/attestations")
 def attest() -> Any:
     """Submit a DSSE envelope; the answer is the offline bundle (201, or 409 when known)."""

@@ -64,18 +64,33 @@ def registration_message(supplier: str, public_key: bytes) -> bytes:
     )
 
 
-def key_leaf(supplier: str, public_key: bytes, valid_from: str, possession: bytes) -> bytes:
-    """The log leaf that registers a supplier key."""
-    return canonical(
-        {
-            "kind": "supplier-key",
-            "supplier": supplier,
-            "keyId": key_id(public_key),
-            "publicKey": base64.b64encode(public_key).decode(),
-            "validFrom": valid_from,
-            "proofOfPossession": base64.b64encode(possession).decode(),
-        }
-    )
+def rotation_message(supplier: str, new_key: str) -> bytes:
+    """What a supplier's current key signs to authorise an additional (rotated-in) key."""
+    return canonical({"purpose": "sqm-key-rotation-v1", "supplier": supplier, "newKeyId": new_key})
+
+
+def key_leaf(
+    supplier: str,
+    public_key: bytes,
+    valid_from: str,
+    possession: bytes,
+    authorized_by: str | None = None,
+    authorization: bytes = b"",
+) -> bytes:
+    """The log leaf that registers a supplier key; a rotated-in key names the current key that
+    authorised it and carries that key's signature over the rotation message."""
+    leaf: dict[str, Any] = {
+        "kind": "supplier-key",
+        "supplier": supplier,
+        "keyId": key_id(public_key),
+        "publicKey": base64.b64encode(public_key).decode(),
+        "validFrom": valid_from,
+        "proofOfPossession": base64.b64encode(possession).decode(),
+    }
+    if authorized_by is not None:
+        leaf["authorizedBy"] = authorized_by
+        leaf["authorization"] = base64.b64encode(authorization).decode()
+    return canonical(leaf)
 
 
 def revocation_message(supplier: str, key: str, revoked_at: str) -> bytes:

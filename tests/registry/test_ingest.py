@@ -236,3 +236,46 @@ def test_revocation_needs_the_key_or_the_operator(app: Flask) -> None:
         f"/api/v1/keys/{key_id}/revocation", json={"revokedAt": "2026-01-01T00:00:00"}
     )
     assert naive.status_code == 400 and naive.json["error"] == "invalid_time"
+
+
+def _rotation(old: Ed25519PrivateKey, new: Ed25519PrivateKey) -> dict[str, Any]:
+    public = _raw(new)
+    return {
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(
+            new.sign(bundle.registration_message(SUPPLIER, public))
+        ).decode(),
+        "authorization": {
+            "keyId": bundle.key_id(_raw(old)),
+            "signature": base64.b64encode(
+                old.sign(bundle.rotation_message(SUPPLIER, bundle.key_id(public)))
+            ).decode(),
+        },
+    }
+
+
+def test_a_second_key_needs_the_current_key(app: Flask) -> None:
+    client = app.test_client()
+    first, second, intruder = (Ed25519PrivateKey.generate() for _ in range(3))
+    _register(client, first)
+    claimed = _register(client, intruder)  # someone else claiming the same supplier
+    assert claimed.status_code == 409 and claimed.json["error"] == "supplier_exists"
+    forged = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(intruder, second))
+    assert forged.status_code == 403 and forged.json["error"] == "unknown_key"
+    rotated = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
+    assert rotated.status_code == 201, rotated.json
+    leaf = json.loads(base64.b64decode(rotated.json["leaf"]))
+    assert leaf["authorizedBy"] == bundle.key_id(_raw(first))
+    response = client.post("/api/v1/attestations", json=_envelope(second, FEED))
+    assert response.status_code == 201
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(response.json), root).ok
+
+
+def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
+    client = app.test_client()
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, first)
+    assert _revoke(client, first, "2026-01-01T00:00:00+00:00").status_code == 201
+    refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
