@@ -65,6 +65,7 @@ suppliers = Table(
     Column("name", Text, nullable=False),
     Column("identity", Text, nullable=False),  # the organisation as registered (JSON)
     Column("verification", Text, nullable=False, default="unverified"),
+    Column("role", Text, nullable=False, default="supplier"),  # supplier or endorser
 )
 supplier_keys = Table(
     "supplier_keys",
@@ -87,6 +88,15 @@ attestations = Table(
     Column("key_id", Text, nullable=False),
     Column("envelope", Text, nullable=False),
     UniqueConstraint("supplier", "feed_sequence", name="one_attestation_per_feed_sequence"),
+)
+endorsements = Table(
+    "endorsements",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("endorser", Text, nullable=False),
+    Column("attestation_index", BigInteger, nullable=False, index=True),
+    Column("assurance", Text, nullable=False),
+    Column("envelope", Text, nullable=False),
 )
 
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer

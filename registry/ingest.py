@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from sqm.registry.db import attestations, log_entries, supplier_keys, suppliers
+from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers
 from sqm.registry.errors import RegistryError
 from sqm.registry.log import TransparencyLog
 from sqm.trust import TrustError, bundle, dsse
@@ -126,7 +126,7 @@ class Ingest:
         self.log.integrate()
         return seq
 
-    def register_supplier(self, body: Any) -> dict[str, Any]:
+    def register_supplier(self, body: Any, role: str = "supplier") -> dict[str, Any]:
         """Register a new supplier identity with its first Ed25519 key and proof of possession.
         Further keys of a known supplier need the authorisation of a current key (:meth:`add_key`)."""
         if not isinstance(body, dict):
@@ -156,6 +156,7 @@ class Ingest:
                     name=organization["name"],
                     identity=json.dumps(organization),
                     verification="unverified",
+                    role=role,
                 )
             )
         leaf = bundle.key_leaf(identity, public, self.now().isoformat(), possession)
@@ -338,6 +339,90 @@ class Ingest:
                 .limit(1)
             ).scalar()
         return None if value is None else int(value)
+
+    # --- endorsements ---------------------------------------------------------------------------
+
+    def endorse(self, body: Any) -> dict[str, Any]:
+        """Log a registered endorser's signed endorsement of a logged attestation."""
+        try:
+            envelope = dsse.Envelope.from_json(body)
+        except TrustError as exc:
+            raise RejectionError(400, "malformed_envelope", str(exc)) from exc
+        if envelope.payload_type != bundle.ENDORSEMENT_TYPE:
+            raise RejectionError(
+                415, "unsupported_payload_type", f"payloadType must be {bundle.ENDORSEMENT_TYPE}"
+            )
+        try:
+            claim = json.loads(envelope.payload)
+            endorser = str(claim["endorser"])
+            index = int(claim["attestation"]["logIndex"])
+            digest = str(claim["attestation"]["payloadSha256"])
+            assurance = str(claim["assurance"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise RejectionError(
+                400,
+                "malformed_endorsement",
+                f"the payload must name endorser, attestation {{logIndex, payloadSha256}} and assurance ({exc})",
+            ) from exc
+        if assurance not in bundle.ENDORSEMENT_LEVELS:
+            raise RejectionError(
+                422,
+                "invalid_assurance",
+                f"assurance must be one of {', '.join(bundle.ENDORSEMENT_LEVELS)}",
+            )
+        with self.log.engine.connect() as connection:
+            role = connection.execute(
+                select(suppliers.c.role).where(suppliers.c.id == endorser)
+            ).scalar()
+            logged = connection.execute(
+                select(attestations.c.payload_sha256)
+                .join(log_entries, log_entries.c.seq == attestations.c.seq)
+                .where(log_entries.c.idx == index)
+            ).scalar()
+        if role != "endorser":
+            raise RejectionError(
+                403, "not_an_endorser", f"{endorser!r} is not a registered endorser"
+            )
+        self._verify_signature(envelope, endorser)
+        if logged is None or logged != digest:
+            raise RejectionError(
+                422, "no_such_attestation", f"no attestation with that digest at log index {index}"
+            )
+        seq = self.log.sequence(
+            bundle.endorsement_leaf(endorser, index, digest, assurance, envelope)
+        )
+        with self.log.engine.begin() as connection:
+            connection.execute(
+                endorsements.insert().values(
+                    seq=seq,
+                    endorser=endorser,
+                    attestation_index=index,
+                    assurance=assurance,
+                    envelope=json.dumps(envelope.to_json()),
+                )
+            )
+        self.log.integrate()
+        return {"endorser": endorser, "assurance": assurance, **self._included(seq).to_json()}
+
+    def endorsements_of(self, index: int) -> list[dict[str, Any]]:
+        """The logged endorsements of the attestation at ``index``."""
+        with self.log.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    log_entries.c.idx,
+                    endorsements.c.endorser,
+                    endorsements.c.assurance,
+                    suppliers.c.verification,
+                )
+                .join(log_entries, log_entries.c.seq == endorsements.c.seq)
+                .join(suppliers, suppliers.c.id == endorsements.c.endorser)
+                .where(endorsements.c.attestation_index == index)
+                .order_by(log_entries.c.idx)
+            ).all()
+        return [
+            {"logIndex": int(i), "endorser": e, "assurance": a, "endorserVerification": v}
+            for i, e, a, v in rows
+        ]
 
     # --- bundles --------------------------------------------------------------------------------
 

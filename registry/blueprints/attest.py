@@ -72,6 +72,30 @@ def revoke(key: str) -> Any:
         return _rejected(error)
 
 
+@blueprint.post("/endorsers")
+def register_endorser() -> Any:
+    """Register a certification body or auditor (an identity and its key) that may endorse."""
+    try:
+        return jsonify(_ingest().register_supplier(_json_body(), role="endorser")), 201
+    except RejectionError as error:
+        return _rejected(error)
+
+
+@blueprint.post("/endorsements")
+def endorse() -> Any:
+    """Log an endorser's signed endorsement of a logged attestation."""
+    try:
+        return jsonify(_ingest().endorse(_json_body())), 201
+    except RejectionError as error:
+        return _rejected(error)
+
+
+@blueprint.get("/attestations/<int:index>/endorsements")
+def endorsements_of(index: int) -> Any:
+    """The endorsements logged for the attestation at a log index."""
+    return jsonify({"logIndex": index, "endorsements": _ingest().endorsements_of(index)})
+
+
 @blueprint.get("/bundles/<int:index>")
 def bundle_at(index: int) -> Any:
     """The offline bundle of the attestation at a log index, against the newest checkpoint."""

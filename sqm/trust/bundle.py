@@ -120,6 +120,34 @@ def revocation_leaf(supplier: str, key: str, revoked_at: str, by: str, signature
     )
 
 
+ENDORSEMENT_TYPE = "application/vnd.sqm.endorsement.v0.1+json"
+ENDORSEMENT_LEVELS = ("second_party", "third_party", "third_party_accredited")
+
+
+def endorsement_leaf(
+    endorser: str,
+    attestation_index: int,
+    payload_sha256: str,
+    assurance: str,
+    envelope: dsse.Envelope,
+) -> bytes:
+    """The log leaf of a signed endorsement of a logged attestation."""
+    return canonical(
+        {
+            "kind": "endorsement",
+            "endorser": endorser,
+            "attestationIndex": attestation_index,
+            "payloadSha256": payload_sha256,
+            "assurance": assurance,
+            "envelopeSha256": hashlib.sha256(envelope.payload).hexdigest(),
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()}
+                for s in envelope.signatures
+            ],
+        }
+    )
+
+
 def attestation_leaf(supplier: str, envelope: dsse.Envelope, previous_index: int | None) -> bytes:
     """The log leaf of a signed feed: binds the envelope's payload and signatures."""
     return canonical(

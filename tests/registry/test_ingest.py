@@ -279,3 +279,83 @@ def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
     assert _revoke(client, first, "2026-01-01T00:00:00+00:00").status_code == 201
     refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
     assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+
+
+AUDITOR = {
+    "name": "Certa Industrie-Zertifizierung GmbH",
+    "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
+    "country": "DE",
+}
+
+
+def _endorsement(
+    key: Ed25519PrivateKey,
+    index: int,
+    digest: str,
+    assurance: str = "third_party_accredited",
+    endorser: str = "LEI:529900SQMCERTBODY123",
+) -> dict[str, Any]:
+    claim = {
+        "endorser": endorser,
+        "attestation": {"logIndex": index, "payloadSha256": digest},
+        "assurance": assurance,
+        "scope": "capability records audited on site",
+    }
+    return dsse.sign(
+        bundle.ENDORSEMENT_TYPE, json.dumps(claim).encode(), key, bundle.key_id(_raw(key))
+    ).to_json()
+
+
+def test_a_registered_auditor_endorses_a_logged_attestation(app: Flask) -> None:
+    client = app.test_client()
+    supplier_key, auditor_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, supplier_key)
+    made = client.post("/api/v1/attestations", json=_envelope(supplier_key, FEED)).json
+    index = made["logIndex"]
+    digest = json.loads(base64.b64decode(made["leaf"]))["payloadSha256"]
+    not_yet = client.post("/api/v1/endorsements", json=_endorsement(auditor_key, index, digest))
+    assert not_yet.status_code == 403 and not_yet.json["error"] == "not_an_endorser"
+    assert _register(client, auditor_key, AUDITOR).status_code == 201  # a supplier, not an endorser
+    assert (
+        client.post("/api/v1/endorsements", json=_endorsement(auditor_key, index, digest)).json[
+            "error"
+        ]
+        == "not_an_endorser"
+    )
+
+    auditor_key = Ed25519PrivateKey.generate()
+    public = _raw(auditor_key)
+    auditor = {**AUDITOR, "identifiers": [{"scheme": "LEI", "code": "391200SQMTUVAUDIT203"}]}
+    body = {
+        "supplier": auditor,
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(
+            auditor_key.sign(bundle.registration_message("LEI:391200SQMTUVAUDIT203", public))
+        ).decode(),
+    }
+    assert client.post("/api/v1/endorsers", json=body).status_code == 201
+    endorser = "LEI:391200SQMTUVAUDIT203"
+    wrong = client.post(
+        "/api/v1/endorsements", json=_endorsement(auditor_key, index, "0" * 64, endorser=endorser)
+    )
+    assert wrong.status_code == 422 and wrong.json["error"] == "no_such_attestation"
+    level = client.post(
+        "/api/v1/endorsements", json=_endorsement(auditor_key, index, digest, "best", endorser)
+    )
+    assert level.status_code == 422 and level.json["error"] == "invalid_assurance"
+    done = client.post(
+        "/api/v1/endorsements", json=_endorsement(auditor_key, index, digest, endorser=endorser)
+    )
+    assert done.status_code == 201, done.json
+    leaf = json.loads(base64.b64decode(done.json["leaf"]))
+    assert leaf["kind"] == "endorsement" and leaf["attestationIndex"] == index
+    listed = client.get(f"/api/v1/attestations/{index}/endorsements").json
+    assert listed["endorsements"] == [
+        {
+            "logIndex": done.json["logIndex"],
+            "endorser": endorser,
+            "assurance": "third_party_accredited",
+            "endorserVerification": "unverified",
+        }
+    ]
+    assert app.extensions["sqm"]["log"].fsck() == []
