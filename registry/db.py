@@ -32,6 +32,15 @@ log_pending = Table(
     ),
     Column("leaf", LargeBinary, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # For an entry that names its chain's previous entry: the leaf is a JSON template that
+    # integration completes with "previousIndex", once indexes are known.
+    Column("chain", Text, nullable=True),
+)
+log_chain_heads = Table(
+    "log_chain_heads",
+    metadata,
+    Column("chain", Text, primary_key=True),
+    Column("last_index", BigInteger, nullable=False),
 )
 log_entries = Table(
     "log_entries",

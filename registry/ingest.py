@@ -229,8 +229,10 @@ class Ingest:
         key_id = self._verify_signature(envelope, identity)
         self._check_feed(feed)
         sequence = feed["header"]["sequence"]
+        # The log fills in previousIndex at integration: the supplier's chain stays linear
+        # however many workers accept its feeds at once.
         seq = self.log.sequence(
-            bundle.attestation_leaf(identity, envelope, self._previous(identity))
+            bundle.attestation_leaf(identity, envelope, None), chain=f"attestations:{identity}"
         )
         try:
             with self.log.engine.begin() as connection:
@@ -327,18 +329,6 @@ class Ingest:
                 "issued_at_out_of_window",
                 f"issued_at must lie within {self.issued_window} before now; re-issue the feed",
             )
-
-    def _previous(self, identity: str) -> int | None:
-        """The log index of the supplier's latest attestation (omission evidence)."""
-        with self.log.engine.connect() as connection:
-            value = connection.execute(
-                select(log_entries.c.idx)
-                .join(attestations, attestations.c.seq == log_entries.c.seq)
-                .where(attestations.c.supplier == identity)
-                .order_by(log_entries.c.idx.desc())
-                .limit(1)
-            ).scalar()
-        return None if value is None else int(value)
 
     # --- endorsements ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Integration resumes from the stored state after a crash: nothing sequenced is lo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +19,31 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, func, select, tuple_
 from sqlalchemy.engine import Connection
 
-from sqm.registry.db import log_checkpoints, log_entries, log_pending, log_subtrees, write_lock
+from sqm.registry.db import (
+    log_chain_heads,
+    log_checkpoints,
+    log_entries,
+    log_pending,
+    log_subtrees,
+    write_lock,
+)
 from sqm.registry.errors import RegistryError
 from sqm.trust import TrustError, merkle, timestamp
+from sqm.trust.canonical import canonical
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
 
 Clock = Callable[[], datetime]
+
+
+def _heads(connection: Connection, chains: set[str]) -> dict[str, int]:
+    if not chains:
+        return {}
+    rows = connection.execute(
+        select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
+            log_chain_heads.c.chain.in_(sorted(chains))
+        )
+    )
+    return {chain: int(index) for chain, index in rows}
 
 
 class _Recorder:
@@ -82,11 +102,16 @@ class TransparencyLog:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def sequence(self, leaf: bytes) -> int:
-        """Store an entry durably (committed before this returns); its sequence number."""
+    def sequence(self, leaf: bytes, chain: str | None = None) -> int:
+        """Store an entry durably (committed before this returns); its sequence number.
+
+        With ``chain``, ``leaf`` is a JSON object that integration completes with
+        ``"previousIndex"``: the index of the chain's previous entry (or null), so that a
+        chain's entries link in log order however many writers submit at once.
+        """
         with self.engine.begin() as connection:
             result = connection.execute(
-                log_pending.insert().values(leaf=leaf, received_at=self.clock())
+                log_pending.insert().values(leaf=leaf, received_at=self.clock(), chain=chain)
             )
             key = result.inserted_primary_key
             assert key is not None
@@ -106,7 +131,7 @@ class TransparencyLog:
         size = self._size(connection)
         last_seq = connection.execute(select(func.max(log_entries.c.seq))).scalar() or 0
         rows = connection.execute(
-            select(log_pending.c.seq, log_pending.c.leaf)
+            select(log_pending.c.seq, log_pending.c.leaf, log_pending.c.chain)
             .where(log_pending.c.seq > last_seq)
             .order_by(log_pending.c.seq)
             .limit(limit)
@@ -114,10 +139,17 @@ class TransparencyLog:
         if not rows:
             return None
         frontier = self._frontier(connection, size)
+        chains = {r.chain for r in rows if r.chain is not None}
+        heads = _heads(connection, chains)
+        known_heads = set(heads)
         new_entries: list[dict[str, Any]] = []
         new_subtrees: list[dict[str, Any]] = []
-        for offset, (seq, leaf) in enumerate(rows):
+        for offset, (seq, raw, chain) in enumerate(rows):
             index = size + offset
+            leaf = bytes(raw)
+            if chain is not None:
+                leaf = canonical({**json.loads(leaf), "previousIndex": heads.get(chain)})
+                heads[chain] = index
             hashed = merkle.leaf_hash(leaf)
             new_entries.append({"idx": index, "seq": seq, "leaf": leaf, "leaf_hash": hashed})
             frontier[(0, index)] = hashed
@@ -132,6 +164,17 @@ class TransparencyLog:
                 new_subtrees.append({"level": level, "idx": position, "hash": parent})
         connection.execute(log_entries.insert(), new_entries)
         connection.execute(log_subtrees.insert(), new_subtrees)
+        for chain in chains:
+            if chain in known_heads:
+                connection.execute(
+                    log_chain_heads.update()
+                    .where(log_chain_heads.c.chain == chain)
+                    .values(last_index=heads[chain])
+                )
+            else:
+                connection.execute(
+                    log_chain_heads.insert().values(chain=chain, last_index=heads[chain])
+                )
         new_size = size + len(rows)
         root = merkle.root(_Fetched(frontier), new_size)
         signed = self._sign(new_size, root)

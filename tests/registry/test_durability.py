@@ -119,6 +119,9 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     for index, digest in acknowledged.items():
         leaf = json.loads(log.leaf(index))
         assert leaf["kind"] == "attestation" and leaf["payloadSha256"] == digest
-    digests = [json.loads(log.leaf(i)).get("payloadSha256") for i in range(log.size())]
-    attested = [d for d in digests if d is not None]
-    assert len(attested) == len(set(attested)), "an attestation was logged twice"
+    leaves = [json.loads(log.leaf(i)) for i in range(log.size())]
+    attested = [(i, leaf) for i, leaf in enumerate(leaves) if leaf["kind"] == "attestation"]
+    digests = [leaf["payloadSha256"] for _, leaf in attested]
+    assert len(digests) == len(set(digests)), "an attestation was logged twice"
+    # The supplier's chain is linear: each attestation names the one logged just before it.
+    assert [leaf["previousIndex"] for _, leaf in attested] == [None] + [i for i, _ in attested[:-1]]

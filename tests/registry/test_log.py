@@ -113,3 +113,24 @@ def test_fsck_detects_a_forged_subtree_hash(log: TransparencyLog) -> None:
             .values(hash=bytes(32))
         )
     assert any("subtree (1, 0)" in p for p in log.fsck())
+
+
+def test_chained_entries_link_in_log_order(log: TransparencyLog) -> None:
+    import json
+
+    from sqm.trust.canonical import canonical
+
+    log.sequence(canonical({"kind": "x", "n": 0, "previousIndex": None}), chain="A")
+    log.sequence(b"unchained")
+    log.sequence(canonical({"kind": "x", "n": 1, "previousIndex": None}), chain="B")
+    log.sequence(canonical({"kind": "x", "n": 2, "previousIndex": None}), chain="A")
+    log.integrate()
+    log.sequence(canonical({"kind": "x", "n": 3, "previousIndex": None}), chain="A")
+    log.integrate()
+    leaves = [log.leaf(i) for i in range(log.size())]
+    assert leaves[1] == b"unchained"
+    previous = [
+        json.loads(leaf)["previousIndex"] for leaf in (leaves[0], leaves[2], leaves[3], leaves[4])
+    ]
+    assert previous == [None, None, 0, 3]
+    assert log.fsck() == []
