@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -17,7 +17,6 @@ class RegistryConfig:
     operator_token: str | None = None
     max_request_bytes: int = 4 * 1024 * 1024
     issued_window_hours: float = 72.0  # a feed's issued_at must be this recent to be accepted
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

@@ -15,6 +15,11 @@ from array import array
 from collections.abc import Hashable
 
 
+def _fold(value: int) -> int:
+    """A hash as an unsigned 64-bit key; zero marks an empty slot, so it is never a key."""
+    return (value & 0xFFFFFFFFFFFFFFFF) or 1
+
+
 class DigestSet:
     """A set of hashable keys (strings, tuples of scalars) stored as 64-bit hashes."""
 
@@ -32,15 +37,11 @@ class DigestSet:
     @staticmethod
     def key_of(item: Hashable) -> int:
         """The 64-bit key an item is stored under."""
-        return (hash(item) & 0xFFFFFFFFFFFFFFFF) or 1
+        return _fold(hash(item))
 
     def keys(self) -> frozenset[int]:
         """Every stored key, for fast read-only membership tests with :meth:`key_of`."""
         return frozenset(key for key in self._table if key)
-
-    @staticmethod
-    def _key(item: Hashable) -> int:
-        return (hash(item) & 0xFFFFFFFFFFFFFFFF) or 1  # zero marks an empty slot
 
     def add(self, item: Hashable) -> bool:
         """Insert; True when the item was not yet present."""
@@ -49,7 +50,7 @@ class DigestSet:
     def add_hash(self, value: int) -> bool:
         """Insert by a precomputed ``hash()`` (of a key made in a forked worker, which shares
         the hash seed); True when it was not yet present."""
-        key = (value & 0xFFFFFFFFFFFFFFFF) or 1
+        key = _fold(value)
         table, mask = self._table, self._mask
         index = key & mask
         while True:
@@ -67,7 +68,7 @@ class DigestSet:
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, Hashable):
             return False
-        key = self._key(item)
+        key = self.key_of(item)
         table, mask = self._table, self._mask
         index = key & mask
         while True:
@@ -124,7 +125,7 @@ class MaxMap:
 
     def update_hash(self, value_hash: int, value: float, tag: int) -> None:
         """:meth:`update` by a precomputed ``hash()`` of the key."""
-        key = (value_hash & 0xFFFFFFFFFFFFFFFF) or 1
+        key = _fold(value_hash)
         slot = self._slot(key)
         if self._keys[slot] == key:
             if value > self._values[slot]:
@@ -149,7 +150,7 @@ class MaxMap:
 
     def get(self, item: Hashable) -> tuple[float, int] | None:
         """The largest value and its tag, or None."""
-        key = DigestSet._key(item)
+        key = DigestSet.key_of(item)
         slot = self._slot(key)
         if self._keys[slot] != key:
             return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -33,7 +33,6 @@ class Finding:
     line: int | None = None
     column: int | None = None
     source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; absent location parts are left out."""

@@ -109,7 +109,6 @@ def bundle_at(index: int) -> Any:
 def trust_root() -> Any:
     """What verifiers trust: the log's origin and signed-note key, and the TSA's CA."""
     log = _ingest().log
-    root = TrustRoot(log.origin, log.verifier, log.authority.ca_certificate, "")
-    document = root.to_json()
-    document["log"]["validFrom"] = log.authority.ca_certificate.not_valid_before_utc.isoformat()
-    return jsonify(document)
+    ca = log.authority.ca_certificate
+    root = TrustRoot(log.origin, log.verifier, ca, ca.not_valid_before_utc.isoformat())
+    return jsonify(root.to_json())

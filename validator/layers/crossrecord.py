@@ -161,14 +161,6 @@ class CrossRecordState:
                     value=before,
                 )
 
-    def item(
-        self, section: str, item: Mapping[str, Any], at: str, *, sound: bool = True
-    ) -> Iterator[Finding]:
-        """Check the item against the feed so far, then remember it."""
-        facts, found = self.examine(section, item, at, sound=sound)
-        yield from found
-        yield from self.apply(facts, at)
-
     def examine(
         self, section: str, item: Mapping[str, Any], at: str, *, sound: bool = True
     ) -> tuple[CrossFacts, list[Finding]]:

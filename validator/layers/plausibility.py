@@ -150,10 +150,6 @@ class PlausibilityState:
             yield from self._capability(item, at)
         yield from self._against_baseline(section, item, at)
 
-    def feed(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        """Remember what the feed-wide checks compare; report copies of earlier records."""
-        yield from self.apply(self.examine(section, item), at)
-
     def examine(self, section: str, item: Mapping[str, Any]) -> PlausibilityFacts:
         """What this record contributes to the feed-wide checks; changes nothing (so worker
         processes can run it)."""
