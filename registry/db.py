@@ -109,6 +109,7 @@ endorsements = Table(
 )
 
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer
+SCHEMA_LOCK = 727_3162  # ... and of whoever creates the tables
 
 
 def make_engine(url: str) -> Engine:
@@ -131,7 +132,11 @@ def make_engine(url: str) -> Engine:
             writing = connection.get_execution_options().get("sqm_write", False)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
-    metadata.create_all(engine)
+    # Several gunicorn workers start at once: the tables are created by one writer at a time.
+    with engine.connect().execution_options(sqm_write=True) as connection, connection.begin():
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(connection)
     return engine
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers
@@ -111,9 +112,11 @@ class Ingest:
             )
         return public, possession, key_id
 
-    def _log_key(self, identity: str, leaf: bytes, key_id: str, public: bytes) -> int:
-        seq = self.log.sequence(leaf)
-        with self.log.engine.begin() as connection:
+    def _log_key(
+        self, connection: Connection, identity: str, leaf: bytes, key_id: str, public: bytes
+    ) -> int:
+        seq = self.log.sequence(leaf, connection=connection)
+        try:
             connection.execute(
                 supplier_keys.insert().values(
                     key_id=key_id,
@@ -123,7 +126,11 @@ class Ingest:
                     seq=seq,
                 )
             )
-        self.log.integrate()
+        except IntegrityError:
+            # Another request registered this key between the check and this write.
+            raise RejectionError(
+                409, "key_already_registered", f"key {key_id} is already registered"
+            ) from None
         return seq
 
     def register_supplier(self, body: Any, role: str = "supplier") -> dict[str, Any]:
@@ -149,18 +156,25 @@ class Ingest:
                 f"{identity} is registered; add a key with POST /api/v1/suppliers/{identity}/keys, "
                 "authorised by one of its current keys",
             )
-        with self.log.engine.begin() as connection:
-            connection.execute(
-                suppliers.insert().values(
-                    id=identity,
-                    name=organization["name"],
-                    identity=json.dumps(organization),
-                    verification="unverified",
-                    role=role,
-                )
-            )
         leaf = bundle.key_leaf(identity, public, self.now().isoformat(), possession)
-        seq = self._log_key(identity, leaf, key_id, public)
+        # The identity, its key and the key's log entry commit together or not at all.
+        with self.log.writing() as connection:
+            try:
+                connection.execute(
+                    suppliers.insert().values(
+                        id=identity,
+                        name=organization["name"],
+                        identity=json.dumps(organization),
+                        verification="unverified",
+                        role=role,
+                    )
+                )
+            except IntegrityError:
+                raise RejectionError(
+                    409, "supplier_exists", f"{identity} was registered meanwhile"
+                ) from None
+            seq = self._log_key(connection, identity, leaf, key_id, public)
+        self.log.integrate()
         return {
             "supplier": identity,
             "keyId": key_id,
@@ -200,7 +214,9 @@ class Ingest:
         leaf = bundle.key_leaf(
             identity, public, self.now().isoformat(), possession, authorizer, signature
         )
-        seq = self._log_key(identity, leaf, key_id, public)
+        with self.log.writing() as connection:
+            seq = self._log_key(connection, identity, leaf, key_id, public)
+        self.log.integrate()
         return {
             "supplier": identity,
             "keyId": key_id,
@@ -231,11 +247,14 @@ class Ingest:
         sequence = feed["header"]["sequence"]
         # The log fills in previousIndex at integration: the supplier's chain stays linear
         # however many workers accept its feeds at once.
-        seq = self.log.sequence(
-            bundle.attestation_leaf(identity, envelope, None), chain=f"attestations:{identity}"
-        )
         try:
-            with self.log.engine.begin() as connection:
+            # The entry and its attestation row commit together: a refused feed is never logged.
+            with self.log.writing() as connection:
+                seq = self.log.sequence(
+                    bundle.attestation_leaf(identity, envelope, None),
+                    chain=f"attestations:{identity}",
+                    connection=connection,
+                )
                 connection.execute(
                     attestations.insert().values(
                         seq=seq,
@@ -247,6 +266,16 @@ class Ingest:
                     )
                 )
         except IntegrityError:
+            with self.log.engine.connect() as connection:
+                seen = connection.execute(
+                    select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
+                ).scalar()
+            if seen is not None:  # the same envelope, accepted by a concurrent request
+                self.log.integrate()
+                return 409, {
+                    "error": "already_logged",
+                    "bundle": self.bundle_for(int(seen)).to_json(),
+                }
             raise RejectionError(
                 409,
                 "sequence_taken",
@@ -378,10 +407,11 @@ class Ingest:
             raise RejectionError(
                 422, "no_such_attestation", f"no attestation with that digest at log index {index}"
             )
-        seq = self.log.sequence(
-            bundle.endorsement_leaf(endorser, index, digest, assurance, envelope)
-        )
-        with self.log.engine.begin() as connection:
+        with self.log.writing() as connection:
+            seq = self.log.sequence(
+                bundle.endorsement_leaf(endorser, index, digest, assurance, envelope),
+                connection=connection,
+            )
             connection.execute(
                 endorsements.insert().values(
                     seq=seq,
@@ -516,13 +546,15 @@ class Ingest:
         leaf = bundle.revocation_leaf(
             supplier, key, body["revokedAt"], "operator" if operator else "key-holder", signature
         )
-        seq = self.log.sequence(leaf)
-        with self.log.engine.begin() as connection:
-            connection.execute(
+        with self.log.writing() as connection:
+            seq = self.log.sequence(leaf, connection=connection)
+            updated = connection.execute(
                 supplier_keys.update()
-                .where(supplier_keys.c.key_id == key)
+                .where(supplier_keys.c.key_id == key, supplier_keys.c.revocation_seq.is_(None))
                 .values(revoked_at=revoked_at, revocation_seq=seq)
             )
+            if updated.rowcount != 1:  # revoked by a concurrent request: log nothing
+                raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
         self.log.integrate()
         return {"keyId": key, "revokedAt": body["revokedAt"], **self._included(seq).to_json()}
 

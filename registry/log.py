@@ -10,7 +10,8 @@ Integration resumes from the stored state after a crash: nothing sequenced is lo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,28 +103,41 @@ class TransparencyLog:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def sequence(self, leaf: bytes, chain: str | None = None) -> int:
-        """Store an entry durably (committed before this returns); its sequence number.
-
-        With ``chain``, ``leaf`` is a JSON object that integration completes with
-        ``"previousIndex"``: the index of the chain's previous entry (or null), so that a
-        chain's entries link in log order however many writers submit at once.
-        """
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                log_pending.insert().values(leaf=leaf, received_at=self.clock(), chain=chain)
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
-
-    def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
-        """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
-        None when nothing was waiting."""
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE, so it waits for the lock up front
+        instead of failing when a read would have to upgrade)."""
         with (
             self.engine.connect().execution_options(sqm_write=True) as connection,
             connection.begin(),
         ):
+            yield connection
+
+    def sequence(
+        self, leaf: bytes, chain: str | None = None, connection: Connection | None = None
+    ) -> int:
+        """Store an entry durably (committed before this returns); its sequence number.
+
+        With ``connection``, the entry is written in that transaction, so it commits or rolls
+        back together with the rows that describe it. With ``chain``, ``leaf`` is a JSON object
+        that integration completes with ``"previousIndex"``: the index of the chain's previous
+        entry (or null), so that a chain's entries link in log order however many writers
+        submit at once.
+        """
+        if connection is None:
+            with self.writing() as own:
+                return self.sequence(leaf, chain, own)
+        result = connection.execute(
+            log_pending.insert().values(leaf=leaf, received_at=self.clock(), chain=chain)
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
+        """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
+        None when nothing was waiting."""
+        with self.writing() as connection:
             write_lock(connection)
             return self._integrate(connection, limit)
 

@@ -81,6 +81,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
         return dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(public)).to_json()
 
     acknowledged: dict[int, str] = {}
+    refused: list[tuple[int, dict[str, Any]]] = []
     lock = threading.Lock()
     killed = threading.Event()
 
@@ -93,6 +94,9 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
                 code, answer = _post(f"{base}/attestations", body)
             except (OSError, ValueError):
                 continue  # the server died under this request: not acknowledged
+            if code != 201 and not killed.is_set():
+                with lock:
+                    refused.append((code, answer))
             if code == 201:
                 digest = json.loads(base64.b64decode(answer["leaf"]))["payloadSha256"]
                 with lock:
@@ -107,6 +111,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     for thread in threads:
         thread.join(timeout=120)
     server.wait(timeout=30)
+    assert refused == [], "the registry refused good submissions"
     assert killed.is_set(), "the burst finished before the kill"
     assert len(acknowledged) >= SUBMISSIONS // 2
 

@@ -102,8 +102,12 @@ def test_resubmission_replay_and_rejections(app: Flask) -> None:
 
     changed = copy.deepcopy(FEED)
     changed["delivery_records"][0]["on_time_percent"] = 98.9
+    log = app.extensions["sqm"]["log"]
+    size = log.size()
     replay = client.post("/api/v1/attestations", json=_envelope(key, changed))
     assert replay.status_code == 409 and replay.json["error"] == "sequence_taken"
+    # A refused feed leaves nothing behind to be logged later.
+    assert log.integrate() is None and log.size() == size
 
     broken = copy.deepcopy(FEED)
     broken["header"]["sequence"] = 15
