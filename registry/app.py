@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
 from sqm.registry.ingest import Ingest
+from sqm.registry.integrator import Integrator
 from sqm.registry.log import TransparencyLog
 from sqm.registry.secrets import load_or_create
 
@@ -23,7 +24,14 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     keys = load_or_create(config.data_dir / "keys", config.origin)
     log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
     ingest = Ingest(log, timedelta(hours=config.issued_window_hours))
+    # Resume after a crash: entries sequenced but never integrated go into the tree now.
+    while log.integrate() is not None:
+        pass
     app.extensions["sqm"] = {"config": config, "log": log, "keys": keys, "ingest": ingest}
+    if config.integrate_every is not None:
+        integrator = Integrator(log, config.integrate_every)
+        integrator.start()
+        app.extensions["sqm"]["integrator"] = integrator
 
     from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint

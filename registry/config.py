@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqm.registry.errors import RegistryError
+
 
 @dataclass(frozen=True)
 class RegistryConfig:
@@ -17,6 +19,9 @@ class RegistryConfig:
     operator_token: str | None = None
     max_request_bytes: int = 4 * 1024 * 1024
     issued_window_hours: float = 72.0  # a feed's issued_at must be this recent to be accepted
+    # Seconds between background sweeps that integrate entries whose request died before
+    # integrating them; None: no sweep (entries wait for the next write or restart).
+    integrate_every: float | None = None
 
     @property
     def url(self) -> str:
@@ -30,4 +35,20 @@ class RegistryConfig:
             database_url=env.get("SQM_REGISTRY_DATABASE"),
             origin=env.get("SQM_REGISTRY_ORIGIN", "localhost/sqm/log/v0.1"),
             operator_token=env.get("SQM_REGISTRY_OPERATOR_TOKEN"),
+            integrate_every=_seconds(env.get("SQM_REGISTRY_INTEGRATE_EVERY", "1")),
         )
+
+
+def _seconds(raw: str) -> float | None:
+    """A positive number of seconds, or None for "0"/"off"."""
+    if raw.strip().lower() in ("0", "off", "none"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RegistryError(
+            f"SQM_REGISTRY_INTEGRATE_EVERY must be seconds or 'off', got {raw!r}"
+        ) from None
+    if not value > 0:
+        raise RegistryError(f"SQM_REGISTRY_INTEGRATE_EVERY must be positive, got {raw!r}")
+    return value

@@ -222,6 +222,17 @@ class TransparencyLog:
         top = connection.execute(select(func.max(log_entries.c.idx))).scalar()
         return 0 if top is None else int(top) + 1
 
+    def waiting(self) -> int:
+        """How many sequenced entries are not in the tree yet."""
+        with self.engine.connect() as connection:
+            last = connection.execute(select(func.max(log_entries.c.seq))).scalar() or 0
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(log_pending).where(log_pending.c.seq > last)
+                ).scalar()
+                or 0
+            )
+
     def size(self) -> int:
         with self.engine.connect() as connection:
             return self._size(connection)

@@ -34,7 +34,7 @@ def serve_command(
     from sqm.registry.config import RegistryConfig
     from sqm.registry.seed import seed as seed_examples
 
-    app = create_app(RegistryConfig(data_dir=data_dir, database_url=database))
+    app = create_app(RegistryConfig(data_dir=data_dir, database_url=database, integrate_every=1.0))
     if seed:
         for entry in seed_examples(
             app.extensions["sqm"]["ingest"], examples, data_dir / "seed-keys"

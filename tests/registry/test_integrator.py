@@ -1,0 +1,63 @@
+"""Entries whose request died before integrating them still reach the tree: at start-up, and
+within about one interval by the background sweep."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.errors import RegistryError
+
+
+def _config(engine: Engine, tmp_path: Path, every: float | None) -> RegistryConfig:
+    url = engine.url.render_as_string(hide_password=False)
+    return RegistryConfig(data_dir=tmp_path / "data", database_url=url, integrate_every=every)
+
+
+def test_start_up_integrates_what_a_crash_left_sequenced(engine: Engine, tmp_path: Path) -> None:
+    log = create_app(_config(engine, tmp_path, None)).extensions["sqm"]["log"]
+    log.sequence(b"acknowledged, then the worker died")
+    assert log.waiting() == 1 and log.size() == 0
+    restarted = create_app(_config(engine, tmp_path, None)).extensions["sqm"]["log"]
+    assert restarted.waiting() == 0 and restarted.size() == 1
+    assert restarted.leaf(0) == b"acknowledged, then the worker died"
+    assert restarted.fsck() == []
+
+
+def test_the_sweep_integrates_orphans_within_its_interval(engine: Engine, tmp_path: Path) -> None:
+    app = create_app(_config(engine, tmp_path, 0.1))
+    log, integrator = app.extensions["sqm"]["log"], app.extensions["sqm"]["integrator"]
+    try:
+        log.sequence(b"orphan 1")
+        log.sequence(b"orphan 2")
+        deadline = time.monotonic() + 10
+        while log.size() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.size() == 2 and log.waiting() == 0
+        latest = log.latest()
+        assert latest is not None and latest.checkpoint.size == 2
+    finally:
+        integrator.stop()
+    assert log.fsck() == []
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
+def test_a_bad_interval_is_refused_with_its_name(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQM_REGISTRY_INTEGRATE_EVERY", raw)
+    with pytest.raises(RegistryError, match="SQM_REGISTRY_INTEGRATE_EVERY"):
+        RegistryConfig.from_env()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("off", None), ("0", None), ("2.5", 2.5)])
+def test_the_interval_comes_from_the_environment(
+    raw: str, expected: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQM_REGISTRY_INTEGRATE_EVERY", raw)
+    assert RegistryConfig.from_env().integrate_every == expected
