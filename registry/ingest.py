@@ -58,14 +58,9 @@ def _b64(value: Any, what: str) -> bytes:
 def supplier_id(organization: Any) -> str:
     """``scheme:code`` of an organisation's first registered identifier."""
     try:
-        first = organization["identifiers"][0]
-        return f"{first['scheme']}:{first['code']}"
-    except (KeyError, IndexError, TypeError):
-        raise RejectionError(
-            422,
-            "missing_identifier",
-            "the supplier needs at least one identifier (scheme and code)",
-        ) from None
+        return bundle.supplier_identity(organization)
+    except TrustError as exc:
+        raise RejectionError(422, "missing_identifier", str(exc)) from None
 
 
 class Ingest:

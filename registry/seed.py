@@ -16,9 +16,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sqm.client import requests
 from sqm.registry.errors import RegistryError
 from sqm.registry.ingest import Ingest, RejectionError, supplier_id
-from sqm.trust import bundle, dsse
 
 FEED_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -56,26 +56,14 @@ def seed(ingest: Ingest, examples: Path, key_folder: Path) -> list[dict[str, Any
             organization = feed["header"]["supplier"]
             identity = supplier_id(organization)
             key = _key(key_folder, identity)
-            public = key.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
             issued = datetime.fromisoformat(feed["header"]["issued_at"])
             ingest.now = lambda at=issued: at + timedelta(hours=1)
             try:
-                ingest.register_supplier(
-                    {
-                        "supplier": organization,
-                        "publicKey": _b64(public),
-                        "proofOfPossession": _b64(
-                            key.sign(bundle.registration_message(identity, public))
-                        ),
-                    }
-                )
+                ingest.register_supplier(requests.registration(organization, key))
             except RejectionError as error:
                 if error.code not in ("key_already_registered", "supplier_exists"):
                     raise
-            payload = json.dumps(bundle.statement(feed)).encode()
-            envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(public))
+            envelope = requests.attestation(feed, key)
             status, answer = ingest.attest(envelope.to_json())
             index = answer["logIndex"] if status == 201 else answer["bundle"]["logIndex"]
             logged.append(
@@ -84,9 +72,3 @@ def seed(ingest: Ingest, examples: Path, key_folder: Path) -> list[dict[str, Any
     finally:
         ingest.now = clock
     return logged
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode()

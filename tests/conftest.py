@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import Engine, create_engine, text
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -45,3 +50,65 @@ def made() -> Any:
     from tests.trust.builders import build_bundle
 
     return build_bundle()
+
+
+# --- registry databases and a live registry (registry, client and CLI tests) --------------------
+
+POSTGRES_ADMIN = os.environ.get(
+    "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"sqm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The registry's tables on SQLite (a temporary file) and on PostgreSQL (a fresh database
+    per test run, emptied after each test)."""
+    from sqm.registry.db import make_engine, metadata
+
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    else:
+        made = make_engine(request.getfixturevalue("postgres_url"))
+    try:
+        yield made
+    finally:
+        if made.dialect.name == "postgresql":
+            metadata.drop_all(made)
+        made.dispose()
+
+
+@pytest.fixture
+def live_registry(engine: Engine, tmp_path: Path) -> Iterator[str]:
+    """The base URL of a registry served by a real HTTP server (Werkzeug, threaded) over
+    ``engine``'s database; its operator token is ``operator-secret``."""
+    from werkzeug.serving import make_server
+
+    from sqm.registry.app import create_app
+    from sqm.registry.config import RegistryConfig
+
+    url = engine.url.render_as_string(hide_password=False)
+    config = RegistryConfig(
+        data_dir=tmp_path / "registry", database_url=url, operator_token="operator-secret"
+    )
+    server = make_server("127.0.0.1", 0, create_app(config), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -8,12 +8,15 @@ from typing import Any
 import click
 
 from sqm import __version__
+from sqm.cli.attest_commands import attest_command, endorse_command
 from sqm.cli.registry_commands import registry_group
 from sqm.cli.rules_command import rules_command
 from sqm.cli.schema_commands import schema_group
 from sqm.cli.serve_command import serve_command
+from sqm.cli.supplier_commands import supplier_group, trust_root_command
 from sqm.cli.trust_commands import keys_group, verify_command
 from sqm.cli.validate_command import validate_command
+from sqm.client import ClientError
 from sqm.registry.errors import RegistryError
 from sqm.schema import SchemaError
 from sqm.trust import TrustError
@@ -26,7 +29,7 @@ class SqmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (SchemaError, ValidatorError, TrustError, RegistryError) as exc:
+        except (SchemaError, ValidatorError, TrustError, RegistryError, ClientError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
 
@@ -44,3 +47,7 @@ main.add_command(keys_group)
 main.add_command(verify_command)
 main.add_command(serve_command)
 main.add_command(registry_group)
+main.add_command(supplier_group)
+main.add_command(attest_command)
+main.add_command(endorse_command)
+main.add_command(trust_root_command)

@@ -48,6 +48,17 @@ def statement(feed: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def supplier_identity(organization: Any) -> str:
+    """``scheme:code`` of an organisation's first identifier: how the registry names it."""
+    try:
+        first = organization["identifiers"][0]
+        return f"{first['scheme']}:{first['code']}"
+    except (KeyError, IndexError, TypeError):
+        raise TrustError(
+            "the organisation needs at least one identifier (scheme and code)"
+        ) from None
+
+
 def key_id(public_key: bytes) -> str:
     """A supplier key's id: hex SHA-256 of the raw Ed25519 public key."""
     return hashlib.sha256(public_key).hexdigest()

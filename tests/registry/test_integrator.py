@@ -47,9 +47,7 @@ def test_the_sweep_integrates_orphans_within_its_interval(engine: Engine, tmp_pa
 
 
 @pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
-def test_a_bad_interval_is_refused_with_its_name(
-    raw: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bad_interval_is_refused_with_its_name(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SQM_REGISTRY_INTEGRATE_EVERY", raw)
     with pytest.raises(RegistryError, match="SQM_REGISTRY_INTEGRATE_EVERY"):
         RegistryConfig.from_env()

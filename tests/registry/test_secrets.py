@@ -39,6 +39,6 @@ def test_a_partial_key_folder_is_refused_not_overwritten(tmp_path: Path) -> None
     _log_public_key(str(tmp_path))
     (tmp_path / "tsa.key").unlink()
     before = (tmp_path / "log.key").read_bytes()
-    with pytest.raises(RegistryError, match="key files missing: tsa.key"):
+    with pytest.raises(RegistryError, match=r"key files missing: tsa\.key"):
         load_or_create(tmp_path, "race.example/log")
     assert (tmp_path / "log.key").read_bytes() == before

@@ -1,0 +1,179 @@
+"""A typed client of the registry's write API that verifies what it gets back.
+
+Every bundle the client receives is verified offline against the trust root before it is
+returned, so a caller never holds an unverified bundle by accident. Pin the trust root
+(``trust_root=``) from a source you trust; without one, the client fetches the registry's own
+(trust on first use) and says so in :attr:`RegistryClient.trust_root_pinned`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sqm.client import requests
+from sqm.client.errors import ClientError
+from sqm.client.http import Transport
+from sqm.trust import TrustError
+from sqm.trust import bundle as trust_bundle
+from sqm.trust.bundle import Bundle, Report, TrustRoot
+from sqm.trust.errors import VerificationError
+
+API_PREFIX = "/api/v1"
+
+
+def api_root(registry: str) -> str:
+    """The API root of a registry given by its base URL (with or without ``/api/v1``)."""
+    base = registry.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ClientError(
+            0, "invalid_url", f"the registry URL must start with http(s)://: {registry!r}"
+        )
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted attestation: its verified bundle, and whether it was new (201) or an exact
+    resubmission of an entry already logged (409)."""
+
+    bundle: Bundle
+    report: Report
+    new: bool
+
+    @property
+    def log_index(self) -> int:
+        return self.bundle.attestation.index
+
+
+class RegistryClient:
+    """Register identities and keys, attest feeds and endorse attestations at one registry."""
+
+    def __init__(
+        self,
+        registry: str,
+        trust_root: TrustRoot | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.transport = Transport(api_root(registry), timeout)
+        self._trust_root = trust_root
+        self.trust_root_pinned = trust_root is not None
+
+    # --- trust -------------------------------------------------------------------------------
+
+    def fetch_trust_root(self) -> dict[str, Any]:
+        """The trust root document the registry serves (as JSON)."""
+        _, answer = self.transport.request("GET", "/trust-root")
+        if not isinstance(answer, dict):
+            raise ClientError(200, "malformed_answer", "the trust root is not a JSON object")
+        return answer
+
+    @property
+    def trust_root(self) -> TrustRoot:
+        if self._trust_root is None:
+            try:
+                self._trust_root = TrustRoot.from_json(self.fetch_trust_root())
+            except TrustError as exc:
+                raise ClientError(200, "malformed_answer", str(exc)) from exc
+        return self._trust_root
+
+    def verify(self, made: Bundle) -> Report:
+        """Verify a bundle against the trust root; raises VerificationError naming the step."""
+        report = trust_bundle.verify(made, self.trust_root)
+        if not report.ok:
+            failed = next(step for step in report.steps if not step.ok)
+            raise VerificationError(f"the registry's bundle fails {failed.name}: {failed.detail}")
+        return report
+
+    def _bundle(self, answer: Any) -> tuple[Bundle, Report]:
+        try:
+            made = Bundle.from_json(answer)
+        except TrustError as exc:
+            raise ClientError(200, "malformed_answer", f"not a bundle: {exc}") from exc
+        return made, self.verify(made)
+
+    # --- identities and keys -------------------------------------------------------------------
+
+    def register(
+        self, organization: Mapping[str, Any], key: Ed25519PrivateKey, endorser: bool = False
+    ) -> dict[str, Any]:
+        """Register a supplier (or, with ``endorser``, a certification body or auditor) and its
+        first key. Raises ClientError ``supplier_exists`` for a known identity."""
+        body = requests.registration(organization, key)
+        path = "/endorsers" if endorser else "/suppliers"
+        status, answer = self.transport.request("POST", path, body)
+        if status == 409:
+            raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
+        return dict(answer)
+
+    def add_key(
+        self, identity: str, current: Ed25519PrivateKey, new: Ed25519PrivateKey
+    ) -> dict[str, Any]:
+        """Rotate in ``new``, authorised by ``current``."""
+        status, answer = self.transport.request(
+            "POST", f"/suppliers/{identity}/keys", requests.rotation(identity, current, new)
+        )
+        if status == 409:
+            raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
+        return dict(answer)
+
+    def revoke(self, identity: str, key: Ed25519PrivateKey, revoked_at: str) -> dict[str, Any]:
+        """Revoke ``key`` from ``revoked_at`` on, signed by the key itself."""
+        status, answer = self.transport.request(
+            "POST",
+            f"/keys/{requests.key_id(key)}/revocation",
+            requests.revocation(identity, key, revoked_at),
+        )
+        if status == 409:
+            raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
+        return dict(answer)
+
+    # --- attestations and endorsements ---------------------------------------------------------
+
+    def attest(self, feed: Mapping[str, Any], key: Ed25519PrivateKey) -> Submission:
+        """Sign and submit a feed; the verified bundle of its log entry.
+
+        An exact resubmission returns the existing entry (``new`` False); a refused feed
+        raises ClientError (``invalid_feed`` carries the validator's findings in ``details``).
+        """
+        envelope = requests.attestation(feed, key)
+        status, answer = self.transport.request("POST", "/attestations", envelope.to_json())
+        if status == 409:
+            if answer.get("error") != "already_logged":
+                raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
+            answer = answer["bundle"]
+        made, report = self._bundle(answer)
+        return Submission(made, report, new=status == 201)
+
+    def bundle(self, index: int) -> tuple[Bundle, Report]:
+        """The verified bundle of the attestation at log ``index``."""
+        _, answer = self.transport.request("GET", f"/bundles/{index}")
+        return self._bundle(answer)
+
+    def endorse(
+        self,
+        endorser: str,
+        index: int,
+        assurance: str,
+        key: Ed25519PrivateKey,
+        scope: str | None = None,
+    ) -> dict[str, Any]:
+        """Endorse the attestation at log ``index``: its bundle is fetched and verified first,
+        and the endorsement names the digest of exactly the payload that was verified."""
+        if assurance not in trust_bundle.ENDORSEMENT_LEVELS:
+            raise ClientError(
+                0,
+                "invalid_assurance",
+                f"assurance must be one of {', '.join(trust_bundle.ENDORSEMENT_LEVELS)}",
+            )
+        made, _ = self.bundle(index)
+        digest = hashlib.sha256(made.envelope.payload).hexdigest()
+        envelope = requests.endorsement(endorser, index, digest, assurance, key, scope)
+        status, answer = self.transport.request("POST", "/endorsements", envelope.to_json())
+        if status == 409:
+            raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
+        return dict(answer)
