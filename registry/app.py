@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify
@@ -10,10 +11,30 @@ from werkzeug.exceptions import HTTPException
 
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
+from sqm.registry.errors import RegistryError
 from sqm.registry.ingest import Ingest
 from sqm.registry.integrator import Integrator
 from sqm.registry.log import TransparencyLog
 from sqm.registry.secrets import load_or_create
+from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, TimestampUnavailableError
+from sqm.trust.timestamp import Authority
+
+logger = logging.getLogger(__name__)
+
+
+def timestampers(config: RegistryConfig, authority: Authority) -> list[Timestamper]:
+    """The TSAs that stamp checkpoints, the primary first, as configured."""
+    own = OwnTSA(authority, lambda: datetime.now(UTC))
+    if config.external_tsa_url is None:
+        return [own]
+    if config.external_tsa_mode not in ("instead", "also"):
+        raise RegistryError(
+            f"SQM_REGISTRY_TSA_MODE must be 'instead' or 'also', got {config.external_tsa_mode!r}"
+        )
+    if config.external_tsa_ca is None:
+        raise RegistryError("an external TSA needs its CA certificate (SQM_REGISTRY_TSA_CA)")
+    external = ExternalTSA.from_files(config.external_tsa_url, config.external_tsa_ca)
+    return [external] if config.external_tsa_mode == "instead" else [own, external]
 
 
 def create_app(config: RegistryConfig | None = None) -> Flask:
@@ -22,11 +43,20 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     keys = load_or_create(config.data_dir / "keys", config.origin)
-    log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
+    log = TransparencyLog(
+        make_engine(config.url),
+        config.origin,
+        keys.log_key,
+        keys.authority,
+        timestampers=timestampers(config, keys.authority),
+    )
     ingest = Ingest(log, timedelta(hours=config.issued_window_hours))
     # Resume after a crash: entries sequenced but never integrated go into the tree now.
-    while log.integrate() is not None:
-        pass
+    try:
+        while log.integrate() is not None:
+            pass
+    except TimestampUnavailableError as exc:
+        logger.warning("resuming integration at start-up failed, will retry: %s", exc)
     app.extensions["sqm"] = {"config": config, "log": log, "keys": keys, "ingest": ingest}
     if config.integrate_every is not None:
         integrator = Integrator(log, config.integrate_every)

@@ -22,6 +22,11 @@ class RegistryConfig:
     # Seconds between background sweeps that integrate entries whose request died before
     # integrating them; None: no sweep (entries wait for the next write or restart).
     integrate_every: float | None = None
+    # An external RFC 3161 TSA (URL and the PEM of the CA that issued its certificate), used
+    # "instead" of the registry's own TSA or "also" (in addition: the own token stays primary).
+    external_tsa_url: str | None = None
+    external_tsa_ca: Path | None = None
+    external_tsa_mode: str = "also"
 
     @property
     def url(self) -> str:
@@ -36,6 +41,11 @@ class RegistryConfig:
             origin=env.get("SQM_REGISTRY_ORIGIN", "localhost/sqm/log/v0.1"),
             operator_token=env.get("SQM_REGISTRY_OPERATOR_TOKEN"),
             integrate_every=_seconds(env.get("SQM_REGISTRY_INTEGRATE_EVERY", "1")),
+            external_tsa_url=env.get("SQM_REGISTRY_TSA_URL"),
+            external_tsa_ca=Path(env["SQM_REGISTRY_TSA_CA"])
+            if env.get("SQM_REGISTRY_TSA_CA")
+            else None,
+            external_tsa_mode=env.get("SQM_REGISTRY_TSA_MODE", "also"),
         )
 
 

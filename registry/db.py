@@ -67,6 +67,15 @@ log_checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Tokens of further TSAs over the same checkpoint text (``position`` orders them as configured).
+log_checkpoint_stamps = Table(
+    "log_checkpoint_stamps",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("timestamp", LargeBinary, nullable=False),
+)
+
 suppliers = Table(
     "suppliers",
     metadata,

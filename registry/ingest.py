@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers
 from sqm.registry.errors import RegistryError
 from sqm.registry.log import TransparencyLog
+from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.validator import Severity, validate
 
@@ -75,6 +76,18 @@ class Ingest:
         self.log = log
         self.issued_window = issued_window
         self.now = now
+
+    def _integrate(self) -> None:
+        """Integrate what waits (this request's entry among it) into a signed checkpoint."""
+        try:
+            self.log.integrate()
+        except TimestampUnavailableError as exc:
+            raise RejectionError(
+                503,
+                "timestamp_unavailable",
+                f"{exc}. The entry is stored and will be logged when the TSA answers; "
+                "resubmit the same request later to get its proof",
+            ) from exc
 
     # --- suppliers ------------------------------------------------------------------------------
 
@@ -169,7 +182,7 @@ class Ingest:
                     409, "supplier_exists", f"{identity} was registered meanwhile"
                 ) from None
             seq = self._log_key(connection, identity, leaf, key_id, public)
-        self.log.integrate()
+        self._integrate()
         return {
             "supplier": identity,
             "keyId": key_id,
@@ -211,7 +224,7 @@ class Ingest:
         )
         with self.log.writing() as connection:
             seq = self._log_key(connection, identity, leaf, key_id, public)
-        self.log.integrate()
+        self._integrate()
         return {
             "supplier": identity,
             "keyId": key_id,
@@ -234,6 +247,8 @@ class Ingest:
                 select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
             ).scalar()
         if seen is not None:
+            if self.log.waiting():  # e.g. stored during a TSA outage: log it now
+                self._integrate()
             return 409, {"error": "already_logged", "bundle": self.bundle_for(int(seen)).to_json()}
         feed = self._feed(envelope)
         identity = supplier_id(feed.get("header", {}).get("supplier"))
@@ -266,7 +281,7 @@ class Ingest:
                     select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
                 ).scalar()
             if seen is not None:  # the same envelope, accepted by a concurrent request
-                self.log.integrate()
+                self._integrate()
                 return 409, {
                     "error": "already_logged",
                     "bundle": self.bundle_for(int(seen)).to_json(),
@@ -276,7 +291,7 @@ class Ingest:
                 "sequence_taken",
                 f"{identity} already published feed sequence {sequence}; a new feed needs a new sequence",
             ) from None
-        self.log.integrate()
+        self._integrate()
         return 201, self.bundle_for(seq).to_json()
 
     def _feed(self, envelope: dsse.Envelope) -> dict[str, Any]:
@@ -416,7 +431,7 @@ class Ingest:
                     envelope=json.dumps(envelope.to_json()),
                 )
             )
-        self.log.integrate()
+        self._integrate()
         return {"endorser": endorser, "assurance": assurance, **self._included(seq).to_json()}
 
     def endorsements_of(self, index: int) -> list[dict[str, Any]]:
@@ -495,7 +510,7 @@ class Ingest:
         revocation = None if row[2] is None else self._included(int(row[2]), size)
         return bundle.Bundle(
             envelope, attestation, self._included(int(row[1]), size),
-            signed.note, signed.timestamp, logged, revocation,
+            signed.note, signed.timestamp, logged, revocation, signed.additional_timestamps,
         )  # fmt: skip
 
     def revoke_key(self, key: str, body: Any, operator: bool) -> dict[str, Any]:
@@ -550,7 +565,7 @@ class Ingest:
             )
             if updated.rowcount != 1:  # revoked by a concurrent request: log nothing
                 raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
-        self.log.integrate()
+        self._integrate()
         return {"keyId": key, "revokedAt": body["revokedAt"], **self._included(seq).to_json()}
 
 

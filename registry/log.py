@@ -10,7 +10,7 @@ Integration resumes from the stored state after a crash: nothing sequenced is lo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
     log_chain_heads,
+    log_checkpoint_stamps,
     log_checkpoints,
     log_entries,
     log_pending,
@@ -29,7 +30,9 @@ from sqm.registry.db import (
     write_lock,
 )
 from sqm.registry.errors import RegistryError
+from sqm.registry.timestampers import OwnTSA, Timestamper
 from sqm.trust import TrustError, merkle, timestamp
+from sqm.trust.bundle import TrustRoot
 from sqm.trust.canonical import canonical
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
 
@@ -78,6 +81,7 @@ class SignedCheckpoint:
     checkpoint: Checkpoint
     note: str
     timestamp: bytes
+    additional_timestamps: tuple[bytes, ...] = ()
 
 
 class TransparencyLog:
@@ -90,12 +94,18 @@ class TransparencyLog:
         key: Ed25519PrivateKey,
         authority: timestamp.Authority,
         clock: Clock = lambda: datetime.now(UTC),
+        timestampers: Sequence[Timestamper] | None = None,
     ) -> None:
+        """``timestampers`` stamp every checkpoint, the first one's token being the primary
+        (default: the registry's own TSA, ``authority``)."""
         self.engine = engine
         self.origin = origin
         self.key = key
         self.authority = authority
         self.clock = clock
+        self.timestampers: tuple[Timestamper, ...] = tuple(
+            timestampers or (OwnTSA(authority, lambda: self.clock()),)
+        )
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -197,6 +207,14 @@ class TransparencyLog:
                 size=new_size, note=signed.note, timestamp=signed.timestamp, created_at=self.clock()
             )
         )
+        if signed.additional_timestamps:
+            connection.execute(
+                log_checkpoint_stamps.insert(),
+                [
+                    {"size": new_size, "position": position, "timestamp": token}
+                    for position, token in enumerate(signed.additional_timestamps, 1)
+                ],
+            )
         return signed
 
     def _frontier(self, connection: Connection, size: int) -> dict[tuple[int, int], bytes]:
@@ -213,8 +231,10 @@ class TransparencyLog:
         checkpoint = Checkpoint(self.origin, size, root)
         note = sign(checkpoint, self.origin, self.key)
         serial = size  # one token per checkpoint; the size is unique per signed checkpoint
-        token = timestamp.stamp(self.authority, note.encode(), self.clock(), serial)
-        return SignedCheckpoint(checkpoint, note, token)
+        # Any TSA failing aborts the batch (rolled back, retried later): every checkpoint
+        # carries every configured TSA's token.
+        tokens = [tsa.stamp(note.encode(), serial) for tsa in self.timestampers]
+        return SignedCheckpoint(checkpoint, note, tokens[0], tuple(tokens[1:]))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -295,8 +315,19 @@ class TransparencyLog:
             ).first()
         if row is None:
             raise RegistryError(f"no checkpoint holds entry {index} yet")
+        return self._signed(row)
+
+    def _signed(self, row: Any) -> SignedCheckpoint:
         note, token = row
-        return SignedCheckpoint(open_note(note, self.verifier), note, bytes(token))
+        checkpoint = open_note(note, self.verifier)
+        with self.engine.connect() as connection:
+            extra = connection.execute(
+                select(log_checkpoint_stamps.c.timestamp)
+                .where(log_checkpoint_stamps.c.size == checkpoint.size)
+                .order_by(log_checkpoint_stamps.c.position)
+            ).scalars()
+            additional = tuple(bytes(t) for t in extra)
+        return SignedCheckpoint(checkpoint, note, bytes(token), additional)
 
     def latest(self) -> SignedCheckpoint | None:
         """The newest signed checkpoint."""
@@ -308,8 +339,15 @@ class TransparencyLog:
             ).first()
         if row is None:
             return None
-        note, token = row
-        return SignedCheckpoint(open_note(note, self.verifier), note, bytes(token))
+        return self._signed(row)
+
+    def trust_root(self) -> TrustRoot:
+        """What verifiers of this log trust: its origin and key, and its TSAs' CAs."""
+        ca = self.timestampers[0].ca_certificate
+        extra = tuple(tsa.ca_certificate for tsa in self.timestampers[1:])
+        return TrustRoot(
+            self.origin, self.verifier, ca, ca.not_valid_before_utc.isoformat(), None, extra
+        )
 
     # --- checking -----------------------------------------------------------------------------
 
@@ -355,7 +393,9 @@ class TransparencyLog:
             ):
                 try:
                     checkpoint = open_note(note, self.verifier)
-                    timestamp.verify(bytes(token), note.encode(), self.authority.ca_certificate)
+                    timestamp.verify(
+                        bytes(token), note.encode(), self.timestampers[0].ca_certificate
+                    )
                 except TrustError as exc:
                     problems.append(f"checkpoint {size}: {exc}")
                     continue
@@ -363,4 +403,25 @@ class TransparencyLog:
                     problems.append(f"checkpoint {size}: size does not match the log")
                 elif checkpoint.root != tree.root(size):
                     problems.append(f"checkpoint {size}: root does not match the entries")
+            for size, position, token in connection.execute(
+                select(
+                    log_checkpoint_stamps.c.size,
+                    log_checkpoint_stamps.c.position,
+                    log_checkpoint_stamps.c.timestamp,
+                )
+            ):
+                note = connection.execute(
+                    select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)
+                ).scalar()
+                if note is None or position >= len(self.timestampers):
+                    problems.append(
+                        f"checkpoint {size}: unexpected additional timestamp {position}"
+                    )
+                    continue
+                try:
+                    timestamp.verify(
+                        bytes(token), note.encode(), self.timestampers[position].ca_certificate
+                    )
+                except TrustError as exc:
+                    problems.append(f"checkpoint {size}: additional timestamp {position}: {exc}")
         return problems

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -95,20 +94,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def live_registry(engine: Engine, tmp_path: Path) -> Iterator[str]:
     """The base URL of a registry served by a real HTTP server (Werkzeug, threaded) over
     ``engine``'s database; its operator token is ``operator-secret``."""
-    from werkzeug.serving import make_server
-
     from sqm.registry.app import create_app
     from sqm.registry.config import RegistryConfig
+    from tests.registry.servers import serving
 
     url = engine.url.render_as_string(hide_password=False)
     config = RegistryConfig(
         data_dir=tmp_path / "registry", database_url=url, operator_token="operator-secret"
     )
-    server = make_server("127.0.0.1", 0, create_app(config), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(create_app(config)) as base:
+        yield base

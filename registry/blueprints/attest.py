@@ -9,7 +9,6 @@ from flask import Blueprint, current_app, jsonify, request
 
 from sqm.registry.blueprints.common import fail
 from sqm.registry.ingest import Ingest, RejectionError
-from sqm.trust.bundle import TrustRoot
 
 blueprint = Blueprint("attest", __name__)
 
@@ -108,7 +107,4 @@ def bundle_at(index: int) -> Any:
 @blueprint.get("/trust-root")
 def trust_root() -> Any:
     """What verifiers trust: the log's origin and signed-note key, and the TSA's CA."""
-    log = _ingest().log
-    ca = log.authority.ca_certificate
-    root = TrustRoot(log.origin, log.verifier, ca, ca.not_valid_before_utc.isoformat())
-    return jsonify(root.to_json())
+    return jsonify(_ingest().log.trust_root().to_json())

@@ -27,14 +27,31 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
 
     Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered.
     """
+    import dataclasses
+
+    from sqm.registry.app import timestampers
     from sqm.registry.config import RegistryConfig
     from sqm.registry.db import make_engine
+    from sqm.registry.errors import RegistryError
     from sqm.registry.log import TransparencyLog
     from sqm.registry.secrets import load_or_create
 
-    config = RegistryConfig(data_dir=data_dir, database_url=database)
+    # Origin and TSAs as the registry runs them (SQM_REGISTRY_* variables).
+    config = dataclasses.replace(
+        RegistryConfig.from_env(),
+        data_dir=data_dir,
+        database_url=database or RegistryConfig.from_env().database_url,
+    )
+    if not (config.data_dir / "keys" / "log.key").exists():
+        raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
     keys = load_or_create(config.data_dir / "keys", config.origin)
-    log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
+    log = TransparencyLog(
+        make_engine(config.url),
+        config.origin,
+        keys.log_key,
+        keys.authority,
+        timestampers=timestampers(config, keys.authority),
+    )
     problems = log.fsck()
     for problem in problems:
         click.echo(f"PROBLEM  {problem}")

@@ -185,6 +185,8 @@ class TrustRoot:
     tsa_ca: x509.Certificate
     log_key_valid_from: str
     log_key_valid_until: str | None = None
+    # CAs of further TSAs the registry also stamps its checkpoints with (optional).
+    additional_tsa_cas: tuple[x509.Certificate, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         from cryptography.hazmat.primitives.serialization import Encoding
@@ -202,6 +204,11 @@ class TrustRoot:
                 "validFrom": self.tsa_ca.not_valid_before_utc.isoformat(),
                 "validUntil": self.tsa_ca.not_valid_after_utc.isoformat(),
             },
+            **(
+                {"additionalTsas": [_ca_json(ca) for ca in self.additional_tsa_cas]}
+                if self.additional_tsa_cas
+                else {}
+            ),
         }
 
     @classmethod
@@ -210,9 +217,23 @@ class TrustRoot:
             log, tsa = data["log"], data["tsa"]
             verifier = NoteVerifier.parse(log["verifierKey"])
             ca = x509.load_pem_x509_certificate(tsa["caCertificate"].encode())
-            return cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"))
+            extra = tuple(
+                x509.load_pem_x509_certificate(item["caCertificate"].encode())
+                for item in data.get("additionalTsas", [])
+            )
+            return cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"), extra)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise TrustError(f"malformed trust root: {exc}") from exc
+
+
+def _ca_json(ca: x509.Certificate) -> dict[str, str]:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return {
+        "caCertificate": ca.public_bytes(Encoding.PEM).decode(),
+        "validFrom": ca.not_valid_before_utc.isoformat(),
+        "validUntil": ca.not_valid_after_utc.isoformat(),
+    }
 
 
 @dataclass(frozen=True)
@@ -285,6 +306,8 @@ class Bundle:
     timestamp: bytes
     logged_at: LoggedAt | None = None
     revocation: Included | None = None  # the key's revocation, when the log holds one
+    # Tokens over the same checkpoint from further TSAs (a registry may use several).
+    additional_timestamps: tuple[bytes, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         document = {
@@ -299,6 +322,10 @@ class Bundle:
             document["loggedAt"] = self.logged_at.to_json()
         if self.revocation is not None:
             document["keyRevocation"] = self.revocation.to_json()
+        if self.additional_timestamps:
+            document["additionalTimestamps"] = [
+                base64.b64encode(token).decode() for token in self.additional_timestamps
+            ]
         return document
 
     @classmethod
@@ -311,6 +338,9 @@ class Bundle:
         revocation = data.get("keyRevocation")
         if revocation is not None and not isinstance(revocation, Mapping):
             raise TrustError("bundle.keyRevocation must be an object")
+        additional = data.get("additionalTimestamps", [])
+        if not isinstance(additional, list):
+            raise TrustError("bundle.additionalTimestamps must be a list of base64 tokens")
         return cls(
             dsse.Envelope.from_json(data.get("envelope")),
             Included.from_json(data, "bundle"),
@@ -319,6 +349,7 @@ class Bundle:
             _b64(data.get("timestamp")),
             None if logged is None else LoggedAt.from_json(logged),
             None if revocation is None else Included.from_json(revocation, "bundle.keyRevocation"),
+            tuple(_b64(token) for token in additional),
         )
 
 
@@ -387,6 +418,22 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         info = timestamp.verify(bundle.timestamp, bundle.checkpoint.encode(), root.tsa_ca)
         report.timestamp = info.gen_time
         return f"checkpoint timestamped at {info.gen_time.isoformat()} by {info.tsa_certificate.subject.rfc4514_string()}"
+
+    def additional_timestamps_step() -> str:
+        if not root.additional_tsa_cas:
+            return f"{len(bundle.additional_timestamps)} not checked: the trust root names no further TSA"
+        times = []
+        for number, token in enumerate(bundle.additional_timestamps, 1):
+            problems = []
+            for ca in root.additional_tsa_cas:
+                try:
+                    times.append(timestamp.verify(token, bundle.checkpoint.encode(), ca).gen_time)
+                    break
+                except VerificationError as exc:
+                    problems.append(str(exc))
+            else:
+                raise VerificationError(f"additional token {number}: {'; '.join(problems)}")
+        return "checkpoint also timestamped at " + ", ".join(t.isoformat() for t in times)
 
     def inclusion(included: Included, what: str) -> Callable[[], str]:
         def step() -> str:
@@ -500,6 +547,8 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
 
     report.run("checkpoint signature", checkpoint_step)
     report.run("timestamp token", timestamp_step)
+    if bundle.additional_timestamps:
+        report.run("additional timestamps", additional_timestamps_step)
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
     report.run("key proof of possession", key_step)
     report.run("envelope signature", signature_step)

@@ -22,7 +22,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sqm.trust.errors import TrustError, VerificationError
@@ -30,6 +30,11 @@ from sqm.trust.errors import TrustError, VerificationError
 # An SQM policy OID under the private-enterprise example arc; a real deployment registers its own.
 DEFAULT_POLICY = "1.3.6.1.4.1.99999.3161.1"
 MAX_RESPONSE_BYTES = 64 * 1024
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
+}
 
 
 @dataclass(frozen=True)
@@ -227,8 +232,32 @@ class StampInfo:
     tsa_certificate: x509.Certificate
 
 
-def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate) -> StampInfo:
-    """Verify a TimeStampResp over ``message`` against a trusted TSA CA certificate.
+def request(message: bytes, nonce: int) -> bytes:
+    """A TimeStampReq (RFC 3161 section 2.4.1) for SHA-256(message), asking for the TSA's
+    certificate in the token so that it verifies offline."""
+    return bytes(
+        tsp.TimeStampReq(
+            {
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "hashed_message": hashlib.sha256(message).digest(),
+                },
+                "nonce": nonce,
+                "cert_req": True,
+            }
+        ).dump()
+    )
+
+
+def verify(
+    response_der: bytes,
+    message: bytes,
+    ca_certificate: x509.Certificate,
+    nonce: int | None = None,
+) -> StampInfo:
+    """Verify a TimeStampResp over ``message`` against a trusted TSA CA certificate (and, when
+    given, the ``nonce`` of the request it answers). ECDSA and RSA TSAs are accepted.
 
     Raises :class:`VerificationError` naming the first check that fails, and
     :class:`TrustError` for material that cannot be parsed.
@@ -259,6 +288,8 @@ def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate
         raise VerificationError("the message imprint is not SHA-256")
     if imprint["hashed_message"].native != hashlib.sha256(message).digest():
         raise VerificationError("the token's message imprint does not match the data")
+    if nonce is not None and info["nonce"].native != nonce:
+        raise VerificationError("the token does not answer this request (nonce differs)")
 
     sid = signer["sid"].chosen
     matching = [
@@ -276,7 +307,10 @@ def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate
     if attributes.get("content_type") is None or attributes["content_type"][0].native != "tst_info":
         raise VerificationError("the signed content-type attribute is not id-ct-TSTInfo")
     digest = attributes.get("message_digest")
-    if digest is None or digest[0].native != hashlib.sha256(content).digest():
+    digest_name = signer["digest_algorithm"]["algorithm"].native
+    if digest_name not in _HASHES:
+        raise VerificationError(f"the token's digest algorithm {digest_name} is not accepted")
+    if digest is None or digest[0].native != hashlib.new(digest_name, content).digest():
         raise VerificationError("the signed message-digest does not match the TSTInfo")
     ess = attributes.get("signing_certificate_v2")
     if ess is None:
@@ -289,10 +323,16 @@ def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate
 
     signed_bytes = signer["signed_attrs"].untag().dump()
     public_key = tsa.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise VerificationError("the TSA key is not an ECDSA key")
+    chosen = _HASHES[digest_name]
     try:
-        public_key.verify(signer["signature"].native, signed_bytes, ec.ECDSA(hashes.SHA256()))
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signer["signature"].native, signed_bytes, ec.ECDSA(chosen))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            if signer["signature_algorithm"].signature_algo != "rsassa_pkcs1v15":
+                raise VerificationError("only PKCS#1 v1.5 RSA token signatures are accepted")
+            public_key.verify(signer["signature"].native, signed_bytes, padding.PKCS1v15(), chosen)
+        else:
+            raise VerificationError("the TSA key is neither ECDSA nor RSA")
     except InvalidSignature:
         raise VerificationError("the token's CMS signature does not verify") from None
     return StampInfo(gen_time, info["serial_number"].native, info["policy"].native, tsa)
@@ -301,14 +341,9 @@ def verify(response_der: bytes, message: bytes, ca_certificate: x509.Certificate
 def _check_chain(tsa: x509.Certificate, ca: x509.Certificate, gen_time: datetime) -> None:
     if tsa.issuer != ca.subject:
         raise VerificationError("the TSA certificate was not issued by the trusted CA")
-    ca_key = ca.public_key()
-    if not isinstance(ca_key, ec.EllipticCurvePublicKey) or tsa.signature_hash_algorithm is None:
-        raise VerificationError("the CA key is not an ECDSA key")
     try:
-        ca_key.verify(
-            tsa.signature, tsa.tbs_certificate_bytes, ec.ECDSA(tsa.signature_hash_algorithm)
-        )
-    except InvalidSignature:
+        tsa.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
         raise VerificationError("the TSA certificate's signature does not verify") from None
     try:
         usage = tsa.extensions.get_extension_for_class(x509.ExtendedKeyUsage)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 
 
 def free_port() -> int:
@@ -29,3 +33,18 @@ def first_answer(server: subprocess.Popen[str], url: str, seconds: float = 60) -
             if time.monotonic() > deadline:
                 raise AssertionError(f"no answer from {url} within {seconds} s") from None
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve a WSGI app with Werkzeug's threaded server on a free port; its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -1,0 +1,166 @@
+"""An external RFC 3161 TSA over HTTP, instead of the registry's own or in addition to it.
+
+The external TSA is a second, independent registry's public TSA endpoint on a real socket,
+behind a switch that can make it fail like an outage would."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+from flask import Flask
+from sqlalchemy import Engine
+
+from sqm.client import requests
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.errors import RegistryError
+from sqm.trust import bundle
+from tests.conftest import EXAMPLES
+from tests.registry.servers import serving
+from tests.trust.test_timestamp import _openssl_verify
+
+FEED = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+
+
+class Outage:
+    """WSGI middleware: answers 503 while ``down``."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.down = False
+
+    def __call__(self, environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        if self.down:
+            start("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"down for maintenance"]
+        return self.app(environ, start)
+
+
+@pytest.fixture
+def external_tsa(tmp_path: Path) -> Iterator[tuple[str, Path, Outage]]:
+    provider = create_app(RegistryConfig(data_dir=tmp_path / "provider", origin="tsa.example"))
+    switch = Outage(provider)
+    with serving(switch) as base:
+        yield f"{base}/api/v1/tsa", tmp_path / "provider" / "keys" / "tsa-ca.crt", switch
+
+
+def _registry(engine: Engine, tmp_path: Path, tsa: tuple[str, Path, Outage], mode: str) -> Flask:
+    url = engine.url.render_as_string(hide_password=False)
+    config = RegistryConfig(
+        data_dir=tmp_path / "registry",
+        database_url=url,
+        external_tsa_url=tsa[0],
+        external_tsa_ca=tsa[1],
+        external_tsa_mode=mode,
+    )
+    app = create_app(config)
+    issued = datetime.fromisoformat(FEED["header"]["issued_at"])
+    app.extensions["sqm"]["ingest"].now = lambda: issued.astimezone(UTC)
+    return app
+
+
+def _attest(app: Flask, feed: dict[str, Any] = FEED) -> Any:
+    key = Ed25519PrivateKey.generate()
+    client = app.test_client()
+    registered = client.post(
+        "/api/v1/suppliers", json=requests.registration(feed["header"]["supplier"], key)
+    )
+    assert registered.status_code == 201, registered.json
+    return client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+
+
+def test_instead_the_external_tsa_stamps_and_the_trust_root_names_it(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    app = _registry(engine, tmp_path, external_tsa, "instead")
+    answer = _attest(app)
+    assert answer.status_code == 201, answer.json
+    root = bundle.TrustRoot.from_json(app.test_client().get("/api/v1/trust-root").json)
+    assert root.tsa_ca.public_bytes(Encoding.PEM) == external_tsa[1].read_bytes()
+    made = bundle.Bundle.from_json(answer.json)
+    assert made.additional_timestamps == ()
+    report = bundle.verify(made, root)
+    assert report.ok, report.steps
+    checked = _openssl_verify(
+        tmp_path, made.timestamp, made.checkpoint.encode(), external_tsa[1].read_bytes()
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert app.extensions["sqm"]["log"].fsck() == []
+
+
+def test_also_both_tokens_travel_in_the_bundle_and_both_verify(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    answer = _attest(app)
+    assert answer.status_code == 201, answer.json
+    served = app.test_client().get("/api/v1/trust-root").json
+    assert len(served["additionalTsas"]) == 1
+    root = bundle.TrustRoot.from_json(served)
+    made = bundle.Bundle.from_json(answer.json)
+    assert len(made.additional_timestamps) == 1
+    report = bundle.verify(made, root)
+    assert report.ok, report.steps
+    assert (
+        "checkpoint also timestamped at"
+        in {s.name: s.detail for s in report.steps}["additional timestamps"]
+    )
+    # A tampered additional token fails its own step; a trust root without it cannot check it.
+    token = bytearray(made.additional_timestamps[0])
+    token[-5] ^= 1
+    tampered = dataclasses.replace(made, additional_timestamps=(bytes(token),))
+    steps = {s.name: s.ok for s in bundle.verify(tampered, root).steps}
+    assert steps["additional timestamps"] is False and steps["timestamp token"] is True
+    minimal = dataclasses.replace(root, additional_tsa_cas=())
+    unchecked = bundle.verify(made, minimal)
+    assert unchecked.ok
+    assert "not checked" in {s.name: s.detail for s in unchecked.steps}["additional timestamps"]
+    assert app.extensions["sqm"]["log"].fsck() == []
+
+
+def test_an_outage_answers_503_keeps_the_entry_and_logs_it_when_the_tsa_is_back(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    log = app.extensions["sqm"]["log"]
+    key = Ed25519PrivateKey.generate()
+    client = app.test_client()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    assert client.post("/api/v1/suppliers", json=body).status_code == 201
+    external_tsa[2].down = True
+    envelope = requests.attestation(FEED, key).to_json()
+    refused = client.post("/api/v1/attestations", json=envelope)
+    assert refused.status_code == 503 and refused.json["error"] == "timestamp_unavailable"
+    assert "will be logged when the TSA answers" in refused.json["message"]
+    assert log.waiting() == 1
+    external_tsa[2].down = False
+    again = client.post("/api/v1/attestations", json=envelope)
+    assert again.status_code == 409 and again.json["error"] == "already_logged"
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(again.json["bundle"]), root).ok
+    assert log.waiting() == 0 and log.fsck() == []
+
+
+def test_a_misconfigured_external_tsa_is_refused_at_start(tmp_path: Path) -> None:
+    base = RegistryConfig(data_dir=tmp_path, external_tsa_url="https://tsa.example/")
+    with pytest.raises(RegistryError, match="SQM_REGISTRY_TSA_CA"):
+        create_app(base)
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    with pytest.raises(RegistryError, match="not a PEM CA certificate"):
+        create_app(dataclasses.replace(base, external_tsa_ca=tmp_path / "ca.pem"))
+    with pytest.raises(RegistryError, match="must be 'instead' or 'also'"):
+        create_app(
+            dataclasses.replace(
+                base,
+                external_tsa_ca=Path(__file__).parent / "no-such.pem",
+                external_tsa_mode="sometimes",
+            )
+        )
