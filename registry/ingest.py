@@ -366,7 +366,10 @@ class Ingest:
             raise RejectionError(
                 422,
                 "issued_at_out_of_window",
-                f"issued_at must lie within {self.issued_window} before now; re-issue the feed",
+                f"the feed was issued at {issued.isoformat()}; the registry accepts feeds issued "
+                f"within the last {self.issued_window.total_seconds() / 3600:g} hours (and at most "
+                f"{CLOCK_SKEW.total_seconds() / 60:g} minutes ahead): set header.issued_at to "
+                "the time you sign, with a new header.sequence",
             )
 
     # --- endorsements ---------------------------------------------------------------------------

@@ -22,9 +22,10 @@ import click
 @click.option("--seed/--no-seed", default=False, help="Log the example feeds first.")
 @click.option(
     "--examples",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     default=Path("examples/feeds"),
     show_default=True,
+    help="The feeds --seed logs.",
 )
 def serve_command(
     host: str, port: int, data_dir: Path, database: str | None, seed: bool, examples: Path
@@ -35,6 +36,8 @@ def serve_command(
     from sqm.registry.seed import seed as seed_examples
 
     app = create_app(RegistryConfig(data_dir=data_dir, database_url=database, integrate_every=1.0))
+    if seed and not examples.is_dir():
+        raise click.BadParameter(f"{examples} is not a folder of feeds", param_hint="--examples")
     if seed:
         for entry in seed_examples(
             app.extensions["sqm"]["ingest"], examples, data_dir / "seed-keys"
