@@ -98,11 +98,22 @@ def jsonld_context() -> dict[str, Any]:
 
 
 @cache
-def units() -> dict[str, dict[str, str]]:
-    """UN/ECE Rec 20 codes of the standard: name, IRI, UCUM equivalent and quantity kind."""
+def units() -> dict[str, dict[str, Any]]:
+    """UN/ECE Rec 20 codes of the standard: name, IRI, UCUM equivalent, quantity kind, and the
+    conversion to the kind's base unit (``base_unit``, ``to_base``, ``base_offset``)."""
     path = GENERATED_DIR / "units.json"
-    data: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def to_base(value: float, unit: str) -> tuple[float, str]:
+    """``value`` in ``unit`` expressed in the base unit of its quantity kind, and that unit
+    (2 WEE is 1,209,600 SEC; 20 CEL is 293.15 KEL). Raises SchemaError for an unknown code."""
+    try:
+        known = units()[unit]
+    except KeyError:
+        raise SchemaError(f"{unit!r} is not a UN/ECE Rec 20 unit code of SQM") from None
+    return value * known["to_base"] + known["base_offset"], str(known["base_unit"])
 
 
 def shacl_path(name: str = CORE_PROFILE) -> Path:

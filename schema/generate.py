@@ -145,18 +145,23 @@ def _class_uris(source: SchemaSource) -> dict[str, str]:
 
 
 def _units(source: SchemaSource) -> str:
-    """UnitCode as data (code to name, IRI, UCUM and quantity kind) for the validator."""
+    """UnitCode as data (code to name, IRI, UCUM, quantity kind and the conversion to the kind's
+    base unit) for the validator and the registry's unit-aware search."""
     from linkml_runtime.utils.schemaview import SchemaView
 
     view = SchemaView(str(source.source))
     units = {}
     for code, value in view.get_enum("UnitCode").permissible_values.items():
         notes = {str(k): str(v.value) for k, v in (value.annotations or {}).items()}
+        kind = view.get_enum("QuantityKind").permissible_values[notes["quantity_kind"]]
         units[str(code)] = {
             "name": str(value.description),
             "iri": str(view.expand_curie(str(value.meaning))),
             "ucum": notes["ucum"],
             "quantity_kind": notes["quantity_kind"],
+            "base_unit": str(kind.annotations["base_unit"].value),
+            "to_base": float(notes["to_base"]),
+            "base_offset": float(notes.get("base_offset", "0")),
         }
     return _json_dump(units)
 
