@@ -12,9 +12,11 @@ from werkzeug.exceptions import HTTPException
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
 from sqm.registry.errors import RegistryError
+from sqm.registry.indexer import Indexer
 from sqm.registry.ingest import Ingest
 from sqm.registry.integrator import Integrator
 from sqm.registry.log import TransparencyLog
+from sqm.registry.search import SupplierSearch
 from sqm.registry.secrets import load_or_create
 from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, TimestampUnavailableError
 from sqm.trust.timestamp import Authority
@@ -50,28 +52,35 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         keys.authority,
         timestampers=timestampers(config, keys.authority),
     )
-    ingest = Ingest(log, timedelta(hours=config.issued_window_hours))
+    indexer = Indexer(log.engine)
+    ingest = Ingest(log, timedelta(hours=config.issued_window_hours), indexer=indexer)
     # Resume after a crash: entries sequenced but never integrated go into the tree now.
     try:
         while log.integrate() is not None:
             pass
     except TimestampUnavailableError as exc:
         logger.warning("resuming integration at start-up failed, will retry: %s", exc)
-    app.extensions["sqm"] = {"config": config, "log": log, "keys": keys, "ingest": ingest}
+    indexer.catch_up()
+    app.extensions["sqm"] = {
+        "config": config, "log": log, "keys": keys, "ingest": ingest, "indexer": indexer,
+        "search": SupplierSearch(log, indexer),
+    }  # fmt: skip
     if config.integrate_every is not None:
-        integrator = Integrator(log, config.integrate_every)
+        integrator = Integrator(log, config.integrate_every, indexer)
         integrator.start()
         app.extensions["sqm"]["integrator"] = integrator
 
     from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint
     from sqm.registry.blueprints.operator import blueprint as operator_blueprint
+    from sqm.registry.blueprints.search import blueprint as search_blueprint
     from sqm.registry.blueprints.tsa import blueprint as tsa_blueprint
 
     app.register_blueprint(log_blueprint, url_prefix="/api/v1")
     app.register_blueprint(tsa_blueprint, url_prefix="/api/v1")
     app.register_blueprint(attest_blueprint, url_prefix="/api/v1")
     app.register_blueprint(operator_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(search_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

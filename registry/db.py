@@ -7,8 +7,11 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Engine,
+    Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -117,8 +120,94 @@ endorsements = Table(
     Column("envelope", Text, nullable=False),
 )
 
+# --- the search index: derived from the log (and the envelopes its leaves bind), rebuildable
+# from it at any time by `sqm registry reindex`; the log, not the index, is authoritative.
+
+index_state = Table(
+    "index_state",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("last_index", BigInteger, nullable=False),  # the last log entry applied
+)
+index_suppliers = Table(
+    "index_suppliers",
+    metadata,
+    Column("supplier", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("country", Text),
+    Column("latest_index", BigInteger, nullable=False, index=True),
+    Column("latest_issued_at", DateTime(timezone=True), nullable=False),
+    Column("attestation_count", Integer, nullable=False),
+)
+index_attestations = Table(
+    "index_attestations",
+    metadata,
+    Column("log_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("supplier", Text, nullable=False, index=True),
+    Column("feed_id", Text, nullable=False),
+    Column("feed_sequence", BigInteger, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("previous_index", BigInteger),
+    Column("payload_sha256", Text, nullable=False),
+    # The strongest endorsement logged for it (0 self-declared ... 4 accredited third party).
+    Column("assurance_rank", Integer, nullable=False),
+)
+index_facts = Table(
+    "index_facts",
+    metadata,
+    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("supplier", Text, nullable=False),
+    Column("section", Text, nullable=False),
+    Column("record_id", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", Text),
+    Column("base_value", Float, nullable=False),
+    Column("base_unit", Text),
+    Column("site", Text),
+    Column("product", Text),
+    Column("characteristic", Text),
+    Column("characteristic_class", Text),
+    Column("as_of", DateTime(timezone=True)),
+    Column("claimed_rank", Integer, nullable=False),
+    Index("index_facts_by_metric", "metric", "base_value"),
+)
+index_certifications = Table(
+    "index_certifications",
+    metadata,
+    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("supplier", Text, nullable=False),
+    Column("record_id", Text, nullable=False),
+    Column("scheme", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("valid_from", Date),
+    Column("valid_until", Date),
+    Column("certificate_number", Text),
+    Column("site", Text),
+    Index("index_certifications_by_scheme", "scheme", "log_index"),
+)
+index_classifications = Table(
+    "index_classifications",
+    metadata,
+    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("supplier", Text, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("scheme", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Index("index_classifications_by_code", "scheme", "code"),
+)
+index_countries = Table(
+    "index_countries",
+    metadata,
+    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("supplier", Text, nullable=False),
+    Column("country", Text, nullable=False),
+    Index("index_countries_by_country", "country", "log_index"),
+)
+
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer
 SCHEMA_LOCK = 727_3162  # ... and of whoever creates the tables
+INDEX_LOCK = 727_3163  # ... and of the index's single writer
 
 
 def make_engine(url: str) -> Engine:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,16 +21,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers
 from sqm.registry.errors import RegistryError
+from sqm.registry.indexer import Indexer
 from sqm.registry.log import TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.validator import Severity, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,10 +75,12 @@ class Ingest:
         log: TransparencyLog,
         issued_window: timedelta = timedelta(hours=72),
         now: Any = lambda: datetime.now(UTC),
+        indexer: Indexer | None = None,
     ) -> None:
         self.log = log
         self.issued_window = issued_window
         self.now = now
+        self.indexer = indexer
 
     def _integrate(self) -> None:
         """Integrate what waits (this request's entry among it) into a signed checkpoint."""
@@ -88,6 +93,13 @@ class Ingest:
                 f"{exc}. The entry is stored and will be logged when the TSA answers; "
                 "resubmit the same request later to get its proof",
             ) from exc
+        if self.indexer is not None:
+            # The entry is logged whatever happens to the index, which the background sweep
+            # and `sqm registry reindex` bring up to date from the log.
+            try:
+                self.indexer.catch_up()
+            except (RegistryError, SQLAlchemyError):
+                logger.exception("indexing after integration failed; the sweep retries")
 
     # --- suppliers ------------------------------------------------------------------------------
 

@@ -60,3 +60,44 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
         + ("intact" if not problems else f"{len(problems)} problems")
     )
     sys.exit(1 if problems else 0)
+
+
+@registry_group.command("reindex")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("var/registry"),
+    show_default=True,
+)
+@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+@click.option("--check", "check_only", is_flag=True, help="Only compare the index with the log.")
+def reindex_command(data_dir: Path, database: str | None, check_only: bool) -> None:
+    """Rebuild the search index from the log, then check it against the log.
+
+    The log is authoritative; the index is derived from it and can be rebuilt at any time.
+    Exit status 0 when the index matches the log, 1 when it does not.
+    """
+    import dataclasses
+
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.db import make_engine
+    from sqm.registry.indexer import Indexer
+
+    config = dataclasses.replace(
+        RegistryConfig.from_env(),
+        data_dir=data_dir,
+        database_url=database or RegistryConfig.from_env().database_url,
+    )
+    indexer = Indexer(make_engine(config.url))
+    if not check_only:
+        applied = indexer.rebuild()
+        click.echo(f"rebuilt the index from {applied} log entries")
+    problems = indexer.check()
+    for problem in problems:
+        click.echo(f"PROBLEM  {problem}")
+    click.echo(
+        f"index checked against the log through entry {indexer.position()}: "
+        + ("consistent" if not problems else f"{len(problems)} problems")
+    )
+    sys.exit(1 if problems else 0)

@@ -1,0 +1,289 @@
+"""What a feed claims, flattened for search: numeric facts with units converted to base units,
+certifications with their validity, product classifications and site countries.
+
+Pure: a feed in, facts out. The registry's index stores them; the log stays authoritative.
+
+A *metric* is a numeric field of a record section, named by its path without list positions:
+``capability_records.cpk``, ``delivery_records.on_time_percent``,
+``lead_time_records.actual_lead_time.mean`` (in the distribution's unit),
+``energy_records.energy_consumed`` (a Quantity: its value, in its unit). The catalogue of
+metrics is derived from the standard's generated JSON Schema, so every numeric field of every
+record section is searchable and nothing else is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from sqm.schema import SchemaError
+from sqm.schema.artifacts import json_schema, to_base, units
+
+# Subtrees that describe a claim rather than state one.
+NOT_METRICS = frozenset(
+    {"assurance", "derivation", "period", "evidence", "location", "uncertainty"}
+)
+# Capability fields measured in the characteristic's unit.
+IN_CHARACTERISTIC_UNIT = frozenset({"process_mean", "sigma_within", "sigma_overall"})
+# The quantity kinds a unit-bearing metric may be stated in: the validator's unit rules
+# (validator/layers/semantics.py), which every logged feed passed. Metrics not listed take the
+# unit of what they measure (a characteristic's, a lot's).
+UNIT_KINDS: dict[str, tuple[str, ...]] = {
+    "lead_time_records.quoted_lead_time": ("time",),
+    **{
+        f"lead_time_records.actual_lead_time.{field}": ("time",)
+        for field in ("minimum", "mean", "median", "p95", "maximum")
+    },
+    "energy_records.energy_consumed": ("energy",),
+    "water_records.water_consumption": ("volume", "mass"),
+    "water_records.water_withdrawal": ("volume", "mass"),
+    "traceability_records.lots.quantity": ("mass", "volume", "count", "length", "area"),
+}
+ASSURANCE_ORDER = (
+    "self_declared",
+    "instrumented_feed",
+    "second_party",
+    "third_party",
+    "third_party_accredited",
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A searchable metric: its name, and whether its values carry units."""
+
+    name: str
+    section: str
+    unit_bearing: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One numeric claim of one record."""
+
+    section: str
+    record_id: str
+    metric: str
+    value: float
+    unit: str | None
+    base_value: float
+    base_unit: str | None
+    site: str | None
+    product: str | None
+    characteristic: str | None
+    characteristic_class: str | None
+    as_of: datetime | None
+    claimed_assurance: str
+
+
+@dataclass(frozen=True)
+class Certification:
+    record_id: str
+    scheme: str
+    status: str
+    valid_from: date | None
+    valid_until: date | None
+    certificate_number: str | None
+    site: str | None
+
+
+@dataclass(frozen=True)
+class FeedFacts:
+    supplier: str
+    name: str
+    country: str | None
+    feed_id: str
+    sequence: int
+    issued_at: datetime
+    facts: tuple[Fact, ...]
+    certifications: tuple[Certification, ...]
+    classifications: tuple[tuple[str, str, str], ...]  # (product, scheme, code)
+    countries: tuple[str, ...]  # the supplier's and its sites' countries
+
+
+# --- the catalogue ------------------------------------------------------------------------------
+
+
+def _schema() -> dict[str, Any]:
+    return json_schema()
+
+
+def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "$ref" in node:
+        found: Mapping[str, Any] = defs[str(node["$ref"]).rsplit("/", 1)[-1]]
+        return found
+    for option in node.get("anyOf", []):
+        if option.get("type") != "null":
+            return _resolve(option, defs)
+    return node
+
+
+def _kind(node: Mapping[str, Any]) -> set[str]:
+    kind = node.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if isinstance(kind, str) else set()
+
+
+def _walk(
+    node: Mapping[str, Any], path: str, defs: Mapping[str, Any], depth: int
+) -> Iterator[tuple[str, bool, str]]:
+    properties = node.get("properties", {})
+    has_unit = "unit" in properties
+    for name, raw in sorted(properties.items()):
+        if name in NOT_METRICS or depth > 5:
+            continue
+        child = _resolve(raw, defs)
+        kinds = _kind(child) | _kind(raw)
+        here = f"{path}.{name}"
+        description = str(raw.get("description") or child.get("description") or "")
+        if kinds & {"number", "integer"}:
+            yield (path if name == "value" and has_unit else here), has_unit, description
+        elif "array" in kinds and isinstance(child.get("items"), Mapping):
+            item = _resolve(child["items"], defs)
+            if "properties" in item:
+                yield from _walk(item, here, defs, depth + 1)
+        elif "properties" in child:
+            yield from _walk(child, here, defs, depth + 1)
+
+
+@cache
+def catalogue() -> dict[str, Metric]:
+    """Every searchable metric of the standard, by name."""
+    schema = _schema()
+    defs = schema["$defs"]
+    metrics: dict[str, Metric] = {}
+    for section, prop in sorted(schema["properties"].items()):
+        if not section.endswith("_records"):
+            continue
+        record = _resolve(prop["items"], defs)
+        for name, unit_bearing, description in _walk(record, section, defs, 0):
+            if (
+                section == "capability_records"
+                and name.rsplit(".", 1)[-1] in IN_CHARACTERISTIC_UNIT
+            ):
+                unit_bearing = True
+            metrics.setdefault(name, Metric(name, section, unit_bearing, description))
+    return metrics
+
+
+# --- extraction ---------------------------------------------------------------------------------
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _numbers(
+    record: Mapping[str, Any], path: str, unit: str | None
+) -> Iterator[tuple[str, float, str | None]]:
+    local_unit = record.get("unit") if isinstance(record.get("unit"), str) else unit
+    for name, value in record.items():
+        if name in NOT_METRICS:
+            continue
+        here = f"{path}.{name}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            owner = local_unit if "unit" in record else unit
+            yield (path if name == "value" and "unit" in record else here), float(value), owner
+        elif isinstance(value, Mapping):
+            yield from _numbers(value, here, None)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, Mapping):
+                    yield from _numbers(item, here, None)
+
+
+def _converted(value: float, unit: str | None) -> tuple[float, str | None]:
+    if unit is None:
+        return value, None
+    try:
+        return to_base(value, unit)
+    except SchemaError:  # a unit the validator refused would never reach the log
+        return value, unit
+
+
+def extract(feed: Mapping[str, Any]) -> FeedFacts:
+    """The searchable facts of a valid feed."""
+    header = feed["header"]
+    organization = header["supplier"]
+    first = organization["identifiers"][0]
+    characteristics = {
+        c["id"]: c for c in feed.get("characteristics") or [] if isinstance(c, Mapping)
+    }
+    sites = {s["id"]: s for s in feed.get("sites") or [] if isinstance(s, Mapping)}
+    known = catalogue()
+    facts: list[Fact] = []
+    certifications: list[Certification] = []
+    for section, records in feed.items():
+        if not section.endswith("_records") or not isinstance(records, list):
+            continue
+        for record in records:
+            if not isinstance(record, Mapping):
+                continue
+            characteristic = characteristics.get(record.get("characteristic"))
+            char_unit = characteristic.get("unit") if characteristic else None
+            level = str((record.get("assurance") or {}).get("level", "self_declared"))
+            for metric, value, unit in _numbers(record, section, None):
+                if metric not in known:
+                    continue
+                if unit is None and metric.rsplit(".", 1)[-1] in IN_CHARACTERISTIC_UNIT:
+                    unit = char_unit
+                base_value, base_unit = _converted(value, unit)
+                facts.append(
+                    Fact(
+                        section, str(record.get("id")), metric, value, unit, base_value,
+                        base_unit, record.get("site"), record.get("product"),
+                        record.get("characteristic"),
+                        characteristic.get("special_characteristic_class") if characteristic else None,
+                        _time(record.get("as_of")), level,
+                    )
+                )  # fmt: skip
+            if section == "certification_records":
+                certifications.append(
+                    Certification(
+                        str(record.get("id")), str(record.get("scheme")),
+                        str(record.get("status")), _date(record.get("valid_from")),
+                        _date(record.get("valid_until")), record.get("certificate_number"),
+                        record.get("site"),
+                    )
+                )  # fmt: skip
+    classifications = tuple(
+        (str(product["id"]), str(code["scheme"]), str(code["code"]))
+        for product in feed.get("products") or []
+        for code in product.get("classifications") or []
+    )
+    countries = {organization.get("country")} | {
+        (site.get("address") or {}).get("country") for site in sites.values()
+    }
+    return FeedFacts(
+        f"{first['scheme']}:{first['code']}",
+        str(organization["name"]),
+        organization.get("country"),
+        str(header.get("feed_id", "")),
+        int(header["sequence"]),
+        datetime.fromisoformat(header["issued_at"]),
+        tuple(facts),
+        tuple(certifications),
+        classifications,
+        tuple(sorted(c for c in countries if isinstance(c, str))),
+    )
+
+
+def unit_kind(unit: str) -> str | None:
+    """The quantity kind of a unit code, or None for an unknown code."""
+    known = units().get(unit)
+    return None if known is None else str(known["quantity_kind"])

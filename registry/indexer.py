@@ -1,0 +1,308 @@
+"""The search index, derived from the log: applied entry by entry in log order, rebuilt from
+the log at will, and checked against it.
+
+The log is authoritative. Each attestation's feed is read from the stored envelope whose
+payload hash the log leaf binds (checked on every apply), so the index holds nothing the log
+does not prove. Endorsements raise the endorsed attestation's assurance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy.engine import Connection
+
+from sqm.registry.db import (
+    INDEX_LOCK,
+    attestations,
+    index_attestations,
+    index_certifications,
+    index_classifications,
+    index_countries,
+    index_facts,
+    index_state,
+    index_suppliers,
+    log_entries,
+)
+from sqm.registry.errors import RegistryError
+from sqm.registry.facts import ASSURANCE_ORDER, FeedFacts, extract
+
+STATE = "log"
+ROW_TABLES = (index_facts, index_certifications, index_classifications, index_countries)
+
+
+class IndexMismatchError(RegistryError):
+    """The stored envelope does not match the log leaf that binds it."""
+
+
+def rank(level: str) -> int:
+    """The position of an assurance level, weakest (0) to strongest."""
+    return ASSURANCE_ORDER.index(level) if level in ASSURANCE_ORDER else 0
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The index rows one attestation contributes."""
+
+    attestation: dict[str, Any]
+    by_table: dict[str, list[dict[str, Any]]]
+
+
+def rows_for(index: int, leaf: dict[str, Any], payload: bytes) -> tuple[FeedFacts, Rows]:
+    """The index rows of the attestation at ``index``, its payload checked against its leaf."""
+    if hashlib.sha256(payload).hexdigest() != leaf.get("payloadSha256"):
+        raise IndexMismatchError(f"entry {index}: the stored envelope does not match the log leaf")
+    feed = json.loads(payload)["predicate"]
+    facts = extract(feed)
+    supplier = facts.supplier
+    tables: dict[str, list[dict[str, Any]]] = {
+        "index_facts": [
+            {
+                "log_index": index, "supplier": supplier, "section": f.section,
+                "record_id": f.record_id, "metric": f.metric, "value": f.value, "unit": f.unit,
+                "base_value": f.base_value, "base_unit": f.base_unit, "site": f.site,
+                "product": f.product, "characteristic": f.characteristic,
+                "characteristic_class": f.characteristic_class, "as_of": _utc(f.as_of),
+                "claimed_rank": rank(f.claimed_assurance),
+            }
+            for f in facts.facts
+        ],
+        "index_certifications": [
+            {
+                "log_index": index, "supplier": supplier, "record_id": c.record_id,
+                "scheme": c.scheme, "status": c.status, "valid_from": c.valid_from,
+                "valid_until": c.valid_until, "certificate_number": c.certificate_number,
+                "site": c.site,
+            }
+            for c in facts.certifications
+        ],
+        "index_classifications": [
+            {"log_index": index, "supplier": supplier, "product": p, "scheme": s, "code": c}
+            for p, s, c in facts.classifications
+        ],
+        "index_countries": [
+            {"log_index": index, "supplier": supplier, "country": country}
+            for country in facts.countries
+        ],
+    }  # fmt: skip
+    attestation = {
+        "log_index": index,
+        "supplier": supplier,
+        "feed_id": facts.feed_id,
+        "feed_sequence": facts.sequence,
+        "issued_at": _utc(facts.issued_at),
+        "previous_index": leaf.get("previousIndex"),
+        "payload_sha256": leaf["payloadSha256"],
+        "assurance_rank": 0,
+    }
+    return facts, Rows(attestation, tables)
+
+
+class Indexer:
+    """Keeps the index tables up to date with the log of ``engine``."""
+
+    def __init__(self, engine: Engine, batch: int = 500) -> None:
+        self.engine = engine
+        self.batch = batch
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with (
+            self.engine.connect().execution_options(sqm_write=True) as connection,
+            connection.begin(),
+        ):
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INDEX_LOCK})
+            yield connection
+
+    def position(self) -> int:
+        """The last log index applied (-1 before any)."""
+        with self.engine.connect() as connection:
+            return self._position(connection)
+
+    @staticmethod
+    def _position(connection: Connection) -> int:
+        value = connection.execute(
+            select(index_state.c.last_index).where(index_state.c.name == STATE)
+        ).scalar()
+        return -1 if value is None else int(value)
+
+    def catch_up(self) -> int:
+        """Apply every log entry not applied yet, in log order; how many were applied."""
+        applied = 0
+        while True:
+            with self._writing() as connection:
+                last = self._position(connection)
+                entries = connection.execute(
+                    select(log_entries.c.idx, log_entries.c.leaf, attestations.c.envelope)
+                    .outerjoin(attestations, attestations.c.seq == log_entries.c.seq)
+                    .where(log_entries.c.idx > last)
+                    .order_by(log_entries.c.idx)
+                    .limit(self.batch)
+                ).all()
+                if not entries:
+                    return applied
+                for index, leaf, envelope in entries:
+                    self._apply(connection, int(index), _leaf(bytes(leaf)), envelope)
+                new_last = int(entries[-1][0])
+                if last < 0:
+                    connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
+                else:
+                    connection.execute(
+                        update(index_state)
+                        .where(index_state.c.name == STATE)
+                        .values(last_index=new_last)
+                    )
+                applied += len(entries)
+
+    def _apply(
+        self, connection: Connection, index: int, leaf: dict[str, Any], envelope: str | None
+    ) -> None:
+        kind = leaf.get("kind")
+        if kind == "attestation":
+            if envelope is None:
+                raise IndexMismatchError(f"entry {index}: the attestation's envelope is missing")
+            payload = _payload(envelope)
+            facts, rows = rows_for(index, leaf, payload)
+            connection.execute(index_attestations.insert().values(**rows.attestation))
+            for table in ROW_TABLES:
+                if rows.by_table[table.name]:
+                    connection.execute(table.insert(), rows.by_table[table.name])
+            self._latest(connection, facts, index)
+        elif kind == "endorsement":
+            level = rank(str(leaf.get("assurance")))
+            connection.execute(
+                update(index_attestations)
+                .where(
+                    index_attestations.c.log_index == int(leaf["attestationIndex"]),
+                    index_attestations.c.assurance_rank < level,
+                )
+                .values(assurance_rank=level)
+            )
+
+    @staticmethod
+    def _latest(connection: Connection, facts: FeedFacts, index: int) -> None:
+        known = connection.execute(
+            select(index_suppliers.c.attestation_count).where(
+                index_suppliers.c.supplier == facts.supplier
+            )
+        ).scalar()
+        values = {
+            "name": facts.name,
+            "country": facts.country,
+            "latest_index": index,
+            "latest_issued_at": _utc(facts.issued_at),
+        }
+        if known is None:
+            connection.execute(
+                index_suppliers.insert().values(
+                    supplier=facts.supplier, attestation_count=1, **values
+                )
+            )
+        else:
+            connection.execute(
+                update(index_suppliers)
+                .where(index_suppliers.c.supplier == facts.supplier)
+                .values(attestation_count=int(known) + 1, **values)
+            )
+
+    def rebuild(self) -> int:
+        """Drop the index and apply the whole log again; how many entries were applied."""
+        with self._writing() as connection:
+            for table in (*ROW_TABLES, index_attestations, index_suppliers, index_state):
+                connection.execute(delete(table))
+        return self.catch_up()
+
+    def check(self) -> list[str]:
+        """Compare every attestation's index rows with what its log entry yields; the
+        differences (empty when the index matches the log up to its position)."""
+        problems: list[str] = []
+        position = self.position()
+        with self.engine.connect() as connection:
+            entries = connection.execute(
+                select(log_entries.c.idx, log_entries.c.leaf, attestations.c.envelope)
+                .join(attestations, attestations.c.seq == log_entries.c.seq)
+                .where(log_entries.c.idx <= position)
+                .order_by(log_entries.c.idx)
+            )
+            for index, leaf, envelope in entries:
+                try:
+                    _, expected = rows_for(int(index), _leaf(bytes(leaf)), _payload(envelope))
+                except (RegistryError, ValueError, KeyError) as exc:
+                    problems.append(f"entry {index}: {exc}")
+                    continue
+                for table in ROW_TABLES:
+                    stored = connection.execute(
+                        select(*list(table.c)).where(table.c.log_index == int(index))
+                    ).mappings()
+                    if _normal(stored) != _normal(expected.by_table[table.name]):
+                        problems.append(f"entry {index}: {table.name} differs from the log")
+                row = (
+                    connection.execute(
+                        select(index_attestations).where(
+                            index_attestations.c.log_index == int(index)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    problems.append(f"entry {index}: missing from index_attestations")
+                elif any(
+                    _same(row[key]) != _same(value)
+                    for key, value in expected.attestation.items()
+                    if key != "assurance_rank"
+                ):
+                    problems.append(f"entry {index}: index_attestations differs from the log")
+            count = connection.execute(
+                select(index_attestations.c.log_index).where(
+                    index_attestations.c.log_index > position
+                )
+            ).first()
+            if count is not None:
+                problems.append("the index holds attestations beyond its recorded position")
+        return problems
+
+
+def _leaf(raw: bytes) -> dict[str, Any]:
+    """A leaf's JSON object; other leaves (none the registry writes) carry nothing to index."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Stored in UTC: SQLite keeps no offset, so instants compare only when normalised."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _payload(envelope: str) -> bytes:
+    import base64
+
+    return base64.b64decode(json.loads(envelope)["payload"])
+
+
+def _same(value: Any) -> Any:
+    """A comparable form: timestamps as UTC instants (SQLite returns them naive)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    if isinstance(value, float):
+        return round(value, 9)
+    return value
+
+
+def _normal(rows: Any) -> list[tuple[Any, ...]]:
+    return sorted(
+        (tuple((k, repr(_same(v))) for k, v in sorted(dict(row).items())) for row in rows),
+    )

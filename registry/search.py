@@ -1,0 +1,304 @@
+"""Supplier search over the index, answered with the means to verify every hit.
+
+Each hit is a supplier's latest attestation (or its latest as of a date) that meets the query,
+with its log index, a link to its offline bundle and, on request, its inclusion proof against
+the checkpoint the answer states. The index only narrows the search: what a buyer believes is
+what the bundle proves.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+)
+
+from sqm.registry.db import (
+    index_attestations,
+    index_certifications,
+    index_classifications,
+    index_countries,
+    index_facts,
+    index_suppliers,
+    suppliers,
+)
+from sqm.registry.facts import ASSURANCE_ORDER
+from sqm.registry.indexer import Indexer
+from sqm.registry.log import TransparencyLog
+from sqm.registry.query import Condition, SupplierQuery, encode_cursor
+from sqm.schema.artifacts import units
+
+EPSILON = 1e-9
+
+
+def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
+    threshold = condition.threshold
+    if condition.op == ">=":
+        return value >= threshold  # type: ignore[no-any-return]
+    if condition.op == ">":
+        return value > threshold  # type: ignore[no-any-return]
+    if condition.op == "<=":
+        return value <= threshold  # type: ignore[no-any-return]
+    if condition.op == "<":
+        return value < threshold  # type: ignore[no-any-return]
+    tolerance = EPSILON * max(1.0, abs(threshold))
+    return func.abs(value - threshold) <= tolerance
+
+
+class SupplierSearch:
+    """Runs :class:`SupplierQuery` searches against the index of ``log``."""
+
+    def __init__(self, log: TransparencyLog, indexer: Indexer) -> None:
+        self.log = log
+        self.indexer = indexer
+
+    def _latest(self, query: SupplierQuery) -> Any:
+        if query.as_of is None:
+            return select(
+                index_suppliers.c.supplier, index_suppliers.c.latest_index.label("log_index")
+            ).subquery("latest")
+        return (
+            select(
+                index_attestations.c.supplier,
+                func.max(index_attestations.c.log_index).label("log_index"),
+            )
+            .where(index_attestations.c.issued_at <= query.as_of)
+            .group_by(index_attestations.c.supplier)
+            .subquery("latest")
+        )
+
+    def _scope(self, query: SupplierQuery, condition: Condition) -> ColumnElement[bool]:
+        facts = index_facts.c
+        parts: list[ColumnElement[bool]] = [facts.metric == condition.metric]
+        if condition.base_unit is not None:
+            parts.append(facts.base_unit == condition.base_unit)
+        if query.characteristic_class is not None:
+            parts.append(
+                or_(
+                    facts.section != "capability_records",
+                    facts.characteristic_class == query.characteristic_class,
+                )
+            )
+        if query.claimed_assurance is not None:
+            parts.append(facts.claimed_rank >= query.claimed_assurance)
+        if query.classification is not None:
+            scheme, code = query.classification
+            classified = select(index_classifications.c.product).where(
+                index_classifications.c.log_index == facts.log_index,
+                index_classifications.c.scheme == scheme,
+                index_classifications.c.code.like(code) if code.endswith("%")
+                else index_classifications.c.code == code,
+            )  # fmt: skip
+            parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
+        return and_(*parts)
+
+    def _matched(self, query: SupplierQuery, latest: Any) -> Any:
+        columns: list[Any] = [index_facts.c.log_index]
+        having: list[ColumnElement[bool]] = []
+        for number, condition in enumerate(query.conditions):
+            scope = self._scope(query, condition)
+            value = index_facts.c.base_value
+            holds = _holds(condition, value)
+            seen = func.count(case((scope, 1)))
+            good = func.count(case((and_(scope, holds), 1)))
+            bad = func.count(case((and_(scope, not_(holds)), 1)))
+            columns += [
+                func.min(case((scope, value))).label(f"lo{number}"),
+                func.max(case((scope, value))).label(f"hi{number}"),
+                seen.label(f"n{number}"),
+            ]
+            having.append(and_(seen > 0, bad == 0) if query.match == "all" else good > 0)
+        metrics = sorted({c.metric for c in query.conditions})
+        return (
+            select(*columns)
+            .join(latest, latest.c.log_index == index_facts.c.log_index)
+            .where(index_facts.c.metric.in_(metrics))
+            .group_by(index_facts.c.log_index)
+            .having(and_(*having))
+            .subquery("matched")
+        )
+
+    def statement(self, query: SupplierQuery, now: datetime) -> Select[Any]:
+        """The SQL of a search (exposed so that benchmarks can time the raw query)."""
+        latest = self._latest(query)
+        attestation = index_attestations.c
+        columns: list[Any] = [
+            latest.c.supplier,
+            latest.c.log_index,
+            index_suppliers.c.name,
+            index_suppliers.c.country,
+            suppliers.c.verification,
+            attestation.issued_at,
+            attestation.feed_sequence,
+            attestation.previous_index,
+            attestation.assurance_rank,
+        ]
+        source: Any = (
+            latest.join(index_suppliers, index_suppliers.c.supplier == latest.c.supplier)
+            .join(index_attestations, attestation.log_index == latest.c.log_index)
+            .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
+        )
+        if query.conditions:
+            matched = self._matched(query, latest)
+            source = source.join(matched, matched.c.log_index == latest.c.log_index)
+            for number in range(len(query.conditions)):
+                columns += [
+                    matched.c[f"lo{number}"],
+                    matched.c[f"hi{number}"],
+                    matched.c[f"n{number}"],
+                ]
+        where: list[ColumnElement[bool]] = []
+        if query.country is not None:
+            where.append(
+                exists().where(
+                    index_countries.c.log_index == latest.c.log_index,
+                    index_countries.c.country == query.country,
+                )
+            )
+        if query.certification is not None and query.valid_on is not None:
+            certificate = index_certifications.c
+            where.append(
+                exists().where(
+                    certificate.log_index == latest.c.log_index,
+                    certificate.scheme == query.certification,
+                    certificate.status == "active",
+                    or_(certificate.valid_from.is_(None), certificate.valid_from <= query.valid_on),
+                    or_(
+                        certificate.valid_until.is_(None), certificate.valid_until >= query.valid_on
+                    ),
+                )
+            )
+        if query.classification is not None:
+            scheme, code = query.classification
+            classes = index_classifications.c
+            where.append(
+                exists().where(
+                    classes.log_index == latest.c.log_index,
+                    classes.scheme == scheme,
+                    classes.code.like(code) if code.endswith("%") else classes.code == code,
+                )
+            )
+        if query.assurance is not None:
+            where.append(attestation.assurance_rank >= query.assurance)
+        if query.fresh_since is not None:
+            where.append(attestation.issued_at >= query.fresh_since)
+        key, order = self._order(query)
+        if query.after is not None:
+            where.append(self._after(query, key))
+        return (
+            select(*columns)
+            .select_from(source)
+            .where(*where)
+            .order_by(*order)
+            .limit(query.limit + 1)
+        )
+
+    @staticmethod
+    def _order(query: SupplierQuery) -> tuple[Any, list[Any]]:
+        supplier = index_suppliers.c.supplier
+        if query.sort == "name":
+            return index_suppliers.c.name, [index_suppliers.c.name, supplier]
+        if query.sort == "issued_at":
+            return index_attestations.c.issued_at, [index_attestations.c.issued_at, supplier]
+        if query.sort == "-issued_at":
+            return index_attestations.c.issued_at, [index_attestations.c.issued_at.desc(), supplier]
+        return supplier, [supplier]
+
+    @staticmethod
+    def _after(query: SupplierQuery, key: Any) -> ColumnElement[bool]:
+        assert query.after is not None
+        value, last = query.after
+        supplier = index_suppliers.c.supplier
+        if query.sort == "supplier":
+            return supplier > last
+        if query.sort in ("issued_at", "-issued_at"):
+            value = datetime.fromisoformat(str(value))
+        beyond = key < value if query.sort == "-issued_at" else key > value
+        return or_(beyond, and_(key == value, supplier > last))
+
+    def run(self, query: SupplierQuery, now: datetime | None = None) -> dict[str, Any]:
+        """A page of hits, the checkpoint they verify against, and the next page's cursor."""
+        now = now or datetime.now(UTC)
+        with self.log.engine.connect() as connection:
+            rows = connection.execute(self.statement(query, now)).all()
+        # Read after the search: every entry the index holds is in this checkpoint.
+        signed = self.log.latest()
+        size = 0 if signed is None else signed.checkpoint.size
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        hits = [self._hit(query, row, size) for row in rows]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            key = {"supplier": last.supplier, "name": last.name}.get(query.sort)
+            if query.sort in ("issued_at", "-issued_at"):
+                key = _aware(last.issued_at).isoformat()
+            next_cursor = encode_cursor(key, last.supplier, query.fingerprint)
+        return {
+            "checkpoint": None
+            if signed is None
+            else {"origin": signed.checkpoint.origin, "size": size, "note": signed.note},
+            "indexedThrough": self.indexer.position(),
+            "hits": hits,
+            "next": next_cursor,
+        }
+
+    def _hit(self, query: SupplierQuery, row: Any, size: int) -> dict[str, Any]:
+        index = int(row.log_index)
+        hit: dict[str, Any] = {
+            "supplier": row.supplier,
+            "name": row.name,
+            "country": row.country,
+            "verification": row.verification or "unverified",
+            "logIndex": index,
+            "issuedAt": _aware(row.issued_at).isoformat(),
+            "feedSequence": int(row.feed_sequence),
+            "previousIndex": row.previous_index,
+            "assurance": ASSURANCE_ORDER[int(row.assurance_rank)],
+            "bundle": f"/api/v1/bundles/{index}",
+        }
+        if query.conditions:
+            mapping = row._mapping
+            hit["matches"] = [
+                {
+                    "where": condition.given,
+                    "metric": condition.metric,
+                    "min": _in_unit(mapping[f"lo{number}"], condition.unit),
+                    "max": _in_unit(mapping[f"hi{number}"], condition.unit),
+                    "values": int(mapping[f"n{number}"]),
+                    "unit": condition.unit,
+                }
+                for number, condition in enumerate(query.conditions)
+            ]
+        if query.inline_proofs and index < size:
+            hit["proof"] = {
+                "treeSize": size,
+                "leaf": base64.b64encode(self.log.leaf(index)).decode(),
+                "hashes": [
+                    base64.b64encode(h).decode() for h in self.log.inclusion_proof(index, size)
+                ],
+            }
+        return {name: value for name, value in hit.items() if name in query.fields}
+
+
+def _aware(value: datetime) -> datetime:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _in_unit(base_value: float | None, unit: str | None) -> float | None:
+    """A base-unit value back in the unit the buyer asked in."""
+    if base_value is None or unit is None:
+        return base_value
+    known = units()[unit]
+    return round((base_value - float(known["base_offset"])) / float(known["to_base"]), 12)

@@ -1,0 +1,118 @@
+"""The index is derived from the log: rebuilt from it, checked against it, and refusing an
+envelope that does not match its log leaf."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, func, select, update
+
+from sqm.cli import main
+from sqm.client import requests
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.db import attestations, index_attestations, index_facts, index_suppliers
+from sqm.registry.indexer import Indexer, IndexMismatchError
+from sqm.registry.seed import seed
+from tests.conftest import EXAMPLES
+
+
+def _seeded(engine: Engine, tmp_path: Path) -> tuple[object, Indexer]:
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    return app, app.extensions["sqm"]["indexer"]
+
+
+def _count(engine: Engine, table: object) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar() or 0)
+
+
+def test_the_index_follows_the_log_and_rebuilds_to_the_same_rows(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _, indexer = _seeded(engine, tmp_path)
+    assert indexer.position() == 5  # three key registrations, three attestations
+    assert _count(engine, index_suppliers) == 3 and _count(engine, index_attestations) == 3
+    facts = _count(engine, index_facts)
+    assert facts > 150
+    assert indexer.check() == []
+    assert indexer.rebuild() == 6
+    assert _count(engine, index_facts) == facts and indexer.check() == []
+
+
+def test_check_finds_an_index_row_that_the_log_does_not_support(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _, indexer = _seeded(engine, tmp_path)
+    with engine.begin() as connection:
+        connection.execute(
+            update(index_facts)
+            .where(index_facts.c.metric == "capability_records.cpk")
+            .values(value=9.99, base_value=9.99)
+        )
+    problems = indexer.check()
+    assert problems and all("index_facts differs from the log" in p for p in problems)
+    indexer.rebuild()
+    assert indexer.check() == []
+
+
+def test_an_envelope_changed_behind_the_log_is_refused(engine: Engine, tmp_path: Path) -> None:
+    _, indexer = _seeded(engine, tmp_path)
+    with engine.begin() as connection:
+        seq, envelope = connection.execute(
+            select(attestations.c.seq, attestations.c.envelope)
+        ).first()
+        forged = json.loads(envelope)
+        forged["payload"] = forged["payload"][:-8] + "AAAAAAA="
+        connection.execute(
+            update(attestations)
+            .where(attestations.c.seq == seq)
+            .values(envelope=json.dumps(forged))
+        )
+    assert any("does not match the log leaf" in p for p in indexer.check())
+    with pytest.raises(IndexMismatchError, match="does not match the log leaf"):
+        indexer.rebuild()
+
+
+def test_an_endorsement_raises_the_attestation_assurance(engine: Engine, tmp_path: Path) -> None:
+    app, indexer = _seeded(engine, tmp_path)
+    client = app.test_client()  # type: ignore[attr-defined]
+    auditor = Ed25519PrivateKey.generate()
+    organisation = {
+        "name": "Certa Industrie-Zertifizierung GmbH",
+        "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
+    }
+    assert (
+        client.post(
+            "/api/v1/endorsers", json=requests.registration(organisation, auditor)
+        ).status_code
+        == 201
+    )
+    hit = client.get("/api/v1/search/suppliers?country=MX").json["hits"][0]
+    digest = json.loads(base64.b64decode(client.get(hit["bundle"]).json["leaf"]))["payloadSha256"]
+    envelope = requests.endorsement(
+        "LEI:529900SQMCERTBODY123", hit["logIndex"], digest, "third_party", auditor
+    )
+    assert client.post("/api/v1/endorsements", json=envelope.to_json()).status_code == 201
+    found = client.get("/api/v1/search/suppliers?assurance=third_party").json["hits"]
+    assert [(h["supplier"], h["assurance"]) for h in found] == [(hit["supplier"], "third_party")]
+    indexer.rebuild()
+    assert indexer.check() == []
+    assert client.get("/api/v1/search/suppliers?assurance=third_party").json["hits"] == found
+
+
+def test_reindex_command_rebuilds_and_checks(tmp_path: Path) -> None:
+    app = create_app(RegistryConfig(data_dir=tmp_path))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    checked = CliRunner().invoke(main, ["registry", "reindex", "--data", str(tmp_path), "--check"])
+    assert checked.exit_code == 0, checked.output
+    assert "consistent" in checked.output
+    rebuilt = CliRunner().invoke(main, ["registry", "reindex", "--data", str(tmp_path)])
+    assert rebuilt.exit_code == 0 and "rebuilt the index from 6 log entries" in rebuilt.output
