@@ -16,6 +16,7 @@ from sqm.registry.indexer import Indexer
 from sqm.registry.ingest import Ingest
 from sqm.registry.integrator import Integrator
 from sqm.registry.log import TransparencyLog
+from sqm.registry.profiles import Profiles
 from sqm.registry.search import SupplierSearch
 from sqm.registry.secrets import load_or_create
 from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, TimestampUnavailableError
@@ -64,6 +65,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.extensions["sqm"] = {
         "config": config, "log": log, "keys": keys, "ingest": ingest, "indexer": indexer,
         "search": SupplierSearch(log, indexer),
+        "profiles": Profiles(log.engine),
     }  # fmt: skip
     if config.integrate_every is not None:
         integrator = Integrator(log, config.integrate_every, indexer)
@@ -73,6 +75,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint
     from sqm.registry.blueprints.operator import blueprint as operator_blueprint
+    from sqm.registry.blueprints.resources import blueprint as resources_blueprint
     from sqm.registry.blueprints.search import blueprint as search_blueprint
     from sqm.registry.blueprints.tsa import blueprint as tsa_blueprint
 
@@ -81,6 +84,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(attest_blueprint, url_prefix="/api/v1")
     app.register_blueprint(operator_blueprint, url_prefix="/api/v1")
     app.register_blueprint(search_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(resources_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:
@@ -90,6 +94,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
             404: "not_found",
             405: "method_not_allowed",
             401: "unauthorised",
+            406: "not_acceptable",
         }.get(error.code or 0, "bad_request")
         message = error.description or error.name
         if error.code == 413:

@@ -158,7 +158,7 @@ def _duration(value: str) -> timedelta:
     return timedelta(days=int(days or plain or 0), weeks=int(weeks or 0))
 
 
-def _instant(value: str, name: str) -> datetime:
+def instant(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -273,7 +273,7 @@ def parse(args: Mapping[str, Sequence[str]], now: datetime) -> SupplierQuery:
         assurance=_level(_one(args, "assurance"), "assurance"),
         claimed_assurance=_level(_one(args, "claimed_assurance"), "claimed_assurance"),
         fresh_since=None if fresh is None else now - _duration(fresh),
-        as_of=None if as_of_text is None else _instant(as_of_text, "as_of"),
+        as_of=None if as_of_text is None else instant(as_of_text, "as_of"),
         sort=sort,
         limit=int(limit_text),
         after=None if cursor is None else decode_cursor(cursor, fingerprint),
