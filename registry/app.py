@@ -19,6 +19,7 @@ from sqm.registry.log import TransparencyLog
 from sqm.registry.profiles import Profiles
 from sqm.registry.search import SupplierSearch
 from sqm.registry.secrets import load_or_create
+from sqm.registry.sparql import SparqlService
 from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, TimestampUnavailableError
 from sqm.trust.timestamp import Authority
 
@@ -66,6 +67,9 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         "config": config, "log": log, "keys": keys, "ingest": ingest, "indexer": indexer,
         "search": SupplierSearch(log, indexer),
         "profiles": Profiles(log.engine),
+        "sparql": SparqlService(
+            config.url, config.sparql_timeout_seconds, config.sparql_max_results
+        ),
     }  # fmt: skip
     if config.integrate_every is not None:
         integrator = Integrator(log, config.integrate_every, indexer)
@@ -77,6 +81,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     from sqm.registry.blueprints.operator import blueprint as operator_blueprint
     from sqm.registry.blueprints.resources import blueprint as resources_blueprint
     from sqm.registry.blueprints.search import blueprint as search_blueprint
+    from sqm.registry.blueprints.sparql import blueprint as sparql_blueprint
     from sqm.registry.blueprints.tsa import blueprint as tsa_blueprint
 
     app.register_blueprint(log_blueprint, url_prefix="/api/v1")
@@ -85,6 +90,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(operator_blueprint, url_prefix="/api/v1")
     app.register_blueprint(search_blueprint, url_prefix="/api/v1")
     app.register_blueprint(resources_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(sparql_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:
@@ -95,6 +101,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
             405: "method_not_allowed",
             401: "unauthorised",
             406: "not_acceptable",
+            415: "unsupported_media_type",
         }.get(error.code or 0, "bad_request")
         message = error.description or error.name
         if error.code == 413:

@@ -27,6 +27,8 @@ class RegistryConfig:
     external_tsa_url: str | None = None
     external_tsa_ca: Path | None = None
     external_tsa_mode: str = "also"
+    sparql_timeout_seconds: float = 5.0
+    sparql_max_results: int = 10_000
 
     @property
     def url(self) -> str:
