@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run examples test install generate docs clean
 
 $(STAMP): pyproject.toml
+	@# The page tests drive Debian's Chromium with Playwright (its own browser download is not reachable here).
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
