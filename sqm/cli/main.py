@@ -9,6 +9,7 @@ import click
 
 from sqm import __version__
 from sqm.cli.attest_commands import attest_command, endorse_command
+from sqm.cli.query_commands import query_group
 from sqm.cli.registry_commands import registry_group
 from sqm.cli.rules_command import rules_command
 from sqm.cli.schema_commands import schema_group
@@ -51,3 +52,4 @@ main.add_command(supplier_group)
 main.add_command(attest_command)
 main.add_command(endorse_command)
 main.add_command(trust_root_command)
+main.add_command(query_group)

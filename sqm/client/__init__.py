@@ -7,5 +7,6 @@ submission = client.attest(feed, key)   # the verified bundle of the new log ent
 
 from sqm.client.errors import ClientError
 from sqm.client.registry import RegistryClient, Submission, api_root
+from sqm.client.search import Hit, Match, SearchPage
 
-__all__ = ["ClientError", "RegistryClient", "Submission", "api_root"]
+__all__ = ["ClientError", "Hit", "Match", "RegistryClient", "SearchPage", "Submission", "api_root"]

@@ -9,15 +9,17 @@ returned, so a caller never holds an unverified bundle by accident. Pin the trus
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.client import requests
 from sqm.client.errors import ClientError
 from sqm.client.http import Transport
+from sqm.client.search import Hit, SearchPage, check_page
 from sqm.trust import TrustError
 from sqm.trust import bundle as trust_bundle
 from sqm.trust.bundle import Bundle, Report, TrustRoot
@@ -131,6 +133,53 @@ class RegistryClient:
         if status == 409:
             raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
         return dict(answer)
+
+    # --- reading: search and profiles ------------------------------------------------------------
+
+    def search(
+        self,
+        where: Sequence[str] = (),
+        *,
+        cursor: str | None = None,
+        limit: int = 20,
+        **filters: str | None,
+    ) -> SearchPage:
+        """Suppliers whose latest attestation meets every condition and filter (the names of
+        GET /api/v1/search/suppliers: ``country``, ``certification``, ``valid_on``,
+        ``classification``, ``characteristic_class``, ``assurance``, ``fresh_within``,
+        ``as_of``, ``match``, ``sort``). Each hit's inclusion proof is verified against the
+        stated checkpoint before the page is returned."""
+        pairs: list[tuple[str, str]] = [("where", condition) for condition in where]
+        pairs += [(name, value) for name, value in filters.items() if value is not None]
+        pairs += [("limit", str(limit)), ("proofs", "inline")]
+        if cursor is not None:
+            pairs.append(("cursor", cursor))
+        _, answer = self.transport.request("GET", f"/search/suppliers?{urlencode(pairs)}")
+        return check_page(answer, self.trust_root)
+
+    def search_all(self, where: Sequence[str] = (), **filters: str | None) -> Iterator[Hit]:
+        """Every hit of a search, page after page (each page verified)."""
+        cursor = None
+        while True:
+            page = self.search(where, cursor=cursor, limit=100, **filters)
+            yield from page.hits
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def supplier(self, identity: str, as_of: str | None = None) -> dict[str, Any]:
+        """A supplier's quality profile (identity, keys, latest attestation, metrics,
+        certifications, history). Verify what you rely on with :meth:`claims`."""
+        query = "" if as_of is None else f"?{urlencode({'as_of': as_of})}"
+        _, answer = self.transport.request("GET", f"/suppliers/{quote(identity, safe=':')}{query}")
+        return dict(answer)
+
+    def claims(self, index: int) -> tuple[dict[str, Any], Report]:
+        """The feed of the attestation at log ``index``, from its verified bundle."""
+        _, report = self.bundle(index)
+        if report.feed is None:
+            raise VerificationError(f"the bundle of entry {index} carries no feed")
+        return report.feed, report
 
     # --- attestations and endorsements ---------------------------------------------------------
 
