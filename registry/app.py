@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
@@ -24,6 +25,15 @@ from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, Timestam
 from sqm.trust.timestamp import Authority
 
 logger = logging.getLogger(__name__)
+MAX_BIGINT = 2**63 - 1
+
+
+class BoundedInteger(IntegerConverter):
+    """``int`` path segments that fit a database BIGINT."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_BIGINT)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def timestampers(config: RegistryConfig, authority: Authority) -> list[Timestamper]:
@@ -45,6 +55,8 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     """A registry for ``config`` (default: from the environment)."""
     config = config or RegistryConfig.from_env()
     app = Flask(__name__)
+    # Path integers beyond a database BIGINT are no entry of this log: 404, not an overflow.
+    app.url_map.converters["int"] = BoundedInteger
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     keys = load_or_create(config.data_dir / "keys", config.origin)
     log = TransparencyLog(
@@ -78,6 +90,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
 
     from sqm.registry.blueprints.attest import blueprint as attest_blueprint
     from sqm.registry.blueprints.log import blueprint as log_blueprint
+    from sqm.registry.blueprints.openapi import blueprint as openapi_blueprint
     from sqm.registry.blueprints.operator import blueprint as operator_blueprint
     from sqm.registry.blueprints.resources import blueprint as resources_blueprint
     from sqm.registry.blueprints.search import blueprint as search_blueprint
@@ -91,6 +104,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(search_blueprint, url_prefix="/api/v1")
     app.register_blueprint(resources_blueprint, url_prefix="/api/v1")
     app.register_blueprint(sparql_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(openapi_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -9,7 +9,6 @@ run), its issue time is recent, and its sequence number is new for that supplier
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -53,7 +52,7 @@ def _b64(value: Any, what: str) -> bytes:
         raise RejectionError(400, "malformed_request", f"{what} must be base64 text")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise RejectionError(
             400, "malformed_request", f"{what} is not valid base64: {exc}"
         ) from exc
@@ -408,6 +407,8 @@ class Ingest:
                 "malformed_endorsement",
                 f"the payload must name endorser, attestation {{logIndex, payloadSha256}} and assurance ({exc})",
             ) from exc
+        if not 0 <= index < 2**63:
+            raise RejectionError(422, "no_such_attestation", f"no log index {index}")
         if assurance not in bundle.ENDORSEMENT_LEVELS:
             raise RejectionError(
                 422,

@@ -13,7 +13,6 @@ envelope, and the subject names the feed by the SHA-256 of its canonical JSON.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -358,7 +357,7 @@ def _b64(value: Any) -> bytes:
         raise TrustError("expected base64 text")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise TrustError(f"invalid base64: {exc}") from exc
 
 

@@ -109,7 +109,7 @@ class Checkpoint:
             raise TrustError(f"checkpoint size {size_text!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or text that is not ASCII
             raise TrustError(f"checkpoint root is not base64: {exc}") from exc
         if len(root) != HASH_SIZE:
             raise TrustError("checkpoint root is not 32 bytes")
@@ -145,7 +145,7 @@ def open_note(note: str, verifier: NoteVerifier) -> Checkpoint:
         _, name, stamp = parts
         try:
             blob = base64.b64decode(stamp, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or text that is not ASCII
             raise TrustError(f"signature is not base64: {exc}") from exc
         if name != verifier.name or blob[:4] != verifier.key_id:
             continue

@@ -7,7 +7,6 @@ JSON canonicalisation is involved and the payload bytes are signed exactly as se
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +76,7 @@ class Envelope:
 def _b64(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise TrustError(f"envelope.{where} is not valid base64: {exc}") from exc
 
 

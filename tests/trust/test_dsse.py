@@ -46,6 +46,9 @@ def test_changed_payload_type_or_body_or_key_fails() -> None:
         {"payloadType": "t", "payload": "!!", "signatures": [{"sig": ""}]},
         {"payloadType": "t", "payload": "", "signatures": []},
         {"payloadType": "t", "payload": "", "signatures": [{"sig": 5}]},
+        # Found by schemathesis: base64 text that is not ASCII raised ValueError, a 500.
+        {"payloadType": "t", "payload": "", "signatures": [{"sig": "\U0009f2ed"}]},
+        {"payloadType": "t", "payload": "é", "signatures": [{"sig": "AA=="}]},
     ],
 )
 def test_malformed_envelopes_are_trust_errors(data: object) -> None:

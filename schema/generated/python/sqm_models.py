@@ -2523,7 +2523,7 @@ class FeedHeader(ConfiguredBaseModel):
     supplier: Organization = Field(default=..., description="""The supplier that publishes the feed and makes its claims.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader'], 'slot_uri': 'prov:wasAttributedTo'} })
     issued_at: datetime  = Field(default=..., description="""When the feed was issued.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader'], 'slot_uri': 'dcterms:issued'} })
     period: Period = Field(default=..., description="""The window over which a metric was measured or a feed reports.""", json_schema_extra = { "linkml_meta": {'domain_of': ['MetricRecord', 'FeedHeader'], 'slot_uri': 'sqm:period'} })
-    sequence: int = Field(default=..., description="""The feed's position in the supplier's sequence of feeds, starting at 0 and growing by 1.""", ge=0, json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader', 'FeedReference'], 'slot_uri': 'sqm:sequence'} })
+    sequence: int = Field(default=..., description="""The feed's position in the supplier's sequence of feeds, starting at 0 and growing by 1. At most 2^53 - 1, the largest integer every JSON implementation holds exactly (I-JSON, RFC 7493 section 2.2).""", ge=0, le=9007199254740991, json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader', 'FeedReference'], 'slot_uri': 'sqm:sequence'} })
     previous_feed: Optional[FeedReference] = Field(default=None, description="""The feed this one follows. Required for every feed after the first (checked by the validator).""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader'], 'slot_uri': 'prov:wasRevisionOf'} })
     language: Optional[str] = Field(default=None, description="""The BCP 47 language tag of the feed's free text (en, de-DE).""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader'], 'slot_uri': 'dcterms:language'} })
 
@@ -2578,7 +2578,7 @@ class FeedReference(ConfiguredBaseModel):
                         'sha256': {'name': 'sha256', 'required': True}}})
 
     feed_id: str = Field(default=..., description="""The publisher's identifier of the feed (a UUID URN or a local id), unique for the supplier.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader', 'FeedReference'], 'slot_uri': 'sqm:feed_id'} })
-    sequence: int = Field(default=..., description="""The feed's position in the supplier's sequence of feeds, starting at 0 and growing by 1.""", ge=0, json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader', 'FeedReference'], 'slot_uri': 'sqm:sequence'} })
+    sequence: int = Field(default=..., description="""The feed's position in the supplier's sequence of feeds, starting at 0 and growing by 1. At most 2^53 - 1, the largest integer every JSON implementation holds exactly (I-JSON, RFC 7493 section 2.2).""", ge=0, le=9007199254740991, json_schema_extra = { "linkml_meta": {'domain_of': ['FeedHeader', 'FeedReference'], 'slot_uri': 'sqm:sequence'} })
     sha256: str = Field(default=..., description="""The lower-case hex SHA-256 of the referenced document's exact bytes.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FeedReference'], 'slot_uri': 'sqm:sha256'} })
 
     @field_validator('feed_id')
