@@ -91,7 +91,9 @@ def test_search_returns_proven_hits_and_verified_claims(registry: tuple[str, Lia
         (lambda a: a["hits"][0]["proof"]["hashes"].reverse(), "inclusion"),
         (lambda a: a["hits"][0].update(logIndex=a["hits"][0]["logIndex"] - 1), "inclusion"),
         (
-            lambda a: a["checkpoint"].update(note=a["checkpoint"]["note"].replace("\n6\n", "\n7\n", 1)),
+            lambda a: a["checkpoint"].update(
+                note=a["checkpoint"]["note"].replace("\n6\n", "\n7\n", 1)
+            ),
             "signature",
         ),
         (lambda a: a["hits"][0].pop("proof"), "without a proof"),
