@@ -27,6 +27,8 @@ from sqlalchemy.engine import Connection
 metadata = MetaData()
 
 # Entries are sequenced durably here first; integration moves them into the tree in batches.
+# It holds only entries not integrated yet: integration moves them into log_entries. Sequence
+# numbers are never reused (SQLite AUTOINCREMENT), though they may commit out of order.
 log_pending = Table(
     "log_pending",
     metadata,
@@ -38,6 +40,7 @@ log_pending = Table(
     # For an entry that names its chain's previous entry: the leaf is a JSON template that
     # integration completes with "previousIndex", once indexes are known.
     Column("chain", Text, nullable=True),
+    sqlite_autoincrement=True,
 )
 log_chain_heads = Table(
     "log_chain_heads",
@@ -54,13 +57,27 @@ log_entries = Table(
     Column("leaf_hash", LargeBinary, nullable=False),
 )
 # The hash of every complete, aligned block of 2^level leaves: proofs never rehash the log.
-log_subtrees = Table(
-    "log_subtrees",
+# One integer key per node, (level << 56) | index, so that a proof's nodes are fetched with a
+# primary-key IN list (SQLite plans a row-value IN over a composite key as a full scan).
+log_nodes = Table(
+    "log_nodes",
     metadata,
-    Column("level", Integer, primary_key=True, autoincrement=False),
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("node", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary, nullable=False),
 )
+NODE_LEVEL_SHIFT = 56
+
+
+def node_key(level: int, index: int) -> int:
+    """The ``log_nodes`` key of the perfect subtree at ``level`` and ``index``."""
+    return (level << NODE_LEVEL_SHIFT) | index
+
+
+def node_of(key: int) -> tuple[int, int]:
+    """``(level, index)`` of a ``log_nodes`` key."""
+    return key >> NODE_LEVEL_SHIFT, key & ((1 << NODE_LEVEL_SHIFT) - 1)
+
+
 log_checkpoints = Table(
     "log_checkpoints",
     metadata,

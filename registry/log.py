@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -25,8 +25,10 @@ from sqm.registry.db import (
     log_checkpoint_stamps,
     log_checkpoints,
     log_entries,
+    log_nodes,
     log_pending,
-    log_subtrees,
+    node_key,
+    node_of,
     write_lock,
 )
 from sqm.registry.errors import RegistryError
@@ -153,10 +155,10 @@ class TransparencyLog:
 
     def _integrate(self, connection: Connection, limit: int) -> SignedCheckpoint | None:
         size = self._size(connection)
-        last_seq = connection.execute(select(func.max(log_entries.c.seq))).scalar() or 0
+        # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
+        # number may commit after a larger one was integrated.
         rows = connection.execute(
             select(log_pending.c.seq, log_pending.c.leaf, log_pending.c.chain)
-            .where(log_pending.c.seq > last_seq)
             .order_by(log_pending.c.seq)
             .limit(limit)
         ).all()
@@ -177,7 +179,7 @@ class TransparencyLog:
             hashed = merkle.leaf_hash(leaf)
             new_entries.append({"idx": index, "seq": seq, "leaf": leaf, "leaf_hash": hashed})
             frontier[(0, index)] = hashed
-            new_subtrees.append({"level": 0, "idx": index, "hash": hashed})
+            new_subtrees.append({"node": node_key(0, index), "hash": hashed})
             level, position = 0, index
             while position & 1:  # this leaf completes a perfect subtree one level up
                 parent = merkle.node_hash(
@@ -185,9 +187,12 @@ class TransparencyLog:
                 )
                 level, position = level + 1, position >> 1
                 frontier[(level, position)] = parent
-                new_subtrees.append({"level": level, "idx": position, "hash": parent})
+                new_subtrees.append({"node": node_key(level, position), "hash": parent})
         connection.execute(log_entries.insert(), new_entries)
-        connection.execute(log_subtrees.insert(), new_subtrees)
+        connection.execute(log_nodes.insert(), new_subtrees)
+        connection.execute(
+            log_pending.delete().where(log_pending.c.seq.in_([row.seq for row in rows]))
+        )
         for chain in chains:
             if chain in known_heads:
                 connection.execute(
@@ -245,12 +250,8 @@ class TransparencyLog:
     def waiting(self) -> int:
         """How many sequenced entries are not in the tree yet."""
         with self.engine.connect() as connection:
-            last = connection.execute(select(func.max(log_entries.c.seq))).scalar() or 0
             return int(
-                connection.execute(
-                    select(func.count()).select_from(log_pending).where(log_pending.c.seq > last)
-                ).scalar()
-                or 0
+                connection.execute(select(func.count()).select_from(log_pending)).scalar() or 0
             )
 
     def size(self) -> int:
@@ -260,16 +261,15 @@ class TransparencyLog:
     def _fetch(
         self, connection: Connection, wanted: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
-        keys = list(wanted)
+        keys = [node_key(level, index) for level, index in wanted]
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
             rows = connection.execute(
-                select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
-                    tuple_(log_subtrees.c.level, log_subtrees.c.idx).in_(chunk)
+                select(log_nodes.c.node, log_nodes.c.hash).where(
+                    log_nodes.c.node.in_(keys[start : start + 500])
                 )
             )
-            found.update({(level, idx): bytes(h) for level, idx, h in rows})
+            found.update({node_of(int(node)): bytes(h) for node, h in rows})
         return found
 
     def _proof(self, make: Callable[[Any], list[bytes]]) -> list[bytes]:
@@ -282,14 +282,11 @@ class TransparencyLog:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The audit path of entry ``index`` in the tree of ``size`` entries."""
-        if size > self.size():
-            raise RegistryError(f"the log has fewer than {size} entries")
+        # A size beyond the log needs nodes that do not exist: _Fetched says so (one query).
         return self._proof(lambda store: merkle.inclusion_proof(store, index, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """The proof that the tree of ``new_size`` extends the tree of ``old_size``."""
-        if new_size > self.size():
-            raise RegistryError(f"the log has fewer than {new_size} entries")
         return self._proof(lambda store: merkle.consistency_proof(store, old_size, new_size))
 
     def root(self, size: int) -> bytes:
@@ -357,28 +354,20 @@ class TransparencyLog:
         problems: list[str] = []
         tree = merkle.MemoryTree()
         with self.engine.connect() as connection:
-            previous_seq = 0
-            for index, seq, leaf, stored in connection.execute(
-                select(
-                    log_entries.c.idx,
-                    log_entries.c.seq,
-                    log_entries.c.leaf,
-                    log_entries.c.leaf_hash,
-                ).order_by(log_entries.c.idx)
+            for index, leaf, stored in connection.execute(
+                select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.leaf_hash).order_by(
+                    log_entries.c.idx
+                )
             ):
                 if index != tree.size:
                     problems.append(f"entry {tree.size} is missing (next stored entry is {index})")
                     break
-                if seq <= previous_seq:
-                    problems.append(f"entry {index} is out of sequence order (seq {seq})")
-                previous_seq = seq
                 hashed = merkle.leaf_hash(bytes(leaf))
                 if hashed != bytes(stored):
                     problems.append(f"entry {index}: stored leaf hash does not match its leaf")
                 tree.append_hash(hashed)
-            for level, idx, stored in connection.execute(
-                select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash)
-            ):
+            for node, stored in connection.execute(select(log_nodes.c.node, log_nodes.c.hash)):
+                level, idx = node_of(int(node))
                 try:
                     expected = tree.perfect(level, idx)
                 except TrustError:
@@ -403,6 +392,13 @@ class TransparencyLog:
                     problems.append(f"checkpoint {size}: size does not match the log")
                 elif checkpoint.root != tree.root(size):
                     problems.append(f"checkpoint {size}: root does not match the entries")
+            integrated = connection.execute(
+                select(func.count())
+                .select_from(log_pending)
+                .join(log_entries, log_entries.c.seq == log_pending.c.seq)
+            ).scalar()
+            if integrated:
+                problems.append(f"{integrated} pending entries are in the tree already")
             for size, position, token in connection.execute(
                 select(
                     log_checkpoint_stamps.c.size,

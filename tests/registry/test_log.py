@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, select, update
 
-from sqm.registry.db import log_entries, log_subtrees
+from sqm.registry.db import log_entries, log_nodes, node_key
 from sqm.registry.log import TransparencyLog
 from sqm.trust import merkle, timestamp
 from sqm.trust.checkpoint import open_note
@@ -96,9 +96,25 @@ def test_fsck_detects_changed_dropped_and_reordered_rows(log: TransparencyLog) -
             update(log_entries).where(log_entries.c.idx == 3).values(leaf=b"entry 3")
         )
     assert log.fsck() == []
-    with log.engine.begin() as connection:
-        connection.execute(update(log_entries).where(log_entries.c.idx == 5).values(seq=1_000))
-    assert any("out of sequence order" in p for p in log.fsck())
+    with log.engine.begin() as connection:  # swap two entries, hashes and all
+        rows = {
+            idx: (leaf, hashed)
+            for idx, leaf, hashed in connection.execute(
+                select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.leaf_hash).where(
+                    log_entries.c.idx.in_([4, 5])
+                )
+            )
+        }
+        for idx, other in ((4, 5), (5, 4)):
+            leaf, hashed = rows[other]
+            connection.execute(
+                update(log_entries)
+                .where(log_entries.c.idx == idx)
+                .values(leaf=leaf, leaf_hash=hashed)
+            )
+    reordered = log.fsck()
+    assert any("does not match its entries" in p for p in reordered)
+    assert any("root does not match the entries" in p for p in reordered)
     with log.engine.begin() as connection:
         connection.execute(delete(log_entries).where(log_entries.c.idx == 6))
     assert any("missing" in p for p in log.fsck())
@@ -108,9 +124,7 @@ def test_fsck_detects_a_forged_subtree_hash(log: TransparencyLog) -> None:
     _fill(log, [4])
     with log.engine.begin() as connection:
         connection.execute(
-            update(log_subtrees)
-            .where(log_subtrees.c.level == 1, log_subtrees.c.idx == 0)
-            .values(hash=bytes(32))
+            update(log_nodes).where(log_nodes.c.node == node_key(1, 0)).values(hash=bytes(32))
         )
     assert any("subtree (1, 0)" in p for p in log.fsck())
 

@@ -1,0 +1,590 @@
+"""Registry ingest under gunicorn, against the compute ceiling measured in the same run.
+
+    python benchmarks/registry_ingest.py [--attestations 2000] [--clients 8] [--workers 2]
+        [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
+
+Everything is prepared before the clock starts: ``--suppliers`` suppliers, each with its own
+Ed25519 key and a valid LEI; ``--attestations`` DSSE envelopes, each an in-toto Statement over
+a realistic ``--records``-record feed (the records of ``benchmarks/generate_feed.py`` with only
+the sites, products and characteristics they name), issued now; each supplier's feeds form a
+chain (sequence 0, 1, ..., each naming its predecessor and its digest); every feed is checked with the validator first (the run aborts on any error).
+
+Compute ceiling: in this one process, for the same envelopes, what the server must compute per
+attestation besides storage (``registry/ingest.py``: ``attest``, ``_verify_signature``,
+``_check_feed``): decode the request body and the envelope, verify the DSSE signature with the
+supplier's public key, and validate the feed. It is reported for one process and scaled by the
+cores the workers can use, min(workers, usable cores).
+
+Then, per backend (SQLite in a temporary folder, then a fresh PostgreSQL database that is
+dropped afterwards): ``gunicorn -w N 'sqm.registry.wsgi:app'`` on a free port; the suppliers
+are registered over HTTP (``POST /api/v1/suppliers`` with a proof of possession); ``--clients``
+client processes POST their share of the envelopes to ``/api/v1/attestations`` with
+``http.client`` and record each request's latency (gunicorn's default sync workers close the
+connection after each answer; http.client then reconnects). Every answer must be 201 (the script exits
+1 otherwise); afterwards the signed checkpoint's size must equal registrations plus
+attestations, and ``sqm registry fsck`` must find the log intact.
+
+Target (the registry ingest issue): sustained ingest >= 0.5 of the (scaled) compute ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import create_engine, text
+from stdnum.iso7064 import mod_97_10
+
+from sqm.trust import bundle, dsse
+from sqm.validator import Severity, validate
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+POSTGRES_ADMIN = os.environ.get(
+    "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+HOST = "127.0.0.1"
+ATTEST = "/api/v1/attestations"
+HEADERS = {"Content-Type": "application/json"}
+TARGET = 0.5
+# Written into the run's temporary folder: each gunicorn worker leaves a file once it has
+# loaded the app, so the clock starts with every worker ready.
+GUNICORN_CONFIG = """
+from pathlib import Path
+
+def post_worker_init(worker):
+    Path({folder!r}, f"ready-{{worker.pid}}").touch()
+"""
+
+
+# --- preparation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Supplier:
+    identity: str
+    organization: dict[str, Any]
+    key: Ed25519PrivateKey
+    public: bytes
+
+    @property
+    def key_id(self) -> str:
+        return bundle.key_id(self.public)
+
+    def registration(self) -> dict[str, Any]:
+        """The body of POST /api/v1/suppliers: identity, key and proof of possession."""
+        proof = self.key.sign(bundle.registration_message(self.identity, self.public))
+        return {
+            "supplier": self.organization,
+            "publicKey": base64.b64encode(self.public).decode(),
+            "proofOfPossession": base64.b64encode(proof).decode(),
+        }
+
+
+def make_supplier(number: int) -> Supplier:
+    base = f"529900SQMBENCH{number:04d}"  # LOU prefix, "00", 12 characters; then check digits
+    code = base + mod_97_10.calc_check_digits(base)
+    organization = {
+        "name": f"Benchmark Zulieferer {number} GmbH",
+        "identifiers": [{"scheme": "LEI", "code": code}],
+        "country": "DE",
+    }
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return Supplier(f"LEI:{code}", organization, key, public)
+
+
+def make_feed(
+    records: int, seed: int, supplier: Supplier, issued: str, previous: dict[str, Any] | None
+) -> Any:
+    """A feed of ``records`` generated records with the declarations they name, as a supplier
+    publishes it (the generator declares far more sites and products than a small feed uses)."""
+    sys.path.insert(0, str(HERE))
+    from generate_feed import lines
+
+    declared: dict[str, dict[str, Any]] = {"sites": {}, "products": {}, "characteristics": {}}
+    found: dict[str, list[Any]] = {}
+    header: dict[str, Any] = {}
+    for line in lines(records, seed=seed):
+        [(section, item)] = line.items()
+        if section == "header":
+            header = item
+        elif section in declared:
+            declared[section][item["id"]] = item
+        else:
+            found.setdefault(section, []).append(item)
+    items = [item for section in found.values() for item in section]
+    characteristics = {i["characteristic"] for i in items if "characteristic" in i}
+    products = {i["product"] for i in items if "product" in i}
+    products |= {declared["characteristics"][c]["product"] for c in characteristics}
+    sites = {i["site"] for i in items if "site" in i}
+    for product in products:
+        sites.update(declared["products"][product]["manufactured_at"])
+    header.update(
+        feed_id=f"urn:uuid:{uuid.uuid4()}",
+        supplier=supplier.organization,
+        issued_at=issued,
+        sequence=0 if previous is None else previous["sequence"] + 1,
+    )
+    if previous is not None:
+        header["previous_feed"] = previous
+    return {
+        "header": header,
+        "sites": [declared["sites"][s] for s in sorted(sites)],
+        "products": [declared["products"][p] for p in sorted(products)],
+        "characteristics": [declared["characteristics"][c] for c in sorted(characteristics)],
+        **found,
+    }
+
+
+@dataclass
+class Prepared:
+    suppliers: list[Supplier]
+    bodies: list[bytes]  # the request bodies, in submission order
+    signers: list[int]  # the supplier of each body
+    feed_bytes: float  # mean JSON size of a feed
+
+
+def prepare(attestations: int, supplier_count: int, records: int) -> Prepared:
+    suppliers = [make_supplier(n) for n in range(supplier_count)]
+    issued = datetime.now(UTC).isoformat()
+    bodies, signers = [], []
+    feed_bytes = 0
+    previous: dict[int, dict[str, Any]] = {}  # each supplier's feeds form a chain from 0
+    for number in range(attestations):
+        owner = number % supplier_count
+        supplier = suppliers[owner]
+        feed = make_feed(records, number, supplier, issued, previous.get(owner))
+        statement = bundle.statement(feed)
+        previous[owner] = {
+            "feed_id": feed["header"]["feed_id"],
+            "sequence": feed["header"]["sequence"],
+            "sha256": statement["subject"][0]["digest"]["sha256"],
+        }
+        payload = json.dumps(statement).encode()
+        feed_bytes += len(json.dumps(feed))
+        envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, supplier.key, supplier.key_id)
+        bodies.append(json.dumps(envelope.to_json()).encode())
+        signers.append(owner)
+    return Prepared(suppliers, bodies, signers, feed_bytes / attestations)
+
+
+# --- the compute ceiling -------------------------------------------------------------------------
+
+
+@dataclass
+class Ceiling:
+    rate: float  # attestations/s in one process
+    decode_ms: float
+    verify_ms: float
+    validate_ms: float
+    subject_ms: float  # the statement's subject digest check: computed by the server too
+
+
+def server_compute(body: bytes, public: bytes, now: datetime) -> tuple[list[float], list[Any]]:
+    """What ``Ingest.attest`` computes for one attestation besides storage, with the same
+    library calls: its stage times (decode, verify, validate, subject check) and its errors."""
+    start = time.perf_counter()
+    envelope = dsse.Envelope.from_json(json.loads(body))  # Flask's get_json, then the envelope
+    statement = json.loads(envelope.payload)
+    feed = statement["predicate"]
+    decoded = time.perf_counter()
+    key_id = bundle.key_id(public)
+    dsse.verify(envelope, {key_id: Ed25519PublicKey.from_public_bytes(public)})
+    verified = time.perf_counter()
+    result = validate(feed, now=now)
+    errors = [f for f in result.findings if f.severity is Severity.ERROR]
+    validated = time.perf_counter()
+    if statement != bundle.statement(feed):
+        errors.append("the statement's subject does not name the feed's digest")
+    checked = time.perf_counter()
+    return [decoded - start, verified - decoded, validated - verified, checked - validated], errors
+
+
+def measure_ceiling(prepared: Prepared) -> Ceiling:
+    """Run the server's per-attestation compute over every envelope; abort on any error."""
+    now = datetime.now(UTC)
+    publics = [s.public for s in prepared.suppliers]
+    pairs = list(zip(prepared.bodies, prepared.signers, strict=True))
+    for body, owner in pairs[:20]:  # warm-up: schema compilation, first imports
+        server_compute(body, publics[owner], now)
+    totals = [0.0] * 4
+    for number, (body, owner) in enumerate(pairs):
+        stages, errors = server_compute(body, publics[owner], now)
+        if errors:
+            raise SystemExit(
+                f"ABORT: prepared feed {number} has {len(errors)} validation errors, "
+                f"the benchmark measures accepted feeds only: {errors[:3]}"
+            )
+        totals = [t + s for t, s in zip(totals, stages, strict=True)]
+    count = len(pairs)
+    decode, verify, check, subject = (1000 * t / count for t in totals)
+    return Ceiling(1000 / (decode + verify + check), decode, verify, check, subject)
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
+    name = f"sqm_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        print(f"  created database {name}")
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        print(f"  dropped database {name}")
+
+
+def initialise(data: Path, database: str | None) -> None:
+    """Create the registry's keys and tables once, before the workers start: workers that boot
+    together would otherwise each try to create them."""
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.db import make_engine
+    from sqm.registry.secrets import load_or_create
+
+    config = RegistryConfig(data_dir=data, database_url=database)
+    load_or_create(config.data_dir / "keys", config.origin)
+    make_engine(config.url).dispose()
+
+
+@contextlib.contextmanager
+def gunicorn(data: Path, database: str | None, workers: int) -> Iterator[tuple[int, Path]]:
+    """``gunicorn -w workers 'sqm.registry.wsgi:app'`` on a free port, every worker booted;
+    stopped (its whole process group) on the way out. Yields the port and its log file."""
+    initialise(data, database)
+    ready = data / "ready"
+    ready.mkdir()
+    config = data / "gunicorn.conf.py"
+    config.write_text(GUNICORN_CONFIG.format(folder=str(ready)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQM_REGISTRY_")}
+    env["SQM_REGISTRY_DATA"] = str(data)
+    if database:
+        env["SQM_REGISTRY_DATABASE"] = database
+    port = free_port()
+    log_path = data / "gunicorn.log"
+    command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers)]
+    command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(ready.iterdir())) < workers:
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"gunicorn did not start ({server.poll()}):\n{tail}")
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1/trust-root", timeout=30):
+            pass
+        yield port, log_path
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        connection.request(method, path, body, HEADERS)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# --- the clients ---------------------------------------------------------------------------------
+
+
+def client(port: int, bodies: list[bytes], barrier: Any, results: Any) -> None:
+    """POST each body in turn over one keep-alive connection (http.client reconnects when the
+    server closes it); report start, end, every latency and every status."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=300)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    samples: list[str] = []
+    barrier.wait(timeout=120)
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across the client processes
+    for body in bodies:
+        sent = time.perf_counter()
+        try:
+            connection.request("POST", ATTEST, body, HEADERS)
+            response = connection.getresponse()
+            status, answer = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            status, answer = 0, repr(exc).encode()
+            connection.close()
+        latencies.append(time.perf_counter() - sent)
+        statuses[status] += 1
+        if status != 201 and len(samples) < 5:
+            samples.append(f"{status}: {answer[:300].decode(errors='replace')}")
+    end = time.perf_counter()
+    connection.close()
+    results.put((start, end, latencies, dict(statuses), samples))
+
+
+@dataclass
+class Run:
+    backend: str
+    accepted: int
+    seconds: float
+    latencies: list[float]
+    statuses: Counter[int]
+    samples: list[str]
+    log_size: int
+    fsck: str
+    fsck_ok: bool
+    server_errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def submit(port: int, prepared: Prepared, clients: int) -> tuple[float, list[Any]]:
+    """Run the client processes (forked: they inherit the prepared bodies); wall seconds from
+    the first client's start to the last client's end, and each client's report."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(clients)
+    results = context.Queue()
+    shares = [prepared.bodies[n::clients] for n in range(clients)]
+    processes = [
+        context.Process(target=client, args=(port, share, barrier, results)) for share in shares
+    ]
+    for process in processes:
+        process.start()
+    reports: list[Any] = []
+    try:
+        while len(reports) < len(processes):
+            try:
+                reports.append(results.get(timeout=1))
+            except queue.Empty:
+                if any(process.is_alive() for process in processes):
+                    continue
+                try:  # every client has exited: what they reported is already in the pipe
+                    reports.append(results.get(timeout=5))
+                except queue.Empty:
+                    missing = len(processes) - len(reports)
+                    raise SystemExit(
+                        f"ABORT: {missing} client processes died without a report"
+                    ) from None
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    seconds = max(r[1] for r in reports) - min(r[0] for r in reports)
+    return seconds, reports
+
+
+def run_fsck(data: Path, database: str | None) -> tuple[bool, str]:
+    """``sqm registry fsck`` on the run's data: (intact, its summary line)."""
+    command = [str(BIN / "sqm"), "registry", "fsck", "--data", str(data)]
+    if database:
+        command += ["--database", database]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    lines = (done.stdout + done.stderr).strip().splitlines() or [f"exit {done.returncode}"]
+    if done.returncode == 0:
+        return True, lines[-1]
+    return False, " | ".join(line.strip() for line in lines[-6:])
+
+
+def server_errors(log_path: Path) -> int:
+    """Tracebacks and worker timeouts in the gunicorn log."""
+    log = log_path.read_text(errors="replace")
+    return log.count("Traceback") + log.count("WORKER TIMEOUT")
+
+
+def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> Run:
+    print(f"{backend}: gunicorn with {args.workers} workers (sync)")
+    with (
+        tempfile.TemporaryDirectory(prefix="sqm_bench_") as folder,
+        contextlib.ExitStack() as stack,
+    ):
+        data = Path(folder)
+        database = None
+        if backend == "postgresql":
+            database = stack.enter_context(postgres_database(args.postgres))
+        with gunicorn(data, database, args.workers) as (port, log_path):
+            for supplier in prepared.suppliers:
+                body = json.dumps(supplier.registration()).encode()
+                status, answer = request(port, "POST", "/api/v1/suppliers", body)
+                if status != 201:
+                    raise SystemExit(f"registering {supplier.identity} failed: {status} {answer!r}")
+            print(
+                f"  {len(prepared.suppliers)} suppliers registered over HTTP; {args.clients} "
+                f"client processes submit {len(prepared.bodies):,} attestations"
+            )
+            seconds, reports = submit(port, prepared, args.clients)
+            status, note = request(port, "GET", "/api/v1/log/checkpoint")
+            log_size = int(note.decode().split("\n")[1]) if status == 200 else -1
+        intact, summary = run_fsck(data, database) if args.fsck else (True, "skipped")
+        statuses: Counter[int] = Counter()
+        for report in reports:
+            statuses.update(report[3])
+        return Run(
+            backend=backend,
+            accepted=statuses.get(201, 0),
+            seconds=seconds,
+            latencies=[latency for report in reports for latency in report[2]],
+            statuses=statuses,
+            samples=[sample for report in reports for sample in report[4]],
+            log_size=log_size,
+            fsck=summary,
+            fsck_ok=intact,
+            server_errors=server_errors(log_path),
+        )
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--attestations", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--records", type=int, default=20, help="records per feed")
+    parser.add_argument("--suppliers", type=int, default=64)
+    parser.add_argument(
+        "--postgres", default=POSTGRES_ADMIN, help="an admin URL to create the run's database"
+    )
+    parser.add_argument("--no-fsck", dest="fsck", action="store_false")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if unknown := set(backends) - {"sqlite", "postgresql"}:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    if not 1 <= args.suppliers <= 9999 or args.attestations < 1 or args.clients < 1:
+        parser.error("need 1-9999 suppliers, at least one attestation and one client")
+    # SIGTERM unwinds like Ctrl-C, so that servers stop and databases are dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    started = time.perf_counter()
+    prepared = prepare(args.attestations, args.suppliers, args.records)
+    envelope = sum(map(len, prepared.bodies)) / len(prepared.bodies)
+    print(
+        f"prepared {args.attestations:,} signed attestations of {args.records}-record feeds from "
+        f"{args.suppliers} suppliers in {time.perf_counter() - started:.1f} s "
+        f"(feed {prepared.feed_bytes / 1000:.1f} kB, request body {envelope / 1000:.1f} kB)"
+    )
+    ceiling = measure_ceiling(prepared)
+    cores = min(args.workers, usable_cores())
+    scaled = ceiling.rate * cores
+    print(
+        f"every feed validates without errors; compute ceiling in one process: "
+        f"{ceiling.rate:,.0f} attestations/s = decode {ceiling.decode_ms:.3f} ms + DSSE verify "
+        f"{ceiling.verify_ms:.3f} ms + validate {ceiling.validate_ms:.3f} ms per attestation"
+    )
+    print(
+        f"  scaled by min(workers {args.workers}, usable cores {usable_cores()}) = {cores}: "
+        f"{scaled:,.0f} attestations/s (not in the ceiling, the server also checks the "
+        f"statement's subject digest: {ceiling.subject_ms:.3f} ms)"
+    )
+
+    runs = [run_backend(backend, prepared, args) for backend in backends]
+
+    expected = args.suppliers + args.attestations
+    print()
+    print(
+        f"{'backend':10} {'attest.':>7} {'seconds':>8} {'att/s':>7} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'ceiling':>8} {'ratio':>6} {'ratio 1 proc':>12}"
+    )
+    failed = False
+    for run in runs:
+        print(
+            f"{run.backend:10} {run.accepted:7,} {run.seconds:8.2f} {run.rate:7.1f} "
+            f"{run.percentile(0.5):7.1f} {run.percentile(0.99):7.1f} {scaled:8.0f} "
+            f"{run.rate / scaled:6.3f} {run.rate / ceiling.rate:12.3f}"
+        )
+    print(
+        f"ceiling = the one-process compute ceiling ({ceiling.rate:,.0f}/s) x {cores} usable "
+        f"core{'s' if cores > 1 else ''}; ratio = att/s / ceiling (target >= {TARGET}); ratio 1 proc = att/s / "
+        "the one-process ceiling"
+    )
+    print()
+    for run in runs:
+        problems = []
+        others = {s: n for s, n in run.statuses.items() if s != 201}
+        if others:
+            problems.append(f"answers other than 201: {others}; e.g. {run.samples[:3]}")
+        if run.log_size != expected:
+            problems.append(f"checkpoint size {run.log_size}, expected {expected}")
+        if not run.fsck_ok:
+            problems.append(f"fsck: {run.fsck}")
+        failed = failed or bool(problems)
+        verdict = "MET" if run.rate / scaled >= TARGET else "NOT MET"
+        unit = "cores" if cores > 1 else "core"
+        print(
+            f"{run.backend}: ingest / ceiling({cores} {unit}) = {run.rate / scaled:.3f}, "
+            f"ingest / ceiling(1 process) = {run.rate / ceiling.rate:.3f} "
+            f"(target >= {TARGET}: {verdict}); mean latency "
+            f"{1000 * sum(run.latencies) / len(run.latencies):.1f} ms"
+        )
+        print(
+            f"  {run.accepted:,}/{len(run.latencies):,} answered 201; checkpoint size "
+            f"{run.log_size:,} = {args.suppliers} registrations + {args.attestations:,} "
+            f"attestations: {'yes' if run.log_size == expected else 'NO'}; fsck: {run.fsck}; "
+            f"tracebacks in the server log: {run.server_errors}"
+        )
+        for problem in problems:
+            print(f"  FAILED: {problem}")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
