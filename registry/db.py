@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -225,6 +226,12 @@ index_countries = Table(
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer
 SCHEMA_LOCK = 727_3162  # ... and of whoever creates the tables
 INDEX_LOCK = 727_3163  # ... and of the index's single writer
+
+
+def utc(value: datetime) -> datetime:
+    """A time as the tables store it: in UTC. SQLite keeps no offset, so times written with
+    one would read back shifted; PostgreSQL would convert them anyway."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def make_engine(url: str) -> Engine:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers
+from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers, utc
 from sqm.registry.errors import RegistryError
 from sqm.registry.indexer import Indexer
 from sqm.registry.log import TransparencyLog
@@ -141,7 +141,7 @@ class Ingest:
                     key_id=key_id,
                     supplier=identity,
                     public_key=public,
-                    valid_from=self.now(),
+                    valid_from=utc(self.now()),
                     seq=seq,
                 )
             )
@@ -577,7 +577,7 @@ class Ingest:
             updated = connection.execute(
                 supplier_keys.update()
                 .where(supplier_keys.c.key_id == key, supplier_keys.c.revocation_seq.is_(None))
-                .values(revoked_at=revoked_at, revocation_seq=seq)
+                .values(revoked_at=utc(revoked_at), revocation_seq=seq)
             )
             if updated.rowcount != 1:  # revoked by a concurrent request: log nothing
                 raise RejectionError(409, "already_revoked", f"key {key} is already revoked")

@@ -29,6 +29,7 @@ from sqm.registry.db import (
     log_pending,
     node_key,
     node_of,
+    utc,
     write_lock,
 )
 from sqm.registry.errors import RegistryError
@@ -140,7 +141,7 @@ class TransparencyLog:
             with self.writing() as own:
                 return self.sequence(leaf, chain, own)
         result = connection.execute(
-            log_pending.insert().values(leaf=leaf, received_at=self.clock(), chain=chain)
+            log_pending.insert().values(leaf=leaf, received_at=utc(self.clock()), chain=chain)
         )
         key = result.inserted_primary_key
         assert key is not None
@@ -190,9 +191,11 @@ class TransparencyLog:
                 new_subtrees.append({"node": node_key(level, position), "hash": parent})
         connection.execute(log_entries.insert(), new_entries)
         connection.execute(log_nodes.insert(), new_subtrees)
-        connection.execute(
-            log_pending.delete().where(log_pending.c.seq.in_([row.seq for row in rows]))
-        )
+        integrated = [row.seq for row in rows]
+        for start in range(0, len(integrated), 1000):  # exactly these rows, in bounded lists
+            connection.execute(
+                log_pending.delete().where(log_pending.c.seq.in_(integrated[start : start + 1000]))
+            )
         for chain in chains:
             if chain in known_heads:
                 connection.execute(
@@ -209,7 +212,10 @@ class TransparencyLog:
         signed = self._sign(new_size, root)
         connection.execute(
             log_checkpoints.insert().values(
-                size=new_size, note=signed.note, timestamp=signed.timestamp, created_at=self.clock()
+                size=new_size,
+                note=signed.note,
+                timestamp=signed.timestamp,
+                created_at=utc(self.clock()),
             )
         )
         if signed.additional_timestamps:

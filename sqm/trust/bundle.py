@@ -512,6 +512,24 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         report.feed = feed
         return f"in-toto statement about feed {subjects[0].get('name')}"
 
+    def signer_step() -> str:
+        # A key speaks only for its own supplier: a feed claiming another is not its to sign.
+        key_leaf, feed = state.get("key_leaf"), report.feed
+        if key_leaf is None or feed is None:
+            raise VerificationError("needs a verified key and statement")
+        try:
+            named = supplier_identity(feed["header"]["supplier"])
+        except (KeyError, TypeError, TrustError) as exc:
+            raise VerificationError(f"the feed names no supplier identifier ({exc})") from None
+        if named != key_leaf.get("supplier"):
+            raise VerificationError(
+                f"the feed names {named}, but the key is registered for {key_leaf.get('supplier')}"
+            )
+        attested = _json(bundle.attestation.leaf, "attestation leaf").get("supplier")
+        if attested != named:
+            raise VerificationError(f"the log entry is for {attested}, the feed names {named}")
+        return f"the feed's supplier {named} holds the signing key"
+
     def key_validity_step() -> str:
         key_leaf = state.get("key_leaf")
         checkpoint: Checkpoint | None = state.get("checkpoint")
@@ -554,6 +572,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
     report.run("leaf binds envelope", binding_step)
     report.run("attestation included", inclusion(bundle.attestation, "the attestation"))
     report.run("statement", statement_step)
+    report.run("feed names the signer", signer_step)
     report.run("key valid when logged", key_validity_step)
     return report
 

@@ -25,7 +25,7 @@ def test_verify_passes_every_step(
     path, root = _write(tmp_path, *made)
     result = CliRunner().invoke(main, ["verify", path, "--trust-root", root])
     assert result.exit_code == 0, result.output
-    assert result.output.count("PASS") == 10
+    assert result.output.count("PASS") == 11
     assert "feed valid: valid" in result.output
     assert result.output.rstrip().endswith("bundle verified")
 

@@ -3,8 +3,10 @@ the standard's JSON-LD and Turtle."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,10 @@ def test_a_supplier_profile_points_every_claim_at_its_log_entry(seeded: Flask) -
     assert {c["scheme"] for c in profile["certifications"]} >= {"IATF_16949"}
     assert [h["logIndex"] for h in profile["history"]] == [latest["logIndex"]]
     assert [k["logIndex"] for k in profile["keys"]] == [latest["logIndex"] - 1]
+    # The same instant as the logged key entry (SQLite once dropped the offset).
+    entry = seeded.test_client().get(f"/api/v1/log/entries/{latest['logIndex'] - 1}").json
+    logged = json.loads(base64.b64decode(entry["leaf"]))["validFrom"]
+    assert datetime.fromisoformat(profile["keys"][0]["validFrom"]) == datetime.fromisoformat(logged)
 
 
 def test_as_of_before_the_first_feed_shows_no_claims(seeded: Flask) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -20,10 +21,11 @@ def raw_public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def build_bundle() -> tuple[bundle.Bundle, bundle.TrustRoot]:
+def build_bundle(feed: dict[str, Any] | None = None) -> tuple[bundle.Bundle, bundle.TrustRoot]:
+    """A real bundle of Kraftwerk's key signing ``feed`` (default: its example feed)."""
     log_key, supplier_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     authority = timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
-    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed = feed or json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
     supplier = "LEI:529900SQMKRAFTWERK41"
     public = raw_public(supplier_key)
     tree = merkle.MemoryTree()

@@ -11,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.trust import TrustError, bundle, dsse
-from tests.trust.builders import NOW, raw_public
+from tests.conftest import EXAMPLES
+from tests.trust.builders import NOW, build_bundle, raw_public
 
 
 def _failed(report: bundle.Report) -> list[str]:
@@ -28,7 +29,7 @@ def test_a_complete_bundle_verifies_through_json(
     assert report.ok, report.steps
     assert report.feed is not None and report.feed["header"]["sequence"] == 14
     assert report.timestamp == NOW
-    assert len(report.steps) == 9
+    assert len(report.steps) == 10
 
 
 def _tamper(made_bundle: bundle.Bundle, **changes: Any) -> bundle.Bundle:
@@ -100,6 +101,13 @@ def test_a_key_of_another_supplier_or_key_swap_fails(
     swapped = dataclasses.replace(original.key, leaf=leaf)
     failed = _failed(bundle.verify(_tamper(original, key=swapped), root))
     assert "key registration included" in failed and "envelope signature" in failed
+
+
+def test_a_feed_naming_another_supplier_fails_even_when_signed_and_logged() -> None:
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMSOMEONEELSE1"
+    made, root = build_bundle(feed)
+    assert _failed(bundle.verify(made, root)) == ["feed names the signer"]
 
 
 def test_malformed_bundles_are_trust_errors(made: tuple[bundle.Bundle, bundle.TrustRoot]) -> None:
