@@ -9,6 +9,7 @@ import click
 
 from sqm import __version__
 from sqm.cli.attest_commands import attest_command, endorse_command
+from sqm.cli.mcp_command import mcp_command
 from sqm.cli.query_commands import query_group
 from sqm.cli.registry_commands import registry_group
 from sqm.cli.rules_command import rules_command
@@ -53,3 +54,4 @@ main.add_command(attest_command)
 main.add_command(endorse_command)
 main.add_command(trust_root_command)
 main.add_command(query_group)
+main.add_command(mcp_command)
