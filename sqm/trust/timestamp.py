@@ -106,6 +106,53 @@ def _key_usage(cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """The DER of what every token of one TSA repeats, encoded once: asn1crypto re-encodes
+    nested structures on every assignment, which made each token cost several milliseconds."""
+
+    certificate: bytes
+    tsa_name: bytes
+    ess_attribute: bytes
+    signer_id: bytes
+
+
+_PARTS: dict[bytes, _Parts] = {}
+
+
+def _parts(authority: Authority) -> _Parts:
+    der = authority.certificate.public_bytes(serialization.Encoding.DER)
+    cached = _PARTS.get(der)
+    if cached is not None:
+        return cached
+    certificate = asn1_x509.Certificate.load(der)
+    ess = {
+        # hashAlgorithm is left out: SHA-256 is its DEFAULT, which DER must not encode.
+        "cert_hash": hashlib.sha256(der).digest(),
+        "issuer_serial": {
+            "issuer": [asn1_x509.GeneralName({"directory_name": certificate.issuer})],
+            "serial_number": certificate.serial_number,
+        },
+    }
+    made = _Parts(
+        certificate=der,
+        tsa_name=asn1_x509.GeneralName({"directory_name": certificate.subject}).dump(),
+        ess_attribute=cms.CMSAttribute(
+            {"type": "signing_certificate_v2", "values": [{"certs": [ess]}]}
+        ).dump(),
+        signer_id=cms.SignerIdentifier(
+            {
+                "issuer_and_serial_number": {
+                    "issuer": certificate.issuer,
+                    "serial_number": certificate.serial_number,
+                }
+            }
+        ).dump(),
+    )
+    _PARTS[der] = made
+    return made
+
+
 def stamp_digest(
     authority: Authority,
     digest: bytes,
@@ -121,9 +168,7 @@ def stamp_digest(
     """
     if len(digest) != 32:
         raise TrustError("the message imprint must be a SHA-256 digest")
-    certificate = asn1_x509.Certificate.load(
-        authority.certificate.public_bytes(serialization.Encoding.DER)
-    )
+    parts = _parts(authority)
     info: dict[str, object] = {
         "version": "v1",
         "policy": authority.policy,
@@ -134,7 +179,7 @@ def stamp_digest(
         "serial_number": serial,
         "gen_time": gen_time.astimezone(UTC).replace(microsecond=0),
         "accuracy": {"seconds": 1},
-        "tsa": asn1_x509.GeneralName({"directory_name": certificate.subject}),
+        "tsa": asn1_x509.GeneralName.load(parts.tsa_name),
     }
     if nonce is not None:
         info["nonce"] = nonce
@@ -145,26 +190,13 @@ def stamp_digest(
         {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
     ]
     if include_ess:
-        ess = {
-            # hashAlgorithm is left out: SHA-256 is its DEFAULT, which DER must not encode.
-            "cert_hash": hashlib.sha256(certificate.dump()).digest(),
-            "issuer_serial": {
-                "issuer": [asn1_x509.GeneralName({"directory_name": certificate.issuer})],
-                "serial_number": certificate.serial_number,
-            },
-        }
-        attributes.append({"type": "signing_certificate_v2", "values": [{"certs": [ess]}]})
+        attributes.append(cms.CMSAttribute.load(parts.ess_attribute))
     signed_attributes = cms.CMSAttributes(attributes)
     # The signature covers the DER of the attributes as a SET (tag 0x31), RFC 5652 5.4.
     signature = authority.key.sign(signed_attributes.dump(), ec.ECDSA(hashes.SHA256()))
     signer = {
         "version": "v1",
-        "sid": {
-            "issuer_and_serial_number": {
-                "issuer": certificate.issuer,
-                "serial_number": certificate.serial_number,
-            }
-        },
+        "sid": cms.SignerIdentifier.load(parts.signer_id),
         "digest_algorithm": {"algorithm": "sha256"},
         "signed_attrs": signed_attributes,
         "signature_algorithm": {"algorithm": "sha256_ecdsa"},
@@ -178,7 +210,7 @@ def stamp_digest(
                 "content_type": "tst_info",
                 "content": core.ParsableOctetString(content),
             },
-            "certificates": [certificate],
+            "certificates": [asn1_x509.Certificate.load(parts.certificate)],
             "signer_infos": [signer],
         }
     )
