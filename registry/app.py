@@ -67,7 +67,13 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         timestampers=timestampers(config, keys.authority),
     )
     indexer = Indexer(log.engine)
-    ingest = Ingest(log, timedelta(hours=config.issued_window_hours), indexer=indexer)
+    # With a background sweep the index follows the log within a second, in batches, off the
+    # submitter's time; without one, each write brings it up to date before answering.
+    ingest = Ingest(
+        log,
+        timedelta(hours=config.issued_window_hours),
+        indexer=indexer if config.integrate_every is None else None,
+    )
     # Resume after a crash: entries sequenced but never integrated go into the tree now.
     try:
         while log.integrate() is not None:
@@ -92,6 +98,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     from sqm.registry.blueprints.log import blueprint as log_blueprint
     from sqm.registry.blueprints.openapi import blueprint as openapi_blueprint
     from sqm.registry.blueprints.operator import blueprint as operator_blueprint
+    from sqm.registry.blueprints.pages import blueprint as pages_blueprint
     from sqm.registry.blueprints.resources import blueprint as resources_blueprint
     from sqm.registry.blueprints.search import blueprint as search_blueprint
     from sqm.registry.blueprints.sparql import blueprint as sparql_blueprint
@@ -104,6 +111,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(search_blueprint, url_prefix="/api/v1")
     app.register_blueprint(resources_blueprint, url_prefix="/api/v1")
     app.register_blueprint(sparql_blueprint, url_prefix="/api/v1")
+    app.register_blueprint(pages_blueprint)
     app.register_blueprint(openapi_blueprint, url_prefix="/api/v1")
 
     @app.errorhandler(HTTPException)

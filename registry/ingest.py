@@ -515,18 +515,25 @@ class Ingest:
         if row is None:
             raise RejectionError(404, "no_such_attestation", "no such attestation")
         envelope = dsse.Envelope.from_json(json.loads(row[0]))
+        wanted = [seq, int(row[1])] + ([] if row[2] is None else [int(row[2])])
+        entries = self.log.entries_by_seq(wanted)
+        if seq not in entries:
+            raise RejectionError(
+                503, "not_yet_integrated", "the entry is sequenced but not yet in the tree"
+            )
         size = signed.checkpoint.size
-        attestation = self._included(seq, size)
-        first = self.log.first_holding(attestation.index)
-        logged = bundle.LoggedAt(
-            first.note,
-            first.timestamp,
-            tuple(self.log.consistency_proof(first.checkpoint.size, size)),
+        first = self.log.first_holding(entries[seq][0])
+        paths, (consistency,) = self.log.proofs(
+            [(entries[s][0], size) for s in wanted], [(first.checkpoint.size, size)]
         )
-        revocation = None if row[2] is None else self._included(int(row[2]), size)
+        included = [
+            bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
+            for s, path in zip(wanted, paths, strict=True)
+        ]
         return bundle.Bundle(
-            envelope, attestation, self._included(int(row[1]), size),
-            signed.note, signed.timestamp, logged, revocation, signed.additional_timestamps,
+            envelope, included[0], included[1], signed.note, signed.timestamp,
+            bundle.LoggedAt(first.note, first.timestamp, tuple(consistency)),
+            included[2] if len(included) > 2 else None, signed.additional_timestamps,
         )  # fmt: skip
 
     def revoke_key(self, key: str, body: Any, operator: bool) -> dict[str, Any]:

@@ -286,6 +286,34 @@ class TransparencyLog:
             hashes = self._fetch(connection, recorder.wanted)
         return make(_Fetched(hashes))
 
+    def proofs(
+        self, inclusions: Sequence[tuple[int, int]], consistencies: Sequence[tuple[int, int]] = ()
+    ) -> tuple[list[list[bytes]], list[list[bytes]]]:
+        """Inclusion proofs ``(index, size)`` and consistency proofs ``(old, new)``, all from
+        one fetch of the subtree hashes they need."""
+
+        def make(store: Any) -> list[list[bytes]]:
+            return [merkle.inclusion_proof(store, i, n) for i, n in inclusions] + [
+                merkle.consistency_proof(store, old, new) for old, new in consistencies
+            ]
+
+        recorder = _Recorder()
+        make(recorder)
+        with self.engine.connect() as connection:
+            hashes = self._fetch(connection, recorder.wanted)
+        made = make(_Fetched(hashes))
+        return made[: len(inclusions)], made[len(inclusions) :]
+
+    def entries_by_seq(self, seqs: Iterable[int]) -> dict[int, tuple[int, bytes]]:
+        """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
+                    log_entries.c.seq.in_(list(seqs))
+                )
+            )
+            return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The audit path of entry ``index`` in the tree of ``size`` entries."""
         # A size beyond the log needs nodes that do not exist: _Fetched says so (one query).
