@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -114,6 +114,28 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(pages_blueprint)
     app.register_blueprint(openapi_blueprint, url_prefix="/api/v1")
 
+    @app.before_request
+    def _refuse_nul() -> Any:
+        # No SQM value holds U+0000, and PostgreSQL cannot store it in text: refuse it at the
+        # door rather than fail deep inside.
+        textual = request.mimetype in (
+            "application/json", "application/x-www-form-urlencoded", "application/sparql-query",
+        ) or request.mimetype.endswith("+json")  # fmt: skip
+        body = request.get_data(cache=True) if request.content_length and textual else b""
+        if (
+            "\x00" in request.path
+            or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True))
+            or b"\x00" in body
+            or b"\\u0000" in body
+        ):
+            message = "requests may not contain U+0000 (NUL)"
+            if not request.path.startswith("/api/"):
+                return render_template(
+                    "error.html", status=400, code="nul_character", message=message
+                ), 400
+            return jsonify({"error": "nul_character", "message": message}), 400
+        return None
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:
         # Every client error is JSON with a stable code, never an HTML page or a 500.
@@ -128,6 +150,9 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         message = error.description or error.name
         if error.code == 413:
             message = f"the request body exceeds the limit of {config.max_request_bytes} bytes"
+        if not request.path.startswith("/api/"):  # a person's browser: a page, not JSON
+            page = render_template("error.html", status=error.code, code=code, message=message)
+            return page, error.code
         return jsonify({"error": code, "message": message}), error.code
 
     return app

@@ -189,6 +189,7 @@ index_facts = Table(
     Column("as_of", DateTime(timezone=True)),
     Column("claimed_rank", Integer, nullable=False),
     Index("index_facts_by_metric", "metric", "base_value"),
+    Index("index_facts_by_supplier", "supplier", "metric"),
 )
 index_certifications = Table(
     "index_certifications",

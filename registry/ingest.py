@@ -310,6 +310,12 @@ class Ingest:
             raise RejectionError(
                 415, "unsupported_payload_type", f"payloadType must be {bundle.PAYLOAD_TYPE}"
             )
+        if b"\x00" in envelope.payload or b"\\u0000" in envelope.payload:
+            raise RejectionError(
+                422,
+                "nul_character",
+                "the feed contains a NUL character (U+0000), which no SQM value may hold",
+            )
         try:
             statement = json.loads(envelope.payload)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -166,16 +166,31 @@ def instant(value: str, name: str) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def decode_cursor(cursor: str, fingerprint: str) -> tuple[Any, str]:
+def decode_cursor(cursor: str, fingerprint: str, sort: str = "supplier") -> tuple[Any, str]:
+    """The (sort key, supplier) a cursor continues after, checked: a cursor is the client's to
+    hold, so it is treated as the untrusted input it is."""
+    forged = QueryError("invalid_cursor", "the cursor is not one this registry gave out")
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
-        if data["q"] != fingerprint:
-            raise QueryError(
-                "invalid_cursor", "the cursor belongs to another search: repeat its parameters"
-            )
-        return data["k"], str(data["s"])
+        key, supplier, search = data["k"], data["s"], data["q"]
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise QueryError("invalid_cursor", "the cursor is not one this registry gave out") from None
+        raise forged from None
+    if search != fingerprint:
+        raise QueryError(
+            "invalid_cursor", "the cursor belongs to another search: repeat its parameters"
+        )
+    if not _plain_text(supplier) or not _plain_text(key):
+        raise forged
+    if sort in ("issued_at", "-issued_at"):
+        try:
+            datetime.fromisoformat(key)
+        except ValueError:
+            raise forged from None
+    return key, supplier
+
+
+def _plain_text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 512 and "\x00" not in value
 
 
 def encode_cursor(key: Any, supplier: str, fingerprint: str) -> str:
@@ -276,7 +291,7 @@ def parse(args: Mapping[str, Sequence[str]], now: datetime) -> SupplierQuery:
         as_of=None if as_of_text is None else instant(as_of_text, "as_of"),
         sort=sort,
         limit=int(limit_text),
-        after=None if cursor is None else decode_cursor(cursor, fingerprint),
+        after=None if cursor is None else decode_cursor(cursor, fingerprint, sort),
         fields=fields,
         inline_proofs=proofs == "inline",
         fingerprint=fingerprint,

@@ -1,0 +1,99 @@
+"""Inputs that once reached the database unchecked: NUL characters (PostgreSQL refuses them in
+text) and hand-made cursors. Each is a clean 4xx on both databases."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+from sqlalchemy import Engine
+
+from sqm.client import requests
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.seed import seed
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture
+def seeded(engine: Engine, tmp_path: Path) -> Iterator[Flask]:
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    yield app
+
+
+def _cursor(key: object, supplier: object, client: object, args: str) -> str:
+    real = client.get(f"/api/v1/search/suppliers?limit=1&{args}").json["next"]  # type: ignore[attr-defined]
+    data = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+    data.update(k=key, s=supplier)
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "supplier"),
+    [
+        ("sort=issued_at", "not a date", "LEI:X"),
+        ("sort=issued_at", {"a": 1}, "LEI:X"),
+        ("sort=name", 5, "LEI:X"),
+        ("sort=supplier", "LEI:A", "LEI:\x00X"),
+        ("sort=name", "Kraft\x00", "LEI:X"),
+    ],
+)
+def test_a_hand_edited_cursor_is_refused(
+    seeded: Flask, args: str, key: object, supplier: object
+) -> None:
+    client = seeded.test_client()
+    cursor = _cursor(key, supplier, client, args)
+    answer = client.get(f"/api/v1/search/suppliers?limit=1&{args}&cursor={cursor}")
+    assert (answer.status_code, answer.json["error"]) == (400, "invalid_cursor")
+
+
+def test_nul_characters_are_refused_at_the_door(seeded: Flask) -> None:
+    client = seeded.test_client()
+    cases = [
+        client.get("/api/v1/suppliers/LEI:%00X"),
+        client.get("/api/v1/search/suppliers?country=%00"),
+        client.post(
+            "/api/v1/suppliers",
+            data=json.dumps({"supplier": {"name": "A\u0000B"}}),
+            content_type="application/json",
+        ),
+    ]
+    for answer in cases:
+        assert (answer.status_code, answer.json["error"]) == (400, "nul_character")
+    # Binary bodies may hold zero bytes: an RFC 3161 query still reaches the TSA.
+    from sqm.trust import timestamp
+
+    query = timestamp.request(b"checkpoint", 7)
+    stamped = client.post("/api/v1/tsa", data=query, content_type="application/timestamp-query")
+    assert stamped.status_code == 200
+
+
+def test_a_feed_holding_nul_is_refused_before_storage(seeded: Flask) -> None:
+    client = seeded.test_client()
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMNULTEST0001"
+    key = Ed25519PrivateKey.generate()
+    assert (
+        client.post(
+            "/api/v1/suppliers", json=requests.registration(feed["header"]["supplier"], key)
+        ).status_code
+        == 201
+    )
+    feed["sites"][0]["name"] = "Stuttgart\u0000plant"
+    answer = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+    assert (answer.status_code, answer.json["error"]) == (422, "nul_character")
+
+
+def test_pages_get_html_errors_and_the_api_json(seeded: Flask) -> None:
+    client = seeded.test_client()
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    api = client.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api.json["error"] == "not_found"
