@@ -59,6 +59,10 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
         f"{log.size()} entries checked: "
         + ("intact" if not problems else f"{len(problems)} problems")
     )
+    waiting = log.waiting()
+    if waiting:
+        # Not damage: stored but not yet in the tree; a running registry integrates them.
+        click.echo(f"{waiting} entries sequenced and not yet integrated (start the registry)")
     sys.exit(1 if problems else 0)
 
 

@@ -71,6 +71,11 @@ def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
         connection.execute(update(log_entries).where(log_entries.c.idx == 2).values(leaf=b"forged"))
     broken = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
     assert broken.exit_code == 1 and "PROBLEM  entry 2" in broken.output
+    app.extensions["sqm"]["log"].sequence(b"stored, not integrated")  # type: ignore[attr-defined]
+    waiting = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    assert "1 entries sequenced and not yet integrated" in waiting.output
+    nowhere = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 2 and "Traceback" not in nowhere.output
 
 
 def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
