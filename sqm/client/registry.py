@@ -167,6 +167,24 @@ class RegistryClient:
                 return
             cursor = page.next_cursor
 
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every metric a search may name: ``name``, ``section``, ``unitBearing``,
+        ``description``."""
+        _, answer = self.transport.request("GET", "/metrics")
+        try:
+            return [dict(metric) for metric in answer["metrics"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClientError(200, "malformed_answer", f"not a metric catalogue: {exc}") from exc
+
+    def fetch_bundle(self, index: int) -> Bundle:
+        """The bundle of the attestation at log ``index``, NOT verified: for callers that
+        report every verification step themselves (:func:`sqm.trust.bundle.verify`)."""
+        _, answer = self.transport.request("GET", f"/bundles/{index}")
+        try:
+            return Bundle.from_json(answer)
+        except TrustError as exc:
+            raise ClientError(200, "malformed_answer", f"not a bundle: {exc}") from exc
+
     def supplier(self, identity: str, as_of: str | None = None) -> dict[str, Any]:
         """A supplier's quality profile (identity, keys, latest attestation, metrics,
         certifications, history). Verify what you rely on with :meth:`claims`."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqm.client import ClientError, Hit, RegistryClient
+from sqm.client import Hit, RegistryClient
 from sqm.registry.facts import extract
 from sqm.schema.artifacts import units
 from sqm.trust import TrustError, timestamp
@@ -189,11 +189,7 @@ class RegistryTools:
 
     def list_metrics(self, section: str | None) -> dict[str, Any]:
         """The registry's searchable metrics (optionally of one section) and the unit codes."""
-        _, answer = self.client.transport.request("GET", "/metrics")
-        try:
-            metrics = [dict(m) for m in answer["metrics"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TrustError(f"the metric catalogue is malformed: {exc}") from exc
+        metrics = self.client.metrics()
         sections = sorted({str(m.get("section")) for m in metrics})
         if section is not None:
             if section not in sections:
@@ -318,11 +314,7 @@ class RegistryTools:
         """
         if index < 0:
             raise ArgumentError("log_index must be a whole number >= 0")
-        _, answer = self.client.transport.request("GET", f"/bundles/{index}")
-        try:
-            made = Bundle.from_json(answer)
-        except TrustError as exc:
-            raise ClientError(200, "malformed_answer", f"not a bundle: {exc}") from exc
+        made = self.client.fetch_bundle(index)
         report = trust_bundle.verify(made, self.client.trust_root)
         findings: list[Finding] = []
         if made.attestation.index != index:
