@@ -285,7 +285,9 @@ def initialise(data: Path, database: str | None) -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(data: Path, database: str | None, workers: int) -> Iterator[tuple[int, Path]]:
+def gunicorn(
+    data: Path, database: str | None, workers: int, threads: int = 1
+) -> Iterator[tuple[int, Path]]:
     """``gunicorn -w workers 'sqm.registry.wsgi:app'`` on a free port, every worker booted;
     stopped (its whole process group) on the way out. Yields the port and its log file."""
     initialise(data, database)
@@ -300,6 +302,8 @@ def gunicorn(data: Path, database: str | None, workers: int) -> Iterator[tuple[i
     port = free_port()
     log_path = data / "gunicorn.log"
     command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers)]
+    if threads > 1:  # threaded workers: more requests in flight, larger integration batches
+        command += ["--worker-class", "gthread", "--threads", str(threads)]
     command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -443,7 +447,8 @@ def server_errors(log_path: Path) -> int:
 
 
 def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> Run:
-    print(f"{backend}: gunicorn with {args.workers} workers (sync)")
+    kind = f"gthread, {args.threads} threads each" if args.threads > 1 else "sync"
+    print(f"{backend}: gunicorn with {args.workers} workers ({kind})")
     with (
         tempfile.TemporaryDirectory(prefix="sqm_bench_") as folder,
         contextlib.ExitStack() as stack,
@@ -452,7 +457,7 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
         database = None
         if backend == "postgresql":
             database = stack.enter_context(postgres_database(args.postgres))
-        with gunicorn(data, database, args.workers) as (port, log_path):
+        with gunicorn(data, database, args.workers, args.threads) as (port, log_path):
             for supplier in prepared.suppliers:
                 body = json.dumps(supplier.registration()).encode()
                 status, answer = request(port, "POST", "/api/v1/suppliers", body)
@@ -497,6 +502,9 @@ def main() -> None:
     parser.add_argument("--attestations", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (gthread when above 1)"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--records", type=int, default=20, help="records per feed")
     parser.add_argument("--suppliers", type=int, default=64)
