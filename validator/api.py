@@ -17,7 +17,6 @@ from sqm.validator.layers.plausibility import Baseline
 from sqm.validator.loaders import (
     NDJSON_SUFFIXES,
     RDF_SUFFIXES,
-    LineReader,
     Loaded,
     Part,
     iter_csv,
@@ -27,6 +26,7 @@ from sqm.validator.loaders import (
     loads_strict,
     read_bounded,
 )
+from sqm.validator.ndjson import BlockReader, check_ndjson
 from sqm.validator.positions import json_positions, nearest, yaml_positions
 
 Source = Path | str | Mapping[str, Any]
@@ -90,7 +90,7 @@ def iter_findings(
                         stream, str(path), profiles, now=now, baseline=baseline, jobs=jobs
                     )
                     return
-                yield from check_parts(iter_ndjson(stream, str(path)), profiles, now, baseline)
+                yield from check_ndjson(stream, str(path), profiles, now=now, baseline=baseline)
         except OSError as exc:
             raise ValidatorError(f"{path}: cannot be read: {exc.strerror}") from exc
     elif suffix in RDF_SUFFIXES:
@@ -126,7 +126,8 @@ def iter_stream_findings(
     # Peek at the first line, keeping its bytes: a long one is the start of a JSON document.
     head = stream.readline(loaders.MAX_LINE_BYTES + 1)
     if head.endswith(b"\n") and _is_header_line(head):
-        yield from check_parts(iter_ndjson(_Replay(head, stream), source), profiles, now, baseline)
+        replay = _Replay(head, stream)
+        yield from check_ndjson(replay, source, profiles, now=now, baseline=baseline)
         return
     rest = read_bounded(stream, source, already=len(head))
     if isinstance(rest, Loaded):
@@ -137,7 +138,7 @@ def iter_stream_findings(
 
 
 def iter_ndjson_findings(
-    stream: LineReader,
+    stream: BlockReader,
     source: str,
     profiles: Sequence[str] = (),
     *,
@@ -146,7 +147,7 @@ def iter_ndjson_findings(
 ) -> Iterator[Finding]:
     """Findings for an NDJSON feed read from a stream, on one core."""
     requested_profiles(profiles)
-    yield from check_parts(iter_ndjson(stream, source), profiles, now, baseline)
+    yield from check_ndjson(stream, source, profiles, now=now, baseline=baseline)
 
 
 def _is_header_line(line: bytes) -> bool:
@@ -169,6 +170,12 @@ class _Replay:
             line, self._first = self._first, None
             return line
         return self._stream.readline(size)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._first is not None:
+            data, self._first = self._first, None
+            return data
+        return self._stream.read(size)
 
 
 def _parts_of(path: Path) -> Iterator[Part | Finding]:

@@ -1,157 +1,212 @@
 """Compact state for cross-record checks over millions of records.
 
 A Python set of a million id strings costs about 100 MB; the validator must stay under 100 MB
-for a million records. :class:`DigestSet` keeps the 64-bit hash of each key in an
-open-addressing table of unsigned 64-bit integers (8 to 16 bytes per key); :class:`MaxMap`
-adds a float and an integer per key. Hand-written
-because no standard-library structure stores fixed-size keys this densely. Two different keys
-share a 64-bit hash with probability about n^2 / 2^65: 3e-8 for a million keys; str hashes are
-salted per process, which is all a single validation run needs.
+for a million records. The structures here keep the 64-bit hash of each key, sorted, in
+segments (``array('Q')``) chosen by the hash's top bits: 8 bytes per key and a few percent, with
+no table to rehash and no doubling that would briefly need three times the memory. A lookup
+is a binary search in one segment of at most a few hundred keys; an insertion moves at most a
+few kilobytes. When the segments fill up, each is cut in two at the next bit.
+
+Hand-written because no standard-library structure stores fixed-size keys this densely. Two
+different keys share a 64-bit hash with probability about n^2 / 2^65: 3e-8 for a million
+keys; str hashes are salted per process, which is all a single validation run needs (forked
+worker processes share the salt, so they may compute the hashes).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable
+from bisect import bisect_left
+from typing import Any
+
+_MASK = 0xFFFFFFFFFFFFFFFF
+# Segments are cut in two when they hold this many keys on average (a binary search of about
+# nine steps; an insertion moves a few kilobytes at most).
+_SEGMENT = 512
+_FIRST_BITS = 4  # 16 segments to start with
 
 
-def _fold(value: int) -> int:
-    """A hash as an unsigned 64-bit key; zero marks an empty slot, so it is never a key."""
-    return (value & 0xFFFFFFFFFFFFFFFF) or 1
+def key_of(item: Any) -> int:
+    """The 64-bit key an item is stored under."""
+    return hash(item) & _MASK
 
 
 class DigestSet:
     """A set of hashable keys (strings, tuples of scalars) stored as 64-bit hashes."""
 
-    def __init__(self, capacity: int = 1024) -> None:
-        size = 1
-        while size < capacity * 2:
-            size *= 2
-        self._table = array("Q", [0]) * size
-        self._mask = size - 1
+    __slots__ = ("_count", "_limit", "_segments", "_shift")
+
+    def __init__(self) -> None:
+        self._segments = [array("Q") for _ in range(1 << _FIRST_BITS)]
+        self._shift = 64 - _FIRST_BITS
         self._count = 0
+        self._limit = _SEGMENT << _FIRST_BITS
 
     def __len__(self) -> int:
         return self._count
 
-    @staticmethod
-    def key_of(item: Hashable) -> int:
-        """The 64-bit key an item is stored under."""
-        return _fold(hash(item))
+    key_of = staticmethod(key_of)
 
-    def keys(self) -> frozenset[int]:
-        """Every stored key, for fast read-only membership tests with :meth:`key_of`."""
-        return frozenset(key for key in self._table if key)
-
-    def add(self, item: Hashable) -> bool:
+    def add(self, item: Any) -> bool:
         """Insert; True when the item was not yet present."""
         return self.add_hash(hash(item))
 
     def add_hash(self, value: int) -> bool:
         """Insert by a precomputed ``hash()`` (of a key made in a forked worker, which shares
         the hash seed); True when it was not yet present."""
-        key = _fold(value)
-        table, mask = self._table, self._mask
-        index = key & mask
-        while True:
-            current = table[index]
-            if current == key:
-                return False
-            if current == 0:
-                table[index] = key
-                self._count += 1
-                if self._count * 10 > (mask + 1) * 7:
-                    self._grow()
-                return True
-            index = (index + 1) & mask
+        key = value & _MASK
+        segment = self._segments[key >> self._shift]
+        index = bisect_left(segment, key)
+        if index < len(segment) and segment[index] == key:
+            return False
+        segment.insert(index, key)
+        self._count += 1
+        if self._count > self._limit:
+            self._split()
+        return True
 
     def __contains__(self, item: object) -> bool:
-        if not isinstance(item, Hashable):
+        try:
+            value = hash(item)
+        except TypeError:
             return False
-        key = self.key_of(item)
-        table, mask = self._table, self._mask
-        index = key & mask
-        while True:
-            current = table[index]
-            if current == key:
-                return True
-            if current == 0:
-                return False
-            index = (index + 1) & mask
+        return self.contains_hash(value)
 
-    def _grow(self) -> None:
-        old = self._table
-        size = len(old) * 2
-        self._table = table = array("Q", [0]) * size
-        self._mask = mask = size - 1
-        for key in old:
-            if key:
-                index = key & mask
-                while table[index]:
-                    index = (index + 1) & mask
-                table[index] = key
+    def contains_hash(self, value: int) -> bool:
+        """Whether a key with this ``hash()`` is present."""
+        key = value & _MASK
+        segment = self._segments[key >> self._shift]
+        index = bisect_left(segment, key)
+        return index < len(segment) and segment[index] == key
+
+    def _split(self) -> None:
+        old, shift = self._segments, self._shift - 1
+        new: list[array[int]] = []
+        for prefix, segment in enumerate(old):
+            old[prefix] = _EMPTY  # freed as soon as it is cut: never two copies of the set
+            middle = bisect_left(segment, ((prefix << 1) | 1) << shift)
+            new += (segment[:middle], segment[middle:])
+        self._segments, self._shift, self._limit = new, shift, self._limit * 2
+
+
+_EMPTY: array[int] = array("Q")
+
+
+class DigestMap:
+    """Keys (as 64-bit hashes) to non-negative integers (rows of a table kept elsewhere)."""
+
+    __slots__ = ("_count", "_keys", "_limit", "_shift", "_values")
+
+    def __init__(self) -> None:
+        self._keys = [array("Q") for _ in range(1 << _FIRST_BITS)]
+        self._values = [array("q") for _ in range(1 << _FIRST_BITS)]
+        self._shift = 64 - _FIRST_BITS
+        self._count = 0
+        self._limit = _SEGMENT << _FIRST_BITS
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get_hash(self, value: int) -> int | None:
+        key = value & _MASK
+        prefix = key >> self._shift
+        keys = self._keys[prefix]
+        index = bisect_left(keys, key)
+        if index < len(keys) and keys[index] == key:
+            return self._values[prefix][index]
+        return None
+
+    def set_hash(self, value: int, row: int) -> None:
+        key = value & _MASK
+        prefix = key >> self._shift
+        keys = self._keys[prefix]
+        index = bisect_left(keys, key)
+        if index < len(keys) and keys[index] == key:
+            self._values[prefix][index] = row
+            return
+        keys.insert(index, key)
+        self._values[prefix].insert(index, row)
+        self._count += 1
+        if self._count > self._limit:
+            self._keys, self._values, self._shift = _split_columns(
+                self._keys, self._values, self._shift
+            )
+            self._limit *= 2
 
 
 class MaxMap:
     """Keys (as 64-bit hashes) to the largest float seen for them, with an integer tag.
 
     Used to keep, per product and period, the worst nonconforming fraction any capability
-    record implies, and which record implied it: about 35 bytes per key instead of ~250.
+    record implies, and which record implied it: 24 bytes per key instead of ~250.
     """
 
-    def __init__(self, capacity: int = 1024) -> None:
-        size = 1
-        while size < capacity * 2:
-            size *= 2
-        self._allocate(size)
+    __slots__ = ("_count", "_keys", "_limit", "_shift", "_tags", "_values")
+
+    def __init__(self) -> None:
+        self._keys = [array("Q") for _ in range(1 << _FIRST_BITS)]
+        self._values = [array("d") for _ in range(1 << _FIRST_BITS)]
+        self._tags = [array("q") for _ in range(1 << _FIRST_BITS)]
+        self._shift = 64 - _FIRST_BITS
         self._count = 0
+        self._limit = _SEGMENT << _FIRST_BITS
 
-    def _allocate(self, size: int) -> None:
-        self._keys = array("Q", [0]) * size
-        self._values = array("d", [0.0]) * size
-        self._tags = array("q", [0]) * size
-        self._mask = size - 1
+    def __len__(self) -> int:
+        return self._count
 
-    def _slot(self, key: int) -> int:
-        keys, mask = self._keys, self._mask
-        index = key & mask
-        while keys[index] not in (0, key):
-            index = (index + 1) & mask
-        return index
-
-    def update(self, item: Hashable, value: float, tag: int) -> None:
+    def update(self, item: Any, value: float, tag: int) -> None:
         """Keep ``value`` (and ``tag``) for ``item`` if it is the largest so far."""
         self.update_hash(hash(item), value, tag)
 
     def update_hash(self, value_hash: int, value: float, tag: int) -> None:
         """:meth:`update` by a precomputed ``hash()`` of the key."""
-        key = _fold(value_hash)
-        slot = self._slot(key)
-        if self._keys[slot] == key:
-            if value > self._values[slot]:
-                self._values[slot], self._tags[slot] = value, tag
+        key = value_hash & _MASK
+        prefix = key >> self._shift
+        keys = self._keys[prefix]
+        index = bisect_left(keys, key)
+        if index < len(keys) and keys[index] == key:
+            values = self._values[prefix]
+            if value > values[index]:
+                values[index] = value
+                self._tags[prefix][index] = tag
             return
-        self._keys[slot], self._values[slot], self._tags[slot] = key, value, tag
+        keys.insert(index, key)
+        self._values[prefix].insert(index, value)
+        self._tags[prefix].insert(index, tag)
         self._count += 1
-        if self._count * 10 > (self._mask + 1) * 7:
-            self._grow()
+        if self._count > self._limit:
+            self._keys, self._values, self._tags, self._shift = _split_columns(
+                self._keys, self._values, self._tags, self._shift
+            )
+            self._limit *= 2
 
-    def _grow(self) -> None:
-        keys, values, tags = self._keys, self._values, self._tags
-        self._allocate(len(keys) * 2)
-        for index, key in enumerate(keys):
-            if key:
-                slot = self._slot(key)
-                self._keys[slot], self._values[slot], self._tags[slot] = (
-                    key,
-                    values[index],
-                    tags[index],
-                )
-
-    def get(self, item: Hashable) -> tuple[float, int] | None:
+    def get(self, item: Any) -> tuple[float, int] | None:
         """The largest value and its tag, or None."""
-        key = DigestSet.key_of(item)
-        slot = self._slot(key)
-        if self._keys[slot] != key:
-            return None
-        return self._values[slot], self._tags[slot]
+        return self.get_hash(hash(item))
+
+    def get_hash(self, value_hash: int) -> tuple[float, int] | None:
+        """:meth:`get` by a precomputed ``hash()`` of the key."""
+        key = value_hash & _MASK
+        prefix = key >> self._shift
+        keys = self._keys[prefix]
+        index = bisect_left(keys, key)
+        if index < len(keys) and keys[index] == key:
+            return self._values[prefix][index], self._tags[prefix][index]
+        return None
+
+
+def _split_columns(*columns_and_shift: Any) -> Any:
+    """Cut every segment of sorted keys (the first column) and of the columns beside it in two
+    at the next bit; the last argument is the current shift. Returns the new columns and
+    shift."""
+    *columns, shift = columns_and_shift
+    keys = columns[0]
+    shift -= 1
+    new: list[list[array[Any]]] = [[] for _ in columns]
+    for prefix in range(len(keys)):
+        middle = bisect_left(keys[prefix], ((prefix << 1) | 1) << shift)
+        for column, target in zip(columns, new, strict=True):
+            segment = column[prefix]
+            column[prefix] = None  # freed as soon as it is cut
+            target += (segment[:middle], segment[middle:])
+    return (*new, shift)

@@ -18,8 +18,8 @@ from sqm.validator.context import FeedContext
 from sqm.validator.errors import ValidatorError
 from sqm.validator.findings import Finding
 from sqm.validator.layers import semantics
-from sqm.validator.layers.crossrecord import CrossFacts, CrossRecordState
-from sqm.validator.layers.plausibility import Baseline, PlausibilityFacts, PlausibilityState
+from sqm.validator.layers.crossrecord import CrossRecordState
+from sqm.validator.layers.plausibility import Baseline, PlausibilityState
 from sqm.validator.layers.structure import HEADER, StructureChecker, sections_of
 from sqm.validator.loaders import Part
 
@@ -29,15 +29,22 @@ class Examined(NamedTuple):
 
     sound: bool
     findings: list[Finding]
-    cross: CrossFacts | None
-    plausibility: PlausibilityFacts | None
+    cross: tuple[Any, ...] | None  # the fields of a CrossFacts
+    plausibility: tuple[Any, ...] | None  # the fields of a PlausibilityFacts
     contains: tuple[tuple[str, str], ...] = ()  # profile requirements this item meets
+
+
+_examined = Examined._make
 
 
 # Stands for an item's index in a section until the item is settled in feed order.
 PLACEHOLDER = "#"
 # Declarations first: records refer to them, and a whole document can be read in any order.
 DECLARATION_SECTIONS = ("sites", "products", "characteristics")
+
+
+# "/<section>/#" for every section, made once.
+_PLACED = {section: f"/{section}/{PLACEHOLDER}" for section in sections_of()}
 
 
 def record_sections() -> list[str]:
@@ -79,6 +86,7 @@ class FeedChecker:
     def header(self, header: Any) -> Iterator[Finding]:
         """Check the header and adopt the profiles it declares."""
         self.skeleton[HEADER] = {} if isinstance(header, Mapping) else header
+        self.ctx.profiles_final = True
         if not isinstance(header, Mapping):
             yield from self.structure.header(header)
             return
@@ -103,9 +111,8 @@ class FeedChecker:
     def item(self, section: str, item: Any) -> Iterator[Finding]:
         """Check the next item of ``section``."""
         if section not in self.sections:
-            yield self.unknown_section(section)
-            return
-        yield from self.settle(section, self.examine(section, item))
+            return iter((self.unknown_section(section),))
+        return iter(self.settled(section, self.examine(section, item)))
 
     def unknown_section(self, section: str) -> Finding:
         """The finding for a part whose section the standard does not define."""
@@ -123,38 +130,44 @@ class FeedChecker:
 
         It changes no feed-wide state, so the parallel validator runs it in worker processes.
         """
-        at = f"/{section}/{PLACEHOLDER}"
         found, meets = self.structure.item(section, PLACEHOLDER, item)
         if not isinstance(item, Mapping):
-            return Examined(False, found, None, None, meets)
-        sound = not found
-        cross, cross_found = self.cross.examine(section, item, at, sound=sound)
-        if not sound:
-            return Examined(False, found, cross, None, meets)
-        found.extend(semantics.item_findings(section, item, at, self.ctx))
-        found.extend(cross_found)
+            return _examined((False, found, None, None, meets))
+        at = _PLACED.get(section) or f"/{section}/{PLACEHOLDER}"
+        if found:
+            cross = self.cross.examine(section, item, at, sound=False)
+            return _examined((False, found, cross, None, meets))
+        semantics.item_findings(section, item, at, self.ctx, found)
+        cross = self.cross.examine(section, item, at, out=found)
         plausibility = None
         if section not in DECLARATION_SECTIONS:
-            found.extend(self.plausibility.record(section, item, at))
+            self.plausibility.record(section, item, at, found)
             plausibility = self.plausibility.examine(section, item)
-        return Examined(True, found, cross, plausibility, meets)
+        return _examined((True, found, cross, plausibility, meets))
 
     def settle(self, section: str, examined: Examined) -> Iterator[Finding]:
         """Give the examined item its index, then run the checks that need the rest of the
         feed, in feed order."""
-        index = self.counts.get(section, 0)
-        self.counts[section] = index + 1
-        self.skeleton.setdefault(section, [])
-        at = f"/{section}/{index}"
-        self.structure.meet(examined.contains)
-        for finding in examined.findings:
-            yield _indexed(finding, section, index)
-        if examined.cross is not None:
-            for finding in self.cross.apply(examined.cross, at):
-                yield finding if finding.record is not None else _with_record(finding, index)
-        if examined.plausibility is not None:
-            for finding in self.plausibility.apply(examined.plausibility, at):
-                yield _with_record(finding, index)
+        return iter(self.settled(section, examined))
+
+    def settled(self, section: str, examined: Sequence[Any]) -> list[Finding]:
+        """:meth:`settle` as a list. ``examined`` is an :class:`Examined` or the plain tuple of
+        its fields (as worker processes send it, facts as plain tuples too)."""
+        _sound, findings, cross, plausibility, meets = examined
+        counts = self.counts
+        index = counts.get(section)
+        if index is None:
+            index = 0
+            self.skeleton.setdefault(section, [])
+        counts[section] = index + 1
+        if meets:
+            self.structure.meet(meets)
+        out = [_indexed(finding, section, index) for finding in findings] if findings else []
+        if cross is not None:
+            self.cross.apply_into(cross, section, index, out)
+        if plausibility is not None:
+            self.plausibility.apply_into(plausibility, section, index, out)
+        return out
 
     def other(self, key: str, value: Any) -> None:
         """A top-level key that is not a list section (reported by :meth:`finish`)."""

@@ -64,6 +64,13 @@ class _ProgressReader:
         self._bar.update(len(data))
         return data
 
+    # The parallel validator's workers read their batches from the file itself.
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
 
 def _with_progress(
     path: Path,

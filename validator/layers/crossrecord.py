@@ -7,8 +7,9 @@ are 8-byte digests; only declarations (sites, products, characteristics) are kep
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
 
 from sqm.validator.compact import DigestSet
@@ -44,12 +45,31 @@ class CrossFacts(NamedTuple):
 
 
 def _references(section: str, item: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    for kind, name, where in _simple_references(section):
+        yield kind, item.get(name), where
+    if section in _LIST_REFERENCES:
+        yield from _listed_references(section, item)
+
+
+@cache
+def _simple_references(section: str) -> tuple[tuple[str, str, str], ...]:
+    """(kind, field, pointer below the item) of the references a section's items make in a
+    field of their own, in the order they are reported."""
+    found = []
     if section != "sites":
-        yield "site", item.get("site"), "/site"
+        found.append(("site", "site", "/site"))
     if section != "products":
-        yield "product", item.get("product"), "/product"
+        found.append(("product", "product", "/product"))
     if section == "capability_records":
-        yield "characteristic", item.get("characteristic"), "/characteristic"
+        found.append(("characteristic", "characteristic", "/characteristic"))
+    return tuple(found)
+
+
+_LIST_REFERENCES = frozenset({"products", "certification_records", "traceability_records"})
+
+
+def _listed_references(section: str, item: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """The references a section's items make in lists (after the simple ones)."""
     if section == "products" and isinstance(item.get("manufactured_at"), list):
         for index, site in enumerate(item["manufactured_at"]):
             yield "site", site, f"/manufactured_at/{index}"
@@ -140,7 +160,12 @@ class CrossRecordState:
     # Facts that structurally broken items leave unknown: no finding may rest on them.
     indeterminate: set[str] = field(default_factory=set)
     iatf_indeterminate: bool = False
-    _frozen: dict[str, frozenset[int]] | None = None
+    # Characteristics given a spec since this was set (by the parallel validator, whose worker
+    # processes know only the specs declared before they started).
+    changed: DigestSet | None = None
+    # References recently found declared (records of a feed refer to the same few sites and
+    # products again and again): a set lookup instead of a search of the declarations.
+    _known: set[tuple[str, str]] = field(default_factory=set)
 
     def header(self, header: Mapping[str, Any]) -> Iterator[Finding]:
         sequence = integer(header.get("sequence"))
@@ -162,97 +187,158 @@ class CrossRecordState:
                 )
 
     def examine(
-        self, section: str, item: Mapping[str, Any], at: str, *, sound: bool = True
-    ) -> tuple[CrossFacts, list[Finding]]:
-        """What this item contributes to the feed-wide checks, read against the declarations
-        known so far; changes nothing (so worker processes can run it).
+        self,
+        section: str,
+        item: Mapping[str, Any],
+        at: str,
+        *,
+        sound: bool = True,
+        out: list[Finding] | None = None,
+    ) -> tuple[Any, ...]:
+        """What this item contributes to the feed-wide checks (the fields of
+        :class:`CrossFacts`, as a plain tuple: cheaper to make and to pickle), read against the
+        declarations known so far; changes nothing (so worker processes can run it). Findings that need
+        only the declarations (a capability record naming another product than its
+        characteristic's) are appended to ``out``.
 
         An item with structural errors (``sound=False``) contributes only its id and what it
         declares, so that references to it do not cascade into more findings.
         """
-        found: list[Finding] = []
-        identifier = item.get("id") if isinstance(item.get("id"), str) else None
+        get = item.get
+        identifier = get("id")
+        if not isinstance(identifier, str):
+            identifier = None
         kind = DECLARATION_KIND.get(section) if identifier is not None else None
         spec = None
         special = False
         if section == "characteristics" and identifier is not None:
             special = bool(
-                self.ctx.automotive and item.get("special_characteristic_class") in SPECIAL_CLASSES
+                self.ctx.automotive and get("special_characteristic_class") in SPECIAL_CLASSES
             )
             spec = _spec(item)
         if not sound:
-            reference = item.get("characteristic")
+            reference = get("characteristic")
             capability = section == "capability_records" and isinstance(reference, str)
-            iatf = section == "certification_records" and item.get("scheme") == "IATF_16949"
-            facts = CrossFacts(
+            iatf = section == "certification_records" and get("scheme") == "IATF_16949"
+            return (
                 section,
                 identifier,
                 kind,
                 spec,
                 special,
-                indeterminate=reference if capability else None,
-                iatf=INDETERMINATE if iatf else None,
+                (),
+                None,
+                None,
+                None,
+                reference if capability else None,
+                INDETERMINATE if iatf else None,
             )
-            return facts, found
-        subject, certificate = _subject_key(section, item)
+        if section == "certification_records" or section in DECLARATION_KIND:
+            subject, certificate = _subject_key(section, item)
+        else:  # _subject_key of a record, inlined
+            period = get("period")
+            subject = certificate = None
+            if isinstance(period, dict):
+                indicator = get("indicator")
+                subject = hash(
+                    (
+                        section,
+                        get("site"),
+                        get("product"),
+                        get("characteristic"),
+                        get("detection_point"),
+                        get("lead_time_definition"),
+                        get("date_basis"),
+                        indicator.get("name") if isinstance(indicator, dict) else None,
+                        get("material"),
+                        period.get("start"),
+                        period.get("end"),
+                    )
+                )
         ppap = None
         if section == "capability_records":
-            found.extend(self._capability(item, at))
-            ppap = _ppap_complete(item)
-        facts = CrossFacts(
+            if out is not None:
+                self._capability(item, at, out)
+            # Only the automotive profile asks for PPAP-complete studies (R006); before the
+            # header is read, the profiles are not known yet.
+            if self.ctx.automotive or not self.ctx.profiles_final:
+                ppap = _ppap_complete(item)
+        iatf = self._certificate(item) if section == "certification_records" else None
+        refs = self._unresolved_refs(section, item)
+        return (
             section,
             identifier,
             kind,
             spec,
             special,
-            refs=self._unresolved_refs(section, item),
-            subject=subject,
-            certificate=certificate,
-            ppap=ppap,
-            iatf=self._certificate(item) if section == "certification_records" else None,
+            refs,
+            subject,
+            certificate,
+            ppap,
+            None,
+            iatf,
         )
-        return facts, found
 
     def apply(self, facts: CrossFacts, at: str) -> Iterator[Finding]:
         """Remember an examined item; report what collides with earlier items."""
-        if facts.id is not None and not self.ids.add(facts.id):
-            yield emit(
-                "SQM-R001",
-                f"id {facts.id!r} is used by an earlier item",
-                f"{at}/id",
-                value=facts.id,
+        section, index = at[1:].rsplit("/", 1)
+        out: list[Finding] = []
+        self.apply_into(facts, section, int(index), out)
+        return iter(out)
+
+    def apply_into(
+        self, facts: Sequence[Any], section: str, index: int, out: list[Finding]
+    ) -> None:
+        """:meth:`apply` for item ``index`` of ``section``, appending the findings (with that
+        record index) to ``out``. ``facts`` is a :class:`CrossFacts` or the plain tuple of
+        its fields."""
+        identifier, declares, spec, special, refs, subject = facts[1:7]
+        if identifier is not None and not self.ids.add_hash(hash(identifier)):
+            out.append(
+                emit(
+                    "SQM-R001",
+                    f"id {identifier!r} is used by an earlier item",
+                    f"/{section}/{index}/id",
+                    value=identifier,
+                    record=index,
+                )
             )
-        if facts.declares is not None and facts.id is not None:
-            self.declared[facts.declares].add(facts.id)
-            if facts.special:
-                self.special[facts.id] = at
-            if facts.spec is not None:
-                self.ctx.characteristics[facts.id] = facts.spec
-        for kind, value, where in facts.refs:
-            if value in self.declared[kind]:
-                continue
-            where = at + where
-            if len(self.pending) < MAX_PENDING:
-                self.pending.append((kind, value, where))
-            else:
-                yield self._unresolved(kind, value, where, streamed=True)
-        if facts.subject is not None and not self.subjects.add_hash(facts.subject):
-            message = (
-                facts.certificate or "another record already covers the same subject and period"
-            )
-            yield emit("SQM-R003", message, at)
-        if facts.ppap is not None:
-            self.ppap_complete.add(facts.ppap)
-        if facts.indeterminate is not None:
-            self.indeterminate.add(facts.indeterminate)
-        if facts.iatf is not None:
+        if declares is not None and identifier is not None:
+            self.declared[declares].add(identifier)
+            if special:
+                self.special[identifier] = f"/{section}/{index}"
+            if spec is not None:
+                self.ctx.characteristics[identifier] = spec
+                if self.changed is not None:
+                    self.changed.add(identifier)
+        if refs:
+            at = f"/{section}/{index}"
+            for kind, value, where in refs:
+                if value in self.declared[kind]:
+                    continue
+                where = at + where
+                if len(self.pending) < MAX_PENDING:
+                    self.pending.append((kind, value, where))
+                else:
+                    out.append(self._unresolved(kind, value, where, streamed=True, record=index))
+        if subject is not None and not self.subjects.add_hash(subject):
+            message = facts[7] or "another record already covers the same subject and period"
+            out.append(emit("SQM-R003", message, f"/{section}/{index}", record=index))
+        ppap, indeterminate, iatf = facts[8:11]
+        if ppap is not None:
+            self.ppap_complete.add(ppap)
+        if indeterminate is not None:
+            self.indeterminate.add(indeterminate)
+        if iatf is not None:
             self.iatf_seen = True
-            if facts.iatf == ACTIVE:
+            if iatf == ACTIVE:
                 self.iatf_active = True
-            elif facts.iatf == INDETERMINATE:
+            elif iatf == INDETERMINATE:
                 self.iatf_indeterminate = True
 
-    def _unresolved(self, kind: str, value: str, at: str, streamed: bool = False) -> Finding:
+    def _unresolved(
+        self, kind: str, value: str, at: str, streamed: bool = False, record: int | None = None
+    ) -> Finding:
         hint = None
         if streamed:
             hint = f"Declare {KIND_SECTION[kind]} before the records that use them."
@@ -262,40 +348,46 @@ class CrossRecordState:
             at,
             value=value,
             hint=hint,
+            record=record,
         )
 
     def _unresolved_refs(
         self, section: str, item: Mapping[str, Any]
     ) -> tuple[tuple[str, str, str], ...]:
         """References (kind, id, pointer below the item) not declared so far."""
-        frozen = self._frozen
-        unresolved = []
-        for kind, value, where in _references(section, item):
-            if not isinstance(value, str):
+        declared = self.declared
+        unresolved: list[tuple[str, str, str]] = []
+        simple = _simple_references(section)
+        get = item.get
+        known = self._known
+        for kind, name, where in simple:
+            value = get(name)
+            if not isinstance(value, str) or (kind, value) in known:
                 continue
-            known = (
-                DigestSet.key_of(value) in frozen[kind] if frozen else value in self.declared[kind]
-            )
-            if not known:
+            if declared[kind].contains_hash(hash(value)):
+                # Declarations are never taken back: remembering a hit is always right.
+                if len(known) >= 4096:
+                    known.clear()
+                known.add((kind, value))
+            else:
                 unresolved.append((kind, value, where))
-        return tuple(unresolved)
+        if section in _LIST_REFERENCES:
+            for kind, value, where in _listed_references(section, item):
+                if isinstance(value, str) and value not in declared[kind]:
+                    unresolved.append((kind, value, where))
+        return tuple(unresolved) if unresolved else ()
 
-    def freeze_declared(self) -> None:
-        """Answer "is it declared?" from an immutable copy from now on (C-speed lookups).
-
-        For a forked worker, whose declarations cannot change any more; the feed-wide process
-        keeps learning declarations and must not call this."""
-        self._frozen = {kind: table.keys() for kind, table in self.declared.items()}
-
-    def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+    def _capability(self, item: Mapping[str, Any], at: str, out: list[Finding]) -> None:
         ref, product = item.get("characteristic"), item.get("product")
         spec = self.ctx.characteristics.get(ref) if isinstance(ref, str) else None
         if spec and spec.product and isinstance(product, str) and product != spec.product:
-            yield emit(
-                "SQM-R005",
-                f"{ref} belongs to {spec.product}, the record names {product}",
-                f"{at}/product",
-                value=product,
+            out.append(
+                emit(
+                    "SQM-R005",
+                    f"{ref} belongs to {spec.product}, the record names {product}",
+                    f"{at}/product",
+                    value=product,
+                )
             )
 
     def _certificate(self, item: Mapping[str, Any]) -> str | None:

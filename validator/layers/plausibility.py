@@ -8,7 +8,8 @@ the data contradict it strongly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ from sqm.validator import stats
 from sqm.validator.compact import DigestSet, MaxMap
 from sqm.validator.context import FeedContext, integer, number, timestamp
 from sqm.validator.findings import Finding
-from sqm.validator.layers.semantics import spec_of
+from sqm.validator.layers.semantics import Template, instantiate, memoized
 from sqm.validator.rules import emit
 
 MIN_CREDIBLE_SAMPLE = 30
@@ -111,11 +112,16 @@ class PlausibilityFacts(NamedTuple):
 
     signature: int | None = None
     expected: tuple[int, float] | None = None
-    observed: tuple[str, str, str, int, int] | None = None
+    # (hash of product and period, defective, inspected) of a produced-defects record
+    observed: tuple[int, int, int] | None = None
 
 
-def _observed(item: Mapping[str, Any]) -> tuple[str, str, str, int, int] | None:
-    """(product, period start, end, defective, inspected) of a produced-defects record."""
+_NO_FACTS = (None, None, None)
+
+
+def _observed(item: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """(hash of product, period start and end; defective; inspected) of a produced-defects
+    record."""
     period, product = item.get("period"), item.get("product")
     inspected, defective = (
         integer(item.get("inspected_count")),
@@ -129,8 +135,32 @@ def _observed(item: Mapping[str, Any]) -> tuple[str, str, str, int, int] | None:
         and inspected
         and defective is not None
     ):
-        return product, str(period.get("start")), str(period.get("end")), defective, inspected
+        key = hash((product, str(period.get("start")), str(period.get("end"))))
+        return key, defective, inspected
     return None
+
+
+class _Observed:
+    """Rows of four integers in arrays (a column turns into a list for a value an array cannot
+    hold, such as a count beyond 64 bits)."""
+
+    def __init__(self) -> None:
+        self._columns: list[Any] = [array("Q") for _ in range(4)]
+
+    def append(self, row: tuple[int, int, int, int]) -> None:
+        key, *rest = row
+        for column, value in enumerate((key & 0xFFFFFFFFFFFFFFFF, *rest)):
+            try:
+                self._columns[column].append(value)
+            except OverflowError:
+                self._columns[column] = list(self._columns[column])
+                self._columns[column].append(value)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
+        return zip(*self._columns, strict=True)
+
+    def clear(self) -> None:
+        self._columns = [array("Q") for _ in range(4)]
 
 
 @dataclass
@@ -141,83 +171,135 @@ class PlausibilityState:
     signatures: DigestSet = field(default_factory=DigestSet)
     # (product, period start, period end) -> worst implied fraction, capability record index
     expected: MaxMap = field(default_factory=MaxMap)
-    observed: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
+    # The produced-defects records, compared with the expectations at the end: the key of
+    # their product and period, their counts and their index, 32 bytes a record.
+    observed: _Observed = field(default_factory=lambda: _Observed())
 
-    def record(self, section: str, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
+    def record(self, section: str, item: Mapping[str, Any], at: str, out: list[Finding]) -> None:
         """Checks of one record on its own (they need no other record, so they parallelise)."""
-        yield from self._stale(item, at)
+        self._stale(item, at, out)
         if section == "capability_records":
-            yield from self._capability(item, at)
-        yield from self._against_baseline(section, item, at)
+            self._capability(item, at, out)
+        if self.ctx.baseline is not None:
+            out.extend(self._against_baseline(section, item, at))
 
-    def examine(self, section: str, item: Mapping[str, Any]) -> PlausibilityFacts:
-        """What this record contributes to the feed-wide checks; changes nothing (so worker
-        processes can run it)."""
+    def examine(self, section: str, item: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What this record contributes to the feed-wide checks (the fields of
+        :class:`PlausibilityFacts`, as a plain tuple: cheaper to make and to pickle); changes
+        nothing (so worker processes can run it)."""
         if section == "capability_records":
-            cpk, ppk = number(item.get("cpk")), number(item.get("ppk"))
-            return PlausibilityFacts(
-                signature=hash(tuple(item.get(k) for k in _SIGNATURE)),
-                expected=self._expected(item, ppk if ppk is not None else cpk),
+            ppk = item.get("ppk")
+            ppk = ppk if type(ppk) is float else number(ppk)
+            return (
+                hash(tuple(map(item.get, _SIGNATURE))),
+                self._expected(item, ppk if ppk is not None else number(item.get("cpk"))),
+                None,
             )
         if section == "defect_rate_records":
-            return PlausibilityFacts(observed=_observed(item))
-        return PlausibilityFacts()
+            return (None, None, _observed(item))
+        return _NO_FACTS
 
     def apply(self, facts: PlausibilityFacts, at: str) -> Iterator[Finding]:
         """Remember an examined record; report a copy of an earlier one."""
-        if facts.signature is not None and not self.signatures.add_hash(facts.signature):
-            yield emit(
-                "SQM-P004",
-                "every value equals another record's for the same characteristic (copied data?)",
-                at,
-            )
-        if facts.expected is not None:
-            key, fraction = facts.expected
-            self.expected.update_hash(key, fraction, int(at.rsplit("/", 1)[1]))
-        if facts.observed is not None:
-            self.observed.append((*facts.observed, at))
+        section, index = at[1:].rsplit("/", 1)
+        out: list[Finding] = []
+        self.apply_into(facts, section, int(index), out)
+        return iter(out)
 
-    def _stale(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        due = timestamp(item.get("next_update_due"))
+    def apply_into(
+        self, facts: Sequence[Any], section: str, index: int, out: list[Finding]
+    ) -> None:
+        """:meth:`apply` for record ``index`` of ``section``, appending the findings (with that
+        record index) to ``out``. ``facts`` is a :class:`PlausibilityFacts` or a plain tuple."""
+        signature, expected, observed = facts
+        if signature is not None and not self.signatures.add_hash(signature):
+            out.append(
+                emit(
+                    "SQM-P004",
+                    "every value equals another record's for the same characteristic (copied data?)",
+                    f"/{section}/{index}",
+                    record=index,
+                )
+            )
+        if expected is not None:
+            key, fraction = expected
+            self.expected.update_hash(key, fraction, index)
+        if observed is not None:
+            self.observed.append((*observed, index))
+
+    def _stale(self, item: Mapping[str, Any], at: str, out: list[Finding]) -> None:
+        due, as_of, interval = (
+            item.get("next_update_due"),
+            item.get("as_of"),
+            item.get("update_interval"),
+        )
+        ctx = self.ctx
+        if ctx.memo_now is ctx.now and (as_of is None or type(as_of) is str):
+            try:
+                found = ctx.memo[("stale", due, as_of, interval)]
+            except (KeyError, TypeError):
+                pass
+            else:
+                if found:
+                    instantiate(found, at, out)
+                return
+        if as_of is None or type(as_of) is str:
+            found = memoized(
+                self.ctx, ("stale", due, as_of, interval), self._due, due, as_of, interval
+            )
+        else:  # the finding carries as_of: equal keys of other types (1, 1.0, True) must differ
+            found = self._due(due, as_of, interval)
+        if found:
+            instantiate(found, at, out)
+
+    def _due(self, due_v: Any, as_of_v: Any, interval_v: Any) -> tuple[Template, ...]:
+        due = timestamp(due_v)
         if due is None:
-            as_of, interval = timestamp(item.get("as_of")), duration(item.get("update_interval"))
+            as_of, interval = timestamp(as_of_v), duration(interval_v)
             due = as_of + interval if as_of and interval else None
         if due is not None and due < self.ctx.now:
-            yield emit(
-                "SQM-P006",
-                f"the record was due for an update on {due.isoformat()}",
-                at,
-                value=item.get("as_of"),
-            )
+            message = f"the record was due for an update on {due.isoformat()}"
+            return (("SQM-P006", message, "", as_of_v),)
+        return ()
 
-    def _capability(self, item: Mapping[str, Any], at: str) -> Iterator[Finding]:
-        cpk = number(item.get("cpk"))
-        n = integer(item.get("sample_size"))
+    def _capability(self, item: Mapping[str, Any], at: str, out: list[Finding]) -> None:
+        cpk = item.get("cpk")
+        cpk = cpk if type(cpk) is float else number(cpk)
+        n = item.get("sample_size")
+        if type(n) is not int:
+            n = None
         if n is not None and n < MIN_CREDIBLE_SAMPLE:
-            yield emit(
-                "SQM-P003",
-                f"capability from {n} measurements (fewer than {MIN_CREDIBLE_SAMPLE})",
-                f"{at}/sample_size",
-                value=n,
+            out.append(
+                emit(
+                    "SQM-P003",
+                    f"capability from {n} measurements (fewer than {MIN_CREDIBLE_SAMPLE})",
+                    f"{at}/sample_size",
+                    value=n,
+                )
             )
         claimed = number(item.get("cpk_lower_confidence_bound"))
         level = number(item.get("confidence_level")) or 0.95
         if claimed is not None and cpk is not None and n is not None and 0 < level < 1:
             supported = stats.cpk_lower_bound(cpk, n, level)
             if claimed > supported + 0.05:
-                yield emit(
-                    "SQM-P003",
-                    f"lower bound {claimed:g} claimed; Cpk {cpk:g} from n = {n} supports about {supported:.2f}",
-                    f"{at}/cpk_lower_confidence_bound",
-                    value=claimed,
+                out.append(
+                    emit(
+                        "SQM-P003",
+                        f"lower bound {claimed:g} claimed; Cpk {cpk:g} from n = {n} supports about {supported:.2f}",
+                        f"{at}/cpk_lower_confidence_bound",
+                        value=claimed,
+                    )
                 )
         for name in ("sigma_within", "sigma_overall"):
-            if number(item.get(name)) == 0.0:
-                yield emit(
-                    "SQM-P004",
-                    f"{name} is exactly zero: no measured process varies not at all",
-                    f"{at}/{name}",
-                    value=0,
+            sigma = item.get(name)
+            if (sigma if type(sigma) is float else number(sigma)) == 0.0:
+                out.append(
+                    emit(
+                        "SQM-P004",
+                        f"{name} is exactly zero: no measured process varies not at all",
+                        f"{at}/{name}",
+                        value=0,
+                    )
                 )
         test = item.get("normality_test")
         if (
@@ -225,30 +307,40 @@ class PlausibilityState:
             and isinstance(test, dict)
             and test.get("passed") is False
         ):
-            yield emit(
-                "SQM-P007",
-                "indices computed under a normal model that the normality test rejected",
-                f"{at}/normality_test/passed",
-                value=False,
+            out.append(
+                emit(
+                    "SQM-P007",
+                    "indices computed under a normal model that the normality test rejected",
+                    f"{at}/normality_test/passed",
+                    value=False,
+                )
             )
         if item.get("in_statistical_control") is False and cpk is not None:
-            yield emit(
-                "SQM-P008",
-                "Cpk stated for a process out of statistical control",
-                f"{at}/cpk",
-                value=cpk,
+            out.append(
+                emit(
+                    "SQM-P008",
+                    "Cpk stated for a process out of statistical control",
+                    f"{at}/cpk",
+                    value=cpk,
+                )
             )
 
     def _expected(self, item: Mapping[str, Any], index: float | None) -> tuple[int, float] | None:
         """(hash of product and period, nonconforming fraction the capability implies)."""
-        spec = spec_of(item, self.ctx)
-        period = item.get("period")
-        if item.get("distribution") != "normal" or spec is None or not isinstance(period, dict):
+        get = item.get
+        if get("distribution") != "normal":
             return None
-        product = item.get("product") or spec.product
+        ref = get("characteristic")
+        spec = self.ctx.characteristics.get(ref) if isinstance(ref, str) else None
+        period = get("period")
+        if spec is None or not isinstance(period, dict):
+            return None
+        product = get("product") or spec.product
         if not isinstance(product, str):
             return None
-        mean, sigma = number(item.get("process_mean")), number(item.get("sigma_overall"))
+        mean, sigma = get("process_mean"), get("sigma_overall")
+        mean = mean if type(mean) is float else number(mean)
+        sigma = sigma if type(sigma) is float else number(sigma)
         if mean is not None and sigma and sigma > 0:
             fraction = stats.nonconforming_fraction(mean, sigma, spec.lower, spec.upper)
         elif index is not None:
@@ -285,10 +377,11 @@ class PlausibilityState:
                 )
 
     def finish(self) -> Iterator[Finding]:
-        for product, start, end, defective, inspected, at in self.observed:
-            expected = self.expected.get((product, start, end))
+        for key, defective, inspected, index in self.observed:
+            expected = self.expected.get_hash(key)
             if expected is None:
                 continue
+            at = f"/defect_rate_records/{index}"
             fraction, record = expected
             source = f"/capability_records/{record}"
             lam = fraction * inspected

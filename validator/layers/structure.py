@@ -61,18 +61,67 @@ def schema_validator(profile: str = CORE_PROFILE) -> Draft202012Validator:
 
 
 @cache
-def _fast_root(profile: str) -> Any:
-    return jsonschema_rs.validator_for(json_schema(profile), validate_formats=True)
+def _root_shape(profile: str) -> Any:
+    """A small compiled schema of what :meth:`StructureChecker.root` reports: the top-level
+    keys allowed and required and each section's own keywords (its items are checked one by
+    one, its "contains" item by item), the header only as to its type (its content is checked
+    on its own). When a feed's skeleton passes it, the whole schema reports nothing that
+    ``root`` keeps; only then is the reference validator of the whole feed spared."""
+    root = json_schema(profile)
+    properties: dict[str, Any] = {}
+    for name, prop in root["properties"].items():
+        if "$ref" in prop:  # a section shaped by a definition: type errors are what is kept
+            target = root["$defs"][str(prop["$ref"]).rsplit("/", 1)[-1]]
+            properties[name] = {"type": target["type"]} if "type" in target else {}
+            if name != HEADER:
+                return _compile_fast(root)  # not the shape of this standard: the whole schema
+        else:
+            properties[name] = {k: v for k, v in prop.items() if k not in ("items", "contains")}
+    shape = {k: v for k, v in root.items() if k not in ("$defs", "properties", "$id")}
+    if "$ref" in json.dumps([shape, properties]):
+        return _compile_fast(root)  # a root keyword needs the definitions: the whole schema
+    return _compile_fast({**shape, "properties": properties})
+
+
+def _compile_fast(schema: dict[str, Any]) -> Any:
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+@cache
+def _line_validator(profile: str) -> Any:
+    """One compiled schema for a line of an NDJSON feed, ``{section: item}`` (or
+    ``{"header": header}``): the item is checked against its section's definition, exactly as
+    ``_part(profile, section).fast`` checks it (``tests/validator/test_fast_paths.py``), with
+    one compiled copy of the definitions instead of one per section."""
+    root = json_schema(profile)
+    properties = {
+        name: prop if name == HEADER else prop.get("items", {})
+        for name, prop in root["properties"].items()
+    }
+    return _compile_fast(
+        {
+            "$schema": root["$schema"],
+            "$defs": root["$defs"],
+            "type": "object",
+            "properties": properties,
+        }
+    )
 
 
 class _Part:
     """One definition a part of a feed is checked against: jsonschema-rs decides, the
-    reference validator (compiled on first need) explains."""
+    reference validator explains (each compiled on first need)."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
-        self.fast = jsonschema_rs.validator_for(schema, validate_formats=True)
+        self._fast: Any = None
         self._reference: Draft202012Validator | None = None
+
+    @property
+    def fast(self) -> Any:
+        if self._fast is None:
+            self._fast = _compile_fast(self.schema)
+        return self._fast
 
     @property
     def reference(self) -> Draft202012Validator:
@@ -120,16 +169,23 @@ class StructureChecker:
         self.sections = set(sections_of())
         self._contained: set[tuple[str, str]] = set()
         # Resolved once: the per-item path runs for every record of a large feed.
-        self._parts: dict[str, list[_Part]] = {}
+        self._valid = [(n, _line_validator(n).is_valid) for n in self.profiles]
         self._containers: dict[str, list[tuple[str, _Part]]] = {}
         for section in [HEADER, *self.sections]:
-            self._parts[section] = [p for p in (_part(n, section) for n in self.profiles) if p]
             self._containers[section] = [
                 (n, _contains(n)[section]) for n in self.profiles if section in _contains(n)
             ]
 
     def _check(self, section: str, value: Any, prefix: list[Any]) -> list[Finding]:
-        parts = [p for p in self._parts.get(section, ()) if not p.fast.is_valid(value)]
+        line = {section: value}
+        valid = self._valid
+        if len(valid) == 1:  # the usual case, decided without building a list
+            if valid[0][1](line):
+                return []
+            failed = [valid[0][0]]
+        else:
+            failed = [profile for profile, is_valid in valid if not is_valid(line)]
+        parts = [part for part in (_part(profile, section) for profile in failed) if part]
         if not parts:
             return []
         found: list[Finding] = []
@@ -152,10 +208,17 @@ class StructureChecker:
     ) -> tuple[list[Finding], tuple[tuple[str, str], ...]]:
         """Findings for one item of a list section, and the (profile, section) pairs whose
         "must contain" requirement this item meets (for :meth:`meet`)."""
-        found = self._check(section, item, [section, index])
+        valid = self._valid
+        if len(valid) == 1 and valid[0][1]({section: item}):
+            found: list[Finding] = []  # the usual case, without building the prefix
+        else:
+            found = self._check(section, item, [section, index])
+        containers = self._containers.get(section)
+        if not containers:
+            return found, ()
         meets = tuple(
             (profile, section)
-            for profile, part in self._containers.get(section, ())
+            for profile, part in containers
             if (profile, section) not in self._contained and part.fast.is_valid(item)
         )
         return found, meets
@@ -172,7 +235,7 @@ class StructureChecker:
         """
         seen: set[tuple[str, str, str]] = set()
         for profile in self.profiles:
-            if _fast_root(profile).is_valid(skeleton):
+            if _root_shape(profile).is_valid(skeleton):
                 errors: Iterable[ValidationError] = ()
             else:
                 errors = schema_validator(profile).iter_errors(skeleton)
