@@ -262,6 +262,19 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+SPARQL_RESPONSES: dict[str, Any] = {
+    "200": {
+        "description": "SPARQL JSON results, or Turtle / N-Triples for CONSTRUCT and DESCRIBE.",
+        "content": {
+            "application/sparql-results+json": {"schema": {"type": "object"}},
+            "text/turtle": {"schema": {"type": "string"}},
+            "application/n-triples": {"schema": {"type": "string"}},
+        },
+    },
+    "503": {"$ref": "#/components/responses/Error"},
+    **ERRORS,
+}
+
 SEARCH_PARAMETERS = [
     _query(
         "where",
@@ -617,18 +630,7 @@ def document() -> dict[str, Any]:
                 "parameters": [
                     _query("query", "A SPARQL query (no updates, no SERVICE).", required=True)
                 ],
-                "responses": {
-                    "200": {
-                        "description": "SPARQL JSON results, or Turtle / N-Triples for CONSTRUCT and DESCRIBE.",
-                        "content": {
-                            "application/sparql-results+json": {"schema": {"type": "object"}},
-                            "text/turtle": {"schema": {"type": "string"}},
-                            "application/n-triples": {"schema": {"type": "string"}},
-                        },
-                    },
-                    "503": {"$ref": "#/components/responses/Error"},
-                    **ERRORS,
-                },
+                "responses": SPARQL_RESPONSES,
             },
             "post": {
                 "summary": "The same, with the query in the body (SPARQL 1.1 Protocol).",
@@ -645,18 +647,7 @@ def document() -> dict[str, Any]:
                         },
                     },
                 },
-                "responses": {
-                    "200": {
-                        "description": "SPARQL JSON results, or Turtle / N-Triples for CONSTRUCT and DESCRIBE.",
-                        "content": {
-                            "application/sparql-results+json": {"schema": {"type": "object"}},
-                            "text/turtle": {"schema": {"type": "string"}},
-                            "application/n-triples": {"schema": {"type": "string"}},
-                        },
-                    },
-                    "503": {"$ref": "#/components/responses/Error"},
-                    **ERRORS,
-                },
+                "responses": SPARQL_RESPONSES,
             },
         },
         "/operator/suppliers/{supplier}/verification": {
