@@ -127,6 +127,21 @@ def run(args: list[str], pss: bool = False) -> Run:
     )
 
 
+def machine_load() -> str:
+    """The load average and the share of the CPUs idle during one second, for the report (other
+    work on the machine slows the parallel run first)."""
+
+    def times() -> list[int]:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+
+    before = times()
+    time.sleep(1)
+    delta = [b - a for a, b in zip(before, times(), strict=True)]
+    idle = (delta[3] + delta[4]) / max(sum(delta), 1)
+    averages = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"load average {averages}, {idle:.0%} of the CPUs idle"
+
+
 def worker_rs(path: str) -> None:
     """Structure only with jsonschema-rs and orjson, item by item."""
     import orjson
@@ -204,7 +219,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from generate_feed import write
 
-    print(f"load average before the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"before the runs: {machine_load()}")
     with tempfile.TemporaryDirectory() as tmp:
         feed = Path(tmp) / "feed.ndjson"
         write(feed, args.records)
@@ -292,7 +307,7 @@ def main() -> None:
                 f"each), peak PSS added up {every.tree_pss_mb:.0f} MB (shared pages divided "
                 f"among the processes sharing them)"
             )
-    print(f"load average after the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"after the runs: {machine_load()}")
 
 
 if __name__ == "__main__":
