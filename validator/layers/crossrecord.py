@@ -1,7 +1,9 @@
 """Layer 4, cross-record: ids, references, duplicates, the feed sequence and profile-wide rules.
 
-State is compact so that a million streamed records stay within memory: ids and duplicate keys
-are 8-byte digests; only declarations (sites, products, characteristics) are kept as strings.
+State is compact so that a million streamed records stay within memory: ids, declarations and
+duplicate keys are 8-byte digests (:mod:`sqm.validator.compact`), the characteristics' specs
+rows of arrays (:class:`~sqm.validator.context.CharacteristicTable`); only references to items
+not declared yet are kept as strings, up to :data:`MAX_PENDING` of them.
 """
 
 from __future__ import annotations
