@@ -14,7 +14,8 @@ Distributions (per supplier, with month-to-month noise per feed):
 - Cpk: the supplier's level ~ lognormal around 1.4 (sigma 0.2), each characteristic around it,
   each month +-5 %; Cp, Pp, Ppk, mean and sigmas computed from it and the tolerance;
 - ppm at the customer: lognormal, median ~25 ppm (sigma 1.3), from real counts;
-- on time %: beta(19, 1) (mean 95 %), in full % beta(60, 1), OTIF below both;
+- on time %: the supplier's level ~ beta(19, 1) (mean 95 %), each month beta around it;
+  in full % ~ beta(60, 1); OTIF below both;
 - lead time: in days (75 %) or weeks, median 5-40 days;
 - certificates: ISO 9001 75 %, IATF 16949 30 %, ISO 14001 40 %, ISO 45001 15 %, ISO 50001
   8 %, AS 9100 5 %, ISO 13485 5 %; three-year cycles renewed on time, 4 % lapsed (expired) and
