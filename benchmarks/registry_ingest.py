@@ -59,6 +59,7 @@ from sqlalchemy import create_engine, text
 from stdnum.iso7064 import mod_97_10
 
 from sqm.trust import bundle, dsse
+from sqm.trust.canonical import canonical_text
 from sqm.validator import Severity, validate
 
 HERE = Path(__file__).resolve().parent
@@ -219,7 +220,7 @@ def server_compute(body: bytes, public: bytes, now: datetime) -> tuple[list[floa
     result = validate(feed, now=now)
     errors = [f for f in result.findings if f.severity is Severity.ERROR]
     validated = time.perf_counter()
-    if statement != bundle.statement(feed):
+    if statement != bundle.statement(feed, canonical_text(envelope.payload, "predicate")):
         errors.append("the statement's subject does not name the feed's digest")
     checked = time.perf_counter()
     return [decoded - start, verified - decoded, validated - verified, checked - validated], errors

@@ -28,6 +28,7 @@ from sqm.registry.indexer import Indexer
 from sqm.registry.log import TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
+from sqm.trust.canonical import canonical_text
 from sqm.validator import Severity, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -334,7 +335,17 @@ class Ingest:
             raise RejectionError(
                 422, "invalid_feed", "the statement's predicate must be a feed with a header"
             )
-        if statement != bundle.statement(feed):
+        try:
+            canonical_feed = canonical_text(envelope.payload, "predicate")
+        except TrustError as exc:
+            raise RejectionError(
+                422,
+                "no_canonical_form",
+                f"the feed has no canonical JSON form (RFC 8785), which its digest is over: "
+                f"{exc}. Numbers must be finite, and integers within +-9007199254740991 "
+                "(2^53 - 1): carry larger ones as strings",
+            ) from None
+        if statement != bundle.statement(feed, canonical_feed):
             raise RejectionError(
                 422, "subject_mismatch", "the statement's subject must name the feed's digest"
             )

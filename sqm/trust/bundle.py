@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sqm.trust import dsse, merkle, timestamp
-from sqm.trust.canonical import canonical
+from sqm.trust.canonical import canonical, canonical_text
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note
 from sqm.trust.errors import TrustError, VerificationError
 
@@ -34,11 +34,11 @@ PREDICATE_TYPE = "https://w3id.org/sqm/v0.1/feed"
 KEY_REGISTRATION = b"sqm-key-registration-v1"
 
 
-def statement(feed: Mapping[str, Any]) -> dict[str, Any]:
-    """The in-toto Statement v1 for a feed."""
+def statement(feed: Mapping[str, Any], canonical_feed: bytes | None = None) -> dict[str, Any]:
+    """The in-toto Statement v1 for a feed (``canonical_feed``: its JCS bytes, when known)."""
     header = feed.get("header", {})
     name = str(header.get("feed_id", "feed")) if isinstance(header, Mapping) else "feed"
-    digest = hashlib.sha256(canonical(feed)).hexdigest()
+    digest = hashlib.sha256(canonical_feed or canonical(feed)).hexdigest()
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": digest}}],
@@ -503,7 +503,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         feed = document.get("predicate")
         if not isinstance(feed, dict):
             raise VerificationError("the statement has no feed predicate")
-        digest = hashlib.sha256(canonical(feed)).hexdigest()
+        digest = hashlib.sha256(canonical_text(bundle.envelope.payload, "predicate")).hexdigest()
         subjects = document.get("subject") or []
         if not any(
             isinstance(s, dict) and s.get("digest", {}).get("sha256") == digest for s in subjects

@@ -363,3 +363,19 @@ def test_a_registered_auditor_endorses_a_logged_attestation(app: Flask) -> None:
         }
     ]
     assert app.extensions["sqm"]["log"].fsck() == []
+
+
+@pytest.mark.parametrize("number", ["9007199254740993", "NaN", "1e400"])
+def test_a_feed_number_without_canonical_form_is_422(app: Flask, number: str) -> None:
+    # The subject digest is over the feed's JCS bytes, which cannot carry these numbers.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    statement = bundle.statement(FEED)
+    text = json.dumps(statement).replace('"sequence": 14', f'"sequence": {number}', 1)
+    assert text != json.dumps(statement)
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, text.encode(), key, bundle.key_id(_raw(key)))
+    response = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert response.status_code == 422, response.json
+    assert response.json["error"] == "no_canonical_form"
+    assert "9007199254740991" in response.json["message"]
