@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Engine, bindparam, delete, select, text, update
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -29,6 +29,7 @@ from sqm.registry.db import (
     index_facts,
     index_state,
     index_suppliers,
+    insert_many,
     log_entries,
 )
 from sqm.registry.errors import RegistryError
@@ -149,8 +150,7 @@ class Indexer:
                 ).all()
                 if not entries:
                     return applied
-                for index, leaf, envelope in entries:
-                    self._apply(connection, int(index), _leaf(bytes(leaf)), envelope)
+                self._apply(connection, [(int(i), _leaf(bytes(leaf)), e) for i, leaf, e in entries])
                 new_last = int(entries[-1][0])
                 if last < 0:
                     connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
@@ -163,54 +163,76 @@ class Indexer:
                 applied += len(entries)
 
     def _apply(
-        self, connection: Connection, index: int, leaf: dict[str, Any], envelope: str | None
+        self, connection: Connection, entries: list[tuple[int, dict[str, Any], str | None]]
     ) -> None:
-        kind = leaf.get("kind")
-        if kind == "attestation":
-            if envelope is None:
-                raise IndexMismatchError(f"entry {index}: the attestation's envelope is missing")
-            payload = _payload(envelope)
-            facts, rows = rows_for(index, leaf, payload)
-            connection.execute(index_attestations.insert().values(**rows.attestation))
-            for table in ROW_TABLES:
-                if rows.by_table[table.name]:
-                    connection.execute(table.insert(), rows.by_table[table.name])
-            self._latest(connection, facts, index)
-        elif kind == "endorsement":
-            level = rank(str(leaf.get("assurance")))
+        """Apply a batch of entries, given in log order, with one insert per table."""
+        attestation_rows: list[dict[str, Any]] = []
+        by_table: dict[str, list[dict[str, Any]]] = {table.name: [] for table in ROW_TABLES}
+        latest: dict[str, tuple[FeedFacts, int, int]] = {}  # supplier: newest facts, index, count
+        raised: list[tuple[int, int]] = []  # (attestation index, assurance rank)
+        for index, leaf, envelope in entries:
+            kind = leaf.get("kind")
+            if kind == "attestation":
+                if envelope is None:
+                    raise IndexMismatchError(
+                        f"entry {index}: the attestation's envelope is missing"
+                    )
+                facts, rows = rows_for(index, leaf, _payload(envelope))
+                attestation_rows.append(rows.attestation)
+                for name, table_rows in rows.by_table.items():
+                    by_table[name].extend(table_rows)
+                count = latest[facts.supplier][2] if facts.supplier in latest else 0
+                latest[facts.supplier] = (facts, index, count + 1)
+            elif kind == "endorsement":
+                raised.append((int(leaf["attestationIndex"]), rank(str(leaf.get("assurance")))))
+        insert_many(connection, index_attestations, attestation_rows)
+        for table in ROW_TABLES:
+            insert_many(connection, table, by_table[table.name])
+        self._latest(connection, latest)
+        # After the inserts: an endorsement may name an attestation of this very batch.
+        for attestation_index, level in raised:
             connection.execute(
                 update(index_attestations)
                 .where(
-                    index_attestations.c.log_index == int(leaf["attestationIndex"]),
+                    index_attestations.c.log_index == attestation_index,
                     index_attestations.c.assurance_rank < level,
                 )
                 .values(assurance_rank=level)
             )
 
     @staticmethod
-    def _latest(connection: Connection, facts: FeedFacts, index: int) -> None:
-        known = connection.execute(
-            select(index_suppliers.c.attestation_count).where(
-                index_suppliers.c.supplier == facts.supplier
-            )
-        ).scalar()
-        values = {
-            "name": facts.name,
-            "country": facts.country,
-            "latest_index": index,
-            "latest_issued_at": _utc(facts.issued_at),
-        }
-        if known is None:
-            connection.execute(
-                index_suppliers.insert().values(
-                    supplier=facts.supplier, attestation_count=1, **values
+    def _latest(connection: Connection, latest: dict[str, tuple[FeedFacts, int, int]]) -> None:
+        """Each supplier's newest attestation of the batch, and how many it added."""
+        names = sorted(latest)
+        known: dict[str, int] = {}
+        for start in range(0, len(names), 500):
+            rows = connection.execute(
+                select(index_suppliers.c.supplier, index_suppliers.c.attestation_count).where(
+                    index_suppliers.c.supplier.in_(names[start : start + 500])
                 )
             )
-        else:
+            known.update({supplier: int(count) for supplier, count in rows})
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for supplier in names:
+            facts, index, added = latest[supplier]
+            values = {
+                "name": facts.name,
+                "country": facts.country,
+                "latest_index": index,
+                "latest_issued_at": _utc(facts.issued_at),
+            }
+            if supplier in known:
+                changed.append(
+                    {"key": supplier, "attestation_count": known[supplier] + added, **values}
+                )
+            else:
+                new.append({"supplier": supplier, "attestation_count": added, **values})
+        insert_many(connection, index_suppliers, new)
+        if changed:
             connection.execute(
-                update(index_suppliers)
-                .where(index_suppliers.c.supplier == facts.supplier)
-                .values(attestation_count=int(known) + 1, **values)
+                update(index_suppliers).where(index_suppliers.c.supplier == bindparam("key")),
+                changed,
             )
 
     def rebuild(self) -> int:

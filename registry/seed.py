@@ -23,7 +23,8 @@ from sqm.registry.ingest import Ingest, RejectionError, supplier_id
 FEED_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def _key(folder: Path, name: str) -> Ed25519PrivateKey:
+def supplier_key(folder: Path, name: str) -> Ed25519PrivateKey:
+    """The key the seed signs for supplier ``name`` with, kept in ``folder`` (made once)."""
     path = folder / f"{name.replace(':', '_')}.key"
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), None)
@@ -55,7 +56,7 @@ def seed(ingest: Ingest, examples: Path, key_folder: Path) -> list[dict[str, Any
             feed = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
             organization = feed["header"]["supplier"]
             identity = supplier_id(organization)
-            key = _key(key_folder, identity)
+            key = supplier_key(key_folder, identity)
             issued = datetime.fromisoformat(feed["header"]["issued_at"])
             ingest.now = lambda at=issued: at + timedelta(hours=1)
             try:

@@ -4,7 +4,9 @@ envelope that does not match its log leaf."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import attestations, index_attestations, index_facts, index_suppliers
 from sqm.registry.indexer import Indexer, IndexMismatchError
-from sqm.registry.seed import seed
+from sqm.registry.seed import seed, supplier_key
 from tests.conftest import EXAMPLES
 
 
@@ -116,3 +118,36 @@ def test_reindex_command_rebuilds_and_checks(tmp_path: Path) -> None:
     assert "consistent" in checked.output
     rebuilt = CliRunner().invoke(main, ["registry", "reindex", "--data", str(tmp_path)])
     assert rebuilt.exit_code == 0 and "rebuilt the index from 6 log entries" in rebuilt.output
+
+
+def test_a_batch_counts_every_attestation_of_a_supplier_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Entries are applied a batch at a time: a supplier with several attestations in one
+    # batch gets them all counted, and its newest as its latest, as one at a time would.
+    app, indexer = _seeded(engine, tmp_path)
+    ingest = app.extensions["sqm"]["ingest"]  # type: ignore[attr-defined]
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    supplier = "LEI:529900SQMKRAFTWERK41"
+    key = supplier_key(tmp_path / "seed-keys", supplier)
+    issued = datetime.fromisoformat(feed["header"]["issued_at"])
+    indexes = []
+    for step in (1, 2):
+        feed = copy.deepcopy(feed)
+        feed["header"]["previous_feed"]["sequence"] = feed["header"]["sequence"]
+        feed["header"]["sequence"] += 1
+        feed["header"]["issued_at"] = (issued + timedelta(days=30 * step)).isoformat()
+        ingest.now = lambda at=issued, step=step: at + timedelta(days=30 * step, hours=1)
+        status, answer = ingest.attest(requests.attestation(feed, key).to_json())
+        assert status == 201, answer
+        indexes.append(answer["logIndex"])
+
+    def suppliers() -> list[tuple[object, ...]]:
+        with engine.connect() as connection:
+            return sorted(tuple(r) for r in connection.execute(select(index_suppliers)).all())
+
+    one_at_a_time = suppliers()
+    mine = [row for row in one_at_a_time if row[0] == supplier]
+    assert [(row[3], row[5]) for row in mine] == [(indexes[-1], 3)]
+    assert indexer.rebuild() == 8
+    assert suppliers() == one_at_a_time and indexer.check() == []
