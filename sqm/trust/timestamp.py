@@ -191,33 +191,57 @@ def stamp_digest(
     ]
     if include_ess:
         attributes.append(cms.CMSAttribute.load(parts.ess_attribute))
-    signed_attributes = cms.CMSAttributes(attributes)
+    signed_attributes = cms.CMSAttributes(attributes).dump()
     # The signature covers the DER of the attributes as a SET (tag 0x31), RFC 5652 5.4.
-    signature = authority.key.sign(signed_attributes.dump(), ec.ECDSA(hashes.SHA256()))
-    signer = {
-        "version": "v1",
-        "sid": cms.SignerIdentifier.load(parts.signer_id),
-        "digest_algorithm": {"algorithm": "sha256"},
-        "signed_attrs": signed_attributes,
-        "signature_algorithm": {"algorithm": "sha256_ecdsa"},
-        "signature": signature,
-    }
-    signed_data = cms.SignedData(
-        {
-            "version": "v3",
-            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-            "encap_content_info": {
-                "content_type": "tst_info",
-                "content": core.ParsableOctetString(content),
-            },
-            "certificates": [asn1_x509.Certificate.load(parts.certificate)],
-            "signer_infos": [signer],
-        }
+    signature = authority.key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
+    return _response(parts, content, signed_attributes, signature)
+
+
+def _der(tag: int, *contents: bytes) -> bytes:
+    """One DER TLV (X.690 8.1: definite length, short form below 128 bytes)."""
+    body = b"".join(contents)
+    size = len(body)
+    if size < 0x80:
+        return bytes((tag, size)) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + body
+
+
+# The constant parts of every response, encoded once by asn1crypto.
+_SHA256 = algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+_ECDSA_SHA256 = algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}).dump()
+_SIGNED_DATA = cms.ContentType("signed_data").dump()
+_TST_INFO = cms.ContentType("tst_info").dump()
+_GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
+
+
+def _response(parts: _Parts, content: bytes, signed_attributes: bytes, signature: bytes) -> bytes:
+    """The granted TimeStampResp around a signed TSTInfo (RFC 3161 2.4.2, RFC 5652 5).
+
+    Why hand-assembled: asn1crypto re-encodes the nested SignedData on every assignment, which
+    cost more than half of each token, and the log stamps one per checkpoint. Only the
+    outer TLVs are written here; tests check the bytes are what asn1crypto parses and
+    re-encodes identically (canonical DER), and that openssl and rfc3161-client verify them.
+    """
+    signer = _der(
+        0x30,
+        b"\x02\x01\x01",  # version 1: the signer is named by issuer and serial number
+        parts.signer_id,
+        _SHA256,
+        b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF Attribute
+        _ECDSA_SHA256,
+        _der(0x04, signature),
     )
-    token = cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
-    return bytes(
-        tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+    signed_data = _der(
+        0x30,
+        b"\x02\x01\x03",  # version 3: the content type is not id-data
+        _der(0x31, _SHA256),
+        _der(0x30, _TST_INFO, _der(0xA0, _der(0x04, content))),
+        _der(0xA0, parts.certificate),  # [0] IMPLICIT CertificateSet
+        _der(0x31, signer),
     )
+    token = _der(0x30, _SIGNED_DATA, _der(0xA0, signed_data))
+    return _der(0x30, _GRANTED, token)
 
 
 def stamp(authority: Authority, message: bytes, gen_time: datetime, serial: int) -> bytes:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import rfc3161_client
+from asn1crypto import tsp
+from cryptography.hazmat.primitives import serialization
 
 from sqm.trust import TrustError, VerificationError
 from sqm.trust import timestamp as ts
@@ -50,6 +52,29 @@ def test_openssl_verifies_our_token_and_rejects_other_data(
     assert result.returncode == 0 and "Verification: OK" in result.stdout
     tampered = _openssl_verify(tmp_path, response, DATA + b"x", authority.ca_pem())
     assert tampered.returncode != 0 and "FAILED" in tampered.stdout
+
+
+@pytest.mark.parametrize(("serial", "nonce"), [(1, None), (2**70 + 5, 2**63 - 1), (128, 0)])
+def test_our_response_is_canonical_der(authority: ts.Authority, serial: int, nonce: int) -> None:
+    # The response's outer layers are assembled by hand: asn1crypto must read every field
+    # back, and re-encoding what it read must give the very same bytes (DER, X.690 10).
+    digest = hashlib.sha256(DATA).digest()
+    response = ts.stamp_digest(authority, digest, NOW, serial, nonce)
+    parsed = tsp.TimeStampResp.load(response)
+    assert parsed.dump(force=True) == response
+    signed = parsed["time_stamp_token"]["content"]
+    info = signed["encap_content_info"]["content"].parsed
+    assert (info["serial_number"].native, info["nonce"].native) == (serial, nonce)
+    assert info["message_imprint"]["hashed_message"].native == digest
+    assert signed["certificates"][0].chosen.dump() == authority.certificate.public_bytes(
+        serialization.Encoding.DER
+    )
+    assert [a["type"].native for a in signed["signer_infos"][0]["signed_attrs"]] == [
+        "content_type",
+        "signing_time",
+        "message_digest",
+        "signing_certificate_v2",
+    ]
 
 
 def test_rfc3161_client_verifies_our_token(authority: ts.Authority) -> None:
