@@ -12,9 +12,10 @@ import base64
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -25,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers, utc
 from sqm.registry.errors import RegistryError
 from sqm.registry.indexer import Indexer
-from sqm.registry.log import TransparencyLog
+from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.trust.canonical import canonical_text
@@ -67,6 +68,14 @@ def supplier_id(organization: Any) -> str:
         raise RejectionError(422, "missing_identifier", str(exc)) from None
 
 
+class _SigningKey(NamedTuple):
+    """The key that signed an envelope, and the sequence numbers of its log entries."""
+
+    key_id: str
+    seq: int
+    revocation_seq: int | None
+
+
 class Ingest:
     """The write path over a log; ``now`` is injectable for tests."""
 
@@ -83,16 +92,32 @@ class Ingest:
         self.indexer = indexer
 
     def _integrate(self) -> None:
-        """Integrate what waits (this request's entry among it) into a signed checkpoint."""
+        """Integrate what waits into a signed checkpoint (entries stored during a TSA outage)."""
         try:
             self.log.integrate()
         except TimestampUnavailableError as exc:
-            raise RejectionError(
-                503,
-                "timestamp_unavailable",
-                f"{exc}. The entry is stored and will be logged when the TSA answers; "
-                "resubmit the same request later to get its proof",
-            ) from exc
+            raise _unavailable(exc) from exc
+        self._catch_up_index()
+
+    def _logged(self, write: Callable[[Connection], int]) -> tuple[int, Integration | None]:
+        """Run ``write``, which sequences one entry and stores its rows, and integrate it, in
+        one transaction as the log's single writer: one commit makes the entry durable and
+        logged. (seq, the integration); when a TSA fails, the entry commits unlogged and this
+        raises 503: the background sweep or the next write logs it."""
+        unavailable: TimestampUnavailableError | None = None
+        integration: Integration | None = None
+        with self.log.writing(exclusive=True) as connection:
+            seq = write(connection)
+            try:
+                integration = self.log.append(connection)
+            except TimestampUnavailableError as exc:
+                unavailable = exc
+        if unavailable is not None:
+            raise _unavailable(unavailable) from unavailable
+        self._catch_up_index()
+        return seq, integration
+
+    def _catch_up_index(self) -> None:
         if self.indexer is not None:
             # The entry is logged whatever happens to the index, which the background sweep
             # and `sqm registry reindex` bring up to date from the log.
@@ -177,8 +202,9 @@ class Ingest:
                 "authorised by one of its current keys",
             )
         leaf = bundle.key_leaf(identity, public, self.now().isoformat(), possession)
+
         # The identity, its key and the key's log entry commit together or not at all.
-        with self.log.writing() as connection:
+        def write(connection: Connection) -> int:
             try:
                 connection.execute(
                     suppliers.insert().values(
@@ -193,13 +219,14 @@ class Ingest:
                 raise RejectionError(
                     409, "supplier_exists", f"{identity} was registered meanwhile"
                 ) from None
-            seq = self._log_key(connection, identity, leaf, key_id, public)
-        self._integrate()
+            return self._log_key(connection, identity, leaf, key_id, public)
+
+        seq, integration = self._logged(write)
         return {
             "supplier": identity,
             "keyId": key_id,
             "verification": "unverified",
-            **self._included(seq).to_json(),
+            **self._included(seq, integration).to_json(),
         }
 
     def add_key(self, identity: str, body: Any) -> dict[str, Any]:
@@ -234,14 +261,14 @@ class Ingest:
         leaf = bundle.key_leaf(
             identity, public, self.now().isoformat(), possession, authorizer, signature
         )
-        with self.log.writing() as connection:
-            seq = self._log_key(connection, identity, leaf, key_id, public)
-        self._integrate()
+        seq, integration = self._logged(
+            lambda connection: self._log_key(connection, identity, leaf, key_id, public)
+        )
         return {
             "supplier": identity,
             "keyId": key_id,
             "authorizedBy": authorizer,
-            **self._included(seq).to_json(),
+            **self._included(seq, integration).to_json(),
         }
 
     # --- attestations ---------------------------------------------------------------------------
@@ -264,29 +291,33 @@ class Ingest:
             return 409, {"error": "already_logged", "bundle": self.bundle_for(int(seen)).to_json()}
         feed = self._feed(envelope)
         identity = supplier_id(feed.get("header", {}).get("supplier"))
-        key_id = self._verify_signature(envelope, identity)
+        key = self._verify_signature(envelope, identity)
         self._check_feed(feed)
         sequence = feed["header"]["sequence"]
+
+        # The entry and its attestation row commit together: a refused feed is never logged.
         # The log fills in previousIndex at integration: the supplier's chain stays linear
         # however many workers accept its feeds at once.
+        def write(connection: Connection) -> int:
+            seq = self.log.sequence(
+                bundle.attestation_leaf(identity, envelope, None),
+                chain=f"attestations:{identity}",
+                connection=connection,
+            )
+            connection.execute(
+                attestations.insert().values(
+                    seq=seq,
+                    supplier=identity,
+                    feed_sequence=sequence,
+                    payload_sha256=digest,
+                    key_id=key.key_id,
+                    envelope=json.dumps(envelope.to_json()),
+                )
+            )
+            return seq
+
         try:
-            # The entry and its attestation row commit together: a refused feed is never logged.
-            with self.log.writing() as connection:
-                seq = self.log.sequence(
-                    bundle.attestation_leaf(identity, envelope, None),
-                    chain=f"attestations:{identity}",
-                    connection=connection,
-                )
-                connection.execute(
-                    attestations.insert().values(
-                        seq=seq,
-                        supplier=identity,
-                        feed_sequence=sequence,
-                        payload_sha256=digest,
-                        key_id=key_id,
-                        envelope=json.dumps(envelope.to_json()),
-                    )
-                )
+            seq, integration = self._logged(write)
         except IntegrityError:
             with self.log.engine.connect() as connection:
                 seen = connection.execute(
@@ -303,8 +334,38 @@ class Ingest:
                 "sequence_taken",
                 f"{identity} already published feed sequence {sequence}; a new feed needs a new sequence",
             ) from None
-        self._integrate()
-        return 201, self.bundle_for(seq).to_json()
+        made = None if integration is None else self._new_bundle(envelope, seq, key, integration)
+        return 201, (made or self.bundle_for(seq)).to_json()
+
+    def _new_bundle(
+        self, envelope: dsse.Envelope, seq: int, key: _SigningKey, integration: Integration
+    ) -> bundle.Bundle | None:
+        """The bundle of an attestation its own request just integrated, against that batch's
+        checkpoint, which is also the first to hold it (so no consistency proof): built from
+        what the request holds, with one query for the key's entries and one for the proofs.
+        None when an entry it needs is not at hand (then :meth:`bundle_for` builds it)."""
+        signed = integration.signed
+        size = signed.checkpoint.size
+        wanted = [seq, key.seq] + ([] if key.revocation_seq is None else [key.revocation_seq])
+        with self.log.engine.connect() as connection:
+            entries = {
+                **self.log.entries_by_seq(wanted[1:], connection),
+                **integration.entries,
+            }
+            if any(s not in entries for s in wanted):
+                return None
+            paths, _ = self.log.proofs(
+                [(entries[s][0], size) for s in wanted], connection=connection
+            )
+        included = [
+            bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
+            for s, path in zip(wanted, paths, strict=True)
+        ]
+        return bundle.Bundle(
+            envelope, included[0], included[1], signed.note, signed.timestamp,
+            bundle.LoggedAt(signed.note, signed.timestamp, ()),
+            included[2] if len(included) > 2 else None, signed.additional_timestamps,
+        )  # fmt: skip
 
     def _feed(self, envelope: dsse.Envelope) -> dict[str, Any]:
         if envelope.payload_type != bundle.PAYLOAD_TYPE:
@@ -351,19 +412,29 @@ class Ingest:
             )
         return feed
 
-    def _verify_signature(self, envelope: dsse.Envelope, identity: str) -> str:
+    def _verify_signature(self, envelope: dsse.Envelope, identity: str) -> _SigningKey:
+        """The registered, unrevoked key of ``identity`` whose signature verifies."""
         wanted = [s.keyid for s in envelope.signatures]
         with self.log.engine.connect() as connection:
             rows = connection.execute(
                 select(
-                    supplier_keys.c.key_id, supplier_keys.c.public_key, supplier_keys.c.revoked_at
+                    supplier_keys.c.key_id,
+                    supplier_keys.c.public_key,
+                    supplier_keys.c.revoked_at,
+                    supplier_keys.c.seq,
+                    supplier_keys.c.revocation_seq,
                 ).where(supplier_keys.c.supplier == identity, supplier_keys.c.key_id.in_(wanted))
             ).all()
         now = self.now()
+        current = {
+            key_id: _SigningKey(key_id, int(seq), None if revocation is None else int(revocation))
+            for key_id, _, revoked, seq, revocation in rows
+            if revoked is None or _aware(revoked) > now
+        }
         keys = {
             key_id: Ed25519PublicKey.from_public_bytes(bytes(public))
-            for key_id, public, revoked in rows
-            if revoked is None or _aware(revoked) > now
+            for key_id, public, *_ in rows
+            if key_id in current
         }
         if not keys:
             raise RejectionError(
@@ -372,7 +443,7 @@ class Ingest:
                 f"no registered, unrevoked key of {identity} signed this envelope",
             )
         try:
-            return dsse.verify(envelope, keys)
+            return current[dsse.verify(envelope, keys)]
         except TrustError:
             raise RejectionError(
                 403, "signature_invalid", "the envelope's signature does not verify"
@@ -450,7 +521,8 @@ class Ingest:
             raise RejectionError(
                 422, "no_such_attestation", f"no attestation with that digest at log index {index}"
             )
-        with self.log.writing() as connection:
+
+        def write(connection: Connection) -> int:
             seq = self.log.sequence(
                 bundle.endorsement_leaf(endorser, index, digest, assurance, envelope),
                 connection=connection,
@@ -464,8 +536,14 @@ class Ingest:
                     envelope=json.dumps(envelope.to_json()),
                 )
             )
-        self._integrate()
-        return {"endorser": endorser, "assurance": assurance, **self._included(seq).to_json()}
+            return seq
+
+        seq, integration = self._logged(write)
+        return {
+            "endorser": endorser,
+            "assurance": assurance,
+            **self._included(seq, integration).to_json(),
+        }
 
     def endorsements_of(self, index: int) -> list[dict[str, Any]]:
         """The logged endorsements of the attestation at ``index``."""
@@ -500,11 +578,17 @@ class Ingest:
             )
         return int(value)
 
-    def _included(self, seq: int, size: int | None = None) -> bundle.Included:
+    def _included(self, seq: int, integration: Integration | None = None) -> bundle.Included:
+        """The entry ``seq`` with its inclusion proof to the newest checkpoint, or to the
+        checkpoint of the ``integration`` that just logged it."""
+        if integration is not None and seq in integration.entries:
+            index, leaf = integration.entries[seq]
+            size = integration.signed.checkpoint.size
+            return bundle.Included(leaf, index, size, tuple(self.log.inclusion_proof(index, size)))
         index = self._index(seq)
         signed = self.log.latest()
         assert signed is not None
-        size = size or signed.checkpoint.size
+        size = signed.checkpoint.size
         proof = tuple(self.log.inclusion_proof(index, size))
         return bundle.Included(self.log.leaf(index), index, size, proof)
 
@@ -596,7 +680,8 @@ class Ingest:
         leaf = bundle.revocation_leaf(
             supplier, key, body["revokedAt"], "operator" if operator else "key-holder", signature
         )
-        with self.log.writing() as connection:
+
+        def write(connection: Connection) -> int:
             seq = self.log.sequence(leaf, connection=connection)
             updated = connection.execute(
                 supplier_keys.update()
@@ -605,8 +690,23 @@ class Ingest:
             )
             if updated.rowcount != 1:  # revoked by a concurrent request: log nothing
                 raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
-        self._integrate()
-        return {"keyId": key, "revokedAt": body["revokedAt"], **self._included(seq).to_json()}
+            return seq
+
+        seq, integration = self._logged(write)
+        return {
+            "keyId": key,
+            "revokedAt": body["revokedAt"],
+            **self._included(seq, integration).to_json(),
+        }
+
+
+def _unavailable(exc: TimestampUnavailableError) -> RejectionError:
+    return RejectionError(
+        503,
+        "timestamp_unavailable",
+        f"{exc}. The entry is stored and will be logged when the TSA answers; "
+        "resubmit the same request later to get its proof",
+    )
 
 
 def _aware(value: datetime) -> datetime:

@@ -87,6 +87,15 @@ class SignedCheckpoint:
     additional_timestamps: tuple[bytes, ...] = ()
 
 
+@dataclass(frozen=True)
+class Integration:
+    """One batch appended to the tree: its signed checkpoint and, by sequence number, the
+    index and final leaf bytes of every entry it integrated."""
+
+    signed: SignedCheckpoint
+    entries: dict[int, tuple[int, bytes]]
+
+
 class TransparencyLog:
     """The log over a database engine; the origin names it and the key signs its checkpoints."""
 
@@ -117,13 +126,17 @@ class TransparencyLog:
     # --- writing ----------------------------------------------------------------------------
 
     @contextmanager
-    def writing(self) -> Iterator[Connection]:
+    def writing(self, exclusive: bool = False) -> Iterator[Connection]:
         """A write transaction (SQLite: BEGIN IMMEDIATE, so it waits for the lock up front
-        instead of failing when a read would have to upgrade)."""
+        instead of failing when a read would have to upgrade). ``exclusive``: as the log's
+        single writer from the start (PostgreSQL: its advisory lock), so that the transaction
+        may also integrate (:meth:`append`)."""
         with (
             self.engine.connect().execution_options(sqm_write=True) as connection,
             connection.begin(),
         ):
+            if exclusive:
+                write_lock(connection)
             yield connection
 
     def sequence(
@@ -150,11 +163,22 @@ class TransparencyLog:
     def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
         """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
         None when nothing was waiting."""
-        with self.writing() as connection:
-            write_lock(connection)
-            return self._integrate(connection, limit)
+        with self.writing(exclusive=True) as connection:
+            done = self._integrate(connection, limit)
+            return None if done is None else done.signed
 
-    def _integrate(self, connection: Connection, limit: int) -> SignedCheckpoint | None:
+    def append(self, connection: Connection, limit: int = 10_000) -> Integration:
+        """Integrate what waits, within ``connection``'s transaction, which must be
+        :meth:`writing` ``(exclusive=True)``: an entry sequenced in it commits already in
+        the tree, with one commit. The batch is a savepoint: when a TSA fails
+        (TimestampUnavailableError), it is undone and the transaction's own rows stay."""
+        with connection.begin_nested():
+            done = self._integrate(connection, limit)
+        if done is None:
+            raise RegistryError("append() found nothing to integrate in its transaction")
+        return done
+
+    def _integrate(self, connection: Connection, limit: int) -> Integration | None:
         size = self._size(connection)
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
         # number may commit after a larger one was integrated.
@@ -170,6 +194,7 @@ class TransparencyLog:
         heads = _heads(connection, chains)
         known_heads = set(heads)
         new_entries: list[dict[str, Any]] = []
+        integrated: dict[int, tuple[int, bytes]] = {}
         new_subtrees: list[dict[str, Any]] = []
         for offset, (seq, raw, chain) in enumerate(rows):
             index = size + offset
@@ -178,6 +203,7 @@ class TransparencyLog:
                 leaf = canonical({**json.loads(leaf), "previousIndex": heads.get(chain)})
                 heads[chain] = index
             hashed = merkle.leaf_hash(leaf)
+            integrated[seq] = (index, leaf)
             new_entries.append({"idx": index, "seq": seq, "leaf": leaf, "leaf_hash": hashed})
             frontier[(0, index)] = hashed
             new_subtrees.append({"node": node_key(0, index), "hash": hashed})
@@ -191,10 +217,10 @@ class TransparencyLog:
                 new_subtrees.append({"node": node_key(level, position), "hash": parent})
         connection.execute(log_entries.insert(), new_entries)
         connection.execute(log_nodes.insert(), new_subtrees)
-        integrated = [row.seq for row in rows]
-        for start in range(0, len(integrated), 1000):  # exactly these rows, in bounded lists
+        done = [row.seq for row in rows]
+        for start in range(0, len(done), 1000):  # exactly these rows, in bounded lists
             connection.execute(
-                log_pending.delete().where(log_pending.c.seq.in_(integrated[start : start + 1000]))
+                log_pending.delete().where(log_pending.c.seq.in_(done[start : start + 1000]))
             )
         for chain in chains:
             if chain in known_heads:
@@ -226,7 +252,7 @@ class TransparencyLog:
                     for position, token in enumerate(signed.additional_timestamps, 1)
                 ],
             )
-        return signed
+        return Integration(signed, integrated)
 
     def _frontier(self, connection: Connection, size: int) -> dict[tuple[int, int], bytes]:
         """The perfect subtrees on the tree's right edge: what new leaves hash with."""
@@ -287,10 +313,13 @@ class TransparencyLog:
         return make(_Fetched(hashes))
 
     def proofs(
-        self, inclusions: Sequence[tuple[int, int]], consistencies: Sequence[tuple[int, int]] = ()
+        self,
+        inclusions: Sequence[tuple[int, int]],
+        consistencies: Sequence[tuple[int, int]] = (),
+        connection: Connection | None = None,
     ) -> tuple[list[list[bytes]], list[list[bytes]]]:
         """Inclusion proofs ``(index, size)`` and consistency proofs ``(old, new)``, all from
-        one fetch of the subtree hashes they need."""
+        one fetch of the subtree hashes they need (through ``connection`` when given)."""
 
         def make(store: Any) -> list[list[bytes]]:
             return [merkle.inclusion_proof(store, i, n) for i, n in inclusions] + [
@@ -299,20 +328,27 @@ class TransparencyLog:
 
         recorder = _Recorder()
         make(recorder)
-        with self.engine.connect() as connection:
+        if connection is None:
+            with self.engine.connect() as own:
+                hashes = self._fetch(own, recorder.wanted)
+        else:
             hashes = self._fetch(connection, recorder.wanted)
         made = make(_Fetched(hashes))
         return made[: len(inclusions)], made[len(inclusions) :]
 
-    def entries_by_seq(self, seqs: Iterable[int]) -> dict[int, tuple[int, bytes]]:
+    def entries_by_seq(
+        self, seqs: Iterable[int], connection: Connection | None = None
+    ) -> dict[int, tuple[int, bytes]]:
         """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
-                    log_entries.c.seq.in_(list(seqs))
-                )
+        if connection is None:
+            with self.engine.connect() as own:
+                return self.entries_by_seq(seqs, own)
+        rows = connection.execute(
+            select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
+                log_entries.c.seq.in_(list(seqs))
             )
-            return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
+        )
+        return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The audit path of entry ``index`` in the tree of ``size`` entries."""
