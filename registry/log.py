@@ -170,10 +170,9 @@ class TransparencyLog:
     def append(self, connection: Connection, limit: int = 10_000) -> Integration:
         """Integrate what waits, within ``connection``'s transaction, which must be
         :meth:`writing` ``(exclusive=True)``: an entry sequenced in it commits already in
-        the tree, with one commit. The batch is a savepoint: when a TSA fails
-        (TimestampUnavailableError), it is undone and the transaction's own rows stay."""
-        with connection.begin_nested():
-            done = self._integrate(connection, limit)
+        the tree, with one commit. When a TSA fails (TimestampUnavailableError), the batch
+        has written nothing: the transaction's own rows stay, and commit unlogged."""
+        done = self._integrate(connection, limit)
         if done is None:
             raise RegistryError("append() found nothing to integrate in its transaction")
         return done
@@ -215,6 +214,11 @@ class TransparencyLog:
                 level, position = level + 1, position >> 1
                 frontier[(level, position)] = parent
                 new_subtrees.append({"node": node_key(level, position), "hash": parent})
+        new_size = size + len(rows)
+        root = merkle.root(_Fetched(frontier), new_size)
+        # Signed and stamped before anything is written: when a TSA fails, this batch has
+        # changed nothing, and the caller's transaction keeps its own rows.
+        signed = self._sign(new_size, root)
         connection.execute(log_entries.insert(), new_entries)
         connection.execute(log_nodes.insert(), new_subtrees)
         done = [row.seq for row in rows]
@@ -233,9 +237,6 @@ class TransparencyLog:
                 connection.execute(
                     log_chain_heads.insert().values(chain=chain, last_index=heads[chain])
                 )
-        new_size = size + len(rows)
-        root = merkle.root(_Fetched(frontier), new_size)
-        signed = self._sign(new_size, root)
         connection.execute(
             log_checkpoints.insert().values(
                 size=new_size,
