@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -34,6 +34,20 @@ from sqm.validator import Severity, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
 logger = logging.getLogger(__name__)
+
+# The attestation path's statements, built once (see registry/log.py).
+_SEEN = select(attestations.c.seq).where(attestations.c.payload_sha256 == bindparam("digest"))
+_SIGNING_KEYS = select(
+    supplier_keys.c.key_id,
+    supplier_keys.c.public_key,
+    supplier_keys.c.revoked_at,
+    supplier_keys.c.seq,
+    supplier_keys.c.revocation_seq,
+).where(
+    supplier_keys.c.supplier == bindparam("supplier"),
+    supplier_keys.c.key_id.in_(bindparam("wanted", expanding=True)),
+)
+_NEW_ATTESTATION = attestations.insert()
 
 
 @dataclass
@@ -282,9 +296,7 @@ class Ingest:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         digest = hashlib.sha256(envelope.payload).hexdigest()
         with self.log.engine.connect() as connection:
-            seen = connection.execute(
-                select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
-            ).scalar()
+            seen = connection.execute(_SEEN, {"digest": digest}).scalar()
         if seen is not None:
             if self.log.waiting():  # e.g. stored during a TSA outage: log it now
                 self._integrate()
@@ -305,14 +317,15 @@ class Ingest:
                 connection=connection,
             )
             connection.execute(
-                attestations.insert().values(
-                    seq=seq,
-                    supplier=identity,
-                    feed_sequence=sequence,
-                    payload_sha256=digest,
-                    key_id=key.key_id,
-                    envelope=json.dumps(envelope.to_json()),
-                )
+                _NEW_ATTESTATION,
+                {
+                    "seq": seq,
+                    "supplier": identity,
+                    "feed_sequence": sequence,
+                    "payload_sha256": digest,
+                    "key_id": key.key_id,
+                    "envelope": json.dumps(envelope.to_json()),
+                },
             )
             return seq
 
@@ -416,15 +429,7 @@ class Ingest:
         """The registered, unrevoked key of ``identity`` whose signature verifies."""
         wanted = [s.keyid for s in envelope.signatures]
         with self.log.engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    supplier_keys.c.key_id,
-                    supplier_keys.c.public_key,
-                    supplier_keys.c.revoked_at,
-                    supplier_keys.c.seq,
-                    supplier_keys.c.revocation_seq,
-                ).where(supplier_keys.c.supplier == identity, supplier_keys.c.key_id.in_(wanted))
-            ).all()
+            rows = connection.execute(_SIGNING_KEYS, {"supplier": identity, "wanted": wanted}).all()
         now = self.now()
         current = {
             key_id: _SigningKey(key_id, int(seq), None if revocation is None else int(revocation))

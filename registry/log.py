@@ -9,6 +9,7 @@ Integration resumes from the stored state after a crash: nothing sequenced is lo
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -41,15 +42,44 @@ from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
 
 Clock = Callable[[], datetime]
 
+# The write path's statements, built once: building a statement and its cache key on every
+# execution cost SQLAlchemy twice the time of executing a prebuilt one.
+_SIZE = select(func.max(log_entries.c.idx))
+_HEADS = select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
+    log_chain_heads.c.chain.in_(bindparam("chains", expanding=True))
+)
+_MOVE_HEAD = (
+    log_chain_heads.update()
+    .where(log_chain_heads.c.chain == bindparam("head"))
+    .values(last_index=bindparam("index"))
+)
+_NEW_HEAD = log_chain_heads.insert()
+_SEQUENCE = log_pending.insert()
+_INTEGRATED = log_pending.delete().where(log_pending.c.seq.in_(bindparam("done", expanding=True)))
+_NEW_ENTRIES = log_entries.insert()
+_NEW_NODES = log_nodes.insert()
+_NEW_CHECKPOINT = log_checkpoints.insert()
+_NODES = select(log_nodes.c.node, log_nodes.c.hash).where(
+    log_nodes.c.node.in_(bindparam("keys", expanding=True))
+)
+_ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
+    log_entries.c.seq.in_(bindparam("seqs", expanding=True))
+)
+
+
+@functools.cache
+def _pending(limit: int) -> Select[Any]:
+    return (
+        select(log_pending.c.seq, log_pending.c.leaf, log_pending.c.chain)
+        .order_by(log_pending.c.seq)
+        .limit(limit)
+    )
+
 
 def _heads(connection: Connection, chains: set[str]) -> dict[str, int]:
     if not chains:
         return {}
-    rows = connection.execute(
-        select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
-            log_chain_heads.c.chain.in_(sorted(chains))
-        )
-    )
+    rows = connection.execute(_HEADS, {"chains": sorted(chains)})
     return {chain: int(index) for chain, index in rows}
 
 
@@ -154,7 +184,7 @@ class TransparencyLog:
             with self.writing() as own:
                 return self.sequence(leaf, chain, own)
         result = connection.execute(
-            log_pending.insert().values(leaf=leaf, received_at=utc(self.clock()), chain=chain)
+            _SEQUENCE, {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
         )
         key = result.inserted_primary_key
         assert key is not None
@@ -181,11 +211,7 @@ class TransparencyLog:
         size = self._size(connection)
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
         # number may commit after a larger one was integrated.
-        rows = connection.execute(
-            select(log_pending.c.seq, log_pending.c.leaf, log_pending.c.chain)
-            .order_by(log_pending.c.seq)
-            .limit(limit)
-        ).all()
+        rows = connection.execute(_pending(limit)).all()
         if not rows:
             return None
         frontier = self._frontier(connection, size)
@@ -219,31 +245,25 @@ class TransparencyLog:
         # Signed and stamped before anything is written: when a TSA fails, this batch has
         # changed nothing, and the caller's transaction keeps its own rows.
         signed = self._sign(new_size, root)
-        connection.execute(log_entries.insert(), new_entries)
-        connection.execute(log_nodes.insert(), new_subtrees)
+        connection.execute(_NEW_ENTRIES, new_entries)
+        connection.execute(_NEW_NODES, new_subtrees)
         done = [row.seq for row in rows]
         for start in range(0, len(done), 1000):  # exactly these rows, in bounded lists
-            connection.execute(
-                log_pending.delete().where(log_pending.c.seq.in_(done[start : start + 1000]))
-            )
-        for chain in chains:
-            if chain in known_heads:
-                connection.execute(
-                    log_chain_heads.update()
-                    .where(log_chain_heads.c.chain == chain)
-                    .values(last_index=heads[chain])
-                )
-            else:
-                connection.execute(
-                    log_chain_heads.insert().values(chain=chain, last_index=heads[chain])
-                )
+            connection.execute(_INTEGRATED, {"done": done[start : start + 1000]})
+        moved = [{"head": c, "index": heads[c]} for c in sorted(chains) if c in known_heads]
+        started = [{"chain": c, "last_index": heads[c]} for c in sorted(chains - known_heads)]
+        if moved:
+            connection.execute(_MOVE_HEAD, moved)
+        if started:
+            connection.execute(_NEW_HEAD, started)
         connection.execute(
-            log_checkpoints.insert().values(
-                size=new_size,
-                note=signed.note,
-                timestamp=signed.timestamp,
-                created_at=utc(self.clock()),
-            )
+            _NEW_CHECKPOINT,
+            {
+                "size": new_size,
+                "note": signed.note,
+                "timestamp": signed.timestamp,
+                "created_at": utc(self.clock()),
+            },
         )
         if signed.additional_timestamps:
             connection.execute(
@@ -277,7 +297,7 @@ class TransparencyLog:
     # --- reading ----------------------------------------------------------------------------
 
     def _size(self, connection: Connection) -> int:
-        top = connection.execute(select(func.max(log_entries.c.idx))).scalar()
+        top = connection.execute(_SIZE).scalar()
         return 0 if top is None else int(top) + 1
 
     def waiting(self) -> int:
@@ -297,11 +317,7 @@ class TransparencyLog:
         keys = [node_key(level, index) for level, index in wanted]
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(keys), 500):
-            rows = connection.execute(
-                select(log_nodes.c.node, log_nodes.c.hash).where(
-                    log_nodes.c.node.in_(keys[start : start + 500])
-                )
-            )
+            rows = connection.execute(_NODES, {"keys": keys[start : start + 500]})
             found.update({node_of(int(node)): bytes(h) for node, h in rows})
         return found
 
@@ -344,11 +360,7 @@ class TransparencyLog:
         if connection is None:
             with self.engine.connect() as own:
                 return self.entries_by_seq(seqs, own)
-        rows = connection.execute(
-            select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
-                log_entries.c.seq.in_(list(seqs))
-            )
-        )
+        rows = connection.execute(_ENTRIES_BY_SEQ, {"seqs": list(seqs)})
         return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
