@@ -13,6 +13,7 @@ CMS signature and the chain to the trusted CA.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -169,29 +170,28 @@ def stamp_digest(
     if len(digest) != 32:
         raise TrustError("the message imprint must be a SHA-256 digest")
     parts = _parts(authority)
-    info: dict[str, object] = {
-        "version": "v1",
-        "policy": authority.policy,
-        "message_imprint": {
-            "hash_algorithm": {"algorithm": "sha256"},
-            "hashed_message": digest,
-        },
-        "serial_number": serial,
-        "gen_time": gen_time.astimezone(UTC).replace(microsecond=0),
-        "accuracy": {"seconds": 1},
-        "tsa": asn1_x509.GeneralName.load(parts.tsa_name),
-    }
-    if nonce is not None:
-        info["nonce"] = nonce
-    content = tsp.TSTInfo(info).dump()
+    when = gen_time.astimezone(UTC)
+    content = _der(
+        0x30,
+        b"\x02\x01\x01",  # version v1
+        _object_identifier(authority.policy),
+        _der(0x30, _SHA256, _der(0x04, digest)),  # messageImprint
+        _der_integer(serial),
+        _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode()),  # genTime, whole seconds
+        _ACCURACY_ONE_SECOND,
+        b"" if nonce is None else _der_integer(nonce),
+        _der(0xA0, parts.tsa_name),  # tsa [0] GeneralName (a CHOICE: explicitly tagged)
+    )
     attributes = [
-        {"type": "content_type", "values": ["tst_info"]},
-        {"type": "signing_time", "values": [cms.Time({"utc_time": info["gen_time"]})]},
-        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+        _CONTENT_TYPE_TST_INFO,
+        _der(0x30, _SIGNING_TIME, _der(0x31, _signing_time(when))),
+        _der(0x30, _MESSAGE_DIGEST, _der(0x31, _der(0x04, hashlib.sha256(content).digest()))),
     ]
     if include_ess:
-        attributes.append(cms.CMSAttribute.load(parts.ess_attribute))
-    signed_attributes = cms.CMSAttributes(attributes).dump()
+        attributes.append(parts.ess_attribute)
+    # DER orders a SET OF by encoding (X.690 11.6); asn1crypto reads and re-encodes these
+    # in this order, which tests check.
+    signed_attributes = _der(0x31, *sorted(attributes))
     # The signature covers the DER of the attributes as a SET (tag 0x31), RFC 5652 5.4.
     signature = authority.key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
     return _response(parts, content, signed_attributes, signature)
@@ -213,6 +213,27 @@ _ECDSA_SHA256 = algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}).dump(
 _SIGNED_DATA = cms.ContentType("signed_data").dump()
 _TST_INFO = cms.ContentType("tst_info").dump()
 _GRANTED = tsp.PKIStatusInfo({"status": "granted"}).dump()
+_ACCURACY_ONE_SECOND = tsp.Accuracy({"seconds": 1}).dump()
+_CONTENT_TYPE_TST_INFO = cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump()
+_SIGNING_TIME = cms.CMSAttributeType("signing_time").dump()
+_MESSAGE_DIGEST = cms.CMSAttributeType("message_digest").dump()
+
+
+def _signing_time(when: datetime) -> bytes:
+    """UTCTime from 1950 to 2049, GeneralizedTime otherwise (RFC 5652 11.3)."""
+    if 1950 <= when.year < 2050:
+        return _der(0x17, when.strftime("%y%m%d%H%M%SZ").encode())
+    return _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+def _der_integer(value: int) -> bytes:
+    """A non-negative INTEGER in the fewest octets, a leading zero when the top bit is set."""
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+@functools.cache
+def _object_identifier(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
 
 
 def _response(parts: _Parts, content: bytes, signed_attributes: bytes, signature: bytes) -> bytes:

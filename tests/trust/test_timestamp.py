@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import rfc3161_client
-from asn1crypto import tsp
+from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 
 from sqm.trust import TrustError, VerificationError
@@ -54,27 +55,55 @@ def test_openssl_verifies_our_token_and_rejects_other_data(
     assert tampered.returncode != 0 and "FAILED" in tampered.stdout
 
 
-@pytest.mark.parametrize(("serial", "nonce"), [(1, None), (2**70 + 5, 2**63 - 1), (128, 0)])
-def test_our_response_is_canonical_der(authority: ts.Authority, serial: int, nonce: int) -> None:
-    # The response's outer layers are assembled by hand: asn1crypto must read every field
-    # back, and re-encoding what it read must give the very same bytes (DER, X.690 10).
+@pytest.mark.parametrize(
+    ("serial", "nonce", "when"),
+    [(1, None, NOW), (2**70 + 5, 2**63 - 1, NOW), (128, 0, datetime(2051, 1, 2, 3, 4, 5, 6, UTC))],
+)
+def test_our_response_is_the_der_asn1crypto_builds(
+    authority: ts.Authority, serial: int, nonce: int | None, when: datetime
+) -> None:
+    # The response is assembled by hand from DER parts: every layer must be exactly what
+    # asn1crypto encodes from the same values (DER has one encoding per value, X.690 10).
     digest = hashlib.sha256(DATA).digest()
-    response = ts.stamp_digest(authority, digest, NOW, serial, nonce)
+    response = ts.stamp_digest(authority, digest, when, serial, nonce)
     parsed = tsp.TimeStampResp.load(response)
-    assert parsed.dump(force=True) == response
     signed = parsed["time_stamp_token"]["content"]
-    info = signed["encap_content_info"]["content"].parsed
-    assert (info["serial_number"].native, info["nonce"].native) == (serial, nonce)
-    assert info["message_imprint"]["hashed_message"].native == digest
-    assert signed["certificates"][0].chosen.dump() == authority.certificate.public_bytes(
-        serialization.Encoding.DER
+    content = signed["encap_content_info"]["content"].contents
+    certificate = asn1_x509.Certificate.load(
+        authority.certificate.public_bytes(serialization.Encoding.DER)
     )
-    assert [a["type"].native for a in signed["signer_infos"][0]["signed_attrs"]] == [
+    info = {
+        "version": "v1",
+        "policy": authority.policy,
+        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
+        "serial_number": serial,
+        "gen_time": when.replace(microsecond=0),
+        "accuracy": {"seconds": 1},
+        "tsa": asn1_x509.GeneralName({"directory_name": certificate.subject}),
+    }
+    if nonce is not None:
+        info["nonce"] = nonce
+    assert content == tsp.TSTInfo(info).dump()
+    attributes = signed["signer_infos"][0]["signed_attrs"]
+    assert [a["type"].native for a in attributes] == [
         "content_type",
         "signing_time",
         "message_digest",
         "signing_certificate_v2",
     ]
+    time_choice = "utc_time" if when.year < 2050 else "generalized_time"
+    expected = cms.CMSAttributes(
+        [
+            {"type": "content_type", "values": ["tst_info"]},
+            {"type": "signing_time", "values": [cms.Time({time_choice: info["gen_time"]})]},
+            {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+            attributes[3],
+        ]
+    )
+    assert attributes.contents == expected.contents
+    assert parsed.dump(force=True) == response
+    if when == NOW:  # the TSA certificate is not valid in 2051
+        assert ts.verify(response, DATA, authority.ca_certificate).serial == serial
 
 
 def test_rfc3161_client_verifies_our_token(authority: ts.Authority) -> None:
