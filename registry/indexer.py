@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, select, text, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
     INDEX_LOCK,
     attestations,
+    exclusive,
     index_attestations,
     index_certifications,
     index_classifications,
@@ -31,6 +30,7 @@ from sqm.registry.db import (
     index_suppliers,
     insert_many,
     log_entries,
+    writing,
 )
 from sqm.registry.errors import RegistryError
 from sqm.registry.facts import ASSURANCE_ORDER, FeedFacts, extract
@@ -106,22 +106,24 @@ def rows_for(index: int, leaf: dict[str, Any], payload: bytes) -> tuple[FeedFact
     return facts, Rows(attestation, tables)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """The rows of a batch of log entries, ready to store."""
+
+    attestations: list[dict[str, Any]]
+    by_table: dict[str, list[dict[str, Any]]]
+    latest: dict[str, tuple[FeedFacts, int, int]]  # supplier: newest facts, index, count
+    raised: list[tuple[int, int]]  # endorsements: (attestation index, assurance rank)
+
+
 class Indexer:
     """Keeps the index tables up to date with the log of ``engine``."""
 
-    def __init__(self, engine: Engine, batch: int = 500) -> None:
+    def __init__(self, engine: Engine, batch: int = 64) -> None:
+        """``batch``: entries applied per write transaction. SQLite has one writer at a time,
+        so a small batch keeps each hold of the lock that attestations wait for short."""
         self.engine = engine
         self.batch = batch
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        with (
-            self.engine.connect().execution_options(sqm_write=True) as connection,
-            connection.begin(),
-        ):
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INDEX_LOCK})
-            yield connection
 
     def position(self) -> int:
         """The last log index applied (-1 before any)."""
@@ -135,11 +137,16 @@ class Indexer:
         ).scalar()
         return -1 if value is None else int(value)
 
-    def catch_up(self) -> int:
-        """Apply every log entry not applied yet, in log order; how many were applied."""
+    def catch_up(self, wait: bool = True) -> int:
+        """Apply every log entry not applied yet, in log order; how many were applied. One
+        indexer runs at a time; with ``wait`` False, return 0 at once when another runs."""
+        with exclusive(self.engine, "indexer", INDEX_LOCK, wait) as held:
+            return self._catch_up() if held else 0
+
+    def _catch_up(self) -> int:
         applied = 0
         while True:
-            with self._writing() as connection:
+            with self.engine.connect() as connection:
                 last = self._position(connection)
                 entries = connection.execute(
                     select(log_entries.c.idx, log_entries.c.leaf, attestations.c.envelope)
@@ -148,10 +155,16 @@ class Indexer:
                     .order_by(log_entries.c.idx)
                     .limit(self.batch)
                 ).all()
-                if not entries:
-                    return applied
-                self._apply(connection, [(int(i), _leaf(bytes(leaf)), e) for i, leaf, e in entries])
-                new_last = int(entries[-1][0])
+            if not entries:
+                return applied
+            # The rows are computed before the write transaction: its lock is held only to
+            # store them.
+            batch = self._prepare([(int(i), _leaf(bytes(leaf)), e) for i, leaf, e in entries])
+            new_last = int(entries[-1][0])
+            with writing(self.engine) as connection:
+                if self._position(connection) != last:
+                    raise RegistryError("the index moved under its single writer")
+                self._store(connection, batch)
                 if last < 0:
                     connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
                 else:
@@ -160,12 +173,11 @@ class Indexer:
                         .where(index_state.c.name == STATE)
                         .values(last_index=new_last)
                     )
-                applied += len(entries)
+            applied += len(entries)
 
-    def _apply(
-        self, connection: Connection, entries: list[tuple[int, dict[str, Any], str | None]]
-    ) -> None:
-        """Apply a batch of entries, given in log order, with one insert per table."""
+    @staticmethod
+    def _prepare(entries: list[tuple[int, dict[str, Any], str | None]]) -> _Batch:
+        """The index rows of a batch of entries, given in log order."""
         attestation_rows: list[dict[str, Any]] = []
         by_table: dict[str, list[dict[str, Any]]] = {table.name: [] for table in ROW_TABLES}
         latest: dict[str, tuple[FeedFacts, int, int]] = {}  # supplier: newest facts, index, count
@@ -185,12 +197,16 @@ class Indexer:
                 latest[facts.supplier] = (facts, index, count + 1)
             elif kind == "endorsement":
                 raised.append((int(leaf["attestationIndex"]), rank(str(leaf.get("assurance")))))
-        insert_many(connection, index_attestations, attestation_rows)
+        return _Batch(attestation_rows, by_table, latest, raised)
+
+    def _store(self, connection: Connection, batch: _Batch) -> None:
+        """Write a prepared batch, with one insert per table."""
+        insert_many(connection, index_attestations, batch.attestations)
         for table in ROW_TABLES:
-            insert_many(connection, table, by_table[table.name])
-        self._latest(connection, latest)
+            insert_many(connection, table, batch.by_table[table.name])
+        self._latest(connection, batch.latest)
         # After the inserts: an endorsement may name an attestation of this very batch.
-        for attestation_index, level in raised:
+        for attestation_index, level in batch.raised:
             connection.execute(
                 update(index_attestations)
                 .where(
@@ -237,10 +253,11 @@ class Indexer:
 
     def rebuild(self) -> int:
         """Drop the index and apply the whole log again; how many entries were applied."""
-        with self._writing() as connection:
-            for table in (*ROW_TABLES, index_attestations, index_suppliers, index_state):
-                connection.execute(delete(table))
-        return self.catch_up()
+        with exclusive(self.engine, "indexer", INDEX_LOCK):
+            with writing(self.engine) as connection:
+                for table in (*ROW_TABLES, index_attestations, index_suppliers, index_state):
+                    connection.execute(delete(table))
+            return self._catch_up()
 
     def check(self) -> list[str]:
         """Compare every attestation's index rows with what its log entry yields; the

@@ -42,7 +42,7 @@ class Integrator:
                 while self.log.waiting() and not self._stop.is_set():
                     self.log.integrate()
                 if self.indexer is not None and self.indexer.position() < self.log.size() - 1:
-                    self.indexer.catch_up()
+                    self.indexer.catch_up(wait=False)  # skipped while another worker indexes
             except (SQLAlchemyError, RegistryError):
                 # The database may be briefly unavailable; the next sweep tries again.
                 logger.exception("background integration failed; retrying in %ss", self.every)

@@ -32,6 +32,7 @@ from sqm.registry.db import (
     node_of,
     utc,
     write_lock,
+    writing,
 )
 from sqm.registry.errors import RegistryError
 from sqm.registry.timestampers import OwnTSA, Timestamper
@@ -157,14 +158,10 @@ class TransparencyLog:
 
     @contextmanager
     def writing(self, exclusive: bool = False) -> Iterator[Connection]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE, so it waits for the lock up front
-        instead of failing when a read would have to upgrade). ``exclusive``: as the log's
+        """A write transaction (:func:`sqm.registry.db.writing`). ``exclusive``: as the log's
         single writer from the start (PostgreSQL: its advisory lock), so that the transaction
         may also integrate (:meth:`append`)."""
-        with (
-            self.engine.connect().execution_options(sqm_write=True) as connection,
-            connection.begin(),
-        ):
+        with writing(self.engine) as connection:
             if exclusive:
                 write_lock(connection)
             yield connection

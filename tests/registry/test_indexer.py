@@ -12,14 +12,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from sqm.cli import main
 from sqm.client import requests
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
-from sqm.registry.db import attestations, index_attestations, index_facts, index_suppliers
-from sqm.registry.indexer import Indexer, IndexMismatchError
+from sqm.registry.db import (
+    INDEX_LOCK,
+    attestations,
+    exclusive,
+    index_attestations,
+    index_facts,
+    index_state,
+    index_suppliers,
+    writing,
+)
+from sqm.registry.indexer import ROW_TABLES, Indexer, IndexMismatchError
 from sqm.registry.seed import seed, supplier_key
 from tests.conftest import EXAMPLES
 
@@ -151,3 +160,16 @@ def test_a_batch_counts_every_attestation_of_a_supplier_once(
     assert [(row[3], row[5]) for row in mine] == [(indexes[-1], 3)]
     assert indexer.rebuild() == 8
     assert suppliers() == one_at_a_time and indexer.check() == []
+
+
+def test_one_indexer_at_a_time(engine: Engine, tmp_path: Path) -> None:
+    # Every gunicorn worker's sweep indexes; while one does, the others skip their turn
+    # instead of computing the same rows again.
+    _, indexer = _seeded(engine, tmp_path)
+    with writing(engine) as connection:
+        for table in (*ROW_TABLES, index_attestations, index_suppliers, index_state):
+            connection.execute(delete(table))
+    assert indexer.position() == -1
+    with exclusive(engine, "indexer", INDEX_LOCK):  # another process's indexer, as it were
+        assert indexer.catch_up(wait=False) == 0 and indexer.position() == -1
+    assert indexer.catch_up(wait=False) == 6 and indexer.check() == []
