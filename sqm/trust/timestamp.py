@@ -345,7 +345,8 @@ def verify(
         response = tsp.TimeStampResp.load(response_der)
         status = response["status"]["status"].native
         token = response["time_stamp_token"]
-        if status not in ("granted", "granted_with_mods") or token.native is None:
+        # An absent token is a Void; .native would decode the whole token (tens of ms).
+        if status not in ("granted", "granted_with_mods") or isinstance(token, core.Void):
             raise VerificationError(f"the TSA did not grant the timestamp ({status})")
         signed_data = token["content"]
         encapsulated = signed_data["encap_content_info"]
@@ -368,6 +369,8 @@ def verify(
     if nonce is not None and info["nonce"].native != nonce:
         raise VerificationError("the token does not answer this request (nonce differs)")
 
+    # Taken before the attributes are read: asn1crypto then re-checks every child for changes.
+    signed_attributes = signer["signed_attrs"].contents
     sid = signer["sid"].chosen
     matching = [
         c for c in certificates
@@ -398,7 +401,9 @@ def verify(
     if first["cert_hash"].native != expected:
         raise VerificationError("the ESSCertIDv2 does not identify the signing certificate")
 
-    signed_bytes = signer["signed_attrs"].untag().dump()
+    # The signature covers the attributes' DER as received, tagged as a SET (RFC 5652 5.4);
+    # untag().dump() would re-encode the whole structure.
+    signed_bytes = _der(0x31, signed_attributes)
     public_key = tsa.public_key()
     chosen = _HASHES[digest_name]
     try:
