@@ -178,7 +178,7 @@ index_attestations = Table(
 index_facts = Table(
     "index_facts",
     metadata,
-    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("log_index", BigInteger, nullable=False),
     Column("supplier", Text, nullable=False),
     Column("section", Text, nullable=False),
     Column("record_id", Text, nullable=False),
@@ -195,6 +195,8 @@ index_facts = Table(
     Column("claimed_rank", Integer, nullable=False),
     Index("index_facts_by_metric", "metric", "base_value"),
     Index("index_facts_by_supplier", "supplier", "metric"),
+    # A search tests each candidate attestation's own values of a metric.
+    Index("index_facts_by_entry", "log_index", "metric", "base_value"),
 )
 index_certifications = Table(
     "index_certifications",
@@ -265,6 +267,10 @@ def make_engine(url: str) -> Engine:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         metadata.create_all(connection)
+        # Indexes added since a database was created (create_all skips existing tables).
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
     return engine
 
 

@@ -16,13 +16,13 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    case,
     exists,
     func,
     not_,
     or_,
     select,
 )
+from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
     index_attestations,
@@ -103,31 +103,45 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    def _matched(self, query: SupplierQuery, latest: Any) -> Any:
-        columns: list[Any] = [index_facts.c.log_index]
-        having: list[ColumnElement[bool]] = []
-        for number, condition in enumerate(query.conditions):
-            scope = self._scope(query, condition)
+    def _meets(self, query: SupplierQuery, latest: Any) -> list[ColumnElement[bool]]:
+        """Each condition as correlated tests on the candidate attestation's own facts.
+
+        Why not one aggregate over the facts: grouping every fact of a metric (tens of
+        millions at registry scale) to keep the latest ones cost seconds. Tested per
+        candidate, through the (log_index, metric, base_value) index, a search costs in
+        proportion to the suppliers it looks at, and stops with its page."""
+        tests: list[ColumnElement[bool]] = []
+        for condition in query.conditions:
+            scope = and_(
+                index_facts.c.log_index == latest.c.log_index, self._scope(query, condition)
+            )
+            holds = _holds(condition, index_facts.c.base_value)
+            tests.append(exists().where(scope, holds))
+            if query.match == "all":  # at least one value in scope, and none that fails
+                tests.append(not_(exists().where(scope, not_(holds))))
+        return tests
+
+    def _matches(
+        self, connection: Connection, query: SupplierQuery, indexes: list[int]
+    ) -> dict[int, list[tuple[float | None, float | None, int]]]:
+        """For the hits of a page: each condition's (min, max, count) over the values in its
+        scope, by log index."""
+        found: dict[int, list[tuple[float | None, float | None, int]]] = {
+            index: [] for index in indexes
+        }
+        if not indexes:
+            return found
+        for condition in query.conditions:
             value = index_facts.c.base_value
-            holds = _holds(condition, value)
-            seen = func.count(case((scope, 1)))
-            good = func.count(case((and_(scope, holds), 1)))
-            bad = func.count(case((and_(scope, not_(holds)), 1)))
-            columns += [
-                func.min(case((scope, value))).label(f"lo{number}"),
-                func.max(case((scope, value))).label(f"hi{number}"),
-                seen.label(f"n{number}"),
-            ]
-            having.append(and_(seen > 0, bad == 0) if query.match == "all" else good > 0)
-        metrics = sorted({c.metric for c in query.conditions})
-        return (
-            select(*columns)
-            .join(latest, latest.c.log_index == index_facts.c.log_index)
-            .where(index_facts.c.metric.in_(metrics))
-            .group_by(index_facts.c.log_index)
-            .having(and_(*having))
-            .subquery("matched")
-        )
+            rows = connection.execute(
+                select(index_facts.c.log_index, func.min(value), func.max(value), func.count())
+                .where(index_facts.c.log_index.in_(indexes), self._scope(query, condition))
+                .group_by(index_facts.c.log_index)
+            ).all()
+            seen = {int(index): (low, high, int(count)) for index, low, high, count in rows}
+            for index in indexes:
+                found[index].append(seen.get(index, (None, None, 0)))
+        return found
 
     def statement(self, query: SupplierQuery, now: datetime) -> Select[Any]:
         """The SQL of a search (exposed so that benchmarks can time the raw query)."""
@@ -149,16 +163,7 @@ class SupplierSearch:
             .join(index_attestations, attestation.log_index == latest.c.log_index)
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
-        if query.conditions:
-            matched = self._matched(query, latest)
-            source = source.join(matched, matched.c.log_index == latest.c.log_index)
-            for number in range(len(query.conditions)):
-                columns += [
-                    matched.c[f"lo{number}"],
-                    matched.c[f"hi{number}"],
-                    matched.c[f"n{number}"],
-                ]
-        where: list[ColumnElement[bool]] = []
+        where: list[ColumnElement[bool]] = self._meets(query, latest)
         if query.country is not None:
             where.append(
                 exists().where(
@@ -232,12 +237,15 @@ class SupplierSearch:
         now = now or datetime.now(UTC)
         with self.log.engine.connect() as connection:
             rows = connection.execute(self.statement(query, now)).all()
+            matches = self._matches(
+                connection, query, [int(row.log_index) for row in rows[: query.limit]]
+            )
         # Read after the search: every entry the index holds is in this checkpoint.
         signed = self.log.latest()
         size = 0 if signed is None else signed.checkpoint.size
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        hits = [self._hit(query, row, size) for row in rows]
+        hits = [self._hit(query, row, size, matches[int(row.log_index)]) for row in rows]
         next_cursor = None
         if more and rows:
             last = rows[-1]
@@ -254,7 +262,13 @@ class SupplierSearch:
             "next": next_cursor,
         }
 
-    def _hit(self, query: SupplierQuery, row: Any, size: int) -> dict[str, Any]:
+    def _hit(
+        self,
+        query: SupplierQuery,
+        row: Any,
+        size: int,
+        matches: list[tuple[float | None, float | None, int]],
+    ) -> dict[str, Any]:
         index = int(row.log_index)
         hit: dict[str, Any] = {
             "supplier": row.supplier,
@@ -269,17 +283,16 @@ class SupplierSearch:
             "bundle": f"/api/v1/bundles/{index}",
         }
         if query.conditions:
-            mapping = row._mapping
             hit["matches"] = [
                 {
                     "where": condition.given,
                     "metric": condition.metric,
-                    "min": _in_unit(mapping[f"lo{number}"], condition.unit),
-                    "max": _in_unit(mapping[f"hi{number}"], condition.unit),
-                    "values": int(mapping[f"n{number}"]),
+                    "min": _in_unit(low, condition.unit),
+                    "max": _in_unit(high, condition.unit),
+                    "values": count,
                     "unit": condition.unit,
                 }
-                for number, condition in enumerate(query.conditions)
+                for condition, (low, high, count) in zip(query.conditions, matches, strict=True)
             ]
         if query.inline_proofs and index < size:
             hit["proof"] = {

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +20,15 @@ from sqlalchemy import Engine
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
+from sqm.registry.db import (
+    index_attestations,
+    index_certifications,
+    index_classifications,
+    index_countries,
+    index_facts,
+    index_suppliers,
+)
+from sqm.registry.query import Condition, SupplierQuery
 from sqm.registry.seed import seed
 from sqm.trust import bundle, merkle
 from sqm.trust.checkpoint import open_note
@@ -185,3 +197,232 @@ def test_the_metric_catalogue_is_served(seeded: Flask) -> None:
     assert metrics["capability_records.cpk"]["unitBearing"] is False
     assert metrics["lead_time_records.quoted_lead_time"]["unitBearing"] is True
     assert metrics["energy_records.energy_consumed"]["section"] == "energy_records"
+
+
+# --- the search's SQL against a plain reading of its definition, on generated index rows ------
+
+METRICS = ("capability_records.cpk", "delivery_records.on_time_percent", "lead_time_records.days")
+SCHEMES = ("ISO_9001", "IATF_16949")
+CODES = ("31161500", "31161600", "40141700")
+DAY = date(2026, 11, 1)
+
+
+@dataclass
+class _Entry:
+    index: int
+    supplier: str
+    issued: datetime
+    rank: int
+    facts: list[dict[str, Any]]
+    countries: list[str]
+    certificates: list[dict[str, Any]]
+    classes: list[dict[str, Any]]
+
+
+def _entries(rng: random.Random, suppliers: int) -> list[_Entry]:
+    entries: list[_Entry] = []
+    index = 0
+    for number in range(suppliers):
+        supplier = f"LEI:{number:020d}"
+        for step in range(rng.randint(1, 3)):
+            index += rng.randint(1, 3)
+            facts = []
+            for record in range(rng.randint(0, 6)):
+                metric = rng.choice(METRICS)
+                facts.append(
+                    {
+                        "log_index": index, "supplier": supplier,
+                        "section": metric.split(".")[0], "record_id": f"r{record}",
+                        "metric": metric, "value": 0.0,
+                        "unit": "DAY" if metric == METRICS[2] else None,
+                        "base_value": round(rng.uniform(0.5, 2.5), 2) * (50 if metric == METRICS[1] else 1),
+                        "base_unit": rng.choice(("DAY", "MON")) if metric == METRICS[2] else None,
+                        "site": None, "product": rng.choice(("p1", "p2", None)),
+                        "characteristic": None,
+                        "characteristic_class": rng.choice(("critical", "major", None)),
+                        "as_of": None, "claimed_rank": rng.randint(0, 4),
+                    }
+                )  # fmt: skip
+            entries.append(
+                _Entry(
+                    index, supplier, datetime(2026, 1 + number % 9, 1 + step, tzinfo=UTC),
+                    rng.randint(0, 4), facts,
+                    rng.sample(("DE", "MX", "VN"), rng.randint(0, 2)),
+                    [
+                        {
+                            "log_index": index, "supplier": supplier, "record_id": scheme,
+                            "scheme": scheme, "status": rng.choice(("active", "expired")),
+                            "valid_from": rng.choice((None, date(2026, 1, 1), date(2026, 12, 1))),
+                            "valid_until": rng.choice((None, date(2026, 6, 1), date(2027, 1, 1))),
+                            "certificate_number": None, "site": None,
+                        }
+                        for scheme in rng.sample(SCHEMES, rng.randint(0, 2))
+                    ],
+                    [
+                        {
+                            "log_index": index, "supplier": supplier, "product": product,
+                            "scheme": "UNSPSC", "code": rng.choice(CODES),
+                        }
+                        for product in ("p1", "p2")
+                    ],
+                )
+            )  # fmt: skip
+    return entries
+
+
+def _store(engine: Engine, entries: list[_Entry]) -> None:
+    latest: dict[str, _Entry] = {}
+    for entry in entries:
+        latest[entry.supplier] = entry
+    with engine.begin() as connection:
+        connection.execute(
+            index_attestations.insert(),
+            [
+                {
+                    "log_index": e.index, "supplier": e.supplier, "feed_id": f"feed-{e.index}",
+                    "feed_sequence": e.index, "issued_at": e.issued, "previous_index": None,
+                    "payload_sha256": "0" * 64, "assurance_rank": e.rank,
+                }
+                for e in entries
+            ],
+        )  # fmt: skip
+        connection.execute(
+            index_suppliers.insert(),
+            [
+                {
+                    "supplier": s, "name": s, "country": None, "latest_index": e.index,
+                    "latest_issued_at": e.issued, "attestation_count": 1,
+                }
+                for s, e in latest.items()
+            ],
+        )  # fmt: skip
+        for table, rows in (
+            (index_facts, [f for e in entries for f in e.facts]),
+            (index_certifications, [c for e in entries for c in e.certificates]),
+            (index_classifications, [c for e in entries for c in e.classes]),
+            (
+                index_countries,
+                [
+                    {"log_index": e.index, "supplier": e.supplier, "country": c}
+                    for e in entries
+                    for c in e.countries
+                ],
+            ),
+        ):
+            if rows:
+                connection.execute(table.insert(), rows)
+
+
+def _random_query(rng: random.Random) -> SupplierQuery:
+    conditions = []
+    for metric in rng.sample(METRICS, rng.randint(0, 3)):
+        op = rng.choice((">=", ">", "<=", "<", "="))
+        threshold = rng.choice((1.0, 1.33, 1.5, 2.0)) * (50 if metric == METRICS[1] else 1)
+        base_unit = rng.choice(("DAY", "MON")) if metric == METRICS[2] else None
+        conditions.append(
+            Condition(metric, op, threshold, f"{metric}{op}{threshold}", None, base_unit)
+        )
+    code = rng.choice(CODES)
+    return SupplierQuery(
+        conditions=tuple(conditions),
+        match=rng.choice(("all", "any")),
+        country=rng.choice((None, "DE", "VN")),
+        certification=(scheme := rng.choice((None, *SCHEMES))),
+        valid_on=DAY if scheme else None,
+        classification=rng.choice((None, ("UNSPSC", code), ("UNSPSC", code[:4] + "%"))),
+        characteristic_class=rng.choice((None, "critical")),
+        assurance=rng.choice((None, 2)),
+        claimed_assurance=rng.choice((None, 3)),
+        fresh_since=rng.choice((None, datetime(2026, 5, 1, tzinfo=UTC))),
+        as_of=rng.choice((None, datetime(2026, 6, 2, tzinfo=UTC))),
+        limit=100,
+    )
+
+
+def _expected(entries: list[_Entry], query: SupplierQuery) -> list[tuple[str, int, list[Any]]]:
+    """The definition, read plainly: each supplier's latest attestation (as of a time), kept
+    when every filter and condition holds on it."""
+    chosen: dict[str, _Entry] = {}
+    for entry in entries:
+        if query.as_of is None or entry.issued <= query.as_of:
+            chosen[entry.supplier] = entry
+    hits = []
+    for supplier, entry in sorted(chosen.items()):
+
+        def classified(product: str | None, entry: _Entry = entry) -> bool:
+            assert query.classification is not None
+            scheme, code = query.classification
+            return any(
+                c["product"] == product and c["scheme"] == scheme
+                and (c["code"].startswith(code[:-1]) if code.endswith("%") else c["code"] == code)
+                for c in entry.classes
+            )  # fmt: skip
+
+        if query.country and query.country not in entry.countries:
+            continue
+        if query.certification and not any(
+            c["scheme"] == query.certification and c["status"] == "active"
+            and (c["valid_from"] is None or c["valid_from"] <= query.valid_on)
+            and (c["valid_until"] is None or c["valid_until"] >= query.valid_on)
+            for c in entry.certificates
+        ):  # fmt: skip
+            continue
+        if query.classification and not any(classified(p) for p in ("p1", "p2")):
+            continue
+        if query.assurance is not None and entry.rank < query.assurance:
+            continue
+        if query.fresh_since and entry.issued < query.fresh_since:
+            continue
+        matches, ok = [], True
+        for condition in query.conditions:
+            values = [
+                f["base_value"] for f in entry.facts
+                if f["metric"] == condition.metric
+                and (condition.base_unit is None or f["base_unit"] == condition.base_unit)
+                and (query.characteristic_class is None or f["section"] != "capability_records"
+                     or f["characteristic_class"] == query.characteristic_class)
+                and (query.claimed_assurance is None or f["claimed_rank"] >= query.claimed_assurance)
+                and (query.classification is None or f["product"] is None or classified(f["product"]))
+            ]  # fmt: skip
+            holding = [v for v in values if _satisfies(condition, v)]
+            if query.match == "all":
+                ok = ok and bool(values) and len(holding) == len(values)
+            else:
+                ok = ok and bool(holding)
+            matches.append((min(values, default=None), max(values, default=None), len(values)))
+        if ok:
+            hits.append((supplier, entry.index, matches))
+    return hits
+
+
+def _satisfies(condition: Condition, value: float) -> bool:
+    threshold = condition.threshold
+    return {
+        ">=": value >= threshold, ">": value > threshold, "<=": value <= threshold,
+        "<": value < threshold, "=": abs(value - threshold) <= 1e-9 * max(1.0, abs(threshold)),
+    }[condition.op]  # fmt: skip
+
+
+def test_the_search_finds_what_its_definition_says(engine: Engine, tmp_path: Path) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    rng = random.Random(2026)
+    entries = _entries(rng, 60)
+    _store(engine, entries)
+    search = app.extensions["sqm"]["search"]
+    tried = 0
+    for _ in range(300):
+        query = _random_query(rng)
+        expected = _expected(entries, query)
+        answer = search.run(query, datetime(2026, 11, 27, tzinfo=UTC))
+        got = [
+            (
+                hit["supplier"],
+                hit["logIndex"],
+                [(m["min"], m["max"], m["values"]) for m in hit.get("matches", [])],
+            )
+            for hit in answer["hits"]
+        ]
+        assert got == expected, query
+        tried += bool(expected)
+    assert tried > 60  # most queries find something: the comparison is not of empty lists
