@@ -163,7 +163,7 @@ class SupplierSearch:
             .join(index_attestations, attestation.log_index == latest.c.log_index)
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
-        where: list[ColumnElement[bool]] = self._meets(query, latest)
+        where: list[ColumnElement[bool]] = []
         if query.country is not None:
             where.append(
                 exists().where(
@@ -198,6 +198,8 @@ class SupplierSearch:
             where.append(attestation.assurance_rank >= query.assurance)
         if query.fresh_since is not None:
             where.append(attestation.issued_at >= query.fresh_since)
+        # The metric tests last: each filter above is one index probe, and rejects first.
+        where += self._meets(query, latest)
         key, order = self._order(query)
         if query.after is not None:
             where.append(self._after(query, key))
