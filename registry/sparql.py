@@ -42,6 +42,7 @@ class SparqlError(RegistryError):
     code: str
     message: str
     status: int = 400
+    retry_after: int | None = None  # seconds, for a 503
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -210,8 +211,11 @@ def _serve(pipe: Pipe, database_url: str) -> None:
 class SparqlService:
     """Runs queries in a child process, one at a time per registry process, with a timeout.
 
-    The child loads the current data when it starts (``load_timeout``) and then follows the
-    index in the background; each query has ``timeout`` seconds.
+    The child loads the current data when it starts and then follows the index in the
+    background; each query has ``timeout`` seconds. Loading may take longer than any request
+    may wait (a large registry, a worker timeout): a query that arrives meanwhile waits at most
+    ``timeout`` seconds, then gets 503 ``sparql_loading`` with Retry-After while the child
+    goes on loading; a load that exceeds ``load_timeout`` is stopped and started again.
     """
 
     def __init__(
@@ -228,23 +232,36 @@ class SparqlService:
         self._lock = threading.Lock()
         self._child: Any = None
         self._pipe: Pipe | None = None
+        self._ready = False
+        self._started = 0.0
 
-    def _start(self) -> Pipe:
-        context = multiprocessing.get_context("spawn")  # no inherited threads or connections
-        parent, child = context.Pipe()
-        self._child = context.Process(
-            target=_serve, args=(child, self.database_url), name="sqm-sparql", daemon=True
-        )
-        self._child.start()
-        child.close()
-        self._pipe = parent
-        if not parent.poll(self.load_timeout):
-            self.stop()
-            raise SparqlError(
-                "sparql_unavailable", "the SPARQL engine is still loading; retry shortly", 503
+    def _engine(self) -> Pipe:
+        """The child's pipe once it has loaded; started on first use."""
+        if self._pipe is None:
+            context = multiprocessing.get_context("spawn")  # no inherited threads or connections
+            parent, child = context.Pipe()
+            self._child = context.Process(
+                target=_serve, args=(child, self.database_url), name="sqm-sparql", daemon=True
             )
-        parent.recv()  # ("ready", position)
-        return parent
+            self._child.start()
+            child.close()
+            self._pipe, self._ready, self._started = parent, False, time.monotonic()
+        pipe = self._pipe
+        if not self._ready:
+            if not pipe.poll(self.timeout):
+                loading = time.monotonic() - self._started
+                if loading > self.load_timeout:
+                    self.stop()  # the next query starts a fresh load
+                    message = f"the SPARQL engine did not load within {self.load_timeout:g} s"
+                else:
+                    message = (
+                        f"the SPARQL engine is loading the registry's data ({loading:.0f} s so "
+                        "far); retry later"
+                    )
+                raise SparqlError("sparql_loading", message, 503, retry_after=30)
+            pipe.recv()  # ("ready", position)
+            self._ready = True
+        return pipe
 
     def stop(self) -> None:
         if self._child is not None:
@@ -252,7 +269,7 @@ class SparqlService:
             self._child.join(timeout=5)
         if self._pipe is not None:
             self._pipe.close()
-        self._child, self._pipe = None, None
+        self._child, self._pipe, self._ready = None, None, False
 
     def query(self, text: str, rdf_format: str = "text/turtle", limit: int | None = None) -> Answer:
         """Run a query; raises SparqlError for a refused, malformed or overlong query."""
@@ -263,7 +280,7 @@ class SparqlService:
                 "sparql_busy", "the SPARQL engine is busy with other queries; retry shortly", 503
             )
         try:
-            pipe = self._pipe or self._start()
+            pipe = self._engine()
             pipe.send((text, cap, rdf_format))
             if not pipe.poll(self.timeout):
                 self.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from sqm.registry.blueprints.common import fail
 from sqm.registry.sparql import SparqlError, SparqlService
@@ -42,6 +42,11 @@ def sparql() -> Any:
     try:
         answer = service.query(_query_text(), graph_format)
     except SparqlError as error:
+        if error.retry_after is not None:
+            refusal = jsonify({"error": error.code, "message": error.message})
+            refusal.status_code = error.status
+            refusal.headers["Retry-After"] = str(error.retry_after)
+            abort(refusal)
         fail(error.status, error.code, error.message)
     response = Response(answer.body, mimetype=answer.mimetype)
     if answer.truncated:

@@ -140,3 +140,27 @@ def test_unsupported_formats_are_refused(seeded: Flask) -> None:
     assert (plain.status_code, plain.json["error"]) == (415, "unsupported_media_type")
     nothing = client.get("/api/v1/sparql", query_string={"query": "ASK { <urn:none> ?p ?o }"})
     assert json.loads(nothing.data)["boolean"] is False
+
+
+def test_a_query_during_loading_is_told_to_retry_and_loading_goes_on(seeded: Flask) -> None:
+    # A large registry takes longer to load than a request may wait (gunicorn kills a worker
+    # after 30 s): the query gets 503 with Retry-After, and the engine keeps loading.
+    service = seeded.extensions["sqm"]["sparql"]
+    service.stop()
+    service.timeout = 0.01  # shorter than the child takes to start
+    client = seeded.test_client()
+    query = {"query": PREFIX + "ASK { ?s sqm:cpk ?cpk }"}
+    try:
+        answer = client.get("/api/v1/sparql", query_string=query)
+        assert answer.status_code == 503 and answer.json["error"] == "sparql_loading"
+        assert answer.headers["Retry-After"] == "30" and "loading" in answer.json["message"]
+        started = service._child.pid
+        deadline = time.monotonic() + 120
+        while not service._pipe.poll(0.1):
+            assert time.monotonic() < deadline, "the engine never finished loading"
+        service.timeout = 2.0
+        answer = client.get("/api/v1/sparql", query_string=query)
+        assert answer.status_code == 200 and answer.json["boolean"] is True
+        assert service._child.pid == started  # the same load, not a new one
+    finally:
+        service.timeout = 2.0
