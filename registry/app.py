@@ -67,6 +67,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         timestampers=timestampers(config, keys.authority),
     )
     indexer = Indexer(log.engine)
+    indexer.upgrade()  # an index made by an earlier version, brought up in place
     # With a background sweep the index follows the log within a second, in batches, off the
     # submitter's time; without one, each write brings it up to date before answering.
     ingest = Ingest(

@@ -231,6 +231,19 @@ index_countries = Table(
     Index("index_countries_by_country", "country", "log_index"),
 )
 
+# What each supplier's latest attestation may be filtered by, one row a value (kind "country",
+# "classification" as SCHEME:CODE, "certification" as the scheme): a search with such a filter
+# starts from the suppliers it names, in supplier order, instead of walking every supplier.
+index_latest_filters = Table(
+    "index_latest_filters",
+    metadata,
+    Column("kind", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("supplier", Text, nullable=False, index=True),
+    Column("log_index", BigInteger, nullable=False),
+    Index("index_latest_filters_by_value", "kind", "value", "supplier"),
+)
+
 WRITE_LOCK = 727_3161  # PostgreSQL advisory lock key of the log's single writer
 SCHEMA_LOCK = 727_3162  # ... and of whoever creates the tables
 INDEX_LOCK = 727_3163  # ... and of the index's single writer

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, Select, bindparam, delete, literal, select, update
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -26,6 +26,7 @@ from sqm.registry.db import (
     index_classifications,
     index_countries,
     index_facts,
+    index_latest_filters,
     index_state,
     index_suppliers,
     insert_many,
@@ -36,6 +37,8 @@ from sqm.registry.errors import RegistryError
 from sqm.registry.facts import ASSURANCE_ORDER, FeedFacts, extract
 
 STATE = "log"
+FORMAT = "format"  # index_state row: the index's format, upgraded in place at start
+CURRENT_FORMAT = 2  # 2: index_latest_filters
 ROW_TABLES = (index_facts, index_certifications, index_classifications, index_countries)
 
 
@@ -205,6 +208,7 @@ class Indexer:
         for table in ROW_TABLES:
             insert_many(connection, table, batch.by_table[table.name])
         self._latest(connection, batch.latest)
+        self._latest_filters(connection, batch.latest)
         # After the inserts: an endorsement may name an attestation of this very batch.
         for attestation_index, level in batch.raised:
             connection.execute(
@@ -251,12 +255,61 @@ class Indexer:
                 changed,
             )
 
+    @staticmethod
+    def _latest_filters(
+        connection: Connection, latest: dict[str, tuple[FeedFacts, int, int]]
+    ) -> None:
+        """Replace the filter values of each supplier whose latest attestation changed."""
+        names = sorted(latest)
+        for start in range(0, len(names), 500):
+            connection.execute(
+                delete(index_latest_filters).where(
+                    index_latest_filters.c.supplier.in_(names[start : start + 500])
+                )
+            )
+        insert_many(
+            connection,
+            index_latest_filters,
+            [
+                {"kind": kind, "value": value, "supplier": supplier, "log_index": index}
+                for supplier in names
+                for kind, value in filter_values(latest[supplier][0])
+                for index in (latest[supplier][1],)
+            ],
+        )
+
+    def upgrade(self) -> None:
+        """Bring an index made by an earlier version to the current format, in place: the
+        latest filter values (format 2) are derived from the rows already indexed."""
+        with exclusive(self.engine, "indexer", INDEX_LOCK):
+            with self.engine.connect() as connection:
+                found = connection.execute(
+                    select(index_state.c.last_index).where(index_state.c.name == FORMAT)
+                ).scalar()
+            if found is not None and int(found) >= CURRENT_FORMAT:
+                return
+            with writing(self.engine) as connection:
+                connection.execute(delete(index_latest_filters))
+                derive_latest_filters(connection)
+                if found is None:
+                    connection.execute(
+                        index_state.insert().values(name=FORMAT, last_index=CURRENT_FORMAT)
+                    )
+                else:
+                    connection.execute(
+                        update(index_state)
+                        .where(index_state.c.name == FORMAT)
+                        .values(last_index=CURRENT_FORMAT)
+                    )
+
     def rebuild(self) -> int:
         """Drop the index and apply the whole log again; how many entries were applied."""
         with exclusive(self.engine, "indexer", INDEX_LOCK):
             with writing(self.engine) as connection:
-                for table in (*ROW_TABLES, index_attestations, index_suppliers, index_state):
+                for table in (*ROW_TABLES, index_attestations, index_suppliers):
                     connection.execute(delete(table))
+                connection.execute(delete(index_latest_filters))
+                connection.execute(delete(index_state).where(index_state.c.name == STATE))
             return self._catch_up()
 
     def check(self) -> list[str]:
@@ -307,7 +360,56 @@ class Indexer:
             ).first()
             if count is not None:
                 problems.append("the index holds attestations beyond its recorded position")
+            derived: set[tuple[Any, ...]] = {
+                tuple(row)
+                for statement in _latest_filter_rows()
+                for row in connection.execute(statement)
+            }
+            kept = {tuple(row) for row in connection.execute(select(index_latest_filters))}
+            if derived != kept:
+                problems.append(
+                    f"index_latest_filters differs from the latest attestations' rows "
+                    f"({len(kept - derived)} extra, {len(derived - kept)} missing)"
+                )
         return problems
+
+
+def filter_values(facts: FeedFacts) -> list[tuple[str, str]]:
+    """What an attestation may be filtered by: (kind, value) pairs, each once."""
+    values = {("country", country) for country in facts.countries}
+    values |= {("classification", f"{scheme}:{code}") for _, scheme, code in facts.classifications}
+    values |= {("certification", c.scheme) for c in facts.certifications}
+    return sorted(values)
+
+
+def derive_latest_filters(connection: Connection) -> None:
+    """Fill index_latest_filters from the rows of each supplier's latest attestation."""
+    for statement in _latest_filter_rows():
+        connection.execute(
+            index_latest_filters.insert().from_select(
+                ["kind", "value", "supplier", "log_index"], statement
+            )
+        )
+
+
+def _latest_filter_rows() -> list[Select[Any]]:
+    latest = index_suppliers.c
+    statements = []
+    for kind, table, value in (
+        ("country", index_countries, index_countries.c.country),
+        (
+            "classification",
+            index_classifications,
+            index_classifications.c.scheme + ":" + index_classifications.c.code,
+        ),
+        ("certification", index_certifications, index_certifications.c.scheme),
+    ):
+        statements.append(
+            select(literal(kind), value, latest.supplier, latest.latest_index)
+            .join_from(index_suppliers, table, table.c.log_index == latest.latest_index)
+            .distinct()
+        )
+    return statements
 
 
 def _leaf(raw: bytes) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sqm.registry.db import (
     exclusive,
     index_attestations,
     index_facts,
+    index_latest_filters,
     index_state,
     index_suppliers,
     writing,
@@ -173,3 +174,15 @@ def test_one_indexer_at_a_time(engine: Engine, tmp_path: Path) -> None:
     with exclusive(engine, "indexer", INDEX_LOCK):  # another process's indexer, as it were
         assert indexer.catch_up(wait=False) == 0 and indexer.position() == -1
     assert indexer.catch_up(wait=False) == 6 and indexer.check() == []
+
+
+def test_an_index_of_the_earlier_format_is_upgraded_in_place(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _, indexer = _seeded(engine, tmp_path)
+    with writing(engine) as connection:  # as a registry of the previous version left it
+        connection.execute(delete(index_latest_filters))
+        connection.execute(delete(index_state).where(index_state.c.name == "format"))
+    assert any("index_latest_filters differs" in p for p in indexer.check())
+    indexer.upgrade()
+    assert indexer.check() == [] and _count(engine, index_latest_filters) > 6

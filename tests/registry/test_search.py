@@ -28,6 +28,7 @@ from sqm.registry.db import (
     index_facts,
     index_suppliers,
 )
+from sqm.registry.indexer import derive_latest_filters
 from sqm.registry.query import Condition, SupplierQuery
 from sqm.registry.seed import seed
 from sqm.trust import bundle, merkle
@@ -311,6 +312,7 @@ def _store(engine: Engine, entries: list[_Entry]) -> None:
         ):
             if rows:
                 connection.execute(table.insert(), rows)
+        derive_latest_filters(connection)
 
 
 def _random_query(rng: random.Random) -> SupplierQuery:
