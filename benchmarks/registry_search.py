@@ -1164,7 +1164,10 @@ def measure(
 ) -> None:
     config = RegistryConfig(data_dir=data, database_url=database)
     keys = load_or_create(data / "keys", config.origin)
-    engine = make_engine(url)
+    engine = make_engine(url)  # creates indexes added since the store was seeded
+    started = time.perf_counter()
+    Indexer(engine).upgrade()  # before the workers start, which would each wait for it
+    print(f"  index format checked / upgraded in {time.perf_counter() - started:.1f} s")
     try:
         log = TransparencyLog(engine, config.origin, keys.log_key, keys.authority)
         rng = random.Random(f"{args.seed}:searches")
