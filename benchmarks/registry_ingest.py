@@ -464,17 +464,14 @@ def wait_for_index(data: Path, database: str | None, size: int, limit: float = 6
     workers' background sweeps index in batches, off the submitters' time); None if not
     within ``limit``."""
     from sqm.registry.config import RegistryConfig
-    from sqm.registry.db import index_state
+    from sqm.registry.indexer import Indexer
 
     engine = create_engine(RegistryConfig(data_dir=data, database_url=database).url)
+    indexer = Indexer(engine)
     started = time.perf_counter()
     try:
         while time.perf_counter() - started < limit:
-            with engine.connect() as connection:
-                position = connection.execute(
-                    index_state.select().with_only_columns(index_state.c.last_index)
-                ).scalar()
-            if position is not None and position >= size - 1:
+            if indexer.position() >= size - 1:
                 return time.perf_counter() - started
             time.sleep(0.05)
         return None
