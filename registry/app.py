@@ -15,7 +15,7 @@ from sqm.registry.db import make_engine
 from sqm.registry.errors import RegistryError
 from sqm.registry.indexer import Indexer
 from sqm.registry.ingest import Ingest
-from sqm.registry.integrator import Integrator
+from sqm.registry.integrator import BackgroundIndexer, Integrator
 from sqm.registry.log import TransparencyLog
 from sqm.registry.profiles import Profiles
 from sqm.registry.search import SupplierSearch
@@ -91,7 +91,9 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         ),
     }  # fmt: skip
     if config.integrate_every is not None:
-        integrator = Integrator(log, config.integrate_every, indexer)
+        integrator = Integrator(
+            log, config.integrate_every, BackgroundIndexer(config.url, config.integrate_every)
+        )
         integrator.start()
         app.extensions["sqm"]["integrator"] = integrator
 

@@ -193,11 +193,12 @@ index_facts = Table(
     Column("characteristic_class", Text),
     Column("as_of", DateTime(timezone=True)),
     Column("claimed_rank", Integer, nullable=False),
-    Index("index_facts_by_metric", "metric", "base_value"),
-    Index("index_facts_by_supplier", "supplier", "metric"),
-    # A search tests each candidate attestation's own values of a metric.
+    # Searches test each candidate attestation's own values of a metric; a supplier's trend
+    # reads its attestations' values. Each index more costs every indexed fact.
     Index("index_facts_by_entry", "log_index", "metric", "base_value"),
 )
+# Indexes of earlier versions that nothing reads any more, dropped at start.
+OBSOLETE_INDEXES = ("index_facts_by_metric", "index_facts_by_supplier", "ix_index_facts_log_index")
 index_certifications = Table(
     "index_certifications",
     metadata,
@@ -284,6 +285,8 @@ def make_engine(url: str) -> Engine:
         for table in metadata.sorted_tables:
             for index in table.indexes:
                 index.create(connection, checkfirst=True)
+        for name in OBSOLETE_INDEXES:
+            connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     return engine
 
 

@@ -218,7 +218,8 @@ class Profiles:
                     index_attestations.c.issued_at,
                 )
                 .join(index_attestations, index_attestations.c.log_index == index_facts.c.log_index)
-                .where(index_facts.c.supplier == supplier, index_facts.c.metric.in_(metrics))
+                # From the supplier's attestations to their facts, by the facts' entry index.
+                .where(index_attestations.c.supplier == supplier, index_facts.c.metric.in_(metrics))
                 .order_by(index_facts.c.log_index.desc())
                 .limit(limit * len(metrics) * 8)
             ).all()

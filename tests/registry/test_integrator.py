@@ -12,6 +12,8 @@ from sqlalchemy import Engine
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.errors import RegistryError
+from sqm.registry.seed import seed
+from tests.conftest import EXAMPLES
 
 
 def _config(engine: Engine, tmp_path: Path, every: float | None) -> RegistryConfig:
@@ -59,3 +61,24 @@ def test_the_interval_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("SQM_REGISTRY_INTEGRATE_EVERY", raw)
     assert RegistryConfig.from_env().integrate_every == expected
+
+
+def test_a_child_process_indexes_what_was_logged(engine: Engine, tmp_path: Path) -> None:
+    # With a sweep, writes answer without indexing; the worker's indexer child catches up.
+    app = create_app(_config(engine, tmp_path, 0.2))
+    integrator = app.extensions["sqm"]["integrator"]
+    try:
+        logged = seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "keys")
+        indexer, log = app.extensions["sqm"]["indexer"], app.extensions["sqm"]["log"]
+        deadline = time.monotonic() + 60
+        while indexer.position() < log.size() - 1:
+            assert time.monotonic() < deadline, "the index never caught up"
+            time.sleep(0.1)
+        hits = app.test_client().get("/api/v1/search/suppliers").json["hits"]
+        assert sorted(h["logIndex"] for h in hits) == sorted(e["logIndex"] for e in logged)
+        assert indexer.check() == []
+        child = integrator.indexing._process
+        assert child.is_alive() and child.name == "sqm-indexer"
+    finally:
+        integrator.stop()
+    assert not child.is_alive()
