@@ -1182,7 +1182,9 @@ def measure(
                 f"SQLAlchemy, in-process, idle): p50 {percentile(raw.seconds, 0.5):.2f} ms, "
                 f"p99 {percentile(raw.seconds, 0.99):.2f} ms"
             )
-        probe = sparql_probe(url, args.sparql_sample) if args.sparql else {}
+        probe = (
+            sparql_probe(url, args.sparql_sample) if args.sparql or args.sparql_probe_only else {}
+        )
         if probe.get("error"):
             print(f"  SPARQL engine load probe failed: {probe['error']}")
         elif probe:
@@ -1196,7 +1198,12 @@ def measure(
                 f"own); the query on that part: {1000 * probe['query_s']:.1f} ms"
             )
         with gunicorn(data, database, args.workers, args.gunicorn_timeout) as (port, log_path):
-            sparql = args.sparql
+            sparql = args.sparql and not args.sparql_probe_only
+            if args.sparql_probe_only:
+                print(
+                    "  SPARQL is left out of the load (--sparql-probe-only): each worker would "
+                    "load its own in-memory engine, as the probe above extrapolates"
+                )
             if sparql:
                 outcomes = sparql_warmup(port, args.workers, args.sparql_wait)
                 described = "; ".join(f"{outcome} after {s:.1f} s" for s, outcome in outcomes)
@@ -1254,6 +1261,12 @@ def main() -> None:
     parser.add_argument("--sparql-sample", type=int, default=2000)
     parser.add_argument("--sparql-wait", type=float, default=400.0)
     parser.add_argument("--no-sparql", dest="sparql", action="store_false")
+    parser.add_argument(
+        "--sparql-probe-only",
+        action="store_true",
+        help="measure the SPARQL engine's load on --sparql-sample suppliers in-process only "
+        "(at full size every worker's engine would need several GB)",
+    )
     parser.add_argument(
         "--kinds",
         default=",".join(KINDS),
