@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import http.client
 import json
 import math
@@ -289,6 +290,12 @@ def initialise(data: Path, database: str | None) -> None:
     make_engine(config.url).dispose()
 
 
+def die_with_parent() -> None:
+    """In the server's process, before gunicorn starts: end it (SIGTERM) when this benchmark
+    ends, even by SIGKILL, as a test's timeout does (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def gunicorn(
     data: Path, database: str | None, workers: int, threads: int = 1
@@ -312,7 +319,13 @@ def gunicorn(
     command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     try:
         deadline = time.monotonic() + 120

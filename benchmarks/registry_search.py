@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import http.client
 import json
 import math
@@ -783,6 +784,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In the server's process, before gunicorn starts: end it (SIGTERM) when this benchmark
+    ends, even by SIGKILL, as a test's timeout does (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def gunicorn(
     data: Path, database: str | None, workers: int, timeout: int
@@ -812,6 +819,7 @@ def gunicorn(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         try:
             deadline = time.monotonic() + 300
