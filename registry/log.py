@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, Select, bindparam, func, select
+from sqlalchemy import BigInteger, Engine, Select, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -62,6 +63,11 @@ _NEW_NODES = log_nodes.insert()
 _NEW_CHECKPOINT = log_checkpoints.insert()
 _NODES = select(log_nodes.c.node, log_nodes.c.hash).where(
     log_nodes.c.node.in_(bindparam("keys", expanding=True))
+)
+# On PostgreSQL one statement text for any number of keys (an array parameter), which the
+# driver prepares once, instead of a text per IN-list length.
+_NODES_ARRAY = select(log_nodes.c.node, log_nodes.c.hash).where(
+    log_nodes.c.node == any_(bindparam("keys", type_=postgresql.ARRAY(BigInteger)))
 )
 _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
     log_entries.c.seq.in_(bindparam("seqs", expanding=True))
@@ -153,6 +159,13 @@ class TransparencyLog:
 
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = NoteVerifier(origin, raw)
+
+    def _reading(self) -> Connection:
+        """A connection for reads, each statement its own transaction. Why: on PostgreSQL a
+        read in a transaction costs a second round trip, the ROLLBACK when the connection
+        goes back to the pool; the log is append-only, so one statement sees a consistent
+        state, and a proof is one statement."""
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -299,13 +312,13 @@ class TransparencyLog:
 
     def waiting(self) -> int:
         """How many sequenced entries are not in the tree yet."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(
                 connection.execute(select(func.count()).select_from(log_pending)).scalar() or 0
             )
 
     def size(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return self._size(connection)
 
     def _fetch(
@@ -313,8 +326,9 @@ class TransparencyLog:
     ) -> dict[tuple[int, int], bytes]:
         keys = [node_key(level, index) for level, index in wanted]
         found: dict[tuple[int, int], bytes] = {}
+        statement = _NODES_ARRAY if connection.dialect.name == "postgresql" else _NODES
         for start in range(0, len(keys), 500):
-            rows = connection.execute(_NODES, {"keys": keys[start : start + 500]})
+            rows = connection.execute(statement, {"keys": keys[start : start + 500]})
             found.update({node_of(int(node)): bytes(h) for node, h in rows})
         return found
 
@@ -322,7 +336,7 @@ class TransparencyLog:
         # Two passes: learn which subtree hashes the proof needs, fetch them in one query.
         recorder = _Recorder()
         make(recorder)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             hashes = self._fetch(connection, recorder.wanted)
         return make(_Fetched(hashes))
 
@@ -343,7 +357,7 @@ class TransparencyLog:
         recorder = _Recorder()
         make(recorder)
         if connection is None:
-            with self.engine.connect() as own:
+            with self._reading() as own:
                 hashes = self._fetch(own, recorder.wanted)
         else:
             hashes = self._fetch(connection, recorder.wanted)
@@ -355,7 +369,7 @@ class TransparencyLog:
     ) -> dict[int, tuple[int, bytes]]:
         """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``."""
         if connection is None:
-            with self.engine.connect() as own:
+            with self._reading() as own:
                 return self.entries_by_seq(seqs, own)
         rows = connection.execute(_ENTRIES_BY_SEQ, {"seqs": list(seqs)})
         return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
@@ -373,7 +387,7 @@ class TransparencyLog:
         return self._proof(lambda store: [merkle.root(store, size)])[0]
 
     def leaf(self, index: int) -> bytes:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             value = connection.execute(
                 select(log_entries.c.leaf).where(log_entries.c.idx == index)
             ).scalar()
@@ -383,7 +397,7 @@ class TransparencyLog:
 
     def first_holding(self, index: int) -> SignedCheckpoint:
         """The first checkpoint whose tree holds entry ``index``: when it was logged."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(
                 select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
                 .where(log_checkpoints.c.size > index)
@@ -397,7 +411,7 @@ class TransparencyLog:
     def _signed(self, row: Any) -> SignedCheckpoint:
         note, token = row
         checkpoint = open_note(note, self.verifier)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             extra = connection.execute(
                 select(log_checkpoint_stamps.c.timestamp)
                 .where(log_checkpoint_stamps.c.size == checkpoint.size)
@@ -408,7 +422,7 @@ class TransparencyLog:
 
     def latest(self) -> SignedCheckpoint | None:
         """The newest signed checkpoint."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(
                 select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
                 .order_by(log_checkpoints.c.size.desc())
@@ -433,6 +447,7 @@ class TransparencyLog:
         every checkpoint; the problems found (empty when the log is intact)."""
         problems: list[str] = []
         tree = merkle.MemoryTree()
+        # One transaction: on SQLite, one snapshot for the whole check while writers go on.
         with self.engine.connect() as connection:
             for index, leaf, stored in connection.execute(
                 select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.leaf_hash).order_by(
