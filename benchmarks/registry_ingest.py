@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import http.client
 import json
 import math
@@ -44,12 +43,10 @@ import multiprocessing
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -68,23 +65,16 @@ from sqm.trust.canonical import canonical_text
 from sqm.validator import Severity, validate
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE))
+import harness  # noqa: E402
+from harness import BIN, HOST, REPO  # noqa: E402
+
 POSTGRES_ADMIN = os.environ.get(
     "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-HOST = "127.0.0.1"
 ATTEST = "/api/v1/attestations"
 HEADERS = {"Content-Type": "application/json"}
 TARGET = 0.5
-# Written into the run's temporary folder: each gunicorn worker leaves a file once it has
-# loaded the app, so the clock starts with every worker ready.
-GUNICORN_CONFIG = """
-from pathlib import Path
-
-def post_worker_init(worker):
-    Path({folder!r}, f"ready-{{worker.pid}}").touch()
-"""
 
 
 # --- preparation ---------------------------------------------------------------------------------
@@ -255,12 +245,6 @@ def measure_ceiling(prepared: Prepared) -> Ceiling:
 # --- the server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
@@ -290,62 +274,21 @@ def initialise(data: Path, database: str | None) -> None:
     make_engine(config.url).dispose()
 
 
-def die_with_parent() -> None:
-    """In the server's process, before gunicorn starts: end it (SIGTERM) when this benchmark
-    ends, even by SIGKILL, as a test's timeout does (Linux prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 @contextlib.contextmanager
 def gunicorn(
     data: Path, database: str | None, workers: int, threads: int = 1
 ) -> Iterator[tuple[int, Path]]:
-    """``gunicorn -w workers 'sqm.registry.wsgi:app'`` on a free port, every worker booted;
-    stopped (its whole process group) on the way out. Yields the port and its log file."""
+    """The registry over ``data`` (and ``database``) under gunicorn (``harness.gunicorn``),
+    its keys and tables made first; yields the port and its log file."""
     initialise(data, database)
-    ready = data / "ready"
-    ready.mkdir()
-    config = data / "gunicorn.conf.py"
-    config.write_text(GUNICORN_CONFIG.format(folder=str(ready)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQM_REGISTRY_")}
-    env["SQM_REGISTRY_DATA"] = str(data)
+    settings = {"SQM_REGISTRY_DATA": str(data)}
     if database:
-        env["SQM_REGISTRY_DATABASE"] = database
-    port = free_port()
-    log_path = data / "gunicorn.log"
-    command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers)]
+        settings["SQM_REGISTRY_DATABASE"] = database
+    options = []
     if threads > 1:  # threaded workers: more requests in flight, larger integration batches
-        command += ["--worker-class", "gthread", "--threads", str(threads)]
-    command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(ready.iterdir())) < workers:
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                raise SystemExit(f"gunicorn did not start ({server.poll()}):\n{tail}")
-            time.sleep(0.05)
-        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1/trust-root", timeout=30):
-            pass
-        yield port, log_path
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        options = ["--worker-class", "gthread", "--threads", str(threads)]
+    with harness.gunicorn(data, settings, workers, options, boot_seconds=120) as served:
+        yield served
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:

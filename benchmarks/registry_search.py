@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import json
 import math
@@ -63,9 +62,7 @@ import queue
 import random
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -85,7 +82,9 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
 import search_data  # noqa: E402
+from harness import HOST  # noqa: E402
 
 from sqm.registry.config import RegistryConfig  # noqa: E402
 from sqm.registry.db import (  # noqa: E402
@@ -107,20 +106,11 @@ from sqm.registry.query import parse  # noqa: E402
 from sqm.registry.search import SupplierSearch  # noqa: E402
 from sqm.registry.secrets import load_or_create  # noqa: E402
 
-REPO = HERE.parent
-BIN = Path(sys.executable).parent
 POSTGRES_ADMIN = os.environ.get(
     "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-HOST = "127.0.0.1"
 SEED_FORMAT = 1  # bump when the generated data changes, so that --reuse reseeds
 CHUNK = 20_000  # log entries per bulk transaction
-GUNICORN_CONFIG = """
-from pathlib import Path
-
-def post_worker_init(worker):
-    Path({folder!r}, f"ready-{{worker.pid}}").touch()
-"""
 
 SEARCH_API, SEARCH_PAGE = "search API", "search page"
 PROFILE, SUPPLIER_PAGE = "supplier JSON", "supplier page"
@@ -778,70 +768,24 @@ def sparql_probe(url: str, sample: int) -> dict[str, Any]:
 # --- the server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    """In the server's process, before gunicorn starts: end it (SIGTERM) when this benchmark
-    ends, even by SIGKILL, as a test's timeout does (Linux prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 @contextlib.contextmanager
 def gunicorn(
     data: Path, database: str | None, workers: int, timeout: int
 ) -> Iterator[tuple[int, Path]]:
-    """``gunicorn -w workers 'sqm.registry.wsgi:app'`` on a free port, every worker booted;
-    stopped (its whole process group) on the way out. Yields the port and its log file."""
+    """The seeded store under gunicorn (``harness.gunicorn``), background integration off, its
+    files in a scratch folder; yields the port and its log file (kept in ``data`` after)."""
     with tempfile.TemporaryDirectory(prefix="sqm_bench_") as folder:
         scratch = Path(folder)
-        ready = scratch / "ready"
-        ready.mkdir()
-        config = scratch / "gunicorn.conf.py"
-        config.write_text(GUNICORN_CONFIG.format(folder=str(ready)))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SQM_REGISTRY_")}
-        env["SQM_REGISTRY_DATA"] = str(data)
-        env["SQM_REGISTRY_INTEGRATE_EVERY"] = "off"
+        settings = {"SQM_REGISTRY_DATA": str(data), "SQM_REGISTRY_INTEGRATE_EVERY": "off"}
         if database:
-            env["SQM_REGISTRY_DATABASE"] = database
-        port = free_port()
-        log_path = scratch / "gunicorn.log"
-        command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers)]
-        command += ["--timeout", str(timeout), "-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        try:
-            deadline = time.monotonic() + 300
-            while len(list(ready.iterdir())) < workers:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    tail = log_path.read_text(errors="replace")[-3000:]
-                    raise SystemExit(f"gunicorn did not start ({server.poll()}):\n{tail}")
-                time.sleep(0.05)
-            with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1/trust-root", timeout=60):
-                pass
-            yield port, log_path
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
+            settings["SQM_REGISTRY_DATABASE"] = database
+        options = ["--timeout", str(timeout)]
+        with harness.gunicorn(scratch, settings, workers, options, boot_seconds=300) as served:
             try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-            # The log dies with the folder: keep what the report needs.
-            shutil.copy(log_path, data / f"gunicorn-{port}.log")
+                yield served
+            finally:
+                # The log dies with the folder: keep what the report needs.
+                shutil.copy(served[1], data / f"gunicorn-{served[0]}.log")
 
 
 def server_problems(log_path: Path) -> dict[str, int]:

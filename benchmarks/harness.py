@@ -1,0 +1,87 @@
+"""What the registry benchmarks share: the registry under gunicorn on a free port, every worker
+booted before the clock starts, and stopped with the benchmark, even when it is killed."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+# Each gunicorn worker leaves a file once it has loaded the app.
+GUNICORN_CONFIG = """
+from pathlib import Path
+
+def post_worker_init(worker):
+    Path({folder!r}, f"ready-{{worker.pid}}").touch()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In the server's process, before gunicorn starts: end it (SIGTERM) when the benchmark
+    ends, even by SIGKILL, as a test's timeout does (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def gunicorn(
+    scratch: Path, settings: dict[str, str], workers: int, options: list[str], boot_seconds: float
+) -> Iterator[tuple[int, Path]]:
+    """``gunicorn -w workers [options] 'sqm.registry.wsgi:app'`` on a free port, configured by
+    the ``SQM_REGISTRY_*`` ``settings`` only, its files in ``scratch``; yields (port, log
+    file) once every worker has booted and the registry answers, and stops the server's whole
+    process group on the way out."""
+    ready = scratch / "ready"
+    ready.mkdir()
+    config = scratch / "gunicorn.conf.py"
+    config.write_text(GUNICORN_CONFIG.format(folder=str(ready)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQM_REGISTRY_")} | settings
+    port = free_port()
+    log_path = scratch / "gunicorn.log"
+    command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers), *options]
+    command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    try:
+        deadline = time.monotonic() + boot_seconds
+        while len(list(ready.iterdir())) < workers:
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"gunicorn did not start ({server.poll()}):\n{tail}")
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1/trust-root", timeout=60):
+            pass
+        yield port, log_path
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
