@@ -81,7 +81,8 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
             pass
     except TimestampUnavailableError as exc:
         logger.warning("resuming integration at start-up failed, will retry: %s", exc)
-    indexer.catch_up()
+    if config.integrate_every is None:  # else the workers' indexer processes catch up
+        indexer.catch_up()
     app.extensions["sqm"] = {
         "config": config, "log": log, "keys": keys, "ingest": ingest, "indexer": indexer,
         "search": SupplierSearch(log, indexer),

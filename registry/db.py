@@ -390,7 +390,9 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
         compiled = table.insert().compile(dialect=dialect)
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.params)
         columns = [table.c[name] for name in names]
-        processors = [column.type._cached_bind_processor(dialect) for column in columns]
+        processors = [
+            column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns
+        ]
         cached = _INSERTS[(dialect.name, table.name)] = (str(compiled), columns, processors)
     sql, columns, processors = cached
     keys = [column.key for column in columns]

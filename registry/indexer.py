@@ -281,17 +281,16 @@ class Indexer:
     def upgrade(self) -> None:
         """Bring an index made by an earlier version to the current format, in place: the
         latest filter values (format 2) are derived from the rows already indexed."""
+        if self._format() >= CURRENT_FORMAT:  # the usual case: no lock, no wait
+            return
         with exclusive(self.engine, "indexer", INDEX_LOCK):
-            with self.engine.connect() as connection:
-                found = connection.execute(
-                    select(index_state.c.last_index).where(index_state.c.name == FORMAT)
-                ).scalar()
-            if found is not None and int(found) >= CURRENT_FORMAT:
+            found = self._format()
+            if found >= CURRENT_FORMAT:
                 return
             with writing(self.engine) as connection:
                 connection.execute(delete(index_latest_filters))
                 derive_latest_filters(connection)
-                if found is None:
+                if found < 0:
                     connection.execute(
                         index_state.insert().values(name=FORMAT, last_index=CURRENT_FORMAT)
                     )
@@ -301,6 +300,14 @@ class Indexer:
                         .where(index_state.c.name == FORMAT)
                         .values(last_index=CURRENT_FORMAT)
                     )
+
+    def _format(self) -> int:
+        """The index's recorded format; -1 when none is recorded (an index of format 1)."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(index_state.c.last_index).where(index_state.c.name == FORMAT)
+            ).scalar()
+        return -1 if found is None else int(found)
 
     def rebuild(self) -> int:
         """Drop the index and apply the whole log again; how many entries were applied."""
