@@ -27,19 +27,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import random
 import signal
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import log_pending, make_engine
@@ -48,32 +44,15 @@ from sqm.registry.secrets import load_or_create
 from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.canonical import canonical
 
-POSTGRES_ADMIN = os.environ.get(
-    "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import POSTGRES_ADMIN, postgres_database
+
 TARGET_MS = 1.0
 CHUNK = 50_000  # rows per bulk-insert transaction
 
 
 def leaf(index: int) -> bytes:
     return canonical({"index": index, "kind": "benchmark"})
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
-    name = f"sqm_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        print(f"  created database {name}")
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        print(f"  dropped database {name}")
 
 
 @dataclass

@@ -57,7 +57,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from stdnum.iso7064 import mod_97_10
 
 from sqm.trust import bundle, dsse
@@ -67,11 +67,8 @@ from sqm.validator import Severity, validate
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
-from harness import BIN, HOST, REPO  # noqa: E402
+from harness import BIN, HOST, POSTGRES_ADMIN, REPO, postgres_database  # noqa: E402
 
-POSTGRES_ADMIN = os.environ.get(
-    "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 ATTEST = "/api/v1/attestations"
 HEADERS = {"Content-Type": "application/json"}
 TARGET = 0.5
@@ -243,23 +240,6 @@ def measure_ceiling(prepared: Prepared) -> Ceiling:
 
 
 # --- the server ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
-    name = f"sqm_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        print(f"  created database {name}")
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        print(f"  dropped database {name}")
 
 
 def initialise(data: Path, database: str | None) -> None:

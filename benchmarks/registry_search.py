@@ -69,7 +69,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -84,7 +83,7 @@ sys.path.insert(0, str(HERE))
 
 import harness  # noqa: E402
 import search_data  # noqa: E402
-from harness import HOST  # noqa: E402
+from harness import HOST, POSTGRES_ADMIN, postgres_database  # noqa: E402
 
 from sqm.registry.config import RegistryConfig  # noqa: E402
 from sqm.registry.db import (  # noqa: E402
@@ -106,9 +105,6 @@ from sqm.registry.query import parse  # noqa: E402
 from sqm.registry.search import SupplierSearch  # noqa: E402
 from sqm.registry.secrets import load_or_create  # noqa: E402
 
-POSTGRES_ADMIN = os.environ.get(
-    "SQM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SEED_FORMAT = 1  # bump when the generated data changes, so that --reuse reseeds
 CHUNK = 20_000  # log entries per bulk transaction
 
@@ -611,23 +607,6 @@ def sqlite_size(data: Path) -> int:
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""
-    name = f"sqm_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        print(f"  created database {name}")
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        print(f"  dropped database {name}")
 
 
 def copy_to_postgres(sqlite_url: str, postgres_url: str) -> tuple[float, int]:
