@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, delete, literal, select, update
@@ -48,7 +49,10 @@ class IndexMismatchError(RegistryError):
 
 def rank(level: str) -> int:
     """The position of an assurance level, weakest (0) to strongest."""
-    return ASSURANCE_ORDER.index(level) if level in ASSURANCE_ORDER else 0
+    return _RANKS.get(level, 0)
+
+
+_RANKS = {level: position for position, level in enumerate(ASSURANCE_ORDER)}
 
 
 @dataclass(frozen=True)
@@ -428,6 +432,7 @@ def _leaf(raw: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+@lru_cache(maxsize=4096)  # a feed's facts share a few instants
 def _utc(value: datetime | None) -> datetime | None:
     """Stored in UTC: SQLite keeps no offset, so instants compare only when normalised."""
     if value is None:

@@ -1,0 +1,110 @@
+"""The registry's storage layer: what the tables hold, and stores written by earlier versions."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, select, text
+
+from sqm.registry.db import attestations, endorsements, make_engine, metadata
+
+ENVELOPE = json.dumps(
+    {
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": "eyJfdHlwZSI6ICJodHRwczovL2luLXRvdG8uaW8vU3RhdGVtZW50L3YxIn0=" * 40,
+        "signatures": [{"keyid": "k", "sig": "c2ln"}],
+    }
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def _attestation(seq: int, envelope: str) -> dict[str, object]:
+    return {
+        "seq": seq,
+        "supplier": "lei:5493001KJTIIGC8Y1R12",
+        "feed_sequence": seq,
+        "payload_sha256": f"{seq:064x}",
+        "key_id": "key",
+        "envelope": envelope,
+    }
+
+
+def _dispose_all(made: Engine) -> None:
+    if made.dialect.name == "postgresql":
+        metadata.drop_all(made)
+    made.dispose()
+
+
+def test_envelopes_are_stored_deflated_and_read_back_as_submitted(database_url: str) -> None:
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
+            connection.execute(
+                endorsements.insert(),
+                {
+                    "seq": 2,
+                    "endorser": "e",
+                    "attestation_index": 1,
+                    "assurance": "third_party",
+                    "envelope": ENVELOPE,
+                },
+            )
+        with made.connect() as connection:
+            stored = connection.execute(text("SELECT envelope FROM attestations")).scalar_one()
+            assert isinstance(stored, bytes)
+            assert zlib.decompress(stored).decode() == ENVELOPE
+            assert len(stored) < len(ENVELOPE) / 4
+            assert connection.execute(select(attestations.c.envelope)).scalar_one() == ENVELOPE
+            assert connection.execute(select(endorsements.c.envelope)).scalar_one() == ENVELOPE
+    finally:
+        _dispose_all(made)
+
+
+def test_a_store_with_plain_text_envelopes_reads_them_unchanged(database_url: str) -> None:
+    # The attestations table as stores created before deflation have it: envelope as text.
+    old = MetaData()
+    Table(
+        "attestations",
+        old,
+        *(Column(c.name, c.type, primary_key=c.primary_key) for c in attestations.c
+          if c.name != "envelope"),
+        Column("envelope", Text, nullable=False),
+    )  # fmt: skip
+    before = create_engine(database_url)
+    old.create_all(before)
+    with before.begin() as connection:
+        connection.execute(old.tables["attestations"].insert(), _attestation(1, ENVELOPE))
+    before.dispose()
+
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            connection.execute(attestations.insert(), _attestation(2, ENVELOPE))
+        with made.connect() as connection:
+            read = connection.execute(
+                select(attestations.c.seq, attestations.c.envelope).order_by(attestations.c.seq)
+            ).all()
+            assert [tuple(row) for row in read] == [(1, ENVELOPE), (2, ENVELOPE)]
+            if made.dialect.name == "postgresql":
+                kind = connection.execute(
+                    text(
+                        "SELECT data_type FROM information_schema.columns"
+                        " WHERE table_name = 'attestations' AND column_name = 'envelope'"
+                    )
+                ).scalar()
+                assert kind == "bytea"
+    finally:
+        _dispose_all(made)
