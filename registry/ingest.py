@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers, utc
 from sqm.registry.errors import RegistryError
+from sqm.registry.group_commit import GroupCommit
 from sqm.registry.indexer import Indexer
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
@@ -104,6 +105,7 @@ class Ingest:
         self.issued_window = issued_window
         self.now = now
         self.indexer = indexer
+        self._writer = GroupCommit(log)
 
     def _integrate(self) -> None:
         """Integrate what waits into a signed checkpoint (entries stored during a TSA outage)."""
@@ -115,19 +117,14 @@ class Ingest:
 
     def _logged(self, write: Callable[[Connection], int]) -> tuple[int, Integration | None]:
         """Run ``write``, which sequences one entry and stores its rows, and integrate it, in
-        one transaction as the log's single writer: one commit makes the entry durable and
+        one transaction as the log's single writer (shared with the writes of other threads
+        that arrive meanwhile: :class:`GroupCommit`): one commit makes the entry durable and
         logged. (seq, the integration); when a TSA fails, the entry commits unlogged and this
         raises 503: the background sweep or the next write logs it."""
-        unavailable: TimestampUnavailableError | None = None
-        integration: Integration | None = None
-        with self.log.writing(exclusive=True) as connection:
-            seq = write(connection)
-            try:
-                integration = self.log.append(connection)
-            except TimestampUnavailableError as exc:
-                unavailable = exc
-        if unavailable is not None:
-            raise _unavailable(unavailable) from unavailable
+        try:
+            seq, integration = self._writer.run(write)
+        except TimestampUnavailableError as exc:
+            raise _unavailable(exc) from exc
         self._catch_up_index()
         return seq, integration
 

@@ -1,0 +1,100 @@
+"""Group commit: the writes of one process that reach the log together share one transaction.
+
+The log has a single writer (:meth:`TransparencyLog.writing`); each write transaction
+sequences entries, integrates them (Merkle nodes, a checkpoint signed and timestamped) and
+commits (an fsync on SQLite). Done once per submission, that fixed cost was most of the time
+the writer lock is held. Here the first thread to arrive leads: it takes every write queued
+in its process, runs each in a savepoint of one transaction (a write that fails rolls back
+alone and its error goes to its own request), integrates them all under one checkpoint and
+commits once; threads arriving meanwhile queue for the next leader. With one request per
+process at a time (gunicorn's sync workers) every batch holds one write, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from sqm.registry.log import Integration, TransparencyLog
+from sqm.registry.timestampers import TimestampUnavailableError
+
+Write = Callable[[Connection], int]
+
+
+@dataclass
+class _Ticket:
+    write: Write
+    done: bool = False
+    seq: int | None = None
+    integration: Integration | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Runs writes as the log's single writer, batching those of concurrent threads."""
+
+    def __init__(self, log: TransparencyLog) -> None:
+        self.log = log
+        self._condition = threading.Condition()
+        self._queued: list[_Ticket] = []
+        self._leading = False
+
+    def run(self, write: Write) -> tuple[int, Integration]:
+        """Run ``write`` (which sequences one entry and stores its rows) and integrate its
+        entry: (its sequence number, the integration that logged it) once committed.
+        Raises what ``write`` raised (nothing of it was stored), TimestampUnavailableError
+        when the entry committed but a TSA failed (it is logged later), or the transaction's
+        own error (nothing of the batch was stored)."""
+        ticket = _Ticket(write)
+        with self._condition:
+            self._queued.append(ticket)
+            while self._leading and not ticket.done:
+                self._condition.wait()
+            if not ticket.done:
+                self._leading = True
+                batch, self._queued = self._queued, []
+        if not ticket.done:
+            try:
+                self._commit(batch)
+            finally:
+                with self._condition:
+                    self._leading = False
+                    for each in batch:
+                        each.done = True
+                    self._condition.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.seq is not None and ticket.integration is not None
+        return ticket.seq, ticket.integration
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        written: list[_Ticket] = []
+        try:
+            with self.log.writing(exclusive=True) as connection:
+                for ticket in batch:
+                    try:
+                        with connection.begin_nested():
+                            ticket.seq = ticket.write(connection)
+                    except Exception as exc:  # that request's own: its savepoint rolled back
+                        ticket.error = exc
+                    else:
+                        written.append(ticket)
+                if not written:
+                    return
+                try:
+                    integration = self.log.append(connection)
+                except TimestampUnavailableError as exc:
+                    # The batch wrote nothing of the tree; the entries commit unlogged.
+                    for ticket in written:
+                        ticket.error = exc
+                else:
+                    for ticket in written:
+                        ticket.integration = integration
+        except BaseException as exc:  # the transaction failed: nothing of the batch is stored
+            for ticket in written:
+                ticket.error = exc
+                ticket.integration = None
+            raise

@@ -1,0 +1,140 @@
+"""Group commit: concurrent writes of one process share one transaction and one checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import Connection
+
+from sqm.registry.db import log_checkpoints, log_entries, log_pending
+from sqm.registry.group_commit import GroupCommit
+from sqm.registry.log import Integration, TransparencyLog
+from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
+from sqm.trust import timestamp
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ORIGIN = "registry.sqm.example/log/2026"
+FOLLOWERS = 6
+
+
+class FailingTSA:
+    """A TSA that is down."""
+
+    name = "down"
+
+    def __init__(self, ca_certificate: x509.Certificate) -> None:
+        self.ca_certificate = ca_certificate
+
+    def stamp(self, message: bytes, serial: int) -> bytes:
+        raise TimestampUnavailableError("the TSA at https://tsa.invalid did not answer")
+
+
+@pytest.fixture(scope="module")
+def authority() -> timestamp.Authority:
+    return timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
+
+
+def _log(engine: Engine, authority: timestamp.Authority, down: bool = False) -> TransparencyLog:
+    stampers = [FailingTSA(authority.ca_certificate)] if down else [OwnTSA(authority, lambda: NOW)]
+    return TransparencyLog(
+        engine, ORIGIN, Ed25519PrivateKey.generate(), authority, lambda: NOW, stampers
+    )
+
+
+def _entry(log: TransparencyLog, leaf: bytes) -> Callable[[Connection], int]:
+    return lambda connection: log.sequence(leaf, connection=connection)
+
+
+def _batched(
+    writer: GroupCommit, first: Callable[[Connection], int], rest: list[Callable[[Connection], int]]
+) -> tuple[Future[tuple[int, Integration]], list[Future[tuple[int, Integration]]]]:
+    """Run ``first`` as a leader that waits until every write of ``rest`` has queued behind
+    it, so that ``rest`` commits as one batch."""
+    release = threading.Event()
+
+    def leader(connection: Connection) -> int:
+        release.wait(10)
+        return first(connection)
+
+    pool = ThreadPoolExecutor(len(rest) + 1)
+    led = pool.submit(writer.run, leader)
+    while not writer._leading:  # the leader holds the writer before the others arrive
+        threading.Event().wait(0.001)
+    followers = [pool.submit(writer.run, write) for write in rest]
+    while len(writer._queued) < len(rest):
+        threading.Event().wait(0.001)
+    release.set()
+    pool.shutdown(wait=True)
+    return led, followers
+
+
+def test_writes_queued_behind_a_leader_share_one_checkpoint(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    led, followers = _batched(
+        writer, _entry(log, b"leader"), [_entry(log, b"entry %d" % n) for n in range(FOLLOWERS)]
+    )
+    seq, integration = led.result()
+    assert integration.signed.checkpoint.size == 1 and seq in integration.entries
+    results = [future.result() for future in followers]
+    sizes = {integration.signed.checkpoint.size for _, integration in results}
+    assert sizes == {1 + FOLLOWERS}  # one checkpoint for the whole batch
+    for seq, integration in results:
+        index, leaf = integration.entries[seq]
+        assert log.leaf(index) == leaf
+    assert sorted(index for s, i in results for index, _ in [i.entries[s]]) == list(
+        range(1, 1 + FOLLOWERS)
+    )
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(log_checkpoints)).scalar() == 2
+    assert log.fsck() == []
+
+
+def test_a_failing_write_rolls_back_alone(engine: Engine, authority: timestamp.Authority) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+
+    def refused(connection: Connection) -> int:
+        log.sequence(b"half-written", connection=connection)
+        raise ValueError("this request's own error")
+
+    good = [_entry(log, b"good %d" % n) for n in range(3)]
+    led, followers = _batched(writer, _entry(log, b"leader"), [good[0], refused, *good[1:]])
+    assert led.result()[1].signed.checkpoint.size == 1
+    with pytest.raises(ValueError, match="this request's own error"):
+        followers[1].result()
+    logged = [followers[n].result() for n in (0, 2, 3)]
+    assert {i.signed.checkpoint.size for _, i in logged} == {4}
+    with engine.connect() as connection:
+        leaves = connection.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))
+        assert [bytes(leaf) for (leaf,) in leaves] == [b"leader", b"good 0", b"good 1", b"good 2"]
+        assert connection.execute(select(func.count()).select_from(log_pending)).scalar() == 0
+    assert log.fsck() == []
+
+
+def test_when_the_tsa_fails_the_batch_commits_unlogged_and_every_write_hears_it(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority, down=True)
+    writer = GroupCommit(log)
+    led, followers = _batched(
+        writer, _entry(log, b"leader"), [_entry(log, b"entry %d" % n) for n in range(3)]
+    )
+    for future in [led, *followers]:
+        with pytest.raises(TimestampUnavailableError):
+            future.result()
+    assert log.waiting() == 4  # stored, not lost: the sweep logs them when the TSA answers
+    assert log.size() == 0
+    recovered = _log(engine, authority)
+    signed = recovered.integrate()
+    assert signed is not None and signed.checkpoint.size == 4
+    assert recovered.fsck() == []
