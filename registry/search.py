@@ -41,6 +41,10 @@ from sqm.registry.query import Condition, SupplierQuery, encode_cursor
 from sqm.schema.artifacts import units
 
 EPSILON = 1e-9
+# Rows counted, at most, of each filter's set of suppliers when choosing where a search starts:
+# a cheap first look, then a closer one when several sets are larger than it (about 1 ms
+# each at 10,000 rows of a covering index).
+STARTING_SET_PROBES = (1000, 10_000)
 
 
 def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
@@ -104,29 +108,49 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    @staticmethod
-    def _starting_set(query: SupplierQuery) -> Select[Any] | None:
+    def _starting_set(self, query: SupplierQuery) -> Select[Any] | None:
         """The suppliers whose latest attestation has the most selective filter's value, when
         the search is over latest attestations: the search walks them, in supplier order,
-        instead of every supplier. The filter itself is still tested exactly below."""
+        instead of every supplier. The filter itself is still tested exactly below.
+
+        Which filter is most selective depends on the data (a common product family may
+        cover a third of the suppliers and a country 2 %): each candidate set is counted up
+        to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
+        """
         if query.as_of is not None:
             return None
         values = index_latest_filters.c
+        candidates: list[tuple[str, ColumnElement[bool]]] = []
         if query.classification is not None:
             scheme, code = query.classification
-            kind = "classification"
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
                 chosen = and_(values.value >= prefix, values.value < _after_prefix(prefix))
             else:
                 chosen = values.value == f"{scheme}:{code}"
-        elif query.country is not None:
-            kind, chosen = "country", values.value == query.country
-        elif query.certification is not None and query.valid_on is not None:
-            kind, chosen = "certification", values.value == query.certification
-        else:
+            candidates.append(("classification", chosen))
+        if query.country is not None:
+            candidates.append(("country", values.value == query.country))
+        if query.certification is not None and query.valid_on is not None:
+            candidates.append(("certification", values.value == query.certification))
+        if not candidates:
             return None
-        return select(values.supplier).where(values.kind == kind, chosen)
+        sets = [select(values.supplier).where(values.kind == k, c) for k, c in candidates]
+        if len(sets) == 1:
+            return sets[0]
+        with self.log.engine.connect() as connection:
+            for cap in STARTING_SET_PROBES:
+                probes = [
+                    select(func.count()).select_from(each.limit(cap).subquery()).scalar_subquery()
+                    for each in sets
+                ]
+                sizes = [int(size) for size in connection.execute(select(*probes)).one()]
+                smallest = min(range(len(sets)), key=lambda n: (sizes[n], n))
+                if (
+                    sizes.count(cap) < 2
+                ):  # at most one set is larger than counted: it is not the smallest
+                    break
+        return sets[smallest]
 
     def _meets(self, query: SupplierQuery, latest: Any) -> list[ColumnElement[bool]]:
         """Each condition as correlated tests on the candidate attestation's own facts.

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
@@ -26,6 +26,7 @@ from sqm.registry.db import (
     index_classifications,
     index_countries,
     index_facts,
+    index_latest_filters,
     index_suppliers,
 )
 from sqm.registry.indexer import derive_latest_filters
@@ -428,3 +429,35 @@ def test_the_search_finds_what_its_definition_says(engine: Engine, tmp_path: Pat
         assert got == expected, query
         tried += bool(expected)
     assert tried > 60  # most queries find something: the comparison is not of empty lists
+
+
+@pytest.mark.parametrize("probes", [(1000,), (2, 1000)])
+def test_the_search_starts_from_the_smallest_filter_set(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, probes: tuple[int, ...]
+) -> None:
+    # (2, 1000): every set is larger than the first look, so the closer one decides.
+    monkeypatch.setattr("sqm.registry.search.STARTING_SET_PROBES", probes)
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    _store(engine, _entries(random.Random(7), 60))
+    search = app.extensions["sqm"]["search"]
+    with engine.connect() as connection:
+        sizes = dict(
+            connection.execute(
+                select(index_latest_filters.c.value, func.count())
+                .where(index_latest_filters.c.value.in_(["DE", "UNSPSC:31161500", "ISO_9001"]))
+                .group_by(index_latest_filters.c.value)
+            ).all()
+        )
+    assert len(set(sizes.values())) == 3  # a strict order, for the choice to be checked
+    query = SupplierQuery(
+        country="DE",
+        classification=("UNSPSC", "31161500"),
+        certification="ISO_9001",
+        valid_on=DAY,
+        limit=100,
+    )
+    starting = search._starting_set(query)
+    assert starting is not None
+    values = {str(value) for value in starting.compile(engine).params.values() if value in sizes}
+    assert values == {min(sizes, key=sizes.__getitem__)}
