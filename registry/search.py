@@ -108,17 +108,17 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    def _starting_set(self, query: SupplierQuery) -> Select[Any] | None:
-        """The suppliers whose latest attestation has the most selective filter's value, when
-        the search is over latest attestations: the search walks them, in supplier order,
-        instead of every supplier. The filter itself is still tested exactly below.
+    def _starting_sets(self, query: SupplierQuery) -> list[Select[Any]]:
+        """Sets of suppliers (by their latest attestation's filter values) that every hit is
+        in, when the search is over latest attestations: the search walks the first, in
+        supplier order, instead of every supplier. The filters are still tested exactly below.
 
         Which filter is most selective depends on the data (a common product family may
         cover a third of the suppliers and a country 2 %): each candidate set is counted up
         to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
         """
         if query.as_of is not None:
-            return None
+            return []
         values = index_latest_filters.c
         candidates: list[tuple[str, ColumnElement[bool]]] = []
         if query.classification is not None:
@@ -134,10 +134,10 @@ class SupplierSearch:
         if query.certification is not None and query.valid_on is not None:
             candidates.append(("certification", values.value == query.certification))
         if not candidates:
-            return None
+            return []
         sets = [select(values.supplier).where(values.kind == k, c) for k, c in candidates]
         if len(sets) == 1:
-            return sets[0]
+            return sets
         with self.log.engine.connect() as connection:
             for cap in STARTING_SET_PROBES:
                 probes = [
@@ -145,12 +145,16 @@ class SupplierSearch:
                     for each in sets
                 ]
                 sizes = [int(size) for size in connection.execute(select(*probes)).one()]
-                smallest = min(range(len(sets)), key=lambda n: (sizes[n], n))
-                if (
-                    sizes.count(cap) < 2
-                ):  # at most one set is larger than counted: it is not the smallest
+                # Done when at most one set is larger than counted: that one is not the smallest.
+                if sizes.count(cap) < 2:
                     break
-        return sets[smallest]
+        order = sorted(range(len(sets)), key=lambda n: (sizes[n], n))
+        if sizes[order[0]] < STARTING_SET_PROBES[0]:
+            return [sets[order[0]]]
+        # A long walk: the other sets counted in full narrow it first, each read once into a
+        # list of at most `cap` suppliers (at 100,000 suppliers, a country of 6,000 and a
+        # product class of 8,300 in common: 35 -> 16 ms).
+        return [sets[order[0]]] + [sets[n] for n in order[1:] if sizes[n] < cap]
 
     def _meets(self, query: SupplierQuery, latest: Any) -> list[ColumnElement[bool]]:
         """Each condition as correlated tests on the candidate attestation's own facts.
@@ -213,8 +217,7 @@ class SupplierSearch:
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
         where: list[ColumnElement[bool]] = []
-        starting = self._starting_set(query)
-        if starting is not None:
+        for starting in self._starting_sets(query):
             where.append(latest.c.supplier.in_(starting))
         if query.country is not None:
             where.append(
