@@ -108,7 +108,7 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    def _starting_sets(self, query: SupplierQuery) -> list[Select[Any]]:
+    def _starting_sets(self, query: SupplierQuery) -> list[tuple[str, str | None, Select[Any]]]:
         """Sets of suppliers (by their latest attestation's filter values) that every hit is
         in, when the search is over latest attestations: the search walks the first, in
         supplier order, instead of every supplier. The filters are still tested exactly below.
@@ -116,33 +116,44 @@ class SupplierSearch:
         Which filter is most selective depends on the data (a common product family may
         cover a third of the suppliers and a country 2 %): each candidate set is counted up
         to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
+        Each set comes as (kind, its value when one value selects it, else None, its query).
         """
         if query.as_of is not None:
             return []
         values = index_latest_filters.c
-        candidates: list[tuple[str, ColumnElement[bool]]] = []
+        candidates: list[tuple[str, str | None, ColumnElement[bool]]] = []
         if query.classification is not None:
             scheme, code = query.classification
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
-                chosen = and_(values.value >= prefix, values.value < _after_prefix(prefix))
+                candidates.append(
+                    (
+                        "classification",
+                        None,
+                        and_(values.value >= prefix, values.value < _after_prefix(prefix)),
+                    )
+                )
             else:
-                chosen = values.value == f"{scheme}:{code}"
-            candidates.append(("classification", chosen))
+                wanted = f"{scheme}:{code}"
+                candidates.append(("classification", wanted, values.value == wanted))
         if query.country is not None:
-            candidates.append(("country", values.value == query.country))
+            candidates.append(("country", query.country, values.value == query.country))
         if query.certification is not None and query.valid_on is not None:
-            candidates.append(("certification", values.value == query.certification))
+            wanted = query.certification
+            candidates.append(("certification", wanted, values.value == wanted))
         if not candidates:
             return []
-        sets = [select(values.supplier).where(values.kind == k, c) for k, c in candidates]
+        sets = [
+            (kind, value, select(values.supplier).where(values.kind == kind, chosen))
+            for kind, value, chosen in candidates
+        ]
         if len(sets) == 1:
             return sets
         with self.log.engine.connect() as connection:
             for cap in STARTING_SET_PROBES:
                 probes = [
                     select(func.count()).select_from(each.limit(cap).subquery()).scalar_subquery()
-                    for each in sets
+                    for _, _, each in sets
                 ]
                 sizes = [int(size) for size in connection.execute(select(*probes)).one()]
                 # Done when at most one set is larger than counted: that one is not the smallest.
@@ -211,14 +222,27 @@ class SupplierSearch:
             attestation.previous_index,
             attestation.assurance_rank,
         ]
+        where: list[ColumnElement[bool]] = []
+        starting = self._starting_sets(query)
+        walked: Any = latest
+        supplier = index_suppliers.c.supplier
+        if starting and starting[0][1] is not None:
+            # One value selects the first set: the search walks its index entries, which are
+            # in supplier order, and stops with its page; an IN list would first read them
+            # all (75,000 suppliers hold ISO 9001: 18 -> 0.7 ms for a dense search). Each
+            # (kind, value, supplier) is stored once (filter_values), so no hit repeats.
+            kind, value, _ = starting.pop(0)
+            start = index_latest_filters.alias("start")
+            walked = start.join(latest, latest.c.supplier == start.c.supplier)
+            where += [start.c.kind == kind, start.c.value == value]
+            supplier = start.c.supplier
         source: Any = (
-            latest.join(index_suppliers, index_suppliers.c.supplier == latest.c.supplier)
+            walked.join(index_suppliers, index_suppliers.c.supplier == latest.c.supplier)
             .join(index_attestations, attestation.log_index == latest.c.log_index)
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
-        where: list[ColumnElement[bool]] = []
-        for starting in self._starting_sets(query):
-            where.append(latest.c.supplier.in_(starting))
+        for _, _, each in starting:
+            where.append(latest.c.supplier.in_(each))
         if query.country is not None:
             where.append(
                 exists().where(
@@ -255,9 +279,9 @@ class SupplierSearch:
             where.append(attestation.issued_at >= query.fresh_since)
         # The metric tests last: each filter above is one index probe, and rejects first.
         where += self._meets(query, latest)
-        key, order = self._order(query)
+        key, order = self._order(query, supplier)
         if query.after is not None:
-            where.append(self._after(query, key))
+            where.append(self._after(query, key, supplier))
         return (
             select(*columns)
             .select_from(source)
@@ -267,8 +291,7 @@ class SupplierSearch:
         )
 
     @staticmethod
-    def _order(query: SupplierQuery) -> tuple[Any, list[Any]]:
-        supplier = index_suppliers.c.supplier
+    def _order(query: SupplierQuery, supplier: ColumnElement[str]) -> tuple[Any, list[Any]]:
         if query.sort == "name":
             return index_suppliers.c.name, [index_suppliers.c.name, supplier]
         if query.sort == "issued_at":
@@ -278,10 +301,9 @@ class SupplierSearch:
         return supplier, [supplier]
 
     @staticmethod
-    def _after(query: SupplierQuery, key: Any) -> ColumnElement[bool]:
+    def _after(query: SupplierQuery, key: Any, supplier: ColumnElement[str]) -> ColumnElement[bool]:
         assert query.after is not None
         value, last = query.after
-        supplier = index_suppliers.c.supplier
         if query.sort == "supplier":
             return supplier > last
         if query.sort in ("issued_at", "-issued_at"):
