@@ -484,3 +484,11 @@ def test_the_search_starts_from_the_smallest_filter_set(
         assert sorted(value for each in narrowing for value in values(each)) == sorted(
             set(sizes) - {smallest}
         )
+    # The counts are remembered for a while: a search soon after counts nothing, so what it
+    # remembers (here made up: the largest set the smallest) steers it.
+    largest = max(sizes, key=sizes.__getitem__)
+    for key, (_, until) in list(search._sizes.items()):
+        if largest in key[1]:
+            search._sizes[key] = (0, until)
+    first, *_ = (each for _, _, each in search._starting_sets(query))
+    assert values(first) == {largest}
