@@ -1,7 +1,7 @@
 """Registry ingest under gunicorn, against the compute ceiling measured in the same run.
 
     python benchmarks/registry_ingest.py [--attestations 2000] [--clients 8] [--workers 2]
-        [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
+        [--threads 4] [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
 
 Everything is prepared before the clock starts: ``--suppliers`` suppliers, each with its own
 Ed25519 key and a valid LEI; ``--attestations`` DSSE envelopes, each an in-toto Statement over
@@ -16,11 +16,13 @@ supplier's public key, and validate the feed. It is reported for one process and
 cores the workers can use, min(workers, usable cores).
 
 Then, per backend (SQLite in a temporary folder, then a fresh PostgreSQL database that is
-dropped afterwards): ``gunicorn -w N 'sqm.registry.wsgi:app'`` on a free port; the suppliers
+dropped afterwards): ``gunicorn -w N -k gthread --threads T 'sqm.registry.wsgi:app'`` on a free
+port (``--threads 1``: sync workers), as the registry docs advise for ingest: concurrent
+submissions in one worker share a write transaction (group commit); the suppliers
 are registered over HTTP (``POST /api/v1/suppliers`` with a proof of possession); ``--clients``
 client processes POST their share of the envelopes to ``/api/v1/attestations`` with
-``http.client`` and record each request's latency (gunicorn's default sync workers close the
-connection after each answer; http.client then reconnects). Every answer must be 201 (the script exits
+``http.client`` and record each request's latency (threaded workers keep the connection alive;
+sync workers close it after each answer and http.client reconnects). Every answer must be 201 (the script exits
 1 otherwise); afterwards the signed checkpoint's size must equal registrations plus
 attestations, and ``sqm registry fsck`` must find the log intact. The workers' background
 sweeps (``SQM_REGISTRY_INTEGRATE_EVERY``, 1 s) index the entries for search off the
@@ -474,7 +476,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
-        "--threads", type=int, default=1, help="threads per worker (gthread when above 1)"
+        "--threads", type=int, default=4, help="threads per worker (gthread when above 1)"
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--records", type=int, default=20, help="records per feed")
