@@ -12,7 +12,7 @@ from werkzeug.routing import IntegerConverter
 
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import make_engine
-from sqm.registry.errors import RegistryError
+from sqm.registry.errors import DamagedStoreError, RegistryError
 from sqm.registry.indexer import Indexer
 from sqm.registry.ingest import Ingest
 from sqm.registry.integrator import BackgroundIndexer, Integrator
@@ -139,6 +139,17 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
                 ), 400
             return jsonify({"error": "nul_character", "message": message}), 400
         return None
+
+    @app.errorhandler(DamagedStoreError)
+    def _damaged(error: DamagedStoreError) -> Any:
+        # The operator's problem, not the client's: said plainly, logged, no traceback.
+        app.logger.error("%s %s: %s", request.method, request.path, error)
+        message = f"the registry cannot read what it stored for this request: {error}"
+        if not request.path.startswith("/api/"):
+            return render_template(
+                "error.html", status=500, code="store_damaged", message=message
+            ), 500
+        return jsonify({"error": "store_damaged", "message": message}), 500
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from sqm.registry.errors import DamagedStoreError
+
 metadata = MetaData()
 
 
@@ -49,10 +51,22 @@ class DeflatedText(TypeDecorator[str]):
         return None if value is None else zlib.compress(value.encode(), 1)
 
     def process_result_value(self, value: Any, dialect: Any) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        data = bytes(value)
+        return None if value is None else inflate(value)
+
+
+def inflate(value: str | bytes) -> str:
+    """A :class:`DeflatedText` column's stored value as text; DamagedStoreError when it no
+    longer inflates (a changed byte, a cut row)."""
+    if isinstance(value, str):
+        return value
+    data = bytes(value)
+    try:
         return (zlib.decompress(data) if data[:1] == b"\x78" else data).decode()
+    except (zlib.error, UnicodeDecodeError) as exc:
+        raise DamagedStoreError(
+            f"a stored envelope does not read back ({exc}): the database was changed outside"
+            " the registry; restore it from a backup (`sqm registry fsck` checks the log)"
+        ) from None
 
 
 # Entries are sequenced durably here first; integration moves them into the tree in batches.

@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, delete, literal, select, update
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    Select,
+    bindparam,
+    delete,
+    literal,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
@@ -30,6 +40,7 @@ from sqm.registry.db import (
     index_latest_filters,
     index_state,
     index_suppliers,
+    inflate,
     insert_many,
     log_entries,
     writing,
@@ -329,15 +340,19 @@ class Indexer:
         problems: list[str] = []
         position = self.position()
         with self.engine.connect() as connection:
+            # The envelopes as stored, inflated per entry: a damaged one is a problem of its
+            # entry, and the check goes on.
+            raw = type_coerce(attestations.c.envelope, LargeBinary)
             entries = connection.execute(
-                select(log_entries.c.idx, log_entries.c.leaf, attestations.c.envelope)
+                select(log_entries.c.idx, log_entries.c.leaf, raw)
                 .join(attestations, attestations.c.seq == log_entries.c.seq)
                 .where(log_entries.c.idx <= position)
                 .order_by(log_entries.c.idx)
             )
             for index, leaf, envelope in entries:
                 try:
-                    _, expected = rows_for(int(index), _leaf(bytes(leaf)), _payload(envelope))
+                    payload = _payload(inflate(envelope))
+                    _, expected = rows_for(int(index), _leaf(bytes(leaf)), payload)
                 except (RegistryError, ValueError, KeyError) as exc:
                     problems.append(f"entry {index}: {exc}")
                     continue

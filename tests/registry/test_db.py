@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, select, text
 
-from sqm.registry.db import attestations, endorsements, make_engine, metadata
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.db import attestations, endorsements, log_entries, make_engine, metadata
+from sqm.registry.seed import seed
+from tests.conftest import EXAMPLES
 
 ENVELOPE = json.dumps(
     {
@@ -108,3 +112,30 @@ def test_a_store_with_plain_text_envelopes_reads_them_unchanged(database_url: st
                 assert kind == "bytea"
     finally:
         _dispose_all(made)
+
+
+def test_a_damaged_envelope_is_reported_not_a_traceback(engine: Engine, tmp_path: Path) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    with engine.begin() as connection:
+        seq, stored = connection.execute(
+            text("SELECT seq, envelope FROM attestations ORDER BY seq LIMIT 1")
+        ).one()
+        damaged = bytes(stored)[:10] + bytes([bytes(stored)[10] ^ 0xFF]) + bytes(stored)[11:]
+        connection.execute(
+            text("UPDATE attestations SET envelope = :damaged WHERE seq = :seq"),
+            {"damaged": damaged, "seq": seq},
+        )
+        index = connection.execute(select(log_entries.c.idx).where(log_entries.c.seq == seq))
+        index = index.scalar_one()
+    client = app.test_client()
+    answer = client.get(f"/api/v1/bundles/{index}")
+    assert answer.status_code == 500
+    assert answer.json is not None and answer.json["error"] == "store_damaged"
+    assert "restore it from a backup" in answer.json["message"]
+    page = client.get(f"/attestations/{index}")
+    assert page.status_code == 500 and b"store_damaged" in page.data
+    assert b"Traceback" not in page.data
+    problems = app.extensions["sqm"]["indexer"].check()
+    assert len(problems) == 1 and problems[0].startswith(f"entry {index}: a stored envelope")
