@@ -139,3 +139,15 @@ def test_a_damaged_envelope_is_reported_not_a_traceback(engine: Engine, tmp_path
     assert b"Traceback" not in page.data
     problems = app.extensions["sqm"]["indexer"].check()
     assert len(problems) == 1 and problems[0].startswith(f"entry {index}: a stored envelope")
+
+
+def test_postgresql_plans_searches_in_their_written_order(postgres_url: str) -> None:
+    # Searching join orders cost PostgreSQL's planner several times what running a search
+    # does; the search's SQL states its order (registry/db.py, make_engine).
+    made = make_engine(postgres_url)
+    try:
+        with made.connect() as connection:
+            for setting in ("join_collapse_limit", "from_collapse_limit"):
+                assert connection.exec_driver_sql(f"SHOW {setting}").scalar() == "1"
+    finally:
+        _dispose_all(made)
