@@ -94,7 +94,8 @@ class GroupCommit:
                     for ticket in written:
                         ticket.integration = integration
         except BaseException as exc:  # the transaction failed: nothing of the batch is stored
-            for ticket in written:
-                ticket.error = exc
-                ticket.integration = None
+            for ticket in batch:
+                if ticket.error is None or ticket in written:  # a refused write keeps its own
+                    ticket.error = exc
+                    ticket.integration = None
             raise

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from sqm.registry.db import log_checkpoints, log_entries, log_pending
 from sqm.registry.group_commit import GroupCommit
@@ -138,3 +140,36 @@ def test_when_the_tsa_fails_the_batch_commits_unlogged_and_every_write_hears_it(
     signed = recovered.integrate()
     assert signed is not None and signed.checkpoint.size == 4
     assert recovered.fsck() == []
+
+
+def test_when_the_transaction_cannot_start_every_write_of_the_batch_hears_why(
+    engine: Engine, authority: timestamp.Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    release = threading.Event()
+
+    def leader(connection: Connection) -> int:
+        release.wait(10)
+        return log.sequence(b"leader", connection=connection)
+
+    @contextmanager
+    def unavailable(exclusive: bool = False) -> Iterator[Connection]:
+        raise OperationalError("BEGIN", {}, Exception("the database is not answering"))
+        yield  # pragma: no cover - a generator that raises before it yields
+
+    pool = ThreadPoolExecutor(FOLLOWERS + 1)
+    led = pool.submit(writer.run, leader)
+    while not writer._leading:
+        threading.Event().wait(0.001)
+    followers = [pool.submit(writer.run, _entry(log, b"entry %d" % n)) for n in range(FOLLOWERS)]
+    while len(writer._queued) < FOLLOWERS:
+        threading.Event().wait(0.001)
+    monkeypatch.setattr(log, "writing", unavailable)  # the next batch's transaction fails
+    release.set()
+    pool.shutdown(wait=True)
+    assert led.result()[1].signed.checkpoint.size == 1
+    for future in followers:
+        with pytest.raises(OperationalError, match="not answering"):
+            future.result()
+    assert log.waiting() == 0 and log.size() == 1  # nothing of the failed batch was stored
