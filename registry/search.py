@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -47,6 +47,15 @@ EPSILON = 1e-9
 # each at 10,000 rows of a covering index).
 STARTING_SET_PROBES = (1000, 10_000)
 SET_SIZES_FOR = 60.0  # seconds a counted set size steers searches
+
+
+class _FilterSet(NamedTuple):
+    """The suppliers whose latest attestation has a filter's value(s)."""
+
+    kind: str
+    value: str | None  # the one value that selects them; None for a range (a code prefix)
+    label: str  # names the set among its kind's: the value, or the prefix and "*"
+    suppliers: Select[Any]
 
 
 def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
@@ -111,7 +120,7 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    def _starting_sets(self, query: SupplierQuery) -> list[tuple[str, str | None, Select[Any]]]:
+    def _starting_sets(self, query: SupplierQuery) -> list[_FilterSet]:
         """Sets of suppliers (by their latest attestation's filter values) that every hit is
         in, when the search is over latest attestations: the search walks the first, in
         supplier order, instead of every supplier. The filters are still tested exactly below.
@@ -119,42 +128,34 @@ class SupplierSearch:
         Which filter is most selective depends on the data (a common product family may
         cover a third of the suppliers and a country 2 %): each candidate set is counted up
         to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
-        Each set comes as (kind, its value when one value selects it, else None, its query).
         """
         if query.as_of is not None:
             return []
         values = index_latest_filters.c
-        candidates: list[tuple[str, str | None, ColumnElement[bool]]] = []
+        sets: list[_FilterSet] = []
+
+        def add(kind: str, value: str | None, label: str, chosen: ColumnElement[bool]) -> None:
+            selected = select(values.supplier).where(values.kind == kind, chosen)
+            sets.append(_FilterSet(kind, value, label, selected))
+
         if query.classification is not None:
             scheme, code = query.classification
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
-                candidates.append(
-                    (
-                        "classification",
-                        None,
-                        and_(values.value >= prefix, values.value < _after_prefix(prefix)),
-                    )
-                )
+                within = and_(values.value >= prefix, values.value < _after_prefix(prefix))
+                add("classification", None, f"{prefix}*", within)
             else:
                 wanted = f"{scheme}:{code}"
-                candidates.append(("classification", wanted, values.value == wanted))
+                add("classification", wanted, wanted, values.value == wanted)
         if query.country is not None:
-            candidates.append(("country", query.country, values.value == query.country))
+            add("country", query.country, query.country, values.value == query.country)
         if query.certification is not None and query.valid_on is not None:
             wanted = query.certification
-            candidates.append(("certification", wanted, values.value == wanted))
-        if not candidates:
-            return []
-        sets = [
-            (kind, value, select(values.supplier).where(values.kind == kind, chosen))
-            for kind, value, chosen in candidates
-        ]
-        if len(sets) == 1:
+            add("certification", wanted, wanted, values.value == wanted)
+        if len(sets) < 2:
             return sets
-        labels = [(kind, value or f"{query.classification}*") for kind, value, _ in candidates]
         for cap in STARTING_SET_PROBES:
-            sizes = self._set_sizes(labels, [each for _, _, each in sets], cap)
+            sizes = self._set_sizes(sets, cap)
             # Done when at most one set is larger than counted: that one is not the smallest.
             if sizes.count(cap) < 2:
                 break
@@ -166,23 +167,23 @@ class SupplierSearch:
         # product class of 8,300 in common: 35 -> 16 ms).
         return [sets[order[0]]] + [sets[n] for n in order[1:] if sizes[n] < cap]
 
-    def _set_sizes(
-        self, labels: list[tuple[str, str]], sets: list[Select[Any]], cap: int
-    ) -> list[int]:
+    def _set_sizes(self, sets: list[_FilterSet], cap: int) -> list[int]:
         """How many suppliers each set holds, counted up to ``cap``. Counts are remembered
         for SET_SIZES_FOR seconds: they only steer where a search starts (its answer is
         the same from any start), and a set's size moves slowly, so most searches count
         nothing (an automotive search's counts cost 4.6 ms of its 28)."""
         now = time.monotonic()
         sizes: dict[int, int] = {}
-        for n, label in enumerate(labels):
-            known = self._sizes.get((*label, cap))
+        for n, each in enumerate(sets):
+            known = self._sizes.get((each.kind, each.label, cap))
             if known is not None and known[1] > now:
                 sizes[n] = known[0]
         missing = [n for n in range(len(sets)) if n not in sizes]
         if missing:
             probes = [
-                select(func.count()).select_from(sets[n].limit(cap).subquery()).scalar_subquery()
+                select(func.count())
+                .select_from(sets[n].suppliers.limit(cap).subquery())
+                .scalar_subquery()
                 for n in missing
             ]
             with self.log.engine.connect() as connection:
@@ -191,7 +192,7 @@ class SupplierSearch:
                 self._sizes.clear()
             for n, size in zip(missing, counted, strict=True):
                 sizes[n] = int(size)
-                self._sizes[(*labels[n], cap)] = (int(size), now + SET_SIZES_FOR)
+                self._sizes[(sets[n].kind, sets[n].label, cap)] = (int(size), now + SET_SIZES_FOR)
         return [sizes[n] for n in range(len(sets))]
 
     def _meets(self, query: SupplierQuery, latest: Any) -> list[ColumnElement[bool]]:
@@ -253,23 +254,23 @@ class SupplierSearch:
         starting = self._starting_sets(query)
         walked: Any = latest
         supplier = index_suppliers.c.supplier
-        if starting and starting[0][1] is not None:
+        if starting and starting[0].value is not None:
             # One value selects the first set: the search walks its index entries, which are
             # in supplier order, and stops with its page; an IN list would first read them
             # all (75,000 suppliers hold ISO 9001: 18 -> 0.7 ms for a dense search). Each
             # (kind, value, supplier) is stored once (filter_values), so no hit repeats.
-            kind, value, _ = starting.pop(0)
+            first = starting.pop(0)
             start = index_latest_filters.alias("start")
             walked = start.join(latest, latest.c.supplier == start.c.supplier)
-            where += [start.c.kind == kind, start.c.value == value]
+            where += [start.c.kind == first.kind, start.c.value == first.value]
             supplier = start.c.supplier
         source: Any = (
             walked.join(index_suppliers, index_suppliers.c.supplier == latest.c.supplier)
             .join(index_attestations, attestation.log_index == latest.c.log_index)
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
-        for _, _, each in starting:
-            where.append(latest.c.supplier.in_(each))
+        for each in starting:
+            where.append(latest.c.supplier.in_(each.suppliers))
         if query.country is not None:
             where.append(
                 exists().where(

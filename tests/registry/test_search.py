@@ -471,7 +471,7 @@ def test_the_search_starts_from_the_smallest_filter_set(
         valid_on=DAY,
         limit=100,
     )
-    first, *narrowing = (each for _, _, each in search._starting_sets(query))
+    first, *narrowing = (each.suppliers for each in search._starting_sets(query))
 
     def values(chosen: Any) -> set[str]:
         return {str(value) for value in chosen.compile(engine).params.values() if value in sizes}
@@ -490,5 +490,5 @@ def test_the_search_starts_from_the_smallest_filter_set(
     for key, (_, until) in list(search._sizes.items()):
         if largest in key[1]:
             search._sizes[key] = (0, until)
-    first, *_ = (each for _, _, each in search._starting_sets(query))
+    first, *_ = (each.suppliers for each in search._starting_sets(query))
     assert values(first) == {largest}
