@@ -23,7 +23,15 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from sqm.registry.db import attestations, endorsements, log_entries, supplier_keys, suppliers, utc
+from sqm.registry.db import (
+    Deflated,
+    attestations,
+    endorsements,
+    log_entries,
+    supplier_keys,
+    suppliers,
+    utc,
+)
 from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit
 from sqm.registry.indexer import Indexer
@@ -306,13 +314,13 @@ class Ingest:
 
         # The entry and its attestation row commit together: a refused feed is never logged.
         # The log fills in previousIndex at integration: the supplier's chain stays linear
-        # however many workers accept its feeds at once.
+        # however many workers accept its feeds at once. What the rows hold is computed
+        # first: the write runs while holding the log's write lock, which every worker waits for.
+        leaf = bundle.attestation_leaf(identity, envelope, None)
+        stored = Deflated.of(json.dumps(envelope.to_json()))
+
         def write(connection: Connection) -> int:
-            seq = self.log.sequence(
-                bundle.attestation_leaf(identity, envelope, None),
-                chain=f"attestations:{identity}",
-                connection=connection,
-            )
+            seq = self.log.sequence(leaf, chain=f"attestations:{identity}", connection=connection)
             connection.execute(
                 _NEW_ATTESTATION,
                 {
@@ -321,7 +329,7 @@ class Ingest:
                     "feed_sequence": sequence,
                     "payload_sha256": digest,
                     "key_id": key.key_id,
-                    "envelope": json.dumps(envelope.to_json()),
+                    "envelope": stored,
                 },
             )
             return seq

@@ -12,7 +12,7 @@ from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, sel
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
-from sqm.registry.db import attestations, endorsements, log_entries, make_engine, metadata
+from sqm.registry.db import Deflated, attestations, endorsements, log_entries, make_engine, metadata
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
 
@@ -34,7 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield request.getfixturevalue("postgres_url")
 
 
-def _attestation(seq: int, envelope: str) -> dict[str, object]:
+def _attestation(seq: int, envelope: str | bytes) -> dict[str, object]:
     return {
         "seq": seq,
         "supplier": "lei:5493001KJTIIGC8Y1R12",
@@ -56,6 +56,8 @@ def test_envelopes_are_stored_deflated_and_read_back_as_submitted(database_url: 
     try:
         with made.begin() as connection:
             connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
+            # Deflated ahead of the write (as ingest does outside the write lock): the same.
+            connection.execute(attestations.insert(), _attestation(3, Deflated.of(ENVELOPE)))
             connection.execute(
                 endorsements.insert(),
                 {
@@ -67,11 +69,14 @@ def test_envelopes_are_stored_deflated_and_read_back_as_submitted(database_url: 
                 },
             )
         with made.connect() as connection:
-            stored = connection.execute(text("SELECT envelope FROM attestations")).scalar_one()
-            assert isinstance(stored, bytes)
-            assert zlib.decompress(stored).decode() == ENVELOPE
-            assert len(stored) < len(ENVELOPE) / 4
-            assert connection.execute(select(attestations.c.envelope)).scalar_one() == ENVELOPE
+            plain, early = connection.execute(
+                text("SELECT envelope FROM attestations ORDER BY seq")
+            ).scalars()
+            assert isinstance(plain, bytes) and early == plain
+            assert zlib.decompress(plain).decode() == ENVELOPE
+            assert len(plain) < len(ENVELOPE) / 4
+            read = connection.execute(select(attestations.c.envelope)).scalars().all()
+            assert read == [ENVELOPE, ENVELOPE]
             assert connection.execute(select(endorsements.c.envelope)).scalar_one() == ENVELOPE
     finally:
         _dispose_all(made)
