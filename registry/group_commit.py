@@ -53,10 +53,11 @@ class GroupCommit:
             self._queued.append(ticket)
             while self._leading and not ticket.done:
                 self._condition.wait()
-            if not ticket.done:
+            lead = not ticket.done
+            if lead:
                 self._leading = True
-                batch, self._queued = self._queued, []
-        if not ticket.done:
+        if lead:
+            batch: list[_Ticket] = []
             try:
                 self._commit(batch)
             finally:
@@ -70,10 +71,20 @@ class GroupCommit:
         assert ticket.seq is not None and ticket.integration is not None
         return ticket.seq, ticket.integration
 
+    def _take(self, batch: list[_Ticket]) -> None:
+        with self._condition:
+            batch.extend(self._queued)
+            self._queued = []
+
     def _commit(self, batch: list[_Ticket]) -> None:
+        """Take the queue into ``batch`` once the writer lock is held, and commit it. Why
+        then and not before waiting for the lock: the writes that queue meanwhile (while
+        another worker process holds the lock) join this batch instead of waiting for the
+        next one, so batches grow with contention and each lock hold serves more writes."""
         written: list[_Ticket] = []
         try:
             with self.log.writing(exclusive=True) as connection:
+                self._take(batch)
                 for ticket in batch:
                     try:
                         with connection.begin_nested():
@@ -94,6 +105,8 @@ class GroupCommit:
                     for ticket in written:
                         ticket.integration = integration
         except BaseException as exc:  # the transaction failed: nothing of the batch is stored
+            if not batch:  # it never started: the queue hears why
+                self._take(batch)
             for ticket in batch:
                 if ticket.error is None or ticket in written:  # a refused write keeps its own
                     ticket.error = exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -54,6 +55,13 @@ def _entry(log: TransparencyLog, leaf: bytes) -> Callable[[Connection], int]:
     return lambda connection: log.sequence(leaf, connection=connection)
 
 
+def _wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the writes never reached the expected state"
+        time.sleep(0.001)
+
+
 def _batched(
     writer: GroupCommit, first: Callable[[Connection], int], rest: list[Callable[[Connection], int]]
 ) -> tuple[Future[tuple[int, Integration]], list[Future[tuple[int, Integration]]]]:
@@ -67,11 +75,10 @@ def _batched(
 
     pool = ThreadPoolExecutor(len(rest) + 1)
     led = pool.submit(writer.run, leader)
-    while not writer._leading:  # the leader holds the writer before the others arrive
-        threading.Event().wait(0.001)
+    # The leader holds the writer lock and has taken its batch before the others arrive.
+    _wait_until(lambda: writer._leading and not writer._queued)
     followers = [pool.submit(writer.run, write) for write in rest]
-    while len(writer._queued) < len(rest):
-        threading.Event().wait(0.001)
+    _wait_until(lambda: len(writer._queued) == len(rest))
     release.set()
     pool.shutdown(wait=True)
     return led, followers
@@ -160,11 +167,9 @@ def test_when_the_transaction_cannot_start_every_write_of_the_batch_hears_why(
 
     pool = ThreadPoolExecutor(FOLLOWERS + 1)
     led = pool.submit(writer.run, leader)
-    while not writer._leading:
-        threading.Event().wait(0.001)
+    _wait_until(lambda: writer._leading and not writer._queued)
     followers = [pool.submit(writer.run, _entry(log, b"entry %d" % n)) for n in range(FOLLOWERS)]
-    while len(writer._queued) < FOLLOWERS:
-        threading.Event().wait(0.001)
+    _wait_until(lambda: len(writer._queued) == FOLLOWERS)
     monkeypatch.setattr(log, "writing", unavailable)  # the next batch's transaction fails
     release.set()
     pool.shutdown(wait=True)
@@ -173,3 +178,37 @@ def test_when_the_transaction_cannot_start_every_write_of_the_batch_hears_why(
         with pytest.raises(OperationalError, match="not answering"):
             future.result()
     assert log.waiting() == 0 and log.size() == 1  # nothing of the failed batch was stored
+
+
+def test_writes_that_queue_while_the_leader_waits_for_the_lock_join_its_batch(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    held, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:  # another process's transaction holds the writer lock
+        with log.writing(exclusive=True):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=other_worker)
+    holder.start()
+    assert held.wait(10)
+    arrived: list[int] = []
+
+    def submit(number: int) -> tuple[int, Integration]:
+        arrived.append(number)
+        return writer.run(_entry(log, b"entry %d" % number))
+
+    pool = ThreadPoolExecutor(FOLLOWERS)
+    futures = [pool.submit(submit, n) for n in range(FOLLOWERS)]
+    _wait_until(lambda: len(arrived) == FOLLOWERS and writer._leading)
+    time.sleep(0.2)  # each has queued: a list append after it arrived
+    release.set()
+    holder.join()
+    pool.shutdown(wait=True)
+    # One batch: the first arrival led, and took the queue once it held the lock.
+    assert {future.result()[1].signed.checkpoint.size for future in futures} == {FOLLOWERS}
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(log_checkpoints)).scalar() == 1
