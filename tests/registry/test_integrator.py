@@ -3,8 +3,11 @@ within about one interval by the background sweep."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -12,6 +15,7 @@ from sqlalchemy import Engine
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.errors import RegistryError
+from sqm.registry.integrator import _lowest_priority
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
 
@@ -82,3 +86,20 @@ def test_a_child_process_indexes_what_was_logged(engine: Engine, tmp_path: Path)
     finally:
         integrator.stop()
     assert not child.is_alive()
+
+
+def _policy_after_lowering(results: Any) -> None:
+    _lowest_priority()
+    results.put(os.sched_getscheduler(0))
+
+
+def test_the_indexer_process_runs_only_on_idle_cpu() -> None:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_policy_after_lowering, args=(results,))
+    child.start()
+    try:
+        assert results.get(timeout=60) == os.SCHED_IDLE
+    finally:
+        child.join(timeout=60)
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the parent keeps its own priority
