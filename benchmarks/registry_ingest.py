@@ -326,6 +326,7 @@ class Run:
     fsck_ok: bool
     server_errors: int
     index_lag: float | None  # seconds from the last answer until the index held every entry
+    log_tail: str = ""  # the server log's end, kept when the index did not catch up
 
     @property
     def rate(self) -> float:
@@ -397,20 +398,30 @@ def server_errors(log_path: Path) -> int:
     return log.count("Traceback") + log.count("WORKER TIMEOUT")
 
 
-def wait_for_index(data: Path, database: str | None, size: int, limit: float = 600) -> float | None:
+def wait_for_index(
+    data: Path, database: str | None, size: int, limit: float = 600, stall: float = 60
+) -> float | None:
     """Seconds until the registry's search index holds all ``size`` log entries (the
     workers' background sweeps index in batches, off the submitters' time); None if not
-    within ``limit``."""
+    within ``limit``, or when the index stops moving for ``stall`` seconds (an indexer that
+    fails on every try: the server log's tracebacks are counted and shown by the run)."""
     from sqm.registry.config import RegistryConfig
     from sqm.registry.indexer import Indexer
 
     engine = create_engine(RegistryConfig(data_dir=data, database_url=database).url)
     indexer = Indexer(engine)
-    started = time.perf_counter()
+    started = moved = time.perf_counter()
+    last = indexer.position()
     try:
         while time.perf_counter() - started < limit:
-            if indexer.position() >= size - 1:
+            position = indexer.position()
+            if position >= size - 1:
                 return time.perf_counter() - started
+            if position != last:
+                last, moved = position, time.perf_counter()
+            elif time.perf_counter() - moved > stall:
+                print(f"  the search index stopped at entry {position} of {size} for {stall:.0f} s")
+                return None
             time.sleep(0.05)
         return None
     finally:
@@ -442,6 +453,8 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             status, note = request(port, "GET", "/api/v1/log/checkpoint")
             log_size = int(note.decode().split("\n")[1]) if status == 200 else -1
             index_lag = wait_for_index(data, database, log_size)
+            # The server log goes with the scratch folder: keep its end when something failed.
+            log_tail = log_path.read_text(errors="replace")[-2000:] if index_lag is None else ""
         intact, summary = run_fsck(data, database) if args.fsck else (True, "skipped")
         statuses: Counter[int] = Counter()
         for report in reports:
@@ -458,6 +471,7 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             fsck_ok=intact,
             server_errors=server_errors(log_path),
             index_lag=index_lag,
+            log_tail=log_tail,
         )
 
 
@@ -549,7 +563,9 @@ def main() -> None:
         if not run.fsck_ok:
             problems.append(f"fsck: {run.fsck}")
         if run.index_lag is None:
-            problems.append("the search index did not catch up with the log within 600 s")
+            problems.append(
+                f"the search index did not catch up with the log; the server log ends:\n{run.log_tail}"
+            )
         failed = failed or bool(problems)
         verdict = "MET" if run.rate / scaled >= TARGET else "NOT MET"
         unit = "cores" if cores > 1 else "core"
