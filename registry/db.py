@@ -501,13 +501,15 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     insert = _insert_for(dialect, table)
     parameters: list[Any] = [insert.take(row) for row in rows]
     if insert.processed:
-        bound: dict[tuple[int, Any], Any] = {}  # a batch's rows share a few instants
+        # A batch's rows share a few instants. Keyed with the type and time zone too: values
+        # that compare equal may bind differently (the same instant at two UTC offsets).
+        bound: dict[tuple[int, type, Any, Any], Any] = {}
         for number, values in enumerate(parameters):
             changed = list(values)
             for position, process in insert.processed:
                 value = changed[position]
                 if value is not None:
-                    key = (position, value)
+                    key = (position, type(value), getattr(value, "tzinfo", None), value)
                     if key not in bound:
                         bound[key] = process(value)
                     changed[position] = bound[key]

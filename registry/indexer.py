@@ -8,8 +8,10 @@ does not prove. Endorsements raise the endorsed attestation's assurance.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -137,11 +139,20 @@ class _Batch:
 class Indexer:
     """Keeps the index tables up to date with the log of ``engine``."""
 
-    def __init__(self, engine: Engine, batch: int = 64) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        batch: int = 64,
+        prepare_in: Callable[[Callable[[], _Batch]], _Batch] | None = None,
+    ) -> None:
         """``batch``: entries applied per write transaction. SQLite has one writer at a time,
-        so a small batch keeps each hold of the lock that attestations wait for short."""
+        so a small batch keeps each hold of the lock that attestations wait for short.
+        ``prepare_in``: runs the computing of a batch's rows (by default in this thread); the
+        background indexer runs it in a thread of the lowest CPU priority, and stores the rows
+        from its own."""
         self.engine = engine
         self.batch = batch
+        self.prepare_in = prepare_in or (lambda work: work())
 
     def position(self) -> int:
         """The last log index applied (-1 before any)."""
@@ -177,7 +188,7 @@ class Indexer:
                 return applied
             # The rows are computed before the write transaction: its lock is held only to
             # store them.
-            batch = self._prepare([(int(i), _leaf(bytes(leaf)), e) for i, leaf, e in entries])
+            batch = self.prepare_in(functools.partial(self._prepare_rows, entries))
             new_last = int(entries[-1][0])
             with writing(self.engine) as connection:
                 if self._position(connection) != last:
@@ -192,6 +203,10 @@ class Indexer:
                         .values(last_index=new_last)
                     )
             applied += len(entries)
+
+    @classmethod
+    def _prepare_rows(cls, entries: Sequence[Any]) -> _Batch:
+        return cls._prepare([(int(i), _leaf(bytes(leaf)), e) for i, leaf, e in entries])
 
     @staticmethod
     def _prepare(entries: list[tuple[int, dict[str, Any], str | None]]) -> _Batch:

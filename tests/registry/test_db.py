@@ -5,14 +5,24 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, select, text
+from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, delete, select, text
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
-from sqm.registry.db import Deflated, attestations, endorsements, log_entries, make_engine, metadata
+from sqm.registry.db import (
+    Deflated,
+    attestations,
+    endorsements,
+    index_suppliers,
+    insert_many,
+    log_entries,
+    make_engine,
+    metadata,
+)
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
 
@@ -154,5 +164,34 @@ def test_postgresql_plans_searches_in_their_written_order(postgres_url: str) -> 
         with made.connect() as connection:
             for setting in ("join_collapse_limit", "from_collapse_limit"):
                 assert connection.exec_driver_sql(f"SHOW {setting}").scalar() == "1"
+    finally:
+        _dispose_all(made)
+
+
+def test_bulk_inserts_store_what_sqlalchemys_insert_stores(database_url: str) -> None:
+    # Equal values that bind differently (one instant at two UTC offsets) stay distinct.
+    noon = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    later_clock = noon.astimezone(timezone(timedelta(hours=2)))
+    rows = [
+        {"supplier": f"s{n}", "name": "n", "country": None, "latest_index": n,
+         "latest_issued_at": moment, "attestation_count": 1}
+        for n, moment in enumerate([noon, later_clock, noon])
+    ]  # fmt: skip
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            insert_many(connection, index_suppliers, rows)
+        with made.connect() as connection:
+            bulk = connection.execute(
+                text("SELECT * FROM index_suppliers ORDER BY latest_index")
+            ).all()
+        with made.begin() as connection:
+            connection.execute(delete(index_suppliers))
+            connection.execute(index_suppliers.insert(), rows)
+        with made.connect() as connection:
+            plain = connection.execute(
+                text("SELECT * FROM index_suppliers ORDER BY latest_index")
+            ).all()
+        assert bulk == plain and len(bulk) == 3
     finally:
         _dispose_all(made)

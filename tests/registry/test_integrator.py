@@ -3,9 +3,9 @@ within about one interval by the background sweep."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.errors import RegistryError
-from sqm.registry.integrator import _lowest_priority
+from sqm.registry.indexer import Indexer
+from sqm.registry.integrator import IdleThread
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
 
@@ -88,18 +89,25 @@ def test_a_child_process_indexes_what_was_logged(engine: Engine, tmp_path: Path)
     assert not child.is_alive()
 
 
-def _policy_after_lowering(results: Any) -> None:
-    _lowest_priority()
-    results.put(os.sched_getscheduler(0))
+def test_index_rows_are_computed_at_idle_priority_and_stored_at_normal_priority(
+    engine: Engine, tmp_path: Path
+) -> None:
+    registry = create_app(_config(engine, tmp_path, None))
+    logged = seed(registry.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "keys")
+    indexer: Indexer = registry.extensions["sqm"]["indexer"]
+    idle = IdleThread()
+    policies: list[int] = []
 
+    def computing(work: Callable[[], Any]) -> Any:
+        policies.append(idle(lambda: os.sched_getscheduler(0)))
+        return idle(work)
 
-def test_the_indexer_process_runs_only_on_idle_cpu() -> None:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_policy_after_lowering, args=(results,))
-    child.start()
     try:
-        assert results.get(timeout=60) == os.SCHED_IDLE
+        background = Indexer(indexer.engine, prepare_in=computing)
+        assert background.rebuild() >= len(logged) > 0
     finally:
-        child.join(timeout=60)
-    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the parent keeps its own priority
+        idle.close()
+    assert policies and set(policies) == {os.SCHED_IDLE}
+    # The storing thread, which holds the writer lock, keeps its priority.
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE
+    assert background.check() == []  # every row as the log yields it
