@@ -462,6 +462,7 @@ class _Insert(NamedTuple):
 
     sql: str
     keys: list[str]  # the row keys, in the statement's parameter order
+    columns: list[Column[Any]]  # their columns
     take: Callable[[dict[str, Any]], Any]  # a row's values in that order (a tuple)
     processed: list[tuple[int, Any]]  # (position, bind processor) of the columns that have one
 
@@ -481,13 +482,14 @@ def _insert_for(dialect: Any, table: Table) -> _Insert:
         take = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
         processed = [(i, p) for i, p in enumerate(processors) if p is not None]
         cached = _INSERTS[(dialect.name, table.name)] = _Insert(
-            str(compiled), keys, take, processed
+            str(compiled), keys, [table.c[name] for name in names], take, processed
         )
     return cached
 
 
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with every column of ``table``) in one driver executemany.
+    """Insert ``rows`` (dicts with every column of ``table``) in one driver executemany (on
+    PostgreSQL one COPY).
 
     Why not ``connection.execute(table.insert(), rows)``: SQLAlchemy builds each row's
     parameters in Python, which cost more than the database's own work for the index's
@@ -514,6 +516,21 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
                         bound[key] = process(value)
                     changed[position] = bound[key]
             parameters[number] = tuple(changed)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        # COPY rather than an executemany of INSERTs: PostgreSQL's fastest way in, for both
+        # sides. The index's ~200 rows an attestation cost the indexer and its server process
+        # about 6 ms as INSERTs. psycopg adapts each value by its Python type, as it does for
+        # query parameters; the COPY runs in the connection's transaction.
+        names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in insert.columns)
+        table_name = dialect.identifier_preparer.format_table(table)
+        driver: Any = connection.connection.driver_connection  # a psycopg.Connection
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {table_name} ({names}) FROM STDIN") as copy,
+        ):
+            for values in parameters:
+                copy.write_row(values)
+        return
     if not dialect.positional:
         parameters = [dict(zip(insert.keys, values, strict=True)) for values in parameters]
     connection.exec_driver_sql(insert.sql, parameters)
