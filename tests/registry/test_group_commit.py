@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -212,3 +213,40 @@ def test_writes_that_queue_while_the_leader_waits_for_the_lock_join_its_batch(
     assert {future.result()[1].signed.checkpoint.size for future in futures} == {FOLLOWERS}
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(log_checkpoints)).scalar() == 1
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_batch_takes_savepoints_only_when_a_write_is_refused(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    with _statements(engine) as seen:
+        _batched(writer, _entry(log, b"leader"), [_entry(log, b"a"), _entry(log, b"b")])
+    # Savepoints are two more statements a write inside the writer lock.
+    assert not [s for s in seen if "SAVEPOINT" in s.upper()]
+    calls: list[int] = []
+
+    def refused(connection: Connection) -> int:
+        calls.append(1)
+        raise ValueError("refused")
+
+    with _statements(engine) as seen:
+        _, followers = _batched(writer, _entry(log, b"leader 2"), [_entry(log, b"c"), refused])
+    assert [s for s in seen if "SAVEPOINT" in s.upper()]
+    assert len(calls) == 2  # once side by side, once alone in its savepoint
+    assert followers[0].result()[1].signed.checkpoint.size == 5
+    assert log.fsck() == []
