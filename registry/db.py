@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from sqm.registry.errors import DamagedStoreError
 
@@ -517,20 +518,37 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
                     changed[position] = bound[key]
             parameters[number] = tuple(changed)
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        # COPY rather than an executemany of INSERTs: PostgreSQL's fastest way in, for both
-        # sides. The index's ~200 rows an attestation cost the indexer and its server process
-        # about 6 ms as INSERTs. psycopg adapts each value by its Python type, as it does for
-        # query parameters; the COPY runs in the connection's transaction.
-        names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in insert.columns)
-        table_name = dialect.identifier_preparer.format_table(table)
-        driver: Any = connection.connection.driver_connection  # a psycopg.Connection
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {table_name} ({names}) FROM STDIN") as copy,
-        ):
-            for values in parameters:
-                copy.write_row(values)
+        _copy(connection, table, insert, parameters)
         return
     if not dialect.positional:
         parameters = [dict(zip(insert.keys, values, strict=True)) for values in parameters]
     connection.exec_driver_sql(insert.sql, parameters)
+
+
+def _copy(connection: Connection, table: Table, insert: _Insert, rows: list[Any]) -> None:
+    """``rows`` into ``table`` by COPY, in ``connection``'s transaction (begun if none is).
+
+    Why COPY rather than an executemany of INSERTs: PostgreSQL's fastest way in, for both
+    sides; the index's ~200 rows an attestation cost the indexer and its server process about
+    6 ms as INSERTs. psycopg adapts each value by its Python type alone, not by the column's
+    (as it can for query parameters): the index passes exactly the columns' types. Driver
+    errors come out as SQLAlchemy's, as from any statement, so callers catch them alike."""
+    dialect = connection.dialect
+    if not connection.in_transaction():
+        connection.begin()
+    quote = dialect.identifier_preparer
+    names = ", ".join(quote.quote(column.name) for column in insert.columns)
+    statement = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+    driver: Any = connection.connection.driver_connection  # a psycopg.Connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for values in rows:
+                copy.write_row(values)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, driver, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error,
+            connection_invalidated=lost, dialect=dialect,
+        ) from exc  # fmt: skip

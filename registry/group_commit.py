@@ -4,10 +4,11 @@ The log has a single writer (:meth:`TransparencyLog.writing`); each write transa
 sequences entries, integrates them (Merkle nodes, a checkpoint signed and timestamped) and
 commits (an fsync on SQLite). Done once per submission, that fixed cost was most of the time
 the writer lock is held. Here the first thread to arrive leads: it takes every write queued
-in its process, runs each in a savepoint of one transaction (a write that fails rolls back
-alone and its error goes to its own request), integrates them all under one checkpoint and
-commits once; threads arriving meanwhile queue for the next leader. With one request per
-process at a time (gunicorn's sync workers) every batch holds one write, as before.
+in its process once it holds the writer lock, runs them in one transaction (when one is
+refused, the batch runs again with each write in a savepoint, so that a write that fails
+rolls back alone and its error goes to its own request), integrates them all under one
+checkpoint and commits once; threads arriving meanwhile queue for the next leader. With one
+request per process at a time (gunicorn's sync workers) every batch holds one write.
 """
 
 from __future__ import annotations

@@ -9,7 +9,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, delete, select, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.exc import IntegrityError
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
@@ -17,6 +29,8 @@ from sqm.registry.db import (
     Deflated,
     attestations,
     endorsements,
+    index_attestations,
+    index_countries,
     index_suppliers,
     insert_many,
     log_entries,
@@ -195,3 +209,34 @@ def test_bulk_inserts_store_what_sqlalchemys_insert_stores(database_url: str) ->
         assert bulk == plain and len(bulk) == 3
     finally:
         _dispose_all(made)
+
+
+def test_a_failing_bulk_insert_raises_the_databases_error_as_sqlalchemy_does(
+    database_url: str,
+) -> None:
+    # Callers catch SQLAlchemyError (the indexer's sweep, a write's own indexing): a driver
+    # error from the bulk path (PostgreSQL's COPY) must come out the same way, and nothing
+    # of the batch stays.
+    row = {"log_index": 7, "supplier": "s", "country": "DE"}
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            insert_many(connection, index_countries, [row])
+        with pytest.raises(IntegrityError), made.begin() as connection:
+            insert_many(connection, index_attestations, [_indexed(1), _indexed(1)])
+        with made.connect() as connection:
+            assert (
+                connection.execute(select(func.count()).select_from(index_attestations)).scalar()
+                == 0
+            )
+            assert connection.execute(select(index_countries.c.country)).scalars().all() == ["DE"]
+    finally:
+        _dispose_all(made)
+
+
+def _indexed(log_index: int) -> dict[str, object]:
+    return {
+        "log_index": log_index, "supplier": "s", "feed_id": "f", "feed_sequence": 0,
+        "issued_at": datetime(2026, 11, 27, tzinfo=UTC), "previous_index": None,
+        "payload_sha256": "0" * 64, "assurance_rank": 0,
+    }  # fmt: skip
