@@ -462,8 +462,7 @@ class _Insert(NamedTuple):
     """A table's insert, compiled for one dialect, and how to bind a row's values to it."""
 
     sql: str
-    keys: list[str]  # the row keys, in the statement's parameter order
-    columns: list[Column[Any]]  # their columns
+    columns: list[Column[Any]]  # in the statement's parameter order
     take: Callable[[dict[str, Any]], Any]  # a row's values in that order (a tuple)
     processed: list[tuple[int, Any]]  # (position, bind processor) of the columns that have one
 
@@ -483,7 +482,7 @@ def _insert_for(dialect: Any, table: Table) -> _Insert:
         take = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
         processed = [(i, p) for i, p in enumerate(processors) if p is not None]
         cached = _INSERTS[(dialect.name, table.name)] = _Insert(
-            str(compiled), keys, [table.c[name] for name in names], take, processed
+            str(compiled), [table.c[name] for name in names], take, processed
         )
     return cached
 
@@ -521,7 +520,8 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
         _copy(connection, table, insert, parameters)
         return
     if not dialect.positional:
-        parameters = [dict(zip(insert.keys, values, strict=True)) for values in parameters]
+        keys = [column.key for column in insert.columns]
+        parameters = [dict(zip(keys, values, strict=True)) for values in parameters]
     connection.exec_driver_sql(insert.sql, parameters)
 
 

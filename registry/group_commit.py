@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -101,18 +102,13 @@ class GroupCommit:
             with self.log.writing(exclusive=True) as connection:
                 self._take(batch)
                 for ticket in batch:
-                    if not isolated:
-                        try:
-                            ticket.seq = ticket.write(connection)
-                        except Exception as exc:  # the batch runs again, in savepoints
-                            raise _RefusedError from exc
-                        written.append(ticket)
-                        continue
                     try:
-                        with connection.begin_nested():
+                        with connection.begin_nested() if isolated else nullcontext():
                             ticket.seq = ticket.write(connection)
-                    except Exception as exc:  # that request's own: its savepoint rolled back
-                        ticket.error = exc
+                    except Exception as exc:
+                        if not isolated:  # the batch runs again, in savepoints
+                            raise _RefusedError from exc
+                        ticket.error = exc  # that request's own: its savepoint rolled back
                     else:
                         written.append(ticket)
                 if not written:
