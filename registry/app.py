@@ -88,7 +88,8 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         "search": SupplierSearch(log, indexer),
         "profiles": Profiles(log.engine),
         "sparql": SparqlService(
-            config.url, config.sparql_timeout_seconds, config.sparql_max_results
+            config.url, config.sparql_timeout_seconds, config.sparql_max_results,
+            folder=config.data_dir / "sparql",
         ),
     }  # fmt: skip
     if config.integrate_every is not None:

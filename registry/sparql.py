@@ -7,22 +7,34 @@ faster to load; `python benchmarks/sparql_engines.py`). Oxigraph has no query ti
 a query that overruns is stopped by ending the child, and the next query starts a fresh one.
 Answers are cut at a result limit. Only queries run (the engine's query entry point refuses
 updates), and SERVICE, which would make the registry call other endpoints, is refused.
+
+The store is kept on disk (``<data dir>/sparql/slot-N``), so that a child that is stopped, or
+a registry that restarts, reopens it and loads only what changed since, instead of the whole
+registry (at 100,000 suppliers, minutes). Oxigraph lets one process at a time open a store
+(a reader beside a writer is undefined behaviour), so each registry process's child takes a
+store of its own: the first free slot, held by a file lock while the child lives. Like the
+search index, the store is derived data: it can be deleted at any time and is then rebuilt.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import multiprocessing
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
 from typing import Any
 
 from sqm.registry.errors import RegistryError
 
 MAX_QUERY_CHARS = 10_000
 REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
+MAX_SLOTS = 64  # stores per data folder: one per registry process that runs SPARQL at once
 # Strings, IRIs and comments hide keywords; what remains is checked for SERVICE.
 _HIDDEN = re.compile(
     r'"""(?:[^"\\]|\\.|"(?!""))*"""'
@@ -87,19 +99,89 @@ def _term(term: Any) -> dict[str, str]:
 
 
 class _Store:
-    """The child's store, kept in step with the registry's index."""
+    """The child's store, kept in step with the registry's index; on disk in a free slot of
+    ``folder`` when given (see the module's docstring), else in memory."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, folder: Path | None = None) -> None:
         import pyoxigraph as ox
 
         from sqm.registry.db import make_engine
 
         self.ox = ox
         self.engine = make_engine(database_url)
-        self.store = ox.Store()
-        self.position = -1
+        self.slot: Path | None = None
+        self._lock: int | None = None
+        if folder is None:
+            self.store = ox.Store()
+        else:
+            self.slot = self._take_slot(folder)
+            self.store = ox.Store(str(self.slot))
+        self.position = self._resume()
 
-    def refresh(self) -> None:
+    def _take_slot(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(MAX_SLOTS):
+            handle = os.open(folder / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                continue
+            self._lock = handle  # held for the child's life; the kernel lets go when it ends
+            return folder / f"slot-{number}"
+        raise SparqlError(
+            "sparql_unavailable",
+            f"every SPARQL store slot in {folder} is in use ({MAX_SLOTS} registry processes)",
+            503,
+        )
+
+    def _first_leaf(self) -> str | None:
+        from sqlalchemy import select
+
+        from sqm.registry.db import log_entries
+
+        with self.engine.connect() as connection:
+            leaf = connection.execute(
+                select(log_entries.c.leaf).where(log_entries.c.idx == 0)
+            ).scalar()
+        return None if leaf is None else hashlib.sha256(bytes(leaf)).hexdigest()
+
+    def _resume(self) -> int:
+        """The last log index the store holds (-1 for a new store, or one cleared because it
+        was built from another log: the data folder reused for another database).
+
+        Why the position needs no record of its own: suppliers are loaded in the order of
+        their latest index, and each one's log-entry statements are written after its feed,
+        so every supplier up to the greatest log index in the store is complete (a child
+        stopped halfway through one leaves that one to be loaded again)."""
+        if self.slot is None:
+            return -1
+        # What the store was built from: the SHA-256 of the log's first leaf, beside it.
+        source = self.slot.with_suffix(".source")
+        first = self._first_leaf()
+        recorded = source.read_text().strip() if source.exists() else None
+        if first is None or recorded != first:
+            self.store.clear()
+            if first is None:
+                source.unlink(missing_ok=True)
+            else:
+                source.write_text(first + "\n")  # after the clear: a stop between redoes both
+            return -1
+        found: Any = self.store.query(
+            f"SELECT (MAX(?index) AS ?last) WHERE {{ GRAPH ?g {{ ?entry <{REGISTRY}logIndex> ?index }} }}"
+        )
+        last = next(iter(found))["last"]
+        return -1 if last is None else int(last.value)
+
+    def close(self) -> None:
+        """Let go of the store and its slot (a child that ends lets go of both anyway)."""
+        del self.store
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def refresh(self) -> int:
+        """Load the feeds that became suppliers' latest since the last refresh; how many."""
         import json
 
         from sqlalchemy import select
@@ -116,6 +198,9 @@ class _Store:
                 .where(index_suppliers.c.latest_index > self.position)
                 .order_by(index_suppliers.c.latest_index)
             ).all()
+        if changed and self.position < 0 and self.slot is not None:
+            self._resume()  # the log may have begun since the store was opened: record it
+        loaded = 0
         for supplier, index in changed:
             feed = profiles.feed(int(index))
             if feed is None:
@@ -123,22 +208,29 @@ class _Store:
             graph = ox.NamedNode(f"{REGISTRY}supplier/{supplier}")
             self.store.clear_graph(graph)
             self.store.load(
-                json.dumps(typed_jsonld(feed)).encode(), format=ox.RdfFormat.JSON_LD, to_graph=graph
+                json.dumps(typed_jsonld(feed, used_terms_only=True)).encode(),
+                format=ox.RdfFormat.JSON_LD,
+                to_graph=graph,
             )
             entry = ox.NamedNode(f"{REGISTRY}log-entry/{int(index)}")
-            for predicate, value in (
-                (
-                    "logIndex",
-                    ox.Literal(
-                        str(int(index)),
-                        datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer"),
+            # In one transaction, after the feed: the store's position is its greatest logIndex.
+            self.store.extend(
+                ox.Quad(entry, ox.NamedNode(f"{REGISTRY}{predicate}"), value, graph)
+                for predicate, value in (
+                    (
+                        "logIndex",
+                        ox.Literal(
+                            str(int(index)),
+                            datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer"),
+                        ),
                     ),
-                ),
-                ("supplier", ox.Literal(str(supplier))),
-                ("bundle", ox.Literal(f"/api/v1/bundles/{int(index)}")),
-            ):
-                self.store.add(ox.Quad(entry, ox.NamedNode(f"{REGISTRY}{predicate}"), value, graph))
+                    ("supplier", ox.Literal(str(supplier))),
+                    ("bundle", ox.Literal(f"/api/v1/bundles/{int(index)}")),
+                )
+            )
             self.position = max(self.position, int(index))
+            loaded += 1
+        return loaded
 
     def run(self, text: str, limit: int, rdf_format: str) -> tuple[bytes, str, bool]:
         import json
@@ -178,10 +270,14 @@ class _Store:
         return output
 
 
-def _serve(pipe: Pipe, database_url: str) -> None:
-    store = _Store(database_url)
-    store.refresh()
-    pipe.send(("ready", store.position))
+def _serve(pipe: Pipe, database_url: str, folder: Path | None) -> None:
+    try:
+        store = _Store(database_url, folder)
+    except SparqlError as error:
+        pipe.send(("unavailable", error.message))
+        return
+    loaded = store.refresh()
+    pipe.send(("ready", (store.position, loaded)))
 
     def keep_up() -> None:  # new feeds join the store while queries run
         while True:
@@ -215,7 +311,10 @@ class SparqlService:
     background; each query has ``timeout`` seconds. Loading may take longer than any request
     may wait (a large registry, a worker timeout): a query that arrives meanwhile waits at most
     ``timeout`` seconds, then gets 503 ``sparql_loading`` with Retry-After while the child
-    goes on loading; a load that exceeds ``load_timeout`` is stopped and started again.
+    goes on loading; a load that exceeds ``load_timeout`` is stopped and started again. With
+    a ``folder`` the store is kept on disk there: a new child (after a timeout or a restart)
+    loads only what changed since the last one (see the module's docstring); without one it
+    is in memory, loaded in full by every child.
     """
 
     def __init__(
@@ -224,8 +323,10 @@ class SparqlService:
         timeout: float = 5.0,
         max_results: int = 10_000,
         load_timeout: float = 300.0,
+        folder: Path | None = None,
     ) -> None:
         self.database_url = database_url
+        self.folder = folder
         self.timeout = timeout
         self.max_results = max_results
         self.load_timeout = load_timeout
@@ -234,6 +335,8 @@ class SparqlService:
         self._pipe: Pipe | None = None
         self._ready = False
         self._started = 0.0
+        # The last child's start: the log index it held, and how many feeds it had to load.
+        self.started_with: tuple[int, int] | None = None
 
     def _engine(self) -> Pipe:
         """The child's pipe once it has loaded; started on first use."""
@@ -241,7 +344,10 @@ class SparqlService:
             context = multiprocessing.get_context("spawn")  # no inherited threads or connections
             parent, child = context.Pipe()
             self._child = context.Process(
-                target=_serve, args=(child, self.database_url), name="sqm-sparql", daemon=True
+                target=_serve,
+                args=(child, self.database_url, self.folder),
+                name="sqm-sparql",
+                daemon=True,
             )
             self._child.start()
             child.close()
@@ -259,7 +365,11 @@ class SparqlService:
                         "far); retry later"
                     )
                 raise SparqlError("sparql_loading", message, 503, retry_after=30)
-            pipe.recv()  # ("ready", position)
+            kind, detail = pipe.recv()  # ("ready", (position, loaded)) or ("unavailable", why)
+            if kind != "ready":
+                self.stop()
+                raise SparqlError("sparql_unavailable", str(detail), 503, retry_after=30)
+            self.started_with = detail
             self._ready = True
         return pipe
 

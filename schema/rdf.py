@@ -102,13 +102,46 @@ def _annotate(
     return annotated
 
 
-def typed_jsonld(feed: Mapping[str, Any], profile: str = CORE_PROFILE) -> dict[str, Any]:
-    """The feed as a JSON-LD document: the standard's context, a base IRI, and typed nodes."""
+def typed_jsonld(
+    feed: Mapping[str, Any], profile: str = CORE_PROFILE, *, used_terms_only: bool = False
+) -> dict[str, Any]:
+    """The feed as a JSON-LD document: the standard's context, a base IRI, and typed nodes.
+
+    ``used_terms_only``: the context keeps its prefixes and only the terms the document uses,
+    for a document that is parsed at once rather than published: the same RDF, parsed in
+    less than half the time (Oxigraph processes the whole 280-term context per document).
+    """
     schema = json_schema(profile)
     root = profiles()[profile].tree_root
     document = _annotate(dict(feed), root, schema, class_uris(profile))
-    document["@context"] = [jsonld_context(), {"@base": base_iri(feed)}]
+    context = jsonld_context()
+    if used_terms_only:
+        context = _used_terms(context, document)
+    document["@context"] = [context, {"@base": base_iri(feed)}]
     return dict(document)
+
+
+def _used_terms(context: Mapping[str, Any], document: Any) -> dict[str, Any]:
+    """``context`` with its prefixes and @-keywords, and the term definitions whose term is a
+    key or a string value in ``document`` (a string value may be a @vocab-typed enum value,
+    which expands through a term). Sound because no term definition of the standard's context
+    names another term (only prefixes and itself): a test checks that of the generated one."""
+    used: set[str] = set()
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            used.update(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            used.add(value)
+    return {
+        term: definition
+        for term, definition in context.items()
+        if not isinstance(definition, dict) or term in used
+    }
 
 
 def to_graph(feed: Mapping[str, Any], profile: str = CORE_PROFILE) -> Any:
@@ -116,7 +149,9 @@ def to_graph(feed: Mapping[str, Any], profile: str = CORE_PROFILE) -> Any:
     import rdflib
 
     graph = rdflib.Graph()
-    graph.parse(data=json.dumps(typed_jsonld(feed, profile)), format="json-ld")
+    graph.parse(
+        data=json.dumps(typed_jsonld(feed, profile, used_terms_only=True)), format="json-ld"
+    )
     return graph
 
 

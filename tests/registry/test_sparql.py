@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from flask.testing import FlaskClient
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.seed import seed
-from sqm.registry.sparql import SparqlError, check_query
+from sqm.registry.sparql import SparqlError, SparqlService, _Store, check_query
 from tests.conftest import EXAMPLES
 
 PREFIX = (
@@ -95,6 +96,9 @@ def test_a_runaway_query_is_stopped_and_the_endpoint_recovers(seeded: Flask) -> 
     assert time.monotonic() - started < 10
     again = _select(client, "SELECT ?v WHERE { ?s sqm:on_time_percent ?v }")
     assert len(again.json["results"]["bindings"]) >= 1
+    # The stopped child's store is on disk: the new child reopened it and loaded nothing.
+    service = seeded.extensions["sqm"]["sparql"]
+    assert service.started_with is not None and service.started_with[1] == 0
 
 
 @pytest.mark.parametrize(
@@ -164,3 +168,125 @@ def test_a_query_during_loading_is_told_to_retry_and_loading_goes_on(seeded: Fla
         assert service._child.pid == started  # the same load, not a new one
     finally:
         service.timeout = 2.0
+
+
+# --- the store on disk ---------------------------------------------------------------------------
+
+
+def _url(app: Flask) -> str:
+    url: str = app.extensions["sqm"]["config"].url
+    return url
+
+
+def _contents(store: _Store) -> tuple[int, set[tuple[str, ...]]]:
+    """The store's size and every statement without a blank node (JSON-LD loads name blank
+    nodes afresh each time)."""
+    found = store.store.query(
+        "SELECT ?g ?s ?p ?o WHERE { GRAPH ?g { ?s ?p ?o } FILTER (!isBlank(?s) && !isBlank(?o)) }"
+    )
+    return len(store.store), {tuple(str(row[n]) for n in range(4)) for row in found}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def in_memory(seeded: Flask) -> Iterator[tuple[int, int, tuple[int, set[tuple[str, ...]]]]]:
+    """(feeds loaded, position, contents) of a store loaded in memory from the seeded registry."""
+    store = _Store(_url(seeded))
+    loaded = store.refresh()
+    yield loaded, store.position, _contents(store)
+    store.close()
+
+
+def test_the_store_on_disk_is_reopened_and_only_what_changed_is_loaded(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    loaded, position, contents = in_memory
+    first = _Store(_url(seeded), tmp_path)
+    assert first.position == -1 and first.refresh() == loaded > 1
+    assert (first.position, _contents(first)) == (position, contents)
+    # Another process's store, meanwhile, is a slot of its own: a store has one opener.
+    beside = _Store(_url(seeded), tmp_path)
+    assert (first.slot, beside.slot) == (tmp_path / "slot-0", tmp_path / "slot-1")
+    beside.close()
+    first.close()
+
+    again = _Store(_url(seeded), tmp_path)
+    try:
+        assert again.slot == tmp_path / "slot-0"
+        assert again.position == position and again.refresh() == 0
+        assert _contents(again) == contents
+    finally:
+        again.close()
+
+
+class _StoppedAfter:
+    """An Oxigraph store whose process is stopped (an exception here) at its n-th extend:
+    after a feed's graph was written, before its log-entry statements."""
+
+    def __init__(self, store: Any, n: int) -> None:
+        self.store, self.left = store, n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def extend(self, quads: Any) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt("stopped")
+        self.store.extend(quads)
+
+
+def test_a_load_stopped_halfway_resumes_with_the_feed_it_was_writing(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    loaded, position, contents = in_memory
+    stopped = _Store(_url(seeded), tmp_path)
+    stopped.store = _StoppedAfter(stopped.store, 3)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        stopped.refresh()
+    stopped.store = stopped.store.store  # type: ignore[attr-defined]
+    stopped.close()
+
+    resumed = _Store(_url(seeded), tmp_path)
+    try:
+        assert -1 < resumed.position < position
+        # Two feeds were complete; the third, written without its log entry, loads again.
+        assert resumed.refresh() == loaded - 2
+        assert (resumed.position, _contents(resumed)) == (position, contents)
+    finally:
+        resumed.close()
+
+
+def test_a_store_built_from_another_log_is_cleared(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    other = create_app(RegistryConfig(data_dir=tmp_path / "other"))
+    seed(other.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "other-keys")
+    built = _Store(_url(other), tmp_path / "stores")
+    built.refresh()
+    built.close()
+
+    # The same folder, now for the seeded registry (say, a data folder reused for another
+    # database): none of the other log's statements may answer a query here.
+    loaded, position, contents = in_memory
+    reopened = _Store(_url(seeded), tmp_path / "stores")
+    try:
+        assert reopened.position == -1 and reopened.refresh() == loaded
+        assert (reopened.position, _contents(reopened)) == (position, contents)
+    finally:
+        reopened.close()
+
+
+def test_a_service_stopped_and_started_again_loads_nothing_twice(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    loaded, position, _ = in_memory
+    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    query = PREFIX + "SELECT ?v WHERE { ?s sqm:on_time_percent ?v } ORDER BY ?v"
+    try:
+        answer = service.query(query, "application/sparql-results+json")
+        assert service.started_with == (position, loaded)
+        service.stop()
+        assert service.query(query, "application/sparql-results+json").body == answer.body
+        assert service.started_with == (position, 0)
+    finally:
+        service.stop()
