@@ -37,10 +37,11 @@ JSON profiles and supplier pages, bundles and attestation pages of random attest
 ones on each pass, so that no pass profits from the pages' verification memo), and a SPARQL
 query (LIMIT 100). Percentiles count every request, a failed one with the time it took. With
 ``--also-without-searches``, the other kinds once more without the searches, which otherwise
-hold the sync workers. The first SPARQL query of each worker loads its SPARQL engine (every
-supplier's latest feed); that warm-up is timed separately (SPARQL is left out of the load when
-it fails), and the engine's load time and memory are measured in-process on
-``--sparql-sample`` suppliers and extrapolated.
+hold the sync workers. The first SPARQL query of each worker opens its SPARQL store (on disk in
+``<data>/sparql``: the first run builds it from every supplier's latest feed, later runs reopen
+it and load what changed); that warm-up is timed separately (SPARQL is left out of the load
+when it fails), and the engine's load time and memory are measured in-process on
+``--sparql-sample`` suppliers in memory and extrapolated.
 
 Baseline, measured in the same run on the same store: the SQL of each search
 (``SupplierSearch.statement``) executed directly through SQLAlchemy in this process, idle.
@@ -1124,17 +1125,14 @@ def measure(
                 f"{probe['total']:,} suppliers' latest feeds took {probe['seconds']:.1f} s "
                 f"({1000 * probe['seconds'] / max(1, probe['loaded']):.1f} ms each, "
                 f"{probe['quads'] / max(1, probe['loaded']):.0f} quads each) and "
-                f"{probe['bytes'] / 1e6:.0f} MB; all {probe['total']:,}: ~{probe['full_s']:.0f} s "
-                f"and ~{probe['full_bytes'] / 1e9:.1f} GB per gunicorn worker (each holds its "
-                f"own); the query on that part: {1000 * probe['query_s']:.1f} ms"
+                f"{probe['bytes'] / 1e6:.0f} MB in memory; all {probe['total']:,}: "
+                f"~{probe['full_s']:.0f} s for each worker's store on disk the first time it is "
+                f"built; the query on that part: {1000 * probe['query_s']:.1f} ms"
             )
         with gunicorn(data, database, args.workers, args.gunicorn_timeout) as (port, log_path):
             sparql = args.sparql and not args.sparql_probe_only
             if args.sparql_probe_only:
-                print(
-                    "  SPARQL is left out of the load (--sparql-probe-only): each worker would "
-                    "load its own in-memory engine, as the probe above extrapolates"
-                )
+                print("  SPARQL is left out of the load (--sparql-probe-only)")
             if sparql:
                 outcomes = sparql_warmup(port, args.workers, args.sparql_wait)
                 described = "; ".join(f"{outcome} after {s:.1f} s" for s, outcome in outcomes)
@@ -1146,7 +1144,7 @@ def measure(
                     print(
                         "  SPARQL is left out of the load: its engine did not come up "
                         f"(gunicorn --timeout {args.gunicorn_timeout} s; SparqlService "
-                        f"load_timeout 300 s); server log: {server_problems(log_path)}"
+                        f"restarts a load that makes no progress for 300 s); server log: {server_problems(log_path)}"
                     )
             load_average = os.getloadavg()
             print(

@@ -180,8 +180,9 @@ class _Store:
             os.close(self._lock)
             self._lock = None
 
-    def refresh(self) -> int:
-        """Load the feeds that became suppliers' latest since the last refresh; how many."""
+    def refresh(self, progress: Any = None) -> int:
+        """Load the feeds that became suppliers' latest since the last refresh; how many.
+        ``progress``: a shared counter (``multiprocessing.Value``) that follows that number."""
         import json
 
         from sqlalchemy import select
@@ -230,6 +231,8 @@ class _Store:
             )
             self.position = max(self.position, int(index))
             loaded += 1
+            if progress is not None:
+                progress.value = loaded
         return loaded
 
     def run(self, text: str, limit: int, rdf_format: str) -> tuple[bytes, str, bool]:
@@ -270,13 +273,13 @@ class _Store:
         return output
 
 
-def _serve(pipe: Pipe, database_url: str, folder: Path | None) -> None:
+def _serve(pipe: Pipe, database_url: str, folder: Path | None, progress: Any) -> None:
     try:
         store = _Store(database_url, folder)
     except SparqlError as error:
         pipe.send(("unavailable", error.message))
         return
-    loaded = store.refresh()
+    loaded = store.refresh(progress)
     pipe.send(("ready", (store.position, loaded)))
 
     def keep_up() -> None:  # new feeds join the store while queries run
@@ -311,7 +314,8 @@ class SparqlService:
     background; each query has ``timeout`` seconds. Loading may take longer than any request
     may wait (a large registry, a worker timeout): a query that arrives meanwhile waits at most
     ``timeout`` seconds, then gets 503 ``sparql_loading`` with Retry-After while the child
-    goes on loading; a load that exceeds ``load_timeout`` is stopped and started again. With
+    goes on loading; a load that has loaded no feed for ``load_timeout`` seconds is stopped
+    and started again. With
     a ``folder`` the store is kept on disk there: a new child (after a timeout or a restart)
     loads only what changed since the last one (see the module's docstring); without one it
     is in memory, loaded in full by every child.
@@ -334,7 +338,8 @@ class SparqlService:
         self._child: Any = None
         self._pipe: Pipe | None = None
         self._ready = False
-        self._started = 0.0
+        self._progress: Any = None  # feeds the loading child has loaded (shared memory)
+        self._progressed = (0, 0.0)  # the last count seen, and when it was first seen
         # The last child's start: the log index it held, and how many feeds it had to load.
         self.started_with: tuple[int, int] | None = None
 
@@ -343,26 +348,36 @@ class SparqlService:
         if self._pipe is None:
             context = multiprocessing.get_context("spawn")  # no inherited threads or connections
             parent, child = context.Pipe()
+            # A counter, not messages on the pipe: nobody reads the pipe between queries, and
+            # a long load would fill it.
+            self._progress = context.Value("q", 0, lock=False)
             self._child = context.Process(
                 target=_serve,
-                args=(child, self.database_url, self.folder),
+                args=(child, self.database_url, self.folder, self._progress),
                 name="sqm-sparql",
                 daemon=True,
             )
             self._child.start()
             child.close()
             self._pipe, self._ready, self._started = parent, False, time.monotonic()
+            self._progressed = (0, self._started)
         pipe = self._pipe
         if not self._ready:
             if not pipe.poll(self.timeout):
-                loading = time.monotonic() - self._started
-                if loading > self.load_timeout:
-                    self.stop()  # the next query starts a fresh load
-                    message = f"the SPARQL engine did not load within {self.load_timeout:g} s"
+                now = time.monotonic()
+                loaded = int(self._progress.value)
+                if loaded != self._progressed[0]:
+                    self._progressed = (loaded, now)
+                if now - self._progressed[1] > self.load_timeout:
+                    self.stop()  # the next query starts a fresh load, from where this one was
+                    message = (
+                        f"the SPARQL engine loaded nothing for {self.load_timeout:g} s and was "
+                        "restarted; retry later"
+                    )
                 else:
                     message = (
-                        f"the SPARQL engine is loading the registry's data ({loading:.0f} s so "
-                        "far); retry later"
+                        f"the SPARQL engine is loading the registry's data ({loaded:,} "
+                        f"suppliers' feeds in {now - self._started:.0f} s so far); retry later"
                     )
                 raise SparqlError("sparql_loading", message, 503, retry_after=30)
             kind, detail = pipe.recv()  # ("ready", (position, loaded)) or ("unavailable", why)

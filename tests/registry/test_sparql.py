@@ -4,6 +4,7 @@ limit, a timeout that stops a runaway query, no updates and no calls to other en
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +291,47 @@ def test_a_service_stopped_and_started_again_loads_nothing_twice(
         assert service.started_with == (position, 0)
     finally:
         service.stop()
+
+
+class _Rising:
+    """A loading child's feed counter that moves at every look."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    @property
+    def value(self) -> int:
+        self.seen += 1
+        return self.seen
+
+
+def test_a_load_is_restarted_when_it_stops_making_progress_not_when_it_is_long(
+    tmp_path: Path,
+) -> None:
+    # A database that accepts the connection and never answers: the child's load hangs.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
+        service = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
+        try:
+            with pytest.raises(SparqlError) as first:
+                service.query("ASK {}")
+            assert first.value.code == "sparql_loading" and first.value.status == 503
+            loading = service._child.pid
+
+            service._progress = _Rising()  # feeds keep arriving: a long load, left to go on
+            time.sleep(0.4)
+            with pytest.raises(SparqlError) as later:
+                service.query("ASK {}")
+            assert later.value.code == "sparql_loading" and "restarted" not in str(later.value)
+            assert service._child.pid == loading
+
+            service._progress = type("Stuck", (), {"value": service._progressed[0]})()
+            time.sleep(0.4)
+            with pytest.raises(SparqlError) as stalled:
+                service.query("ASK {}")
+            assert stalled.value.code == "sparql_loading" and "restarted" in str(stalled.value)
+            assert service._child is None  # stopped; the next query starts a new one
+        finally:
+            service.stop()
