@@ -35,6 +35,10 @@ from sqm.registry.errors import RegistryError
 MAX_QUERY_CHARS = 10_000
 REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
 MAX_SLOTS = 64  # stores per data folder: one per registry process that runs SPARQL at once
+# Feeds loaded between flushes of the store's write buffers. Unflushed, RocksDB keeps every
+# write-ahead log file, and a child that was killed (a query timeout, a worker restart) made
+# the next one replay them all: 110 s and 25 GB after building 100,000 suppliers' feeds.
+FLUSH_EVERY = 2000
 # Strings, IRIs and comments hide keywords; what remains is checked for SERVICE.
 _HIDDEN = re.compile(
     r'"""(?:[^"\\]|\\.|"(?!""))*"""'
@@ -233,6 +237,10 @@ class _Store:
             loaded += 1
             if progress is not None:
                 progress.value = loaded
+            if loaded % FLUSH_EVERY == 0:
+                self.store.flush()
+        if loaded:
+            self.store.flush()
         return loaded
 
     def run(self, text: str, limit: int, rdf_format: str) -> tuple[bytes, str, bool]:
