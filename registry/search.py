@@ -120,17 +120,9 @@ class SupplierSearch:
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
 
-    def _starting_sets(self, query: SupplierQuery) -> list[_FilterSet]:
-        """Sets of suppliers (by their latest attestation's filter values) that every hit is
-        in, when the search is over latest attestations: the search walks the first, in
-        supplier order, instead of every supplier. The filters are still tested exactly below.
-
-        Which filter is most selective depends on the data (a common product family may
-        cover a third of the suppliers and a country 2 %): each candidate set is counted up
-        to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
-        """
-        if query.as_of is not None:
-            return []
+    @staticmethod
+    def _filter_sets(query: SupplierQuery) -> list[_FilterSet]:
+        """The query's filters that select suppliers by their latest attestation's values."""
         values = index_latest_filters.c
         sets: list[_FilterSet] = []
 
@@ -152,6 +144,21 @@ class SupplierSearch:
         if query.certification is not None and query.valid_on is not None:
             wanted = query.certification
             add("certification", wanted, wanted, values.value == wanted)
+        return sets
+
+    def _starting_sets(self, query: SupplierQuery) -> list[_FilterSet]:
+        """Sets of suppliers (by their latest attestation's filter values) that every hit is
+        in, when the search is over latest attestations: the search walks the first, in
+        supplier order, instead of every supplier. The filters are still tested exactly below.
+
+        Which filter is most selective depends on the data (a common product family may
+        cover a third of the suppliers and a country 2 %): each candidate set is counted up
+        to a cap (STARTING_SET_PROBES), one covering-index range each, and the smallest walked.
+        """
+        if query.as_of is not None:
+            return []
+        sets = self._filter_sets(query)
+
         if len(sets) < 2:
             return sets
         for cap in STARTING_SET_PROBES:
@@ -254,16 +261,40 @@ class SupplierSearch:
         starting = self._starting_sets(query)
         walked: Any = latest
         supplier = index_suppliers.c.supplier
+        candidate: ColumnElement[str] = latest.c.supplier
+        first: tuple[str, str | None] | None = None
         if starting and starting[0].value is not None:
             # One value selects the first set: the search walks its index entries, which are
             # in supplier order, and stops with its page; an IN list would first read them
             # all (75,000 suppliers hold ISO 9001: 18 -> 0.7 ms for a dense search). Each
             # (kind, value, supplier) is stored once (filter_values), so no hit repeats.
-            first = starting.pop(0)
+            chosen = starting.pop(0)
+            first = (chosen.kind, chosen.value)
             start = index_latest_filters.alias("start")
             walked = start.join(latest, latest.c.supplier == start.c.supplier)
-            where += [start.c.kind == first.kind, start.c.value == first.value]
-            supplier = start.c.supplier
+            where += [start.c.kind == chosen.kind, start.c.value == chosen.value]
+            supplier = candidate = start.c.supplier
+        if starting or first is not None:
+            # Every other one-value set tests a walked supplier with one probe of the same
+            # covering index, first, before any of the supplier's other rows is read: cheaper
+            # than reading the set into an IN list, and than letting the exact tests below
+            # reject it (at 100,000 suppliers, the slowest of 60 buyer searches 53 -> 43 ms
+            # of CPU, their mean 19.1 -> 16.7 ms). The exact tests still run on what passes.
+            probed = [
+                each
+                for each in self._filter_sets(query)
+                if each.value is not None and (each.kind, each.value) != first
+            ]
+            for number, each in enumerate(probed):
+                also = index_latest_filters.alias(f"also_{number}")
+                where.append(
+                    exists().where(
+                        also.c.kind == each.kind,
+                        also.c.value == each.value,
+                        also.c.supplier == candidate,
+                    )
+                )
+            starting = [each for each in starting if each.value is None]
         source: Any = (
             walked.join(index_suppliers, index_suppliers.c.supplier == latest.c.supplier)
             .join(index_attestations, attestation.log_index == latest.c.log_index)
