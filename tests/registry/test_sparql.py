@@ -3,6 +3,7 @@ limit, a timeout that stops a runaway query, no updates and no calls to other en
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 import time
@@ -335,3 +336,40 @@ def test_a_load_is_restarted_when_it_stops_making_progress_not_when_it_is_long(
             assert service._child is None  # stopped; the next query starts a new one
         finally:
             service.stop()
+
+
+def test_when_every_slot_is_taken_the_engine_is_unavailable_not_shared(
+    seeded: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sqm.registry.sparql.MAX_SLOTS", 1)
+    holder = _Store(_url(seeded), tmp_path)
+    try:
+        with pytest.raises(SparqlError) as refused:
+            _Store(_url(seeded), tmp_path)
+        assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
+        assert "in use" in refused.value.message
+    finally:
+        holder.close()
+    _Store(_url(seeded), tmp_path).close()  # let go of: the slot is free again
+
+
+def test_a_service_whose_child_finds_no_free_slot_answers_503(
+    seeded: Flask, tmp_path: Path
+) -> None:
+    from sqm.registry.sparql import MAX_SLOTS
+
+    held = []
+    for number in range(MAX_SLOTS):  # other processes' children hold every slot
+        handle = (tmp_path / f"slot-{number}.lock").open("w")
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(handle)
+    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    try:
+        with pytest.raises(SparqlError) as refused:
+            service.query("ASK {}")
+        assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
+        assert refused.value.retry_after == 30 and service._child is None
+    finally:
+        service.stop()
+        for handle in held:
+            handle.close()
