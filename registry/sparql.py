@@ -323,10 +323,9 @@ class SparqlService:
     may wait (a large registry, a worker timeout): a query that arrives meanwhile waits at most
     ``timeout`` seconds, then gets 503 ``sparql_loading`` with Retry-After while the child
     goes on loading; a load that has loaded no feed for ``load_timeout`` seconds is stopped
-    and started again. With
-    a ``folder`` the store is kept on disk there: a new child (after a timeout or a restart)
-    loads only what changed since the last one (see the module's docstring); without one it
-    is in memory, loaded in full by every child.
+    and started again. With a ``folder`` the store is kept on disk there: a new child (after
+    a timeout or a restart) loads only what changed since the last one (see the module's
+    docstring); without one it is in memory, loaded in full by every child.
     """
 
     def __init__(
@@ -346,6 +345,7 @@ class SparqlService:
         self._child: Any = None
         self._pipe: Pipe | None = None
         self._ready = False
+        self._started = 0.0
         self._progress: Any = None  # feeds the loading child has loaded (shared memory)
         self._progressed = (0, 0.0)  # the last count seen, and when it was first seen
         # The last child's start: the log index it held, and how many feeds it had to load.
