@@ -37,10 +37,10 @@ JSON profiles and supplier pages, bundles and attestation pages of random attest
 ones on each pass, so that no pass profits from the pages' verification memo), and a SPARQL
 query (LIMIT 100). Percentiles count every request, a failed one with the time it took. With
 ``--also-without-searches``, the other kinds once more without the searches, which otherwise
-hold the sync workers. The first SPARQL query of each worker opens its SPARQL store (on disk in
-``<data>/sparql``: the first run builds it from every supplier's latest feed, later runs reopen
-it and load what changed); that warm-up is timed separately (SPARQL is left out of the load
-when it fails), and the engine's load time and memory are measured in-process on
+hold the sync workers. The first SPARQL query starts the data folder's SPARQL engine, which
+every worker then asks (its store on disk in ``<data>/sparql``: the first run builds it from
+every supplier's latest feed, later runs reopen it and load what changed); that warm-up, one
+client per worker at once, is timed separately (SPARQL is left out of the load when it fails), and the engine's load time and memory are measured in-process on
 ``--sparql-sample`` suppliers in memory and extrapolated.
 
 Baseline, measured in the same run on the same store: the SQL of each search
@@ -1126,8 +1126,8 @@ def measure(
                 f"({1000 * probe['seconds'] / max(1, probe['loaded']):.1f} ms each, "
                 f"{probe['quads'] / max(1, probe['loaded']):.0f} quads each) and "
                 f"{probe['bytes'] / 1e6:.0f} MB in memory; all {probe['total']:,}: "
-                f"~{probe['full_s']:.0f} s for each worker's store on disk the first time it is "
-                f"built; the query on that part: {1000 * probe['query_s']:.1f} ms"
+                f"~{probe['full_s']:.0f} s for the store on disk the first time it is built; "
+                f"the query on that part: {1000 * probe['query_s']:.1f} ms"
             )
         with gunicorn(data, database, args.workers, args.gunicorn_timeout) as (port, log_path):
             sparql = args.sparql and not args.sparql_probe_only

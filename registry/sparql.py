@@ -8,24 +8,32 @@ a query that overruns is stopped by ending the child, and the next query starts 
 Answers are cut at a result limit. Only queries run (the engine's query entry point refuses
 updates), and SERVICE, which would make the registry call other endpoints, is refused.
 
-The store is kept on disk (``<data dir>/sparql/slot-N``), so that a child that is stopped, or
+The store is kept on disk (``<data dir>/sparql/store``), so that an engine that is stopped, or
 a registry that restarts, reopens it and loads only what changed since, instead of the whole
-registry (at 100,000 suppliers, minutes). Oxigraph lets one process at a time open a store
-(a reader beside a writer is undefined behaviour), so each registry process's child takes a
-store of its own: the first free slot, held by a file lock while the child lives. Like the
-search index, the store is derived data: it can be deleted at any time and is then rebuilt.
+registry (at 100,000 suppliers, minutes). Oxigraph lets one process at a time open a store (a
+reader beside a writer is undefined behaviour), so one engine process per data folder holds
+it, by a file lock, and every registry process of that folder sends its queries there over a
+local socket: one store on disk, one load, one copy in the page cache, however many workers
+gunicorn runs. Like the search index, the store is derived data: it can be deleted at any time
+and is then rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import multiprocessing
 import os
 import re
+import secrets
+import shutil
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Client, Listener
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,6 @@ from sqm.registry.errors import RegistryError
 
 MAX_QUERY_CHARS = 10_000
 REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
-MAX_SLOTS = 64  # stores per data folder: one per registry process that runs SPARQL at once
 # Feeds loaded between flushes of the store's write buffers. Unflushed, RocksDB keeps every
 # write-ahead log file, and a child that was killed (a query timeout, a worker restart) made
 # the next one replay them all: 110 s and 25 GB after building 100,000 suppliers' feeds.
@@ -102,9 +109,43 @@ def _term(term: Any) -> dict[str, str]:
     return result
 
 
+def _hold(folder: Path) -> int:
+    """The lock on ``folder``'s store, held for the life of the process that takes it (the
+    kernel lets go when it ends); SparqlError when another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder / "store.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise SparqlError(
+            "sparql_unavailable",
+            f"another process holds the SPARQL store in {folder} and does not answer queries",
+            503,
+            retry_after=30,
+        ) from None
+    return handle
+
+
+def _adopt_slots(folder: Path, path: Path) -> None:
+    """Earlier versions kept a store per registry process (``slot-N``): the first becomes the
+    one store, and the others, copies of it, are deleted."""
+    slots = sorted(folder.glob("slot-[0-9]*"), key=lambda p: (len(p.name), p.name))
+    for slot in slots:
+        if slot.is_dir() and not path.exists():
+            slot.rename(path)
+            source = slot.with_suffix(".source")
+            if source.exists():
+                source.rename(path.with_suffix(".source"))
+        elif slot.is_dir():
+            shutil.rmtree(slot, ignore_errors=True)
+        else:
+            slot.unlink(missing_ok=True)
+
+
 class _Store:
-    """The child's store, kept in step with the registry's index; on disk in a free slot of
-    ``folder`` when given (see the module's docstring), else in memory."""
+    """The engine's store, kept in step with the registry's index; on disk in ``folder`` when
+    given (see the module's docstring), else in memory."""
 
     def __init__(self, database_url: str, folder: Path | None = None) -> None:
         import pyoxigraph as ox
@@ -113,31 +154,16 @@ class _Store:
 
         self.ox = ox
         self.engine = make_engine(database_url)
-        self.slot: Path | None = None
+        self.path: Path | None = None
         self._lock: int | None = None
         if folder is None:
             self.store = ox.Store()
         else:
-            self.slot = self._take_slot(folder)
-            self.store = ox.Store(str(self.slot))
+            self._lock = _hold(folder)
+            self.path = folder / "store"
+            _adopt_slots(folder, self.path)
+            self.store = ox.Store(str(self.path))
         self.position = self._resume()
-
-    def _take_slot(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        for number in range(MAX_SLOTS):
-            handle = os.open(folder / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(handle)
-                continue
-            self._lock = handle  # held for the child's life; the kernel lets go when it ends
-            return folder / f"slot-{number}"
-        raise SparqlError(
-            "sparql_unavailable",
-            f"every SPARQL store slot in {folder} is in use ({MAX_SLOTS} registry processes)",
-            503,
-        )
 
     def _first_leaf(self) -> str | None:
         from sqlalchemy import select
@@ -158,10 +184,10 @@ class _Store:
         their latest index, and each one's log-entry statements are written after its feed,
         so every supplier up to the greatest log index in the store is complete (a child
         stopped halfway through one leaves that one to be loaded again)."""
-        if self.slot is None:
+        if self.path is None:
             return -1
         # What the store was built from: the SHA-256 of the log's first leaf, beside it.
-        source = self.slot.with_suffix(".source")
+        source = self.path.with_suffix(".source")
         first = self._first_leaf()
         recorded = source.read_text().strip() if source.exists() else None
         if first is None or recorded != first:
@@ -178,7 +204,7 @@ class _Store:
         return -1 if last is None else int(last.value)
 
     def close(self) -> None:
-        """Let go of the store and its slot (a child that ends lets go of both anyway)."""
+        """Let go of the store and its lock (a process that ends lets go of both anyway)."""
         del self.store
         if self._lock is not None:
             os.close(self._lock)
@@ -203,7 +229,7 @@ class _Store:
                 .where(index_suppliers.c.latest_index > self.position)
                 .order_by(index_suppliers.c.latest_index)
             ).all()
-        if changed and self.position < 0 and self.slot is not None:
+        if changed and self.position < 0 and self.path is not None:
             self._resume()  # the log may have begun since the store was opened: record it
         loaded = 0
         for supplier, index in changed:
@@ -281,51 +307,139 @@ class _Store:
         return output
 
 
-def _serve(pipe: Pipe, database_url: str, folder: Path | None, progress: Any) -> None:
-    try:
-        store = _Store(database_url, folder)
-    except SparqlError as error:
-        pipe.send(("unavailable", error.message))
-        return
-    loaded = store.refresh(progress)
-    pipe.send(("ready", (store.position, loaded)))
+# --- the engine process ---------------------------------------------------------------------
 
-    def keep_up() -> None:  # new feeds join the store while queries run
-        while True:
+
+def _address(folder: Path) -> str:
+    """Where the engine of ``folder`` listens: a Linux abstract socket named after the folder
+    (no path-length limit, nothing left behind by a killed engine), else a socket file in it."""
+    if sys.platform.startswith("linux"):
+        return "\0sqm-sparql-" + hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:40]
+    return str(folder / "engine.sock")
+
+
+def _engine_key(folder: Path) -> bytes:
+    """The secret shared by the registry processes of ``folder`` and its engine. Messages are
+    pickles, so nothing is read from a connection before multiprocessing's HMAC handshake with
+    this key succeeds: an abstract socket has no file permissions to keep other users out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "engine.key"
+    if not path.exists():
+        draft = folder / f"engine.key.{os.getpid()}.{secrets.token_hex(4)}"
+        handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "wb") as out:
+            out.write(secrets.token_bytes(32))
+        try:
+            os.link(draft, path)  # all or nothing: a reader never sees a half-written key
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            draft.unlink()
+    return path.read_bytes()
+
+
+class _EngineState:
+    """What the engine's threads share: the load's progress, then the store."""
+
+    def __init__(self) -> None:
+        self.value = 0  # feeds loaded so far (the name _Store.refresh's progress counter has)
+        self.began = time.monotonic()
+        self.store: _Store | None = None
+        self.started_with: tuple[int, int] | None = None  # (position, feeds loaded) once loaded
+        self.failure: str | None = None
+
+
+def _engine(
+    database_url: str, folder: Path | None, address: str, key: bytes, started: Pipe
+) -> None:
+    """The engine: listens on ``address`` first (so that registry processes can ask how the
+    load is going), then opens and loads the store in a thread and answers every connection
+    in a thread of its own. Ends with the process that started it."""
+    parent = os.getppid()
+    try:
+        listener = Listener(address, "AF_UNIX", authkey=key)
+    except OSError as exc:  # another engine of this folder listens already
+        started.send(("taken", str(exc)))
+        return
+    started.send(("listening", os.getpid()))
+    started.close()
+    state = _EngineState()
+
+    def load() -> None:
+        try:
+            store = _Store(database_url, folder)
+            loaded = store.refresh(state)
+        except SparqlError as error:
+            state.failure = error.message
+            return
+        state.store, state.started_with = store, (store.position, loaded)
+        while True:  # new feeds join the store while queries run
             time.sleep(1.0)
             try:
                 store.refresh()
             except Exception:
                 continue
 
-    threading.Thread(target=keep_up, daemon=True).start()
+    def orphaned() -> None:  # the registry process that started it is gone: so is the engine
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=load, daemon=True).start()
+    threading.Thread(target=orphaned, daemon=True).start()
     while True:
         try:
-            text, limit, rdf_format = pipe.recv()
-        except EOFError:
-            return
-        try:
-            pipe.send(("ok", *store.run(text, limit, rdf_format)))
-        except SparqlError as error:
-            pipe.send(("refused", error.code, error.message, False))
-        except Exception as exc:
-            pipe.send(("failed", type(exc).__name__, str(exc), False))
+            connection = listener.accept()
+        except (OSError, EOFError, multiprocessing.AuthenticationError):
+            continue  # a client that left mid-handshake or had the wrong key
+        threading.Thread(target=_answer, args=(connection, state), daemon=True).start()
 
 
-# --- the parent side ----------------------------------------------------------------------------
+def _answer(connection: Pipe, state: _EngineState) -> None:
+    with connection:
+        while True:
+            try:
+                request = connection.recv()
+            except (EOFError, OSError):
+                return
+            connection.send(_reply(request, state))
+
+
+def _reply(request: tuple[Any, ...], state: _EngineState) -> tuple[Any, ...]:
+    """("unavailable", why), ("loading", feeds loaded, seconds, pid), ("ready", started_with,
+    pid) to ("status",); to ("query", text, limit, format) once ready: ("ok", body, mimetype,
+    truncated), ("refused", code, message) or ("failed", exception name, message)."""
+    if state.failure is not None:
+        return ("unavailable", state.failure)
+    if state.started_with is None or state.store is None:
+        return ("loading", state.value, time.monotonic() - state.began, os.getpid())
+    if request[0] != "query":
+        return ("ready", state.started_with, os.getpid())
+    _, text, limit, rdf_format = request
+    try:
+        return ("ok", *state.store.run(text, limit, rdf_format))
+    except SparqlError as error:
+        return ("refused", error.code, error.message)
+    except Exception as exc:
+        return ("failed", type(exc).__name__, str(exc))
+
+
+# --- the registry process's side ----------------------------------------------------------------
 
 
 class SparqlService:
-    """Runs queries in a child process, one at a time per registry process, with a timeout.
+    """Sends a registry process's queries to the engine of its data folder, with a timeout.
 
-    The child loads the current data when it starts and then follows the index in the
-    background; each query has ``timeout`` seconds. Loading may take longer than any request
-    may wait (a large registry, a worker timeout): a query that arrives meanwhile waits at most
-    ``timeout`` seconds, then gets 503 ``sparql_loading`` with Retry-After while the child
-    goes on loading; a load that has loaded no feed for ``load_timeout`` seconds is stopped
-    and started again. With a ``folder`` the store is kept on disk there: a new child (after
-    a timeout or a restart) loads only what changed since the last one (see the module's
-    docstring); without one it is in memory, loaded in full by every child.
+    The engine is started by the first registry process that finds none answering, loads the
+    current data and then follows the index in the background; each query has ``timeout``
+    seconds. Loading may take longer than any request may wait (a large registry, a worker
+    timeout): a query that arrives meanwhile waits at most ``timeout`` seconds, then gets 503
+    ``sparql_loading`` with Retry-After while the engine goes on loading; a load that has
+    loaded no feed for ``load_timeout`` seconds is stopped and started again. A query that
+    overruns stops the engine (Oxigraph cannot cancel one): the queries other processes had
+    running there get 503 ``sparql_unavailable``, and the next query starts a new engine, which
+    reopens the store and loads only what changed (see the module's docstring). Without a
+    ``folder`` the engine is this service's own, its store in memory, loaded in full each time.
     """
 
     def __init__(
@@ -342,67 +456,145 @@ class SparqlService:
         self.max_results = max_results
         self.load_timeout = load_timeout
         self._lock = threading.Lock()
-        self._child: Any = None
-        self._pipe: Pipe | None = None
-        self._ready = False
-        self._started = 0.0
-        self._progress: Any = None  # feeds the loading child has loaded (shared memory)
-        self._progressed = (0, 0.0)  # the last count seen, and when it was first seen
-        # The last child's start: the log index it held, and how many feeds it had to load.
+        self._connection: Pipe | None = None
+        self._pid: int | None = None  # the engine's, once connected
+        self._child: Any = None  # the engine this process started, while it may live
+        self._starting: Pipe | None = None  # ... and its pipe until it says it listens
+        self._progressed = (0, 0.0)  # the last count of loaded feeds seen, and since when
+        self._private: tuple[str, bytes] | None = None
+        # The engine's start: the log index its store held, and how many feeds it loaded.
         self.started_with: tuple[int, int] | None = None
 
-    def _engine(self) -> Pipe:
-        """The child's pipe once it has loaded; started on first use."""
-        if self._pipe is None:
-            context = multiprocessing.get_context("spawn")  # no inherited threads or connections
-            parent, child = context.Pipe()
-            # A counter, not messages on the pipe: nobody reads the pipe between queries, and
-            # a long load would fill it.
-            self._progress = context.Value("q", 0, lock=False)
-            self._child = context.Process(
-                target=_serve,
-                args=(child, self.database_url, self.folder, self._progress),
-                name="sqm-sparql",
-                daemon=True,
-            )
-            self._child.start()
-            child.close()
-            self._pipe, self._ready, self._started = parent, False, time.monotonic()
-            self._progressed = (0, self._started)
-        pipe = self._pipe
-        if not self._ready:
-            if not pipe.poll(self.timeout):
-                now = time.monotonic()
-                loaded = int(self._progress.value)
-                if loaded != self._progressed[0]:
-                    self._progressed = (loaded, now)
-                if now - self._progressed[1] > self.load_timeout:
-                    self.stop()  # the next query starts a fresh load, from where this one was
-                    message = (
-                        f"the SPARQL engine loaded nothing for {self.load_timeout:g} s and was "
-                        "restarted; retry later"
-                    )
-                else:
-                    message = (
-                        f"the SPARQL engine is loading the registry's data ({loaded:,} "
-                        f"suppliers' feeds in {now - self._started:.0f} s so far); retry later"
-                    )
-                raise SparqlError("sparql_loading", message, 503, retry_after=30)
-            kind, detail = pipe.recv()  # ("ready", (position, loaded)) or ("unavailable", why)
-            if kind != "ready":
-                self.stop()
-                raise SparqlError("sparql_unavailable", str(detail), 503, retry_after=30)
-            self.started_with = detail
-            self._ready = True
-        return pipe
+    def _where(self) -> tuple[str, bytes]:
+        if self.folder is not None:
+            return _address(self.folder), _engine_key(self.folder)
+        if self._private is None:  # an engine of this service's own
+            token = secrets.token_hex(16)
+            self._private = ("\0sqm-sparql-" + token, secrets.token_bytes(32))
+        return self._private
+
+    def _start(self) -> None:
+        """Start an engine (this process's child), unless the one it started still lives."""
+        if self._child is not None and self._child.is_alive():
+            return
+        address, key = self._where()
+        context = multiprocessing.get_context("spawn")  # no inherited threads or connections
+        parent, child = context.Pipe()
+        self._child = context.Process(
+            target=_engine,
+            args=(self.database_url, self.folder, address, key, child),
+            name="sqm-sparql",
+            daemon=True,
+        )
+        self._child.start()
+        child.close()
+        self._starting = parent
+        self._progressed = (0, time.monotonic())
+
+    def _connect(self, deadline: float) -> Pipe:
+        """A connection to the folder's engine, started when none answers."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                if not connection.poll(0):  # open, nothing unread: the engine lives
+                    return connection
+            except OSError:
+                pass
+            self._forget()  # the engine ended (say, another process stopped a runaway query)
+        address, key = self._where()
+        while True:
+            try:
+                connection = Client(address, "AF_UNIX", authkey=key)
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass
+            except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
+                raise SparqlError(
+                    "sparql_unavailable", f"the SPARQL engine does not answer ({exc})", 503, 30
+                ) from None
+            else:
+                self._connection = connection
+                return connection
+            self._start()
+            starting = self._starting
+            if starting is not None and starting.poll(max(0.0, min(0.05, deadline - _now()))):
+                try:
+                    said, _ = starting.recv()
+                except (EOFError, OSError):
+                    said = "ended"
+                starting.close()
+                self._starting = None
+                if said != "listening":  # another engine listens, or this one died: go on
+                    self._child = None
+                continue
+            if _now() >= deadline:
+                raise SparqlError(
+                    "sparql_loading", "the SPARQL engine is starting; retry later", 503, 30
+                )
+
+    def _status(self, connection: Pipe) -> tuple[Any, ...]:
+        connection.send(("status",))
+        reply: tuple[Any, ...] = connection.recv()
+        return reply
+
+    def _ready(self, deadline: float) -> Pipe:
+        """The connection once the engine has loaded; 503 while it loads past ``deadline``."""
+        while True:
+            connection = self._connect(deadline)
+            kind, *detail = self._status(connection)
+            if kind == "ready":
+                self.started_with, self._pid = detail[0], detail[1]
+                return connection
+            if kind == "unavailable":
+                self.stop()  # the next query tries again: the store may be free by then
+                raise SparqlError("sparql_unavailable", str(detail[0]), 503, retry_after=30)
+            loaded, seconds, self._pid = int(detail[0]), float(detail[1]), detail[2]
+            now = _now()
+            if loaded != self._progressed[0]:
+                self._progressed = (loaded, now)
+            if now - self._progressed[1] > self.load_timeout:
+                self.stop()  # the next query starts a fresh load, from where this one was
+                raise SparqlError(
+                    "sparql_loading",
+                    f"the SPARQL engine loaded nothing for {self.load_timeout:g} s and was "
+                    "restarted; retry later",
+                    503,
+                    retry_after=30,
+                )
+            if now >= deadline:
+                raise SparqlError(
+                    "sparql_loading",
+                    f"the SPARQL engine is loading the registry's data ({loaded:,} suppliers' "
+                    f"feeds in {seconds:.0f} s so far); retry later",
+                    503,
+                    retry_after=30,
+                )
+            time.sleep(min(0.05, max(0.0, deadline - now)))
+
+    def _forget(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection, self._pid = None, None
 
     def stop(self) -> None:
+        """Stop the engine this service talks to (and the one it started)."""
+        # Only the pid of an engine whose connection is still open (nothing readable: no end
+        # of file), or of one this service started and has not reaped: neither pid can have
+        # been reused by another process yet.
+        pids = {None if self._child is None else self._child.pid}
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                if not self._connection.poll(0):
+                    pids.add(self._pid)
+        for pid in pids:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self._child is not None:
-            self._child.kill()
             self._child.join(timeout=5)
-        if self._pipe is not None:
-            self._pipe.close()
-        self._child, self._pipe, self._ready = None, None, False
+        if self._starting is not None:
+            self._starting.close()
+        self._forget()
+        self._child, self._starting = None, None
 
     def query(self, text: str, rdf_format: str = "text/turtle", limit: int | None = None) -> Answer:
         """Run a query; raises SparqlError for a refused, malformed or overlong query."""
@@ -413,28 +605,38 @@ class SparqlService:
                 "sparql_busy", "the SPARQL engine is busy with other queries; retry shortly", 503
             )
         try:
-            pipe = self._engine()
-            pipe.send((text, cap, rdf_format))
-            if not pipe.poll(self.timeout):
-                self.stop()
+            try:
+                connection = self._ready(_now() + self.timeout)
+                connection.send(("query", text, cap, rdf_format))
+                if not connection.poll(self.timeout):
+                    self.stop()
+                    raise SparqlError(
+                        "query_timeout",
+                        f"the query ran longer than {self.timeout:g} s and was stopped; narrow "
+                        "it (filter by supplier or metric, add LIMIT)",
+                    )
+                kind, *rest = connection.recv()
+            except (EOFError, OSError):
+                self._forget()
                 raise SparqlError(
-                    "query_timeout",
-                    f"the query ran longer than {self.timeout:g} s and was stopped; narrow it "
-                    "(filter by supplier or metric, add LIMIT)",
-                )
-            kind, *rest = pipe.recv()
-        except (EOFError, OSError):
-            self.stop()
-            raise SparqlError(
-                "sparql_unavailable", "the SPARQL engine stopped; retry", 503
-            ) from None
+                    "sparql_unavailable",
+                    "the SPARQL engine stopped (another query may have overrun); retry",
+                    503,
+                    retry_after=1,
+                ) from None
         finally:
             self._lock.release()
         if kind == "ok":
             body, mimetype, truncated = rest
             return Answer(body, mimetype, truncated)
         if kind == "refused":
-            code, message, _ = rest
+            code, message = rest
             raise SparqlError(code, message)
-        name, message, _ = rest
+        if kind == "unavailable":
+            raise SparqlError("sparql_unavailable", str(rest[0]), 503, retry_after=30)
+        name, message = rest
         raise SparqlError("query_failed", f"the query failed ({name}): {message}")
+
+
+def _now() -> float:
+    return time.monotonic()

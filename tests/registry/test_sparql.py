@@ -4,8 +4,11 @@ limit, a timeout that stops a runaway query, no updates and no calls to other en
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,21 +156,25 @@ def test_a_query_during_loading_is_told_to_retry_and_loading_goes_on(seeded: Fla
     # after 30 s): the query gets 503 with Retry-After, and the engine keeps loading.
     service = seeded.extensions["sqm"]["sparql"]
     service.stop()
-    service.timeout = 0.01  # shorter than the child takes to start
+    service.timeout = 0.01  # shorter than the engine takes to start
     client = seeded.test_client()
     query = {"query": PREFIX + "ASK { ?s sqm:cpk ?cpk }"}
     try:
         answer = client.get("/api/v1/sparql", query_string=query)
         assert answer.status_code == 503 and answer.json["error"] == "sparql_loading"
-        assert answer.headers["Retry-After"] == "30" and "loading" in answer.json["message"]
+        assert answer.headers["Retry-After"] == "30"
+        assert "starting" in answer.json["message"] or "loading" in answer.json["message"]
         started = service._child.pid
-        deadline = time.monotonic() + 120
-        while not service._pipe.poll(0.1):
-            assert time.monotonic() < deadline, "the engine never finished loading"
         service.timeout = 2.0
-        answer = client.get("/api/v1/sparql", query_string=query)
-        assert answer.status_code == 200 and answer.json["boolean"] is True
-        assert service._child.pid == started  # the same load, not a new one
+        deadline = time.monotonic() + 120
+        while True:
+            answer = client.get("/api/v1/sparql", query_string=query)
+            if answer.status_code == 200:
+                break
+            assert answer.json["error"] == "sparql_loading", answer.json
+            assert time.monotonic() < deadline, "the engine never finished loading"
+        assert answer.json["boolean"] is True
+        assert service._child.pid == service._pid == started  # the same load, not a new one
     finally:
         service.timeout = 2.0
 
@@ -205,15 +212,15 @@ def test_the_store_on_disk_is_reopened_and_only_what_changed_is_loaded(
     first = _Store(_url(seeded), tmp_path)
     assert first.position == -1 and first.refresh() == loaded > 1
     assert (first.position, _contents(first)) == (position, contents)
-    # Another process's store, meanwhile, is a slot of its own: a store has one opener.
-    beside = _Store(_url(seeded), tmp_path)
-    assert (first.slot, beside.slot) == (tmp_path / "slot-0", tmp_path / "slot-1")
-    beside.close()
+    # A store has one opener at a time: another process is refused while this one holds it.
+    with pytest.raises(SparqlError) as refused:
+        _Store(_url(seeded), tmp_path)
+    assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
     first.close()
 
     again = _Store(_url(seeded), tmp_path)
     try:
-        assert again.slot == tmp_path / "slot-0"
+        assert again.path == tmp_path / "store"
         assert again.position == position and again.refresh() == 0
         assert _contents(again) == contents
     finally:
@@ -294,82 +301,158 @@ def test_a_service_stopped_and_started_again_loads_nothing_twice(
         service.stop()
 
 
-class _Rising:
-    """A loading child's feed counter that moves at every look."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    @property
-    def value(self) -> int:
-        self.seen += 1
-        return self.seen
-
-
 def test_a_load_is_restarted_when_it_stops_making_progress_not_when_it_is_long(
     tmp_path: Path,
 ) -> None:
-    # A database that accepts the connection and never answers: the child's load hangs.
+    # A database that accepts the connection and never answers: the engine's load hangs.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
         service = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
-        try:
-            with pytest.raises(SparqlError) as first:
-                service.query("ASK {}")
-            assert first.value.code == "sparql_loading" and first.value.status == 503
-            loading = service._child.pid
+        status = service._status
+        counted = itertools.count(1)
 
-            service._progress = _Rising()  # feeds keep arriving: a long load, left to go on
-            time.sleep(0.4)
+        def rising(connection: Any) -> tuple[Any, ...]:  # feeds keep arriving: a long load
+            kind, *rest = status(connection)
+            return (kind, next(counted), *rest[1:]) if kind == "loading" else (kind, *rest)
+
+        def stuck(connection: Any) -> tuple[Any, ...]:  # the same count at every look
+            kind, *rest = status(connection)
+            return (kind, 7, *rest[1:]) if kind == "loading" else (kind, *rest)
+
+        service._status = rising  # type: ignore[method-assign]
+        try:
+            deadline = time.monotonic() + 60
+            while service._pid is None:  # until the engine listens and says it is loading
+                with pytest.raises(SparqlError) as first:
+                    service.query("ASK {}")
+                assert first.value.code == "sparql_loading" and first.value.status == 503
+                assert time.monotonic() < deadline, "the engine never started"
+            loading = service._child.pid
+            assert service._pid == loading
+
+            time.sleep(0.4)  # longer than load_timeout, with feeds arriving: left to go on
             with pytest.raises(SparqlError) as later:
                 service.query("ASK {}")
             assert later.value.code == "sparql_loading" and "restarted" not in str(later.value)
+            assert "loading the registry's data" in str(later.value)
             assert service._child.pid == loading
 
-            service._progress = type("Stuck", (), {"value": service._progressed[0]})()
-            time.sleep(0.4)
+            service._status = stuck  # type: ignore[method-assign]
+            with pytest.raises(SparqlError):
+                service.query("ASK {}")  # sees the count change to 7 ...
+            time.sleep(0.4)  # ... and then nothing more for longer than load_timeout
             with pytest.raises(SparqlError) as stalled:
                 service.query("ASK {}")
             assert stalled.value.code == "sparql_loading" and "restarted" in str(stalled.value)
             assert service._child is None  # stopped; the next query starts a new one
+            assert not _alive(loading)
         finally:
             service.stop()
 
 
-def test_when_every_slot_is_taken_the_engine_is_unavailable_not_shared(
-    seeded: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("sqm.registry.sparql.MAX_SLOTS", 1)
-    holder = _Store(_url(seeded), tmp_path)
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
     try:
-        with pytest.raises(SparqlError) as refused:
-            _Store(_url(seeded), tmp_path)
-        assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
-        assert "in use" in refused.value.message
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_the_registry_processes_of_one_folder_share_one_engine_and_one_store(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    loaded, position, _ = in_memory
+    query = PREFIX + "SELECT ?v WHERE { ?s sqm:on_time_percent ?v } ORDER BY ?v"
+    first = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    second = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    try:
+        answer = first.query(query, "application/sparql-results+json")
+        assert first.started_with == (position, loaded) and first._child is not None
+        # The second process starts nothing and loads nothing: it asks the first one's engine.
+        assert second.query(query, "application/sparql-results+json").body == answer.body
+        assert second._child is None and second._pid == first._pid == first._child.pid
+        assert second.started_with == (position, loaded)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["store"]
+
+        # That engine ends (its process stopped it): the next query starts one of its own,
+        # which reopens the same store and loads nothing.
+        first.stop()
+        assert second.query(query, "application/sparql-results+json").body == answer.body
+        assert second._child is not None and second.started_with == (position, 0)
     finally:
-        holder.close()
-    _Store(_url(seeded), tmp_path).close()  # let go of: the slot is free again
+        first.stop()
+        second.stop()
 
 
-def test_a_service_whose_child_finds_no_free_slot_answers_503(
+def test_an_engine_ends_with_the_registry_process_that_started_it(
     seeded: Flask, tmp_path: Path
 ) -> None:
-    from sqm.registry.sparql import MAX_SLOTS
-
-    held = []
-    for number in range(MAX_SLOTS):  # other processes' children hold every slot
-        handle = (tmp_path / f"slot-{number}.lock").open("w")
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held.append(handle)
-    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from sqm.registry.sparql import SparqlService\n"
+        "service = SparqlService(sys.argv[1], timeout=60.0, folder=Path(sys.argv[2]))\n"
+        "service.query('ASK {}')\n"
+        "print(service._child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, _url(seeded), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        with pytest.raises(SparqlError) as refused:
-            service.query("ASK {}")
-        assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
-        assert refused.value.retry_after == 30 and service._child is None
+        assert worker.stdout is not None
+        engine = int(worker.stdout.readline())
+        assert _alive(engine)
+        worker.kill()  # SIGKILL: no atexit handler stops the engine
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while _alive(engine):
+            assert time.monotonic() < deadline, "the engine outlived its registry process"
+            time.sleep(0.1)
     finally:
-        service.stop()
-        for handle in held:
-            handle.close()
+        worker.kill()
+
+
+def test_a_store_held_by_a_process_that_answers_no_queries_gives_503(
+    seeded: Flask, tmp_path: Path
+) -> None:
+    with (tmp_path / "store.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+        try:
+            with pytest.raises(SparqlError) as refused:
+                service.query("ASK {}")
+            assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
+            assert "another process holds the SPARQL store" in refused.value.message
+            assert refused.value.retry_after == 30 and service._child is None
+        finally:
+            service.stop()
+
+
+def test_the_stores_of_earlier_versions_become_the_one_store(
+    seeded: Flask, in_memory: Any, tmp_path: Path
+) -> None:
+    # Earlier versions kept one store per registry process: slot-0, slot-1, ... beside locks.
+    _, position, contents = in_memory
+    built = _Store(_url(seeded), tmp_path)
+    built.refresh()
+    built.close()
+    (tmp_path / "store").rename(tmp_path / "slot-0")
+    (tmp_path / "store.source").rename(tmp_path / "slot-0.source")
+    (tmp_path / "slot-1").mkdir()
+    (tmp_path / "slot-1" / "CURRENT").write_text("a copy\n")
+    for name in ("slot-0.lock", "slot-1.lock", "slot-1.source"):
+        (tmp_path / name).write_text("")
+
+    adopted = _Store(_url(seeded), tmp_path)
+    try:
+        assert adopted.position == position and adopted.refresh() == 0
+        assert _contents(adopted) == contents
+        assert not list(tmp_path.glob("slot-*"))
+    finally:
+        adopted.close()
