@@ -159,6 +159,11 @@ class TransparencyLog:
 
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = NoteVerifier(origin, raw)
+        # The newest checkpoint read, by its note and token: a checkpoint's row and its
+        # additional tokens commit together and never change, so a reader that finds the same
+        # row again needs neither the signature check nor the tokens' query (every search,
+        # bundle and page reads it: 0.6 ms each).
+        self._newest: tuple[tuple[str, bytes], SignedCheckpoint] | None = None
 
     def _reading(self) -> Connection:
         """A connection for reads, each statement its own transaction. Why: on PostgreSQL a
@@ -430,7 +435,13 @@ class TransparencyLog:
             ).first()
         if row is None:
             return None
-        return self._signed(row)
+        key = (str(row[0]), bytes(row[1]))
+        newest = self._newest
+        if newest is not None and newest[0] == key:
+            return newest[1]
+        signed = self._signed(row)
+        self._newest = (key, signed)
+        return signed
 
     def trust_root(self) -> TrustRoot:
         """What verifiers of this log trust: its origin and key, and its TSAs' CAs."""

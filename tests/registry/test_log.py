@@ -59,6 +59,22 @@ def test_batches_build_the_rfc_9162_tree(log: TransparencyLog) -> None:
     )
 
 
+def test_the_newest_checkpoint_is_read_again_after_each_batch(
+    log: TransparencyLog, engine: Engine
+) -> None:
+    # Readers keep the newest checkpoint they read: a new batch must replace it at once, in
+    # this log object and in another one over the same database (another worker).
+    other = TransparencyLog(engine, ORIGIN, log.key, log.authority, clock=lambda: NOW)
+    assert log.latest() is None
+    for size, batch in ((1, 1), (4, 3), (9, 5)):
+        _fill(log, [batch])
+        for reader in (log, other):
+            signed = reader.latest()
+            assert signed is not None and signed.checkpoint.size == size
+            assert open_note(signed.note, log.verifier).size == size
+    assert log.latest() is log.latest()  # unchanged: the same object, not read again
+
+
 def test_proofs_verify_against_checkpoints(log: TransparencyLog) -> None:
     _fill(log, [3, 9, 5])
     size = log.size()
