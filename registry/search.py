@@ -17,11 +17,12 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    exists,
     func,
+    literal,
     not_,
     or_,
     select,
+    true,
 )
 from sqlalchemy.engine import Connection
 
@@ -56,6 +57,7 @@ class _FilterSet(NamedTuple):
     value: str | None  # the one value that selects them; None for a range (a code prefix)
     label: str  # names the set among its kind's: the value, or the prefix and "*"
     suppliers: Select[Any]
+    chosen: ColumnElement[bool]  # which of the kind's rows of index_latest_filters it holds
 
 
 def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
@@ -128,7 +130,7 @@ class SupplierSearch:
 
         def add(kind: str, value: str | None, label: str, chosen: ColumnElement[bool]) -> None:
             selected = select(values.supplier).where(values.kind == kind, chosen)
-            sets.append(_FilterSet(kind, value, label, selected))
+            sets.append(_FilterSet(kind, value, label, selected, chosen))
 
         if query.classification is not None:
             scheme, code = query.classification
@@ -202,6 +204,16 @@ class SupplierSearch:
                 self._sizes[(sets[n].kind, sets[n].label, cap)] = (int(size), now + SET_SIZES_FOR)
         return [sizes[n] for n in range(len(sets))]
 
+    def _exists(self, *criteria: ColumnElement[bool]) -> ColumnElement[bool]:
+        """EXISTS over ``criteria``, a per-candidate test. On PostgreSQL with OFFSET 0, which
+        keeps the planner from turning it into a semi-join: it then misjudged how many
+        candidates pass (8,500 of 75,000 where 31,000 did), hashed and sorted every candidate
+        instead of walking them in order and stopping with the page (2.6 s against ms)."""
+        found = select(literal(1)).where(*criteria)
+        if self.log.engine.dialect.name == "postgresql":
+            found = found.offset(0)
+        return found.exists()
+
     def _meets(self, query: SupplierQuery, entry: Any) -> list[ColumnElement[bool]]:
         """Each condition as correlated tests on the candidate attestation's own facts.
 
@@ -213,9 +225,9 @@ class SupplierSearch:
         for condition in query.conditions:
             scope = and_(index_facts.c.log_index == entry, self._scope(query, condition))
             holds = _holds(condition, index_facts.c.base_value)
-            tests.append(exists().where(scope, holds))
+            tests.append(self._exists(scope, holds))
             if query.match == "all":  # at least one value in scope, and none that fails
-                tests.append(not_(exists().where(scope, not_(holds))))
+                tests.append(not_(self._exists(scope, not_(holds))))
         return tests
 
     def _matches(
@@ -258,10 +270,11 @@ class SupplierSearch:
         where: list[ColumnElement[bool]] = []
         starting = self._starting_sets(query)
         walked: Any = latest
-        supplier = index_suppliers.c.supplier
+        supplier: ColumnElement[str] = index_suppliers.c.supplier
         candidate: ColumnElement[str] = latest.c.supplier
         entry: Any = latest.c.log_index  # the candidate attestation, as the tests below name it
         first: tuple[str, str | None] | None = None
+        walking = False  # whether the search walks one of the sets, not every supplier
         settled: set[tuple[str, str | None]] = set()  # (kind, value) sets the walk applied
         if starting and starting[0].value is not None:
             # One value selects the first set: the search walks its index entries, which are
@@ -270,19 +283,32 @@ class SupplierSearch:
             # (kind, value, supplier) is stored once (filter_values), so no hit repeats.
             chosen = starting.pop(0)
             first = (chosen.kind, chosen.value)
+            walking = True
             start = index_latest_filters.alias("start")
-            walked = start.join(
-                latest,
-                and_(
-                    latest.c.supplier == start.c.supplier, latest.c.log_index == start.c.log_index
-                ),
-            )
+            walked = start.join(latest, latest.c.supplier == start.c.supplier)
             where += [start.c.kind == chosen.kind, start.c.value == chosen.value]
             supplier = candidate = start.c.supplier
             # The tests name the walked row's own log index: SQLite then runs each one as soon
             # as the walk yields a supplier, before joining its name, attestation and identity.
             entry = start.c.log_index
-        if starting or first is not None:
+        elif starting and self.log.engine.dialect.name == "postgresql":
+            # A product-class prefix, a range of values, is the smallest set. SQLite walks its
+            # IN list below in supplier order by itself; PostgreSQL walked every supplier and
+            # tested each against the list (an automotive search at 100,000 suppliers: 100 ms
+            # against ms), so here the walk is over the range's suppliers, sorted first.
+            chosen = starting.pop(0)
+            values = index_latest_filters.c
+            ranged = (
+                select(values.supplier)
+                .where(values.kind == chosen.kind, chosen.chosen)
+                .distinct()
+                .order_by(values.supplier)
+                .subquery("start")
+            )  # suppliers only: read from the covering index alone
+            walked = ranged.join(latest, latest.c.supplier == ranged.c.supplier)
+            supplier = candidate = ranged.c.supplier
+            walking = True
+        if starting or walking:
             # Every other one-value set tests a walked supplier with one probe of the same
             # covering index, first, before any of the supplier's other rows is read: cheaper
             # than reading the set into an IN list, and than letting the exact tests below
@@ -296,7 +322,7 @@ class SupplierSearch:
             for number, each in enumerate(probed):
                 also = index_latest_filters.alias(f"also_{number}")
                 where.append(
-                    exists().where(
+                    self._exists(
                         also.c.kind == each.kind,
                         also.c.value == each.value,
                         also.c.supplier == candidate,
@@ -315,10 +341,16 @@ class SupplierSearch:
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
         for each in starting:
-            where.append(candidate.in_(each.suppliers))
+            listed = candidate.in_(each.suppliers)
+            if self.log.engine.dialect.name == "postgresql":
+                # Not a bare IN, which PostgreSQL turns into a semi-join run after every other
+                # test; inside IS TRUE it stays a filter, the list read once into a hash and
+                # probed first (an automotive search at 100,000 suppliers: 370 -> ms).
+                listed = listed.is_(true())
+            where.append(listed)
         if query.country is not None and ("country", query.country) not in settled:
             where.append(
-                exists().where(
+                self._exists(
                     index_countries.c.log_index == entry,
                     index_countries.c.country == query.country,
                 )
@@ -326,7 +358,7 @@ class SupplierSearch:
         if query.certification is not None and query.valid_on is not None:
             certificate = index_certifications.c
             where.append(
-                exists().where(
+                self._exists(
                     certificate.log_index == entry,
                     certificate.scheme == query.certification,
                     certificate.status == "active",
@@ -341,7 +373,7 @@ class SupplierSearch:
             scheme, code = query.classification
             classes = index_classifications.c
             where.append(
-                exists().where(
+                self._exists(
                     classes.log_index == entry,
                     classes.scheme == scheme,
                     classes.code.like(code) if code.endswith("%") else classes.code == code,
