@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -338,6 +339,20 @@ def _engine_key(folder: Path) -> bytes:
     return path.read_bytes()
 
 
+def _clear_stale_socket(path: str) -> None:
+    """Remove a socket file that nobody listens on (left by a killed engine), which would
+    otherwise refuse every later engine the address. Abstract sockets leave none."""
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass  # no such file, or not a socket: Listener reports what is wrong
+    finally:
+        probe.close()
+
+
 class _EngineState:
     """What the engine's threads share: the load's progress, then the store."""
 
@@ -356,6 +371,8 @@ def _engine(
     load is going), then opens and loads the store in a thread and answers every connection
     in a thread of its own. Ends with the process that started it."""
     parent = os.getppid()
+    if not address.startswith("\0"):
+        _clear_stale_socket(address)
     try:
         listener = Listener(address, "AF_UNIX", authkey=key)
     except OSError as exc:  # another engine of this folder listens already
@@ -526,6 +543,8 @@ class SparqlService:
                 if said != "listening":  # another engine listens, or this one died: go on
                     self._child = None
                 continue
+            if starting is None:  # this process's engine listens; another may be starting
+                time.sleep(max(0.0, min(0.05, deadline - _now())))
             if _now() >= deadline:
                 raise SparqlError(
                     "sparql_loading", "the SPARQL engine is starting; retry later", 503, 30

@@ -456,3 +456,20 @@ def test_the_stores_of_earlier_versions_become_the_one_store(
         assert not list(tmp_path.glob("slot-*"))
     finally:
         adopted.close()
+
+
+def test_a_socket_file_left_by_a_killed_engine_does_not_block_the_next(
+    seeded: Flask, in_memory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside Linux the engine listens on a socket file, which a killed engine leaves behind.
+    path = tmp_path / "engine.sock"
+    monkeypatch.setattr("sqm.registry.sparql._address", lambda folder: str(path))
+    with socket.socket(socket.AF_UNIX) as left:
+        left.bind(str(path))  # bound, never listened on, never removed: a stale file
+    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    try:
+        assert service.query("ASK { ?s ?p ?o }", "application/sparql-results+json").body
+        loaded, position, _ = in_memory
+        assert service.started_with == (position, loaded)
+    finally:
+        service.stop()
