@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import multiprocessing
 import os
 import re
@@ -30,16 +31,19 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client, Listener, answer_challenge, deliver_challenge
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 
 from sqm.registry.errors import RegistryError
+
+logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 10_000
 REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
@@ -47,6 +51,9 @@ REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
 # write-ahead log file, and a child that was killed (a query timeout, a worker restart) made
 # the next one replay them all: 110 s and 25 GB after building 100,000 suppliers' feeds.
 FLUSH_EVERY = 2000
+KEY_BYTES = 32  # the engine's HMAC key; shorter keys are replaced (an empty one turns it off)
+HANDSHAKE_SECONDS = 5.0  # what a connection may take to prove it holds the key
+STATUS_SECONDS = 2.0  # what an engine may take to say how it is (it answers at once)
 # Strings, IRIs and comments hide keywords; what remains is checked for SERVICE.
 _HIDDEN = re.compile(
     r'"""(?:[^"\\]|\\.|"(?!""))*"""'
@@ -130,18 +137,28 @@ def _hold(folder: Path) -> int:
 
 def _adopt_slots(folder: Path, path: Path) -> None:
     """Earlier versions kept a store per registry process (``slot-N``): the first becomes the
-    one store, and the others, copies of it, are deleted."""
+    one store, and the others, copies of it, are deleted. A slot still held by a process of an
+    earlier version (a rolling restart) is left alone."""
     slots = sorted(folder.glob("slot-[0-9]*"), key=lambda p: (len(p.name), p.name))
-    for slot in slots:
-        if slot.is_dir() and not path.exists():
-            slot.rename(path)
-            source = slot.with_suffix(".source")
-            if source.exists():
-                source.rename(path.with_suffix(".source"))
-        elif slot.is_dir():
-            shutil.rmtree(slot, ignore_errors=True)
-        else:
-            slot.unlink(missing_ok=True)
+    for slot in (each for each in slots if each.is_dir()):
+        handle = os.open(slot.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        try:
+            if not path.exists():
+                slot.rename(path)
+                source = slot.with_suffix(".source")
+                if source.exists():
+                    source.rename(path.with_suffix(".source"))
+            else:
+                shutil.rmtree(slot, ignore_errors=True)
+            slot.with_suffix(".source").unlink(missing_ok=True)
+            slot.with_suffix(".lock").unlink(missing_ok=True)
+        finally:
+            os.close(handle)
 
 
 class _Store:
@@ -325,17 +342,24 @@ def _engine_key(folder: Path) -> bytes:
     this key succeeds: an abstract socket has no file permissions to keep other users out."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "engine.key"
-    if not path.exists():
-        draft = folder / f"engine.key.{os.getpid()}.{secrets.token_hex(4)}"
-        handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "wb") as out:
-            out.write(secrets.token_bytes(32))
-        try:
+    key = path.read_bytes() if path.exists() else b""
+    if len(key) >= KEY_BYTES:
+        return key
+    draft = folder / f"engine.key.{os.getpid()}.{secrets.token_hex(4)}"
+    handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "wb") as out:
+        out.write(secrets.token_bytes(KEY_BYTES))
+        out.flush()
+        os.fsync(out.fileno())  # never a linked name over an empty file after a crash
+    try:
+        if key:  # cut short (a crash, a hand): replaced; its engine is refused and restarted
+            draft.replace(path)
+        else:
             os.link(draft, path)  # all or nothing: a reader never sees a half-written key
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        finally:
-            draft.unlink()
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    finally:
+        draft.unlink(missing_ok=True)
     return path.read_bytes()
 
 
@@ -365,16 +389,25 @@ class _EngineState:
 
 
 def _engine(
-    database_url: str, folder: Path | None, address: str, key: bytes, started: Pipe
+    database_url: str,
+    folder: Path | None,
+    address: str,
+    key: bytes,
+    started: Pipe,
+    parent: int,
 ) -> None:
     """The engine: listens on ``address`` first (so that registry processes can ask how the
     load is going), then opens and loads the store in a thread and answers every connection
-    in a thread of its own. Ends with the process that started it."""
-    parent = os.getppid()
+    in a thread of its own. Ends with the process ``parent`` that started it."""
+    if len(key) < KEY_BYTES:
+        started.send(("taken", "the engine key is too short"))
+        return
     if not address.startswith("\0"):
         _clear_stale_socket(address)
     try:
-        listener = Listener(address, "AF_UNIX", authkey=key)
+        # No authkey here: Listener.accept would run the handshake on this thread, where a
+        # client that connects and sends nothing would stop every later one being accepted.
+        listener = Listener(address, "AF_UNIX")
     except OSError as exc:  # another engine of this folder listens already
         started.send(("taken", str(exc)))
         return
@@ -389,13 +422,16 @@ def _engine(
         except SparqlError as error:
             state.failure = error.message
             return
+        except Exception as exc:  # the database or the store cannot be read: say so
+            state.failure = f"the SPARQL store could not be loaded ({type(exc).__name__}: {exc})"
+            return
         state.store, state.started_with = store, (store.position, loaded)
         while True:  # new feeds join the store while queries run
             time.sleep(1.0)
             try:
                 store.refresh()
             except Exception:
-                continue
+                logger.exception("refreshing the SPARQL store failed; retrying in 1 s")
 
     def orphaned() -> None:  # the registry process that started it is gone: so is the engine
         while os.getppid() == parent:
@@ -407,13 +443,35 @@ def _engine(
     while True:
         try:
             connection = listener.accept()
-        except (OSError, EOFError, multiprocessing.AuthenticationError):
-            continue  # a client that left mid-handshake or had the wrong key
-        threading.Thread(target=_answer, args=(connection, state), daemon=True).start()
+        except OSError:
+            continue
+        threading.Thread(target=_answer, args=(connection, state, key), daemon=True).start()
 
 
-def _answer(connection: Pipe, state: _EngineState) -> None:
+def _handshake(connection: Pipe, key: bytes, seconds: float, engine: bool) -> None:
+    """multiprocessing's HMAC challenge in both directions, within ``seconds``: a peer that
+    says nothing is cut off (SO_RCVTIMEO on the socket) instead of holding the caller."""
+    with socket.socket(fileno=os.dup(connection.fileno())) as raw:
+        whole = max(0.01, seconds)
+        limit = struct.pack("ll", int(whole), int(whole % 1 * 1_000_000))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        try:
+            if engine:
+                deliver_challenge(connection, key)
+                answer_challenge(connection, key)
+            else:
+                answer_challenge(connection, key)
+                deliver_challenge(connection, key)
+        finally:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+
+
+def _answer(connection: Pipe, state: _EngineState, key: bytes) -> None:
     with connection:
+        try:
+            _handshake(connection, key, HANDSHAKE_SECONDS, engine=True)
+        except (OSError, EOFError, multiprocessing.AuthenticationError):
+            return  # a peer without the key, or one that said nothing in time
         while True:
             try:
                 request = connection.recv()
@@ -477,7 +535,8 @@ class SparqlService:
         self._pid: int | None = None  # the engine's, once connected
         self._child: Any = None  # the engine this process started, while it may live
         self._starting: Pipe | None = None  # ... and its pipe until it says it listens
-        self._progressed = (0, 0.0)  # the last count of loaded feeds seen, and since when
+        # The engine's pid, the last count of loaded feeds seen from it, and since when.
+        self._progressed: tuple[int | None, int, float] = (None, 0, 0.0)
         self._private: tuple[str, bytes] | None = None
         # The engine's start: the log index its store held, and how many feeds it loaded.
         self.started_with: tuple[int, int] | None = None
@@ -499,14 +558,13 @@ class SparqlService:
         parent, child = context.Pipe()
         self._child = context.Process(
             target=_engine,
-            args=(self.database_url, self.folder, address, key, child),
+            args=(self.database_url, self.folder, address, key, child, os.getpid()),
             name="sqm-sparql",
             daemon=True,
         )
         self._child.start()
         child.close()
         self._starting = parent
-        self._progressed = (0, time.monotonic())
 
     def _connect(self, deadline: float) -> Pipe:
         """A connection to the folder's engine, started when none answers."""
@@ -521,14 +579,24 @@ class SparqlService:
         address, key = self._where()
         while True:
             try:
-                connection = Client(address, "AF_UNIX", authkey=key)
+                connection = Client(address, "AF_UNIX")
             except (ConnectionRefusedError, FileNotFoundError):
                 pass
-            except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
+            except OSError as exc:
                 raise SparqlError(
                     "sparql_unavailable", f"the SPARQL engine does not answer ({exc})", 503, 30
                 ) from None
             else:
+                try:
+                    _handshake(connection, key, max(1.0, deadline - _now()), engine=False)
+                except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
+                    connection.close()
+                    raise SparqlError(
+                        "sparql_unavailable",
+                        f"the SPARQL engine does not answer ({type(exc).__name__}: {exc})",
+                        503,
+                        30,
+                    ) from None
                 self._connection = connection
                 return connection
             self._start()
@@ -552,6 +620,11 @@ class SparqlService:
 
     def _status(self, connection: Pipe) -> tuple[Any, ...]:
         connection.send(("status",))
+        if not connection.poll(STATUS_SECONDS):  # an engine that cannot even say how it is
+            self._forget()
+            raise SparqlError(
+                "sparql_unavailable", "the SPARQL engine does not answer; retry", 503, 30
+            )
         reply: tuple[Any, ...] = connection.recv()
         return reply
 
@@ -568,9 +641,11 @@ class SparqlService:
                 raise SparqlError("sparql_unavailable", str(detail[0]), 503, retry_after=30)
             loaded, seconds, self._pid = int(detail[0]), float(detail[1]), detail[2]
             now = _now()
-            if loaded != self._progressed[0]:
-                self._progressed = (loaded, now)
-            if now - self._progressed[1] > self.load_timeout:
+            # Stalled only when this process has watched this engine load nothing for that
+            # long: another process's engine, seen for the first time, starts the clock.
+            if (self._pid, loaded) != self._progressed[:2]:
+                self._progressed = (self._pid, loaded, now)
+            if now - self._progressed[2] > self.load_timeout:
                 self.stop()  # the next query starts a fresh load, from where this one was
                 raise SparqlError(
                     "sparql_loading",
@@ -599,16 +674,14 @@ class SparqlService:
         # Only the pid of an engine whose connection is still open (nothing readable: no end
         # of file), or of one this service started and has not reaped: neither pid can have
         # been reused by another process yet.
-        pids = {None if self._child is None else self._child.pid}
-        if self._connection is not None:
+        own = None if self._child is None else self._child.pid
+        if self._connection is not None and self._pid is not None and self._pid != own:
             with contextlib.suppress(OSError):
                 if not self._connection.poll(0):
-                    pids.add(self._pid)
-        for pid in pids:
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self._pid, signal.SIGKILL)
         if self._child is not None:
+            self._child.kill()  # through Process: it knows whether it has reaped the child
             self._child.join(timeout=5)
         if self._starting is not None:
             self._starting.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
@@ -448,14 +449,18 @@ def test_the_stores_of_earlier_versions_become_the_one_store(
     (tmp_path / "slot-1" / "CURRENT").write_text("a copy\n")
     for name in ("slot-0.lock", "slot-1.lock", "slot-1.source"):
         (tmp_path / name).write_text("")
+    (tmp_path / "slot-2").mkdir()  # still open in a process of the earlier version
+    held = (tmp_path / "slot-2.lock").open("w")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     adopted = _Store(_url(seeded), tmp_path)
     try:
         assert adopted.position == position and adopted.refresh() == 0
         assert _contents(adopted) == contents
-        assert not list(tmp_path.glob("slot-*"))
+        assert sorted(p.name for p in tmp_path.glob("slot-*")) == ["slot-2", "slot-2.lock"]
     finally:
         adopted.close()
+        held.close()
 
 
 def test_a_socket_file_left_by_a_killed_engine_does_not_block_the_next(
@@ -471,5 +476,82 @@ def test_a_socket_file_left_by_a_killed_engine_does_not_block_the_next(
         assert service.query("ASK { ?s ?p ?o }", "application/sparql-results+json").body
         loaded, position, _ = in_memory
         assert service.started_with == (position, loaded)
+    finally:
+        service.stop()
+
+
+def test_another_process_seeing_a_load_for_the_first_time_does_not_restart_it(
+    tmp_path: Path,
+) -> None:
+    # A database that accepts the connection and never answers: the engine's load hangs.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
+        starter = SparqlService(url, timeout=0.05, load_timeout=300.0, folder=tmp_path)
+        other = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
+        try:
+            deadline = time.monotonic() + 60
+            while starter._pid is None:  # until its engine listens and says it is loading
+                with pytest.raises(SparqlError):
+                    starter.query("ASK {}")
+                assert time.monotonic() < deadline, "the engine never started"
+            engine = starter._pid
+            time.sleep(0.4)  # the load has made no progress for longer than other's limit ...
+            with pytest.raises(SparqlError) as first:
+                other.query("ASK {}")  # ... but other has only now begun to watch it
+            assert first.value.code == "sparql_loading" and "restarted" not in str(first.value)
+            assert other._pid == engine and _alive(engine)
+            time.sleep(0.4)
+            with pytest.raises(SparqlError) as later:
+                other.query("ASK {}")
+            assert "restarted" in str(later.value) and not _alive(engine)
+        finally:
+            other.stop()
+            starter.stop()
+
+
+def test_a_load_that_fails_says_why_at_once(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nobody listens on: the database is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    service = SparqlService(
+        f"postgresql+psycopg://sqm@127.0.0.1:{port}/none", timeout=30.0, folder=tmp_path
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(SparqlError) as refused:
+            service.query("ASK {}")
+        assert (refused.value.code, refused.value.status) == ("sparql_unavailable", 503)
+        assert "could not be loaded" in refused.value.message
+        assert "OperationalError" in refused.value.message
+        assert time.monotonic() - started < 25  # not left to look like a load for minutes
+    finally:
+        service.stop()
+
+
+def test_a_peer_that_says_nothing_or_lacks_the_key_blocks_no_one(
+    seeded: Flask, tmp_path: Path
+) -> None:
+    from multiprocessing.connection import Client
+
+    from sqm.registry.sparql import _address, _handshake
+
+    service = SparqlService(_url(seeded), timeout=5.0, folder=tmp_path)
+    query = PREFIX + "ASK { ?s sqm:cpk ?cpk }"
+    try:
+        assert service.query(query, "application/sparql-results+json").body
+        silent = socket.socket(socket.AF_UNIX)
+        silent.connect(_address(tmp_path))  # connects, never answers the challenge
+        wrong = Client(_address(tmp_path), "AF_UNIX")
+        with pytest.raises(multiprocessing.AuthenticationError):  # the wrong key: refused
+            _handshake(wrong, b"x" * 32, 5.0, engine=False)  # (within 5 s, whatever happens)
+        wrong.close()
+        other = SparqlService(_url(seeded), timeout=5.0, folder=tmp_path)
+        began = time.monotonic()
+        answer = other.query(query, "application/sparql-results+json")
+        assert json.loads(answer.body)["boolean"] is True
+        assert time.monotonic() - began < 5 and other._pid == service._pid
+        silent.close()
     finally:
         service.stop()
