@@ -302,55 +302,60 @@ def test_a_service_stopped_and_started_again_loads_nothing_twice(
         service.stop()
 
 
-def test_a_load_is_restarted_when_it_stops_making_progress_not_when_it_is_long(
-    tmp_path: Path,
-) -> None:
-    # A database that accepts the connection and never answers: the engine's load hangs.
+@pytest.fixture
+def silent_database() -> Iterator[str]:
+    """The URL of a database that accepts the connection and never answers: a load hangs."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
-        service = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
-        status = service._status
-        counted = itertools.count(1)
+        yield f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
 
-        def rising(connection: Any) -> tuple[Any, ...]:  # feeds keep arriving: a long load
-            kind, *rest = status(connection)
-            return (kind, next(counted), *rest[1:]) if kind == "loading" else (kind, *rest)
 
-        def stuck(connection: Any) -> tuple[Any, ...]:  # the same count at every look
-            kind, *rest = status(connection)
-            return (kind, 7, *rest[1:]) if kind == "loading" else (kind, *rest)
+def test_a_load_is_restarted_when_it_stops_making_progress_not_when_it_is_long(
+    tmp_path: Path, silent_database: str
+) -> None:
+    url = silent_database
+    service = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
+    status = service._status
+    counted = itertools.count(1)
 
-        service._status = rising  # type: ignore[method-assign]
-        try:
-            deadline = time.monotonic() + 60
-            while service._pid is None:  # until the engine listens and says it is loading
-                with pytest.raises(SparqlError) as first:
-                    service.query("ASK {}")
-                assert first.value.code == "sparql_loading" and first.value.status == 503
-                assert time.monotonic() < deadline, "the engine never started"
-            loading = service._child.pid
-            assert service._pid == loading
+    def rising(connection: Any) -> tuple[Any, ...]:  # feeds keep arriving: a long load
+        kind, *rest = status(connection)
+        return (kind, next(counted), *rest[1:]) if kind == "loading" else (kind, *rest)
 
-            time.sleep(0.4)  # longer than load_timeout, with feeds arriving: left to go on
-            with pytest.raises(SparqlError) as later:
+    def stuck(connection: Any) -> tuple[Any, ...]:  # the same count at every look
+        kind, *rest = status(connection)
+        return (kind, 7, *rest[1:]) if kind == "loading" else (kind, *rest)
+
+    service._status = rising  # type: ignore[method-assign]
+    try:
+        deadline = time.monotonic() + 60
+        while service._pid is None:  # until the engine listens and says it is loading
+            with pytest.raises(SparqlError) as first:
                 service.query("ASK {}")
-            assert later.value.code == "sparql_loading" and "restarted" not in str(later.value)
-            assert "loading the registry's data" in str(later.value)
-            assert service._child.pid == loading
+            assert first.value.code == "sparql_loading" and first.value.status == 503
+            assert time.monotonic() < deadline, "the engine never started"
+        loading = service._child.pid
+        assert service._pid == loading
 
-            service._status = stuck  # type: ignore[method-assign]
-            with pytest.raises(SparqlError):
-                service.query("ASK {}")  # sees the count change to 7 ...
-            time.sleep(0.4)  # ... and then nothing more for longer than load_timeout
-            with pytest.raises(SparqlError) as stalled:
-                service.query("ASK {}")
-            assert stalled.value.code == "sparql_loading" and "restarted" in str(stalled.value)
-            assert service._child is None  # stopped; the next query starts a new one
-            assert not _alive(loading)
-        finally:
-            service.stop()
+        time.sleep(0.4)  # longer than load_timeout, with feeds arriving: left to go on
+        with pytest.raises(SparqlError) as later:
+            service.query("ASK {}")
+        assert later.value.code == "sparql_loading" and "restarted" not in str(later.value)
+        assert "loading the registry's data" in str(later.value)
+        assert service._child.pid == loading
+
+        service._status = stuck  # type: ignore[method-assign]
+        with pytest.raises(SparqlError):
+            service.query("ASK {}")  # sees the count change to 7 ...
+        time.sleep(0.4)  # ... and then nothing more for longer than load_timeout
+        with pytest.raises(SparqlError) as stalled:
+            service.query("ASK {}")
+        assert stalled.value.code == "sparql_loading" and "restarted" in str(stalled.value)
+        assert service._child is None  # stopped; the next query starts a new one
+        assert not _alive(loading)
+    finally:
+        service.stop()
 
 
 def _alive(pid: int) -> bool:
@@ -481,34 +486,30 @@ def test_a_socket_file_left_by_a_killed_engine_does_not_block_the_next(
 
 
 def test_another_process_seeing_a_load_for_the_first_time_does_not_restart_it(
-    tmp_path: Path,
+    tmp_path: Path, silent_database: str
 ) -> None:
-    # A database that accepts the connection and never answers: the engine's load hangs.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"postgresql+psycopg://sqm@127.0.0.1:{silent.getsockname()[1]}/none"
-        starter = SparqlService(url, timeout=0.05, load_timeout=300.0, folder=tmp_path)
-        other = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
-        try:
-            deadline = time.monotonic() + 60
-            while starter._pid is None:  # until its engine listens and says it is loading
-                with pytest.raises(SparqlError):
-                    starter.query("ASK {}")
-                assert time.monotonic() < deadline, "the engine never started"
-            engine = starter._pid
-            time.sleep(0.4)  # the load has made no progress for longer than other's limit ...
-            with pytest.raises(SparqlError) as first:
-                other.query("ASK {}")  # ... but other has only now begun to watch it
-            assert first.value.code == "sparql_loading" and "restarted" not in str(first.value)
-            assert other._pid == engine and _alive(engine)
-            time.sleep(0.4)
-            with pytest.raises(SparqlError) as later:
-                other.query("ASK {}")
-            assert "restarted" in str(later.value) and not _alive(engine)
-        finally:
-            other.stop()
-            starter.stop()
+    url = silent_database
+    starter = SparqlService(url, timeout=0.05, load_timeout=300.0, folder=tmp_path)
+    other = SparqlService(url, timeout=0.05, load_timeout=0.3, folder=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while starter._pid is None:  # until its engine listens and says it is loading
+            with pytest.raises(SparqlError):
+                starter.query("ASK {}")
+            assert time.monotonic() < deadline, "the engine never started"
+        engine = starter._pid
+        time.sleep(0.4)  # the load has made no progress for longer than other's limit ...
+        with pytest.raises(SparqlError) as first:
+            other.query("ASK {}")  # ... but other has only now begun to watch it
+        assert first.value.code == "sparql_loading" and "restarted" not in str(first.value)
+        assert other._pid == engine and _alive(engine)
+        time.sleep(0.4)
+        with pytest.raises(SparqlError) as later:
+            other.query("ASK {}")
+        assert "restarted" in str(later.value) and not _alive(engine)
+    finally:
+        other.stop()
+        starter.stop()
 
 
 def test_a_load_that_fails_says_why_at_once(tmp_path: Path) -> None:
