@@ -32,9 +32,25 @@ from sqm.validator.positions import json_positions, nearest, yaml_positions
 Source = Path | str | Mapping[str, Any]
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def json_shaped(value: Any) -> Any:
     """Parsed data as JSON would give it: dates and times as RFC 3339 text, Decimals as
     numbers, tuples as lists (YAML and ``json.loads(parse_float=Decimal)`` produce these)."""
+    # Exact types first: what json.loads gives takes no abstract-class checks, which were
+    # half of validating a submitted feed (``isinstance`` against ``Mapping`` walks the ABC
+    # registry for every scalar).
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if kind is dict:
+        return {
+            k if type(k) is str else str(k): v if type(v) in _JSON_SCALARS else json_shaped(v)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in _JSON_SCALARS else json_shaped(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): json_shaped(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from sqm.validator import Severity, iter_stream_findings, validate
+from sqm.validator.api import json_shaped
 from tests.conftest import EXAMPLES, NOW
 
 FOOD = EXAMPLES / "feeds" / "food-ingredients.yaml"
@@ -33,6 +34,24 @@ def test_decimals_in_parsed_data_are_numbers() -> None:
     assert _codes(validate(document, now=NOW).findings) == []
     document["capability_records"][0]["cpk"] = Decimal("1.70")  # above Cp 1.58
     assert _codes(validate(document, now=NOW).findings) == ["SQM-E003", "SQM-E004"]
+
+
+def test_json_shaped_converts_at_every_depth_and_leaves_json_as_it_is() -> None:
+    from collections import OrderedDict
+    from datetime import UTC, date, datetime
+
+    parsed = {
+        "a": [1, 2.5, True, None, "x", {"b": (Decimal("3"), Decimal("0.25"))}],
+        1: OrderedDict(d=date(2026, 1, 2), t=datetime(2026, 1, 2, 3, 4, tzinfo=UTC)),
+    }
+    shaped = json_shaped(parsed)
+    assert shaped == {
+        "a": [1, 2.5, True, None, "x", {"b": [3, 0.25]}],
+        "1": {"d": "2026-01-02", "t": "2026-01-02T03:04:00+00:00"},
+    }
+    assert type(shaped["a"][5]["b"][0]) is int and type(shaped["1"]) is dict
+    plain = json.loads(AUTOMOTIVE.read_text())
+    assert json_shaped(plain) == plain
 
 
 def test_max_findings_keeps_the_counts_and_the_verdict() -> None:
