@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, delete, select, update
 
-from sqm.registry.db import log_entries, log_nodes, node_key
+from sqm.registry.db import log_checkpoints, log_entries, log_nodes, node_key
 from sqm.registry.log import TransparencyLog
-from sqm.trust import merkle, timestamp
+from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.checkpoint import open_note
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -73,6 +74,24 @@ def test_the_newest_checkpoint_is_read_again_after_each_batch(
             assert signed is not None and signed.checkpoint.size == size
             assert open_note(signed.note, log.verifier).size == size
     assert log.latest() is log.latest()  # unchanged: the same object, not read again
+
+
+def test_a_checkpoint_is_verified_once_until_its_row_changes(
+    log: TransparencyLog, engine: Engine
+) -> None:
+    # Bundles name the first checkpoint holding their entry; a reader verifies each once.
+    # The memo is keyed by the row itself: a row changed under it is verified again.
+    _fill(log, [2, 3])
+    first = log.first_holding(1)
+    assert first.checkpoint.size == 2 and log.first_holding(0) is first
+    assert log.first_holding(2).checkpoint.size == 5
+    forged = first.note.replace(first.note.splitlines()[2], base64.b64encode(bytes(32)).decode(), 1)
+    with engine.begin() as connection:
+        connection.execute(
+            update(log_checkpoints).where(log_checkpoints.c.size == 2).values(note=forged)
+        )
+    with pytest.raises(TrustError):
+        log.first_holding(1)
 
 
 def test_proofs_verify_against_checkpoints(log: TransparencyLog) -> None:
