@@ -154,10 +154,12 @@ class Indexer:
         self.batch = batch
         self.prepare_in = prepare_in or (lambda work: work())
 
-    def position(self) -> int:
+    def position(self, connection: Connection | None = None) -> int:
         """The last log index applied (-1 before any)."""
-        with self.engine.connect() as connection:
+        if connection is not None:
             return self._position(connection)
+        with self.engine.connect() as own:
+            return self._position(own)
 
     @staticmethod
     def _position(connection: Connection) -> int:

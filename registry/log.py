@@ -444,21 +444,23 @@ class TransparencyLog:
         additional = tuple(bytes(t) for t in extra)
         return SignedCheckpoint(checkpoint, note, bytes(token), additional)
 
-    def latest(self) -> SignedCheckpoint | None:
-        """The newest signed checkpoint."""
-        with self._reading() as connection:
-            row = connection.execute(
-                select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
-                .order_by(log_checkpoints.c.size.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            key = (str(row[0]), bytes(row[1]))
-            newest = self._newest
-            if newest is not None and newest[0] == key:
-                return newest[1]
-            signed = self._signed(row, connection)
+    def latest(self, connection: Connection | None = None) -> SignedCheckpoint | None:
+        """The newest signed checkpoint (read through ``connection`` when given)."""
+        if connection is None:
+            with self._reading() as own:
+                return self.latest(own)
+        row = connection.execute(
+            select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
+            .order_by(log_checkpoints.c.size.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        key = (str(row[0]), bytes(row[1]))
+        newest = self._newest
+        if newest is not None and newest[0] == key:
+            return newest[1]
+        signed = self._signed(row, connection)
         self._newest = (key, signed)
         return signed
 

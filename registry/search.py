@@ -428,8 +428,10 @@ class SupplierSearch:
             matches = self._matches(
                 connection, query, [int(row.log_index) for row in rows[: query.limit]]
             )
-        # Read after the search: every entry the index holds is in this checkpoint.
-        signed = self.log.latest()
+            # Read after the search (on SQLite in its snapshot): every entry the index holds
+            # is in this checkpoint.
+            signed = self.log.latest(connection)
+            indexed = self.indexer.position(connection)
         size = 0 if signed is None else signed.checkpoint.size
         more = len(rows) > query.limit
         rows = rows[: query.limit]
@@ -445,7 +447,7 @@ class SupplierSearch:
             "checkpoint": None
             if signed is None
             else {"origin": signed.checkpoint.origin, "size": size, "note": signed.note},
-            "indexedThrough": self.indexer.position(),
+            "indexedThrough": indexed,
             "hits": hits,
             "next": next_cursor,
         }
