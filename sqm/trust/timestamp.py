@@ -339,6 +339,19 @@ def verify(
     Raises :class:`VerificationError` naming the first check that fails, and
     :class:`TrustError` for material that cannot be parsed.
     """
+    return _verified(bytes(response_der), bytes(message), ca_certificate, nonce)
+
+
+# Why a memo: every bundle of a checkpoint carries that checkpoint's token, so a registry's
+# pages verify the same few tokens again and again, and parsing one with asn1crypto and
+# comparing its names was a quarter of an attestation page (1,000,000 entries). The result
+# depends only on the arguments (validity is judged at the token's genTime, not now), which
+# are the key: bytes, and a certificate that compares and hashes by its DER. Only successes
+# are kept; a failing token raises again each time.
+@functools.lru_cache(maxsize=1024)
+def _verified(
+    response_der: bytes, message: bytes, ca_certificate: x509.Certificate, nonce: int | None
+) -> StampInfo:
     if len(response_der) > MAX_RESPONSE_BYTES:
         raise TrustError("the timestamp response is larger than 64 KiB")
     try:

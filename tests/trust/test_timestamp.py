@@ -130,6 +130,24 @@ def test_our_checker_rejects_what_the_others_miss(authority: ts.Authority) -> No
         ts.verify(backdated, DATA, authority.ca_certificate)
 
 
+def test_a_verified_token_is_remembered_only_for_the_same_inputs(
+    authority: ts.Authority,
+) -> None:
+    # Pages verify the same checkpoint tokens again and again: a success is remembered, but
+    # only for the very same token, data, CA and nonce.
+    response = ts.stamp(authority, DATA, NOW, 13)
+    first = ts.verify(response, DATA, authority.ca_certificate)
+    assert ts.verify(bytearray(response), DATA, authority.ca_certificate) is first
+    with pytest.raises(VerificationError, match="imprint"):
+        ts.verify(response, DATA + b"x", authority.ca_certificate)
+    stranger = ts.create_authority("Other", NOW - timedelta(days=30))[0]
+    with pytest.raises(VerificationError, match="not issued by the trusted CA"):
+        ts.verify(response, DATA, stranger.ca_certificate)
+    with pytest.raises(VerificationError, match="nonce"):
+        ts.verify(response, DATA, authority.ca_certificate, nonce=1)
+    assert ts.verify(response, DATA, authority.ca_certificate) is first
+
+
 def test_our_checker_rejects_wrong_data_ca_and_garbage(authority: ts.Authority) -> None:
     response = ts.stamp(authority, DATA, NOW, 12)
     with pytest.raises(VerificationError, match="imprint"):
