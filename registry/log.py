@@ -172,10 +172,11 @@ class TransparencyLog:
         self._verified: dict[tuple[str, bytes], SignedCheckpoint] = {}
 
     def reading(self) -> Connection:
-        """A connection for reads, each statement its own transaction. Why: on PostgreSQL a
-        read in a transaction costs a second round trip, the ROLLBACK when the connection
-        goes back to the pool; the log is append-only, so one statement sees a consistent
-        state, and a proof is one statement."""
+        """A connection for reads. On PostgreSQL each statement is its own transaction. Why:
+        there a read in a transaction costs a second round trip, the ROLLBACK when the
+        connection goes back to the pool; the log is append-only, so one statement sees a
+        consistent state, and a proof is one statement. On SQLite the engine's ``begin``
+        hook still opens a (deferred) transaction: its reads share one snapshot."""
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     _reading = reading

@@ -46,7 +46,8 @@ class Profiles:
     def _reading(self, connection: Connection | None) -> Iterator[Connection]:
         """``connection``, or a connection of its own. Why: a profile's six reads on one
         connection cost a fifth less than taking one from the pool for each (at 100,000
-        suppliers), and they see one state of the index."""
+        suppliers); on SQLite they also see one state of the index (PostgreSQL's READ
+        COMMITTED gives each statement its own)."""
         if connection is not None:
             yield connection
             return

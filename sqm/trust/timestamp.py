@@ -339,6 +339,10 @@ def verify(
     Raises :class:`VerificationError` naming the first check that fails, and
     :class:`TrustError` for material that cannot be parsed.
     """
+    if not isinstance(response_der, bytes | bytearray | memoryview) or not isinstance(
+        message, bytes | bytearray | memoryview
+    ):
+        raise TrustError("the timestamp response and the stamped data must be bytes")
     return _verified(bytes(response_der), bytes(message), ca_certificate, nonce)
 
 

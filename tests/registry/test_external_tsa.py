@@ -16,12 +16,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from sqm.client import requests
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
+from sqm.registry.db import attestations
 from sqm.registry.errors import RegistryError
+from sqm.registry.ingest import RejectionError
 from sqm.trust import bundle
 from tests.conftest import EXAMPLES
 from tests.registry.servers import serving
@@ -147,6 +149,45 @@ def test_an_outage_answers_503_keeps_the_entry_and_logs_it_when_the_tsa_is_back(
     root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
     assert bundle.verify(bundle.Bundle.from_json(again.json["bundle"]), root).ok
     assert log.waiting() == 0 and log.fsck() == []
+
+
+def test_a_bundle_read_while_its_entry_is_integrated_names_a_checkpoint_holding_it(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    # The entry waits (TSA outage); its bundle is 503 until it is in the tree. When the batch
+    # that logs it commits while the bundle is being read, the bundle must still name a
+    # checkpoint that holds it (it read a stale one first, then failed with a 500).
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    log, ingest = app.extensions["sqm"]["log"], app.extensions["sqm"]["ingest"]
+    key = Ed25519PrivateKey.generate()
+    client = app.test_client()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    assert client.post("/api/v1/suppliers", json=body).status_code == 201
+    external_tsa[2].down = True
+    refused = client.post("/api/v1/attestations", json=requests.attestation(FEED, key).to_json())
+    assert refused.status_code == 503
+    with engine.connect() as connection:
+        seq = connection.execute(select(attestations.c.seq)).scalar_one()
+    with pytest.raises(RejectionError) as waiting:
+        ingest.bundle_for(seq)
+    assert (waiting.value.status, waiting.value.code) == (503, "not_yet_integrated")
+
+    external_tsa[2].down = False
+    read_entries = log.entries_by_seq
+
+    def integrated_meanwhile(seqs: Iterable[int], connection: Any = None) -> Any:
+        log.integrate()  # another worker's batch commits just now
+        return read_entries(seqs, connection)
+
+    log.entries_by_seq = integrated_meanwhile
+    if engine.dialect.name == "sqlite":
+        # The bundle's reads share one snapshot, taken before that batch: still waiting.
+        with pytest.raises(RejectionError, match="not_yet_integrated"):
+            ingest.bundle_for(seq)
+        log.entries_by_seq = read_entries
+    made = ingest.bundle_for(seq)
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(made, root).ok and log.waiting() == 0
 
 
 def test_a_misconfigured_external_tsa_is_refused_at_start(tmp_path: Path) -> None:

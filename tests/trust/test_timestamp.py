@@ -137,7 +137,7 @@ def test_a_verified_token_is_remembered_only_for_the_same_inputs(
     # only for the very same token, data, CA and nonce.
     response = ts.stamp(authority, DATA, NOW, 13)
     first = ts.verify(response, DATA, authority.ca_certificate)
-    assert ts.verify(bytearray(response), DATA, authority.ca_certificate) is first
+    assert ts.verify(bytes(bytearray(response)), DATA, authority.ca_certificate) is first
     with pytest.raises(VerificationError, match="imprint"):
         ts.verify(response, DATA + b"x", authority.ca_certificate)
     stranger = ts.create_authority("Other", NOW - timedelta(days=30))[0]
@@ -146,6 +146,9 @@ def test_a_verified_token_is_remembered_only_for_the_same_inputs(
     with pytest.raises(VerificationError, match="nonce"):
         ts.verify(response, DATA, authority.ca_certificate, nonce=1)
     assert ts.verify(response, DATA, authority.ca_certificate) is first
+    for wrong in (response.hex(), len(response)):
+        with pytest.raises(TrustError, match="must be bytes"):
+            ts.verify(wrong, DATA, authority.ca_certificate)  # type: ignore[arg-type]
 
 
 def test_our_checker_rejects_wrong_data_ca_and_garbage(authority: ts.Authority) -> None:
