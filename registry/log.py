@@ -179,8 +179,6 @@ class TransparencyLog:
         hook still opens a (deferred) transaction: its reads share one snapshot."""
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    _reading = reading
-
     # --- writing ----------------------------------------------------------------------------
 
     @contextmanager
@@ -326,13 +324,13 @@ class TransparencyLog:
 
     def waiting(self) -> int:
         """How many sequenced entries are not in the tree yet."""
-        with self._reading() as connection:
+        with self.reading() as connection:
             return int(
                 connection.execute(select(func.count()).select_from(log_pending)).scalar() or 0
             )
 
     def size(self) -> int:
-        with self._reading() as connection:
+        with self.reading() as connection:
             return self._size(connection)
 
     def _fetch(
@@ -350,7 +348,7 @@ class TransparencyLog:
         # Two passes: learn which subtree hashes the proof needs, fetch them in one query.
         recorder = _Recorder()
         make(recorder)
-        with self._reading() as connection:
+        with self.reading() as connection:
             hashes = self._fetch(connection, recorder.wanted)
         return make(_Fetched(hashes))
 
@@ -371,7 +369,7 @@ class TransparencyLog:
         recorder = _Recorder()
         make(recorder)
         if connection is None:
-            with self._reading() as own:
+            with self.reading() as own:
                 hashes = self._fetch(own, recorder.wanted)
         else:
             hashes = self._fetch(connection, recorder.wanted)
@@ -383,7 +381,7 @@ class TransparencyLog:
     ) -> dict[int, tuple[int, bytes]]:
         """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``."""
         if connection is None:
-            with self._reading() as own:
+            with self.reading() as own:
                 return self.entries_by_seq(seqs, own)
         rows = connection.execute(_ENTRIES_BY_SEQ, {"seqs": list(seqs)})
         return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
@@ -401,7 +399,7 @@ class TransparencyLog:
         return self._proof(lambda store: [merkle.root(store, size)])[0]
 
     def leaf(self, index: int) -> bytes:
-        with self._reading() as connection:
+        with self.reading() as connection:
             value = connection.execute(
                 select(log_entries.c.leaf).where(log_entries.c.idx == index)
             ).scalar()
@@ -448,7 +446,7 @@ class TransparencyLog:
     def latest(self, connection: Connection | None = None) -> SignedCheckpoint | None:
         """The newest signed checkpoint (read through ``connection`` when given)."""
         if connection is None:
-            with self._reading() as own:
+            with self.reading() as own:
                 return self.latest(own)
         row = connection.execute(
             select(log_checkpoints.c.note, log_checkpoints.c.timestamp)
