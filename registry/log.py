@@ -161,14 +161,11 @@ class TransparencyLog:
 
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = NoteVerifier(origin, raw)
-        # The newest checkpoint read, by its note and token: a checkpoint's row and its
-        # additional tokens commit together and never change, so a reader that finds the same
-        # row again needs neither the signature check nor the tokens' query (every search,
-        # bundle and page reads it: 0.6 ms each).
-        self._newest: tuple[tuple[str, bytes], SignedCheckpoint] | None = None
-        # The same for older checkpoints, which every bundle names (the first holding its
-        # entry): a quarter of a bundle's time at 1,000,000 entries went to verifying them
-        # again. Bounded; cleared whole when full (one verification each to fill it again).
+        # Checkpoints read, by their note and token: a checkpoint's row and its additional
+        # tokens commit together and never change, so a reader that finds the same row again
+        # needs neither the signature check nor the tokens' query. Every search, bundle and
+        # page reads the newest (0.6 ms each), and every bundle the first holding its entry
+        # (a quarter of a bundle at 1,000,000 entries). Bounded; cleared whole when full.
         self._verified: dict[tuple[str, bytes], SignedCheckpoint] = {}
 
     def reading(self) -> Connection:
@@ -420,19 +417,15 @@ class TransparencyLog:
         ).first()
         if row is None:
             raise RegistryError(f"no checkpoint holds entry {index} yet")
+        return self._signed(row, connection)
+
+    def _signed(self, row: Any, connection: Connection) -> SignedCheckpoint:
+        """The checkpoint of a ``log_checkpoints`` row, its signature checked, with its
+        additional tokens (remembered while the row is unchanged)."""
         key = (str(row[0]), bytes(row[1]))
         known = self._verified.get(key)
         if known is not None:
             return known
-        signed = self._signed(row, connection)
-        if len(self._verified) >= VERIFIED_CHECKPOINTS:
-            self._verified.clear()
-        self._verified[key] = signed
-        return signed
-
-    def _signed(self, row: Any, connection: Connection) -> SignedCheckpoint:
-        """The checkpoint of a ``log_checkpoints`` row, its signature checked, with its
-        additional tokens."""
         note, token = row
         checkpoint = open_note(note, self.verifier)
         extra = connection.execute(
@@ -441,7 +434,11 @@ class TransparencyLog:
             .order_by(log_checkpoint_stamps.c.position)
         ).scalars()
         additional = tuple(bytes(t) for t in extra)
-        return SignedCheckpoint(checkpoint, note, bytes(token), additional)
+        signed = SignedCheckpoint(checkpoint, note, bytes(token), additional)
+        if len(self._verified) >= VERIFIED_CHECKPOINTS:
+            self._verified.clear()
+        self._verified[key] = signed
+        return signed
 
     def latest(self, connection: Connection | None = None) -> SignedCheckpoint | None:
         """The newest signed checkpoint (read through ``connection`` when given)."""
@@ -455,13 +452,7 @@ class TransparencyLog:
         ).first()
         if row is None:
             return None
-        key = (str(row[0]), bytes(row[1]))
-        newest = self._newest
-        if newest is not None and newest[0] == key:
-            return newest[1]
-        signed = self._signed(row, connection)
-        self._newest = (key, signed)
-        return signed
+        return self._signed(row, connection)
 
     def trust_root(self) -> TrustRoot:
         """What verifiers of this log trust: its origin and key, and its TSAs' CAs."""
