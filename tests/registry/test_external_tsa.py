@@ -190,6 +190,46 @@ def test_a_bundle_read_while_its_entry_is_integrated_names_a_checkpoint_holding_
     assert bundle.verify(made, root).ok and log.waiting() == 0
 
 
+def test_a_bundle_waits_for_its_keys_revocation_to_be_in_the_tree(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    # The revocation commits during a TSA outage, sequenced but not in the tree. A bundle of
+    # the key's earlier attestation must not be built without it (it failed with a KeyError,
+    # a 500), nor without it be presented as valid: it waits, 503, until the entry is logged.
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    log = app.extensions["sqm"]["log"]
+    key = Ed25519PrivateKey.generate()
+    client = app.test_client()
+    identity = bundle.supplier_identity(FEED["header"]["supplier"])
+    registered = client.post(
+        "/api/v1/suppliers", json=requests.registration(FEED["header"]["supplier"], key)
+    )
+    assert registered.status_code == 201, registered.json
+    logged = client.post("/api/v1/attestations", json=requests.attestation(FEED, key).to_json())
+    assert logged.status_code == 201, logged.json
+    index = logged.json["logIndex"]
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    ).ok
+
+    external_tsa[2].down = True
+    revocation = requests.revocation(identity, key, "2026-01-01T00:00:00+00:00")
+    revoked = client.post(f"/api/v1/keys/{requests.key_id(key)}/revocation", json=revocation)
+    assert revoked.status_code == 503 and revoked.json["error"] == "timestamp_unavailable"
+    assert log.waiting() == 1
+    waiting = client.get(f"/api/v1/bundles/{index}")
+    assert waiting.status_code == 503 and waiting.json["error"] == "not_yet_integrated"
+
+    external_tsa[2].down = False
+    assert log.integrate() is not None and log.waiting() == 0
+    report = bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    )
+    # Now the bundle carries the revocation, backdated before the attestation was logged.
+    assert [s.name for s in report.steps if not s.ok] == ["key valid when logged"]
+
+
 def test_a_misconfigured_external_tsa_is_refused_at_start(tmp_path: Path) -> None:
     base = RegistryConfig(data_dir=tmp_path, external_tsa_url="https://tsa.example/")
     with pytest.raises(RegistryError, match="SQM_REGISTRY_TSA_CA"):
