@@ -38,7 +38,7 @@ from sqm.registry.indexer import Indexer
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
-from sqm.trust.canonical import canonical_text
+from sqm.trust.canonical import canonical_text, loads_with_canonical
 from sqm.validator import Severity, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -397,7 +397,7 @@ class Ingest:
                 "the feed contains a NUL character (U+0000), which no SQM value may hold",
             )
         try:
-            statement = json.loads(envelope.payload)
+            statement, canonical_feed = loads_with_canonical(envelope.payload, "predicate")
         except (ValueError, UnicodeDecodeError) as exc:
             raise RejectionError(
                 400, "malformed_statement", f"the payload is not JSON: {exc}"
@@ -415,7 +415,8 @@ class Ingest:
                 422, "invalid_feed", "the statement's predicate must be a feed with a header"
             )
         try:
-            canonical_feed = canonical_text(envelope.payload, "predicate")
+            if canonical_feed is None:
+                canonical_feed = canonical_text(envelope.payload, "predicate")
         except TrustError as exc:
             raise RejectionError(
                 422,

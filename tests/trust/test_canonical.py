@@ -10,7 +10,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sqm.trust import TrustError
-from sqm.trust.canonical import canonical, canonical_text
+from sqm.trust.bundle import statement
+from sqm.trust.canonical import canonical, canonical_text, loads_with_canonical
+from tests.conftest import EXAMPLES
 
 # Keys and strings across the whole of Unicode (astral characters included: they take the
 # reference path, and must still give the reference bytes), numbers across the double range.
@@ -82,3 +84,59 @@ def test_values_without_a_canonical_form_are_refused(text: str) -> None:
 def test_text_that_is_not_json_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         canonical_text(b'{"a": ')
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+@example({"predicate": {"ppm": 12.0, "cpk": 1.333, "n": 5}})
+@example({"predicate": [1e21, 1e-7, 2.0**53 + 2, "\U0001f600"]})
+@example([1.0, {"predicate": 2}])
+def test_one_parse_gives_what_json_loads_and_canonical_text_give(value: Any) -> None:
+    for document in (value, {"predicate": value, "kind": "x"}):
+        for text in (json.dumps(document), json.dumps(document, ensure_ascii=False)):
+            parsed, jcs = loads_with_canonical(text.encode(), "predicate")
+            # repr tells 1.0 from 1: the value must be json.loads's to the type.
+            assert repr(parsed) == repr(json.loads(text))
+            if isinstance(document, dict) and "predicate" in document:
+                assert jcs in (None, canonical_text(text, "predicate"))
+            else:
+                assert jcs is None
+
+
+@pytest.mark.parametrize(
+    ("text", "jcs"),
+    [
+        (b'{"predicate": {"b": 1.0, "a": 2}}', b'{"a":2,"b":1}'),  # 1.0: parsed again as float
+        (b'{"predicate": {"a": 9007199254740993}}', None),  # beyond 2^53: the caller decides
+        (b'{"predicate": NaN}', None),
+        (b'{"predicate": "\\ud83d\\ude00"}', None),
+        (b"[1, 2]", None),
+        (b'{"other": 1}', None),
+    ],
+)
+def test_one_parse_leaves_the_hard_cases_to_canonical_text(text: bytes, jcs: bytes | None) -> None:
+    parsed, got = loads_with_canonical(text, "predicate")
+    assert repr(parsed) == repr(json.loads(text)) and got == jcs
+
+
+def test_one_parse_serves_a_typical_feed() -> None:
+    # What it is for: a submitted statement about an example feed takes one parse.
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    payload = json.dumps(statement(feed)).encode()
+    parsed, jcs = loads_with_canonical(payload, "predicate")
+    assert parsed == json.loads(payload) and jcs == canonical(feed)
+
+
+def test_one_parse_refuses_text_that_is_not_json() -> None:
+    with pytest.raises(ValueError):
+        loads_with_canonical(b'{"predicate": ', "predicate")
+
+
+def test_nesting_deeper_than_orjson_prints_still_gives_the_reference_bytes() -> None:
+    # orjson refuses to print beyond 255 levels; the standard encoder takes over.
+    value: Any = {"ppm": 12.5}
+    for depth in range(300):
+        value = {"level": depth, "inner": [value]}
+    text = json.dumps({"predicate": value}).encode()
+    assert canonical_text(text, "predicate") == canonical(value)
+    assert loads_with_canonical(text, "predicate") == (json.loads(text), canonical(value))
