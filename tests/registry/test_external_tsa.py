@@ -79,6 +79,17 @@ def _attest(app: Flask, feed: dict[str, Any] = FEED) -> Any:
     return client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
 
 
+def _registered(
+    engine: Engine, tmp_path: Path, tsa: tuple[str, Path, Outage]
+) -> tuple[Flask, Ed25519PrivateKey]:
+    """A registry with both TSAs, and the key it registered for the example feed's supplier."""
+    app = _registry(engine, tmp_path, tsa, "also")
+    key = Ed25519PrivateKey.generate()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    assert app.test_client().post("/api/v1/suppliers", json=body).status_code == 201
+    return app, key
+
+
 def test_instead_the_external_tsa_stamps_and_the_trust_root_names_it(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
@@ -131,12 +142,8 @@ def test_also_both_tokens_travel_in_the_bundle_and_both_verify(
 def test_an_outage_answers_503_keeps_the_entry_and_logs_it_when_the_tsa_is_back(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
-    app = _registry(engine, tmp_path, external_tsa, "also")
-    log = app.extensions["sqm"]["log"]
-    key = Ed25519PrivateKey.generate()
-    client = app.test_client()
-    body = requests.registration(FEED["header"]["supplier"], key)
-    assert client.post("/api/v1/suppliers", json=body).status_code == 201
+    app, key = _registered(engine, tmp_path, external_tsa)
+    log, client = app.extensions["sqm"]["log"], app.test_client()
     external_tsa[2].down = True
     envelope = requests.attestation(FEED, key).to_json()
     refused = client.post("/api/v1/attestations", json=envelope)
@@ -157,12 +164,9 @@ def test_a_bundle_read_while_its_entry_is_integrated_names_a_checkpoint_holding_
     # The entry waits (TSA outage); its bundle is 503 until it is in the tree. When the batch
     # that logs it commits while the bundle is being read, the bundle must still name a
     # checkpoint that holds it (it read a stale one first, then failed with a 500).
-    app = _registry(engine, tmp_path, external_tsa, "also")
+    app, key = _registered(engine, tmp_path, external_tsa)
     log, ingest = app.extensions["sqm"]["log"], app.extensions["sqm"]["ingest"]
-    key = Ed25519PrivateKey.generate()
     client = app.test_client()
-    body = requests.registration(FEED["header"]["supplier"], key)
-    assert client.post("/api/v1/suppliers", json=body).status_code == 201
     external_tsa[2].down = True
     refused = client.post("/api/v1/attestations", json=requests.attestation(FEED, key).to_json())
     assert refused.status_code == 503
@@ -196,15 +200,9 @@ def test_a_bundle_waits_for_its_keys_revocation_to_be_in_the_tree(
     # The revocation commits during a TSA outage, sequenced but not in the tree. A bundle of
     # the key's earlier attestation must not be built without it (it failed with a KeyError,
     # a 500), nor without it be presented as valid: it waits, 503, until the entry is logged.
-    app = _registry(engine, tmp_path, external_tsa, "also")
-    log = app.extensions["sqm"]["log"]
-    key = Ed25519PrivateKey.generate()
-    client = app.test_client()
+    app, key = _registered(engine, tmp_path, external_tsa)
+    log, client = app.extensions["sqm"]["log"], app.test_client()
     identity = bundle.supplier_identity(FEED["header"]["supplier"])
-    registered = client.post(
-        "/api/v1/suppliers", json=requests.registration(FEED["header"]["supplier"], key)
-    )
-    assert registered.status_code == 201, registered.json
     logged = client.post("/api/v1/attestations", json=requests.attestation(FEED, key).to_json())
     assert logged.status_code == 201, logged.json
     index = logged.json["logIndex"]
