@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -36,6 +37,18 @@ class BoundedInteger(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested beyond the interpreter's recursion limit refused as
+    malformed (ValueError: a 400 where the endpoint reads it) rather than raising
+    RecursionError, which reached the client as a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON nests arrays or objects too deeply") from None
+
+
 def timestampers(config: RegistryConfig, authority: Authority) -> list[Timestamper]:
     """The TSAs that stamp checkpoints, the primary first, as configured."""
     own = OwnTSA(authority, lambda: datetime.now(UTC))
@@ -55,6 +68,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     """A registry for ``config`` (default: from the environment)."""
     config = config or RegistryConfig.from_env()
     app = Flask(__name__)
+    app.json = BoundedJSONProvider(app)
     # Path integers beyond a database BIGINT are no entry of this log: 404, not an overflow.
     app.url_map.converters["int"] = BoundedInteger
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes

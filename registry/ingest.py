@@ -402,6 +402,13 @@ class Ingest:
             raise RejectionError(
                 400, "malformed_statement", f"the payload is not JSON: {exc}"
             ) from exc
+        except RecursionError:
+            raise RejectionError(
+                400,
+                "malformed_statement",
+                "the payload nests arrays or objects too deeply to parse; no SQM feed needs "
+                "more than a few levels",
+            ) from None
         if (
             not isinstance(statement, dict)
             or statement.get("predicateType") != bundle.PREDICATE_TYPE

@@ -17,6 +17,7 @@ from sqm.client import requests
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.seed import seed
+from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
 
 
@@ -89,6 +90,42 @@ def test_a_feed_holding_nul_is_refused_before_storage(seeded: Flask) -> None:
     feed["sites"][0]["name"] = "Stuttgart\u0000plant"
     answer = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
     assert (answer.status_code, answer.json["error"]) == (422, "nul_character")
+
+
+def test_a_statement_nested_too_deeply_to_parse_is_a_400(seeded: Flask) -> None:
+    # Parsing it raised RecursionError, which reached the client as a 500.
+    key = Ed25519PrivateKey.generate()
+    depth = 100_000
+    payload = (
+        b'{"_type": "https://in-toto.io/Statement/v1", "predicateType": "'
+        + bundle.PREDICATE_TYPE.encode()
+        + b'", "predicate": {"header": {}, "records": '
+        + b"[" * depth
+        + b"]" * depth
+        + b"}}"
+    )
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, requests.key_id(key))
+    answer = seeded.test_client().post("/api/v1/attestations", json=envelope.to_json())
+    assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
+    assert "nests arrays or objects too deeply" in answer.json["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/suppliers",
+        "/api/v1/attestations",
+        "/api/v1/endorsements",
+        "/api/v1/keys/abc/revocation",
+        "/api/v1/suppliers/LEI:X/keys",
+    ],
+)
+def test_a_body_nested_too_deeply_to_parse_is_a_400(seeded: Flask, path: str) -> None:
+    # Flask's JSON parser raised RecursionError, which reached the client as a 500.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = seeded.test_client().post(path, data=deep, content_type="application/json")
+    assert answer.status_code == 400, answer.json
+    assert answer.json["error"] == "malformed_json"
 
 
 def test_pages_get_html_errors_and_the_api_json(seeded: Flask) -> None:
