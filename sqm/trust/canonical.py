@@ -151,12 +151,15 @@ def _dumps(value: Any) -> bytes:
 _NUMBER_TO_CHECK = re.compile(
     rb"[:\[,]\s*-?(?:[0-9]+(?:\.[0-9]+)?[eE]|[0-9]+\.0+(?![0-9])|[0-9][0-9.]{15}|0\.000)"
 )
-_FOUR_BYTE_LEAD = re.compile(rb"[\xf0-\xff]")
+# A four-byte sequence's lead byte, or a surrogate encoded as UTF-8 (which json.loads takes
+# from bytes, and no encoder can print as UTF-8: JCS refuses it).
+_BEYOND_THE_FAST_PATH = re.compile(rb"[\xf0-\xff]|\xed[\xa0-\xbf]")
 
 
 def _astral(raw: bytes) -> bool:
-    """Whether UTF-8 ``raw`` holds a four-byte sequence (a character beyond the BMP); text in
-    another encoding (UTF-16 or UTF-32: NUL bytes) is left to the reference path too."""
+    """Whether UTF-8 ``raw`` holds a four-byte sequence (a character beyond the BMP) or an
+    encoded surrogate; text in another encoding (UTF-16 or UTF-32: NUL bytes) is left to the
+    reference path too."""
     if raw.isascii():
         return b"\x00" in raw
-    return _FOUR_BYTE_LEAD.search(raw) is not None or b"\x00" in raw
+    return _BEYOND_THE_FAST_PATH.search(raw) is not None or b"\x00" in raw

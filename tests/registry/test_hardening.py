@@ -92,22 +92,30 @@ def test_a_feed_holding_nul_is_refused_before_storage(seeded: Flask) -> None:
     assert (answer.status_code, answer.json["error"]) == (422, "nul_character")
 
 
-def test_a_statement_nested_too_deeply_to_parse_is_a_400(seeded: Flask) -> None:
-    # Parsing it raised RecursionError, which reached the client as a 500.
+@pytest.mark.parametrize(
+    ("feed_part", "status", "error", "message"),
+    [
+        # Parsing it raised RecursionError, which reached the client as a 500.
+        (b"[" * 100_000 + b"]" * 100_000, 400, "malformed_statement", "nests arrays or objects"),
+        # json.loads takes a surrogate encoded as UTF-8; printing it raised UnicodeEncodeError.
+        (b'"\xed\xa0\x80"', 422, "no_canonical_form", "no canonical JSON form"),
+    ],
+)
+def test_a_statement_with_no_feed_to_digest_is_a_clear_4xx(
+    seeded: Flask, feed_part: bytes, status: int, error: str, message: str
+) -> None:
     key = Ed25519PrivateKey.generate()
-    depth = 100_000
     payload = (
         b'{"_type": "https://in-toto.io/Statement/v1", "predicateType": "'
         + bundle.PREDICATE_TYPE.encode()
         + b'", "predicate": {"header": {}, "records": '
-        + b"[" * depth
-        + b"]" * depth
+        + feed_part
         + b"}}"
     )
     envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, requests.key_id(key))
     answer = seeded.test_client().post("/api/v1/attestations", json=envelope.to_json())
-    assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
-    assert "nests arrays or objects too deeply" in answer.json["message"]
+    assert (answer.status_code, answer.json["error"]) == (status, error)
+    assert message in answer.json["message"]
 
 
 @pytest.mark.parametrize(

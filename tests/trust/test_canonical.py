@@ -75,8 +75,17 @@ def test_numbers_escapes_and_surrogates(text: str, expected: bytes | None) -> No
         assert wanted == b'{"x":0.00001,"y":1e+21,"z":123456789012345680000}'
 
 
-@pytest.mark.parametrize("text", ["9007199254740993", '{"a": NaN}', "[Infinity]"])
-def test_values_without_a_canonical_form_are_refused(text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9007199254740993",
+        '{"a": NaN}',
+        "[Infinity]",
+        b'{"a":"\xed\xa0\x80"}',  # a lone surrogate, encoded as UTF-8: json.loads takes it
+        b'{"\xed\xbf\xbf":1}',
+    ],
+)
+def test_values_without_a_canonical_form_are_refused(text: str | bytes) -> None:
     with pytest.raises(TrustError):
         canonical_text(text)
 
@@ -110,6 +119,7 @@ def test_one_parse_gives_what_json_loads_and_canonical_text_give(value: Any) -> 
         (b'{"predicate": {"a": 9007199254740993}}', None),  # beyond 2^53: the caller decides
         (b'{"predicate": NaN}', None),
         (b'{"predicate": "\\ud83d\\ude00"}', None),
+        (b'{"predicate": "\xed\xa0\x80"}', None),  # a UTF-8 surrogate: canonical_text refuses it
         (b"[1, 2]", None),
         (b'{"other": 1}', None),
     ],
