@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    case,
     func,
     literal,
     not_,
@@ -236,22 +237,39 @@ class SupplierSearch:
         self, connection: Connection, query: SupplierQuery, indexes: list[int]
     ) -> dict[int, list[tuple[float | None, float | None, int]]]:
         """For the hits of a page: each condition's (min, max, count) over the values in its
-        scope, by log index."""
+        scope, by log index. One statement for every condition, each aggregate over its own
+        scope: a statement per condition cost a tenth of a search's CPU."""
         found: dict[int, list[tuple[float | None, float | None, int]]] = {
             index: [] for index in indexes
         }
-        if not indexes:
+        if not indexes or not query.conditions:
             return found
-        for condition in query.conditions:
-            value = index_facts.c.base_value
-            rows = connection.execute(
-                select(index_facts.c.log_index, func.min(value), func.max(value), func.count())
-                .where(index_facts.c.log_index.in_(indexes), self._scope(query, condition))
-                .group_by(index_facts.c.log_index)
-            ).all()
-            seen = {int(index): (low, high, int(count)) for index, low, high, count in rows}
-            for index in indexes:
-                found[index].append(seen.get(index, (None, None, 0)))
+        facts = index_facts.c
+        scopes = [self._scope(query, condition) for condition in query.conditions]
+        columns: list[Any] = [facts.log_index]
+        for scope in scopes:
+            in_scope = case((scope, facts.base_value))
+            columns += [func.min(in_scope), func.max(in_scope), func.count(in_scope)]
+        rows = connection.execute(
+            select(*columns)
+            .where(
+                facts.log_index.in_(indexes),
+                # The metrics as a range of the (log_index, metric, base_value) index, as each
+                # condition's own statement probed it: the scopes only filter those rows.
+                facts.metric.in_(sorted({c.metric for c in query.conditions})),
+                or_(*scopes),
+            )
+            .group_by(facts.log_index)
+        ).all()
+        seen = {int(row[0]): row[1:] for row in rows}
+        for index in indexes:
+            values = seen.get(index)
+            for number in range(len(scopes)):
+                if values is None:
+                    found[index].append((None, None, 0))
+                else:
+                    low, high, count = values[3 * number : 3 * number + 3]
+                    found[index].append((low, high, int(count)))
         return found
 
     def statement(self, query: SupplierQuery, now: datetime) -> Select[Any]:
