@@ -118,11 +118,22 @@ class SupplierSearch:
             classified = select(index_classifications.c.product).where(
                 index_classifications.c.log_index == facts.log_index,
                 index_classifications.c.scheme == scheme,
-                index_classifications.c.code.like(code) if code.endswith("%")
-                else index_classifications.c.code == code,
-            )  # fmt: skip
+                self._code_is(index_classifications.c.code, code),
+            )
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
+
+    def _code_is(self, column: ColumnElement[str], code: str) -> ColumnElement[bool]:
+        """A classification code test: equal, or for a prefix (ending in %) the codes that
+        start with it. On SQLite a range, not LIKE: SQLite cannot seek an index with LIKE
+        (the attestation's every code of the scheme was read and matched), and its LIKE
+        ignores case where PostgreSQL's does not. PostgreSQL keeps LIKE: under a linguistic
+        collation a range of text is not the set of strings with a prefix."""
+        if not code.endswith("%"):
+            return column == code
+        if self._postgres:
+            return column.like(code)
+        return and_(column >= code[:-1], column < _after_prefix(code[:-1]))
 
     @staticmethod
     def _filter_sets(query: SupplierQuery) -> list[_FilterSet]:
@@ -171,7 +182,8 @@ class SupplierSearch:
             # Done when at most one set is larger than counted: that one is not the smallest.
             if sizes.count(cap) < 2:
                 break
-        order = sorted(range(len(sets)), key=lambda n: (sizes[n], n))
+        # Of sets as large, a one value's: a range is read in full before its walk starts.
+        order = sorted(range(len(sets)), key=lambda n: (sizes[n], sets[n].value is None, n))
         if sizes[order[0]] < STARTING_SET_PROBES[0]:
             return [sets[order[0]]]
         # A long walk: the other sets counted in full narrow it first, each read once into a
@@ -376,6 +388,19 @@ class SupplierSearch:
                     index_countries.c.country == query.country,
                 )
             )
+        # The product class before the certificate: it rejects more, and each exact test reads
+        # the attestation's own rows (an automotive search at 100,000 suppliers: 20.7 -> 16.6 ms).
+        named_class = None if query.classification is None else ":".join(query.classification)
+        if query.classification is not None and ("classification", named_class) not in settled:
+            scheme, code = query.classification
+            classes = index_classifications.c
+            where.append(
+                self._exists(
+                    classes.log_index == entry,
+                    classes.scheme == scheme,
+                    self._code_is(classes.code, code),
+                )
+            )
         if query.certification is not None and query.valid_on is not None:
             certificate = index_certifications.c
             where.append(
@@ -387,17 +412,6 @@ class SupplierSearch:
                     or_(
                         certificate.valid_until.is_(None), certificate.valid_until >= query.valid_on
                     ),
-                )
-            )
-        named_class = None if query.classification is None else ":".join(query.classification)
-        if query.classification is not None and ("classification", named_class) not in settled:
-            scheme, code = query.classification
-            classes = index_classifications.c
-            where.append(
-                self._exists(
-                    classes.log_index == entry,
-                    classes.scheme == scheme,
-                    classes.code.like(code) if code.endswith("%") else classes.code == code,
                 )
             )
         if query.assurance is not None:

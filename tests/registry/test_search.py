@@ -206,7 +206,9 @@ def test_the_metric_catalogue_is_served(seeded: Flask) -> None:
 
 METRICS = ("capability_records.cpk", "delivery_records.on_time_percent", "lead_time_records.days")
 SCHEMES = ("ISO_9001", "IATF_16949")
-CODES = ("31161500", "31161600", "40141700")
+# Two codes that differ only in case: a prefix of one must not find the other (SQLite's LIKE
+# would, PostgreSQL's would not).
+CODES = ("31161500", "31161600", "40141700", "A1161500", "a1161500")
 DAY = date(2026, 11, 1)
 
 
@@ -492,3 +494,20 @@ def test_the_search_starts_from_the_smallest_filter_set(
             search._sizes[key] = (0, until)
     first, *_ = (each.suppliers for each in search._starting_sets(query))
     assert values(first) == {largest}
+
+
+def test_a_search_walks_a_one_value_set_before_an_equally_large_range(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both sets are larger than counted: walking the range means reading every supplier it
+    # holds first (at 100,000 suppliers, an automotive search 29 -> 15 ms), the one value's
+    # index entries are walked in supplier order and the walk stops with the page.
+    monkeypatch.setattr("sqm.registry.search.STARTING_SET_PROBES", (2,))
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    _store(engine, _entries(random.Random(7), 60))
+    search = app.extensions["sqm"]["search"]
+    query = SupplierQuery(classification=("UNSPSC", "3116%"), country="DE", limit=100)
+    first, *rest = search._starting_sets(query)
+    assert (first.kind, first.value) == ("country", "DE")
+    assert rest == []  # the range, larger than counted, is left to the exact test
