@@ -59,6 +59,7 @@ class _FilterSet(NamedTuple):
     label: str  # names the set among its kind's: the value, or the prefix and "*"
     suppliers: Select[Any]
     chosen: ColumnElement[bool]  # which of the kind's rows of index_latest_filters it holds
+    bounds: tuple[str, str] | None = None  # a range's least value and the least beyond it
 
 
 def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
@@ -141,16 +142,22 @@ class SupplierSearch:
         values = index_latest_filters.c
         sets: list[_FilterSet] = []
 
-        def add(kind: str, value: str | None, label: str, chosen: ColumnElement[bool]) -> None:
+        def add(
+            kind: str,
+            value: str | None,
+            label: str,
+            chosen: ColumnElement[bool],
+            bounds: tuple[str, str] | None = None,
+        ) -> None:
             selected = select(values.supplier).where(values.kind == kind, chosen)
-            sets.append(_FilterSet(kind, value, label, selected, chosen))
+            sets.append(_FilterSet(kind, value, label, selected, chosen, bounds))
 
         if query.classification is not None:
             scheme, code = query.classification
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
                 within = and_(values.value >= prefix, values.value < _after_prefix(prefix))
-                add("classification", None, f"{prefix}*", within)
+                add("classification", None, f"{prefix}*", within, (prefix, _after_prefix(prefix)))
             else:
                 wanted = f"{scheme}:{code}"
                 add("classification", wanted, wanted, values.value == wanted)
@@ -352,20 +359,32 @@ class SupplierSearch:
                 for each in filter_sets
                 if each.value is not None and (each.kind, each.value) != first
             ]
-            for number, each in enumerate(probed):
+            # When SQLite walks a one-value set, a range (a product-class prefix) too: one seek
+            # per walked supplier, not a list of the range's suppliers read first. (A range that
+            # is the smallest set is the walk itself; PostgreSQL walks it or hashes it as a
+            # list below, and its text ranges follow the database's collation.)
+            ranges = (
+                [each for each in filter_sets if each.value is None]
+                if first is not None and not self._postgres
+                else []
+            )
+            for number, each in enumerate(probed + ranges):
                 also = index_latest_filters.alias(f"also_{number}")
                 where.append(
                     self._exists(
                         also.c.kind == each.kind,
-                        also.c.value == each.value,
                         also.c.supplier == candidate,
+                        also.c.value == each.value
+                        if each.bounds is None
+                        else and_(also.c.value >= each.bounds[0], also.c.value < each.bounds[1]),
                     )
                 )
-            starting = [each for each in starting if each.value is None]
+            starting = [] if ranges else [each for each in starting if each.value is None]
             # A country or product class found in index_latest_filters is one that the
             # supplier's latest attestation names (the indexer derives those rows from its
             # rows in one transaction): its exact test below would only repeat the lookup.
             settled |= {(each.kind, each.value) for each in probed}
+            settled |= {(each.kind, None) for each in ranges}
             if first is not None:
                 settled.add(first)
         source: Any = (
@@ -391,7 +410,14 @@ class SupplierSearch:
         # The product class before the certificate: it rejects more, and each exact test reads
         # the attestation's own rows (an automotive search at 100,000 suppliers: 20.7 -> 16.6 ms).
         named_class = None if query.classification is None else ":".join(query.classification)
-        if query.classification is not None and ("classification", named_class) not in settled:
+        if (
+            query.classification is not None
+            and not {
+                ("classification", named_class),
+                ("classification", None),
+            }
+            & settled
+        ):
             scheme, code = query.classification
             classes = index_classifications.c
             where.append(
