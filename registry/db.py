@@ -257,6 +257,7 @@ OBSOLETE_INDEXES = (
     "index_classifications_by_code",
     "ix_index_classifications_log_index",
     "ix_index_latest_filters_supplier",
+    "index_latest_filters_by_value",
 )
 index_certifications = Table(
     "index_certifications",
@@ -303,7 +304,10 @@ index_latest_filters = Table(
     Column("value", Text, nullable=False),
     Column("supplier", Text, nullable=False),
     Column("log_index", BigInteger, nullable=False),
-    Index("index_latest_filters_by_value", "kind", "value", "supplier"),
+    # With the entry: a search walks a value's suppliers and names their latest attestation
+    # from the index alone (PostgreSQL read each walked row from the table: a critical search
+    # at 100,000 suppliers, p50 17.9 -> 14.0 ms).
+    Index("index_latest_filters_by_value_entry", "kind", "value", "supplier", "log_index"),
     # A supplier's rows, for the indexer's replacing them and for a search that tests whether
     # a walked supplier has a value in a range (a product-class prefix): one seek of this
     # covering index, where the attestation's own classification rows lie all over the table
