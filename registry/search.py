@@ -385,11 +385,8 @@ class SupplierSearch:
                         else and_(also.c.value >= each.bounds[0], also.c.value < each.bounds[1]),
                     )
                 )
-            starting = (
-                []
-                if ranges
-                else [each for each in starting if each.value is None or id(each) in hashed]
-            )
+            if not self._postgres:  # a range left is the walk itself, read as a list
+                starting = [] if ranges else [each for each in starting if each.value is None]
             # A country or product class found in index_latest_filters is one that the
             # supplier's latest attestation names (the indexer derives those rows from its
             # rows in one transaction): its exact test below would only repeat the lookup.
