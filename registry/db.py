@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -301,7 +302,12 @@ index_latest_filters = Table(
     "index_latest_filters",
     metadata,
     Column("kind", Text, nullable=False),
-    Column("value", Text, nullable=False),
+    # A product-class prefix is a range of these values: in byte order, whatever collation
+    # the PostgreSQL database has (under ICU en-US the range of "UNSPSC:A116" also held
+    # "UNSPSC:a1161500"; where punctuation is ignored, a prefix ending in "." could lose codes).
+    Column(
+        "value", Text().with_variant(postgresql.TEXT(collation="C"), "postgresql"), nullable=False
+    ),
     Column("supplier", Text, nullable=False),
     Column("log_index", BigInteger, nullable=False),
     # With the entry: a search walks a value's suppliers and names their latest attestation
@@ -378,7 +384,25 @@ def make_engine(url: str) -> Engine:
         for name in OBSOLETE_INDEXES:
             connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
         _deflate_envelope_columns(connection)
+        _byte_order_filter_values(connection)
     return engine
+
+
+def _byte_order_filter_values(connection: Connection) -> None:
+    """Stores created before the filter values were compared in byte order: their column
+    takes the "C" collation (PostgreSQL rebuilds its indexes)."""
+    if connection.dialect.name != "postgresql":
+        return
+    collation = connection.execute(
+        text(
+            "SELECT collation_name FROM information_schema.columns WHERE table_schema ="
+            " current_schema() AND table_name = 'index_latest_filters' AND column_name = 'value'"
+        )
+    ).scalar()
+    if collation != "C":
+        connection.exec_driver_sql(
+            'ALTER TABLE index_latest_filters ALTER COLUMN value TYPE text COLLATE "C"'
+        )
 
 
 def _deflate_envelope_columns(connection: Connection) -> None:

@@ -368,7 +368,7 @@ class SupplierSearch:
             # When SQLite walks a one-value set, a range (a product-class prefix) too: one seek
             # per walked supplier, not a list of the range's suppliers read first. (A range that
             # is the smallest set is the walk itself; PostgreSQL walks it or hashes it as a
-            # list below, and its text ranges follow the database's collation.)
+            # list below.)
             ranges = (
                 [each for each in filter_sets if each.value is None]
                 if first is not None and not self._postgres

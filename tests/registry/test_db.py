@@ -240,3 +240,26 @@ def _indexed(log_index: int) -> dict[str, object]:
         "issued_at": datetime(2026, 11, 27, tzinfo=UTC), "previous_index": None,
         "payload_sha256": "0" * 64, "assurance_rank": 0,
     }  # fmt: skip
+
+
+def test_a_store_whose_filter_values_follow_the_database_collation_is_moved_to_byte_order(
+    icu_postgres_url: str,
+) -> None:
+    made = make_engine(icu_postgres_url)
+    query = text(
+        "SELECT collation_name FROM information_schema.columns WHERE table_name ="
+        " 'index_latest_filters' AND column_name = 'value'"
+    )
+    try:
+        with made.begin() as connection:
+            assert connection.execute(query).scalar() == "C"
+            connection.exec_driver_sql(  # as an earlier version created it
+                'ALTER TABLE index_latest_filters ALTER COLUMN value TYPE text COLLATE "default"'
+            )
+            assert connection.execute(query).scalar() != "C"
+        made.dispose()
+        made = make_engine(icu_postgres_url)
+        with made.connect() as connection:
+            assert connection.execute(query).scalar() == "C"
+    finally:
+        made.dispose()

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
@@ -517,3 +517,28 @@ def test_a_search_walks_a_one_value_set_before_an_equally_large_range(
     first, *rest = search._starting_sets(query)
     assert (first.kind, first.value) == ("country", "DE")
     assert rest == []  # the range, larger than counted, is left to the exact test
+
+
+def test_a_prefix_set_holds_the_codes_with_that_prefix_whatever_the_collation(
+    icu_postgres_url: str, tmp_path: Path
+) -> None:
+    # Under en-US, "UNSPSC:a1161500" sorts between "UNSPSC:A116" and "UNSPSC:A117": a range
+    # of the database's own collation would count it in the prefix "A116".
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=icu_postgres_url))
+    search = app.extensions["sqm"]["search"]
+    engine = search.log.engine
+    rows = [("A1161500", "LEI:1"), ("a1161500", "LEI:2"), ("A1171500", "LEI:3")]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(index_latest_filters),
+            [
+                {"kind": "classification", "value": f"UNSPSC:{code}", "supplier": supplier,
+                 "log_index": number}
+                for number, (code, supplier) in enumerate(rows)
+            ],
+        )  # fmt: skip
+    query = SupplierQuery(classification=("UNSPSC", "A116%"), limit=10)
+    (prefix,) = search._filter_sets(query)
+    with engine.connect() as connection:
+        assert connection.execute(prefix.suppliers).scalars().all() == ["LEI:1"]
+    assert search._set_sizes([prefix], 1000) == [1]
