@@ -57,9 +57,18 @@ class _FilterSet(NamedTuple):
     kind: str
     value: str | None  # the one value that selects them; None for a range (a code prefix)
     label: str  # names the set among its kind's: the value, or the prefix and "*"
-    suppliers: Select[Any]
-    chosen: ColumnElement[bool]  # which of the kind's rows of index_latest_filters it holds
     bounds: tuple[str, str] | None = None  # a range's least value and the least beyond it
+
+    @property
+    def suppliers(self) -> Select[Any]:
+        values = index_latest_filters.c
+        return select(values.supplier).where(values.kind == self.kind, self.holds(values.value))
+
+    def holds(self, value: ColumnElement[str]) -> ColumnElement[bool]:
+        """Whether ``value``, a kind's value in index_latest_filters, is in this set."""
+        if self.bounds is None:
+            return value == self.value
+        return and_(value >= self.bounds[0], value < self.bounds[1])
 
 
 def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
@@ -139,33 +148,21 @@ class SupplierSearch:
     @staticmethod
     def _filter_sets(query: SupplierQuery) -> list[_FilterSet]:
         """The query's filters that select suppliers by their latest attestation's values."""
-        values = index_latest_filters.c
         sets: list[_FilterSet] = []
-
-        def add(
-            kind: str,
-            value: str | None,
-            label: str,
-            chosen: ColumnElement[bool],
-            bounds: tuple[str, str] | None = None,
-        ) -> None:
-            selected = select(values.supplier).where(values.kind == kind, chosen)
-            sets.append(_FilterSet(kind, value, label, selected, chosen, bounds))
-
         if query.classification is not None:
             scheme, code = query.classification
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
-                within = and_(values.value >= prefix, values.value < _after_prefix(prefix))
-                add("classification", None, f"{prefix}*", within, (prefix, _after_prefix(prefix)))
+                bounds = (prefix, _after_prefix(prefix))
+                sets.append(_FilterSet("classification", None, f"{prefix}*", bounds))
             else:
                 wanted = f"{scheme}:{code}"
-                add("classification", wanted, wanted, values.value == wanted)
+                sets.append(_FilterSet("classification", wanted, wanted))
         if query.country is not None:
-            add("country", query.country, query.country, values.value == query.country)
+            sets.append(_FilterSet("country", query.country, query.country))
         if query.certification is not None and query.valid_on is not None:
             wanted = query.certification
-            add("certification", wanted, wanted, values.value == wanted)
+            sets.append(_FilterSet("certification", wanted, wanted))
         return sets
 
     def _starting_sets(
@@ -340,7 +337,7 @@ class SupplierSearch:
             values = index_latest_filters.c
             ranged = (
                 select(values.supplier)
-                .where(values.kind == chosen.kind, chosen.chosen)
+                .where(values.kind == chosen.kind, chosen.holds(values.value))
                 .distinct()
                 .order_by(values.supplier)
                 .subquery("start")
@@ -357,13 +354,13 @@ class SupplierSearch:
             # PostgreSQL tests a walked supplier against a set counted in full through its list,
             # read once into a hash (below): an EXISTS probe there costs some 4 us a supplier
             # (at 100,000 suppliers, 5,669 of them walked for a critical search: 23 ms).
-            hashed = {id(each) for each in starting} if self._postgres else set()
+            hashed = set(starting) if self._postgres else set()
             probed = [
                 each
                 for each in filter_sets
                 if each.value is not None
                 and (each.kind, each.value) != first
-                and id(each) not in hashed
+                and each not in hashed
             ]
             # When SQLite walks a one-value set, a range (a product-class prefix) too: one seek
             # per walked supplier, not a list of the range's suppliers read first. (A range that
@@ -380,9 +377,7 @@ class SupplierSearch:
                     self._exists(
                         also.c.kind == each.kind,
                         also.c.supplier == candidate,
-                        also.c.value == each.value
-                        if each.bounds is None
-                        else and_(also.c.value >= each.bounds[0], also.c.value < each.bounds[1]),
+                        each.holds(also.c.value),
                     )
                 )
             if not self._postgres:  # a range left is the walk itself, read as a list
