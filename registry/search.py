@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Float,
     Select,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -40,7 +43,7 @@ from sqm.registry.db import (
 from sqm.registry.facts import ASSURANCE_ORDER
 from sqm.registry.indexer import Indexer
 from sqm.registry.log import TransparencyLog
-from sqm.registry.query import Condition, SupplierQuery, encode_cursor
+from sqm.registry.query import SupplierQuery, encode_cursor
 from sqm.schema.artifacts import units
 
 EPSILON = 1e-9
@@ -58,31 +61,64 @@ class _FilterSet(NamedTuple):
     value: str | None  # the one value that selects them; None for a range (a code prefix)
     label: str  # names the set among its kind's: the value, or the prefix and "*"
     bounds: tuple[str, str] | None = None  # a range's least value and the least beyond it
+    name: str = "set"  # its parameters' prefix in a statement
 
     @property
     def suppliers(self) -> Select[Any]:
+        """The set's suppliers, with its value(s) bound."""
+        return self.members().params(self.parameters())
+
+    def members(self) -> Select[Any]:
+        """The set's suppliers, its value(s) left as parameters (:meth:`parameters`)."""
         values = index_latest_filters.c
         return select(values.supplier).where(values.kind == self.kind, self.holds(values.value))
 
     def holds(self, value: ColumnElement[str]) -> ColumnElement[bool]:
         """Whether ``value``, a kind's value in index_latest_filters, is in this set."""
         if self.bounds is None:
-            return value == self.value
-        return and_(value >= self.bounds[0], value < self.bounds[1])
+            return value == bindparam(f"{self.name}_value")
+        return and_(value >= bindparam(f"{self.name}_low"), value < bindparam(f"{self.name}_high"))
+
+    def parameters(self) -> dict[str, str]:
+        if self.bounds is None:
+            assert self.value is not None
+            return {f"{self.name}_value": self.value}
+        return {f"{self.name}_low": self.bounds[0], f"{self.name}_high": self.bounds[1]}
 
 
-def _holds(condition: Condition, value: Any) -> ColumnElement[bool]:
-    threshold = condition.threshold
-    if condition.op == ">=":
+def _holds(op: str, value: Any, number: int) -> ColumnElement[bool]:
+    """Condition ``number``'s test of ``value`` (its threshold a parameter: :func:`_values`)."""
+    threshold = bindparam(f"c{number}_threshold", type_=Float())
+    if op == ">=":
         return value >= threshold  # type: ignore[no-any-return]
-    if condition.op == ">":
+    if op == ">":
         return value > threshold  # type: ignore[no-any-return]
-    if condition.op == "<=":
+    if op == "<=":
         return value <= threshold  # type: ignore[no-any-return]
-    if condition.op == "<":
+    if op == "<":
         return value < threshold  # type: ignore[no-any-return]
-    tolerance = EPSILON * max(1.0, abs(threshold))
-    return func.abs(value - threshold) <= tolerance
+    return func.abs(value - threshold) <= bindparam(f"c{number}_tolerance", type_=Float())
+
+
+def _shape(query: SupplierQuery) -> tuple[Any, ...]:
+    """What a search's statement is built from, besides its values (:func:`_values`): two
+    queries of one shape, whose searches start from the same sets, share one statement."""
+    return (
+        tuple((each.op, each.base_unit is not None) for each in query.conditions),
+        query.match,
+        query.country is not None,
+        query.certification is not None,
+        query.valid_on is not None,
+        None if query.classification is None else query.classification[1].endswith("%"),
+        query.characteristic_class is not None,
+        query.assurance is not None,
+        query.claimed_assurance is not None,
+        query.fresh_since is not None,
+        query.as_of is not None,
+        query.sort,
+        query.after is not None,
+        query.limit,
+    )
 
 
 class SupplierSearch:
@@ -93,6 +129,10 @@ class SupplierSearch:
         self.indexer = indexer
         self._sizes: dict[tuple[str, str, int], tuple[int, float]] = {}
         self._postgres = log.engine.dialect.name == "postgresql"
+        # Statements by shape: building one took a fifth of a search's CPU (SQLAlchemy's own
+        # cache then spares only the SQL text), and a reused one also keeps its cache key.
+        self._searches: dict[tuple[Any, ...], Select[Any]] = {}
+        self._aggregates: dict[tuple[Any, ...], Select[Any]] = {}
 
     def _latest(self, query: SupplierQuery) -> Any:
         if query.as_of is None:
@@ -104,31 +144,31 @@ class SupplierSearch:
                 index_attestations.c.supplier,
                 func.max(index_attestations.c.log_index).label("log_index"),
             )
-            .where(index_attestations.c.issued_at <= query.as_of)
+            .where(index_attestations.c.issued_at <= bindparam("as_of"))
             .group_by(index_attestations.c.supplier)
             .subquery("latest")
         )
 
-    def _scope(self, query: SupplierQuery, condition: Condition) -> ColumnElement[bool]:
+    def _scope(self, query: SupplierQuery, number: int) -> ColumnElement[bool]:
+        """The facts that condition ``number`` tests."""
         facts = index_facts.c
-        parts: list[ColumnElement[bool]] = [facts.metric == condition.metric]
-        if condition.base_unit is not None:
-            parts.append(facts.base_unit == condition.base_unit)
+        parts: list[ColumnElement[bool]] = [facts.metric == bindparam(f"c{number}_metric")]
+        if query.conditions[number].base_unit is not None:
+            parts.append(facts.base_unit == bindparam(f"c{number}_unit"))
         if query.characteristic_class is not None:
             parts.append(
                 or_(
                     facts.section != "capability_records",
-                    facts.characteristic_class == query.characteristic_class,
+                    facts.characteristic_class == bindparam("characteristic_class"),
                 )
             )
         if query.claimed_assurance is not None:
-            parts.append(facts.claimed_rank >= query.claimed_assurance)
+            parts.append(facts.claimed_rank >= bindparam("claimed_assurance"))
         if query.classification is not None:
-            scheme, code = query.classification
             classified = select(index_classifications.c.product).where(
                 index_classifications.c.log_index == facts.log_index,
-                index_classifications.c.scheme == scheme,
-                self._code_is(index_classifications.c.code, code),
+                index_classifications.c.scheme == bindparam("class_scheme"),
+                self._code_is(index_classifications.c.code, query.classification[1]),
             )
             parts.append(or_(facts.product.is_(None), facts.product.in_(classified)))
         return and_(*parts)
@@ -138,12 +178,13 @@ class SupplierSearch:
         start with it. On SQLite a range, not LIKE: SQLite cannot seek an index with LIKE
         (the attestation's every code of the scheme was read and matched), and its LIKE
         ignores case where PostgreSQL's does not. PostgreSQL keeps LIKE: under a linguistic
-        collation a range of text is not the set of strings with a prefix."""
+        collation a range of text is not the set of strings with a prefix. The code itself is
+        a parameter (:meth:`_values`)."""
         if not code.endswith("%"):
-            return column == code
+            return column == bindparam("class_code")
         if self._postgres:
-            return column.like(code)
-        return and_(column >= code[:-1], column < _after_prefix(code[:-1]))
+            return column.like(bindparam("class_code"))
+        return and_(column >= bindparam("class_low"), column < bindparam("class_high"))
 
     @staticmethod
     def _filter_sets(query: SupplierQuery) -> list[_FilterSet]:
@@ -154,15 +195,19 @@ class SupplierSearch:
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
                 bounds = (prefix, _after_prefix(prefix))
-                sets.append(_FilterSet("classification", None, f"{prefix}*", bounds))
+                sets.append(
+                    _FilterSet("classification", None, f"{prefix}*", bounds, "set_classification")
+                )
             else:
                 wanted = f"{scheme}:{code}"
-                sets.append(_FilterSet("classification", wanted, wanted))
+                sets.append(
+                    _FilterSet("classification", wanted, wanted, None, "set_classification")
+                )
         if query.country is not None:
-            sets.append(_FilterSet("country", query.country, query.country))
+            sets.append(_FilterSet("country", query.country, query.country, None, "set_country"))
         if query.certification is not None and query.valid_on is not None:
             wanted = query.certification
-            sets.append(_FilterSet("certification", wanted, wanted))
+            sets.append(_FilterSet("certification", wanted, wanted, None, "set_certification"))
         return sets
 
     def _starting_sets(
@@ -241,9 +286,9 @@ class SupplierSearch:
         candidate, through the (log_index, metric, base_value) index, a search costs in
         proportion to the suppliers it looks at, and stops with its page."""
         tests: list[ColumnElement[bool]] = []
-        for condition in query.conditions:
-            scope = and_(index_facts.c.log_index == entry, self._scope(query, condition))
-            holds = _holds(condition, index_facts.c.base_value)
+        for number, condition in enumerate(query.conditions):
+            scope = and_(index_facts.c.log_index == entry, self._scope(query, number))
+            holds = _holds(condition.op, index_facts.c.base_value, number)
             tests.append(self._exists(scope, holds))
             if query.match == "all":  # at least one value in scope, and none that fails
                 tests.append(not_(self._exists(scope, not_(holds))))
@@ -260,27 +305,21 @@ class SupplierSearch:
         }
         if not indexes or not query.conditions:
             return found
-        facts = index_facts.c
-        scopes = [self._scope(query, condition) for condition in query.conditions]
-        columns: list[Any] = [facts.log_index]
-        for scope in scopes:
-            in_scope = case((scope, facts.base_value))
-            columns += [func.min(in_scope), func.max(in_scope), func.count(in_scope)]
-        rows = connection.execute(
-            select(*columns)
-            .where(
-                facts.log_index.in_(indexes),
-                # The metrics as a range of the (log_index, metric, base_value) index, as each
-                # condition's own statement probed it: the scopes only filter those rows.
-                facts.metric.in_(sorted({c.metric for c in query.conditions})),
-                or_(*scopes),
-            )
-            .group_by(facts.log_index)
-        ).all()
+        shape = _shape(query)
+        aggregate = self._aggregates.get(shape)
+        if aggregate is None:
+            aggregate = self._aggregate(query)
+            if len(self._aggregates) > 1000:  # bounded: forget them all rather than grow
+                self._aggregates.clear()
+            self._aggregates[shape] = aggregate
+        parameters = self._values(query, [])
+        parameters["indexes"] = indexes
+        parameters["metrics"] = sorted({c.metric for c in query.conditions})
+        rows = connection.execute(aggregate, parameters).all()
         seen = {int(row[0]): row[1:] for row in rows}
         for index in indexes:
             values = seen.get(index)
-            for number in range(len(scopes)):
+            for number in range(len(query.conditions)):
                 if values is None:
                     found[index].append((None, None, 0))
                 else:
@@ -288,8 +327,82 @@ class SupplierSearch:
                     found[index].append((low, high, int(count)))
         return found
 
+    def _aggregate(self, query: SupplierQuery) -> Select[Any]:
+        """The statement of :meth:`_matches`, its values parameters."""
+        facts = index_facts.c
+        scopes = [self._scope(query, number) for number in range(len(query.conditions))]
+        columns: list[Any] = [facts.log_index]
+        for scope in scopes:
+            in_scope = case((scope, facts.base_value))
+            columns += [func.min(in_scope), func.max(in_scope), func.count(in_scope)]
+        return (
+            select(*columns)
+            .where(
+                facts.log_index.in_(bindparam("indexes", expanding=True)),
+                # The metrics as a range of the (log_index, metric, base_value) index, as each
+                # condition's own statement probed it: the scopes only filter those rows.
+                facts.metric.in_(bindparam("metrics", expanding=True)),
+                or_(*scopes),
+            )
+            .group_by(facts.log_index)
+        )
+
+    def _values(self, query: SupplierQuery, sets: list[_FilterSet]) -> dict[str, Any]:
+        """The parameters of a search's statements: every value the query gives, by the
+        names the statements of its shape use."""
+        values: dict[str, Any] = {}
+        for each in sets:
+            values |= each.parameters()
+        for number, condition in enumerate(query.conditions):
+            values[f"c{number}_metric"] = condition.metric
+            values[f"c{number}_unit"] = condition.base_unit
+            values[f"c{number}_threshold"] = condition.threshold
+            values[f"c{number}_tolerance"] = EPSILON * max(1.0, abs(condition.threshold))
+        if query.classification is not None:
+            scheme, code = query.classification
+            values["class_scheme"] = scheme
+            values["class_code"] = code
+            if code.endswith("%"):
+                values["class_low"] = code[:-1]
+                values["class_high"] = _after_prefix(code[:-1])
+        for name in ("characteristic_class", "claimed_assurance", "country", "certification"):
+            values[name] = getattr(query, name)
+        values["valid_on"] = query.valid_on
+        values["assurance"] = query.assurance
+        values["fresh_since"] = query.fresh_since
+        values["as_of"] = query.as_of
+        if query.after is not None:
+            value, last = query.after
+            if query.sort in ("issued_at", "-issued_at"):
+                value = datetime.fromisoformat(str(value))
+            values["after_key"] = value
+            values["after_supplier"] = last
+        return values
+
     def statement(self, query: SupplierQuery, now: datetime) -> Select[Any]:
-        """The SQL of a search (exposed so that benchmarks can time the raw query)."""
+        """The SQL of a search, its values bound (exposed so that benchmarks can time the raw
+        query)."""
+        statement, values = self._search(query)
+        return statement.params(values)
+
+    def _search(self, query: SupplierQuery) -> tuple[Select[Any], dict[str, Any]]:
+        """A search's statement, shared by the queries of its shape, and its parameters."""
+        filter_sets = self._filter_sets(query)
+        starting = self._starting_sets(query, filter_sets)
+        shape = (_shape(query), tuple(filter_sets.index(each) for each in starting))
+        statement = self._searches.get(shape)
+        if statement is None:
+            statement = self._build(query, filter_sets, starting)
+            if len(self._searches) > 1000:  # bounded: forget them all rather than grow
+                self._searches.clear()
+            self._searches[shape] = statement
+        return statement, self._values(query, filter_sets)
+
+    def _build(
+        self, query: SupplierQuery, filter_sets: list[_FilterSet], starting: list[_FilterSet]
+    ) -> Select[Any]:
+        """The statement of a search's shape, each value a parameter (:meth:`_values`)."""
+        starting = list(starting)
         latest = self._latest(query)
         attestation = index_attestations.c
         columns: list[Any] = [
@@ -323,7 +436,7 @@ class SupplierSearch:
             walking = True
             start = index_latest_filters.alias("start")
             walked = start.join(latest, latest.c.supplier == start.c.supplier)
-            where += [start.c.kind == chosen.kind, start.c.value == chosen.value]
+            where += [start.c.kind == chosen.kind, chosen.holds(start.c.value)]
             supplier = candidate = start.c.supplier
             # The tests name the walked row's own log index: SQLite then runs each one as soon
             # as the walk yields a supplier, before joining its name, attestation and identity.
@@ -396,7 +509,7 @@ class SupplierSearch:
             .outerjoin(suppliers, suppliers.c.id == latest.c.supplier)
         )
         for each in starting:
-            listed = candidate.in_(each.suppliers)
+            listed = candidate.in_(each.members())
             if self._postgres:
                 # Not a bare IN, which PostgreSQL turns into a semi-join run after every other
                 # test; inside IS TRUE it stays a filter, the list read once into a hash and
@@ -407,7 +520,7 @@ class SupplierSearch:
             where.append(
                 self._exists(
                     index_countries.c.log_index == entry,
-                    index_countries.c.country == query.country,
+                    index_countries.c.country == bindparam("country"),
                 )
             )
         # The product class before the certificate: it rejects more, and each exact test reads
@@ -415,32 +528,30 @@ class SupplierSearch:
         named_class = None if query.classification is None else ":".join(query.classification)
         class_settled = bool({("classification", named_class), ("classification", None)} & settled)
         if query.classification is not None and not class_settled:
-            scheme, code = query.classification
             classes = index_classifications.c
             where.append(
                 self._exists(
                     classes.log_index == entry,
-                    classes.scheme == scheme,
-                    self._code_is(classes.code, code),
+                    classes.scheme == bindparam("class_scheme"),
+                    self._code_is(classes.code, query.classification[1]),
                 )
             )
         if query.certification is not None and query.valid_on is not None:
             certificate = index_certifications.c
+            valid_on = bindparam("valid_on", type_=certificate.valid_from.type)
             where.append(
                 self._exists(
                     certificate.log_index == entry,
-                    certificate.scheme == query.certification,
+                    certificate.scheme == bindparam("certification"),
                     certificate.status == "active",
-                    or_(certificate.valid_from.is_(None), certificate.valid_from <= query.valid_on),
-                    or_(
-                        certificate.valid_until.is_(None), certificate.valid_until >= query.valid_on
-                    ),
+                    or_(certificate.valid_from.is_(None), certificate.valid_from <= valid_on),
+                    or_(certificate.valid_until.is_(None), certificate.valid_until >= valid_on),
                 )
             )
         if query.assurance is not None:
-            where.append(attestation.assurance_rank >= query.assurance)
+            where.append(attestation.assurance_rank >= bindparam("assurance"))
         if query.fresh_since is not None:
-            where.append(attestation.issued_at >= query.fresh_since)
+            where.append(attestation.issued_at >= bindparam("fresh_since"))
         # The metric tests last: each filter above is one index probe, and rejects first.
         where += self._meets(query, entry)
         key, order = self._order(query, supplier)
@@ -466,20 +577,20 @@ class SupplierSearch:
 
     @staticmethod
     def _after(query: SupplierQuery, key: Any, supplier: ColumnElement[str]) -> ColumnElement[bool]:
-        assert query.after is not None
-        value, last = query.after
+        """Beyond the cursor's hit: its sort key and supplier are parameters (:meth:`_values`)."""
+        last: BindParameter[str] = bindparam("after_supplier")
         if query.sort == "supplier":
             return supplier > last
-        if query.sort in ("issued_at", "-issued_at"):
-            value = datetime.fromisoformat(str(value))
+        value = bindparam("after_key", type_=key.type)
         beyond = key < value if query.sort == "-issued_at" else key > value
         return or_(beyond, and_(key == value, supplier > last))
 
     def run(self, query: SupplierQuery, now: datetime | None = None) -> dict[str, Any]:
         """A page of hits, the checkpoint they verify against, and the next page's cursor."""
         now = now or datetime.now(UTC)
+        statement, values = self._search(query)
         with self.log.engine.connect() as connection:
-            rows = connection.execute(self.statement(query, now)).all()
+            rows = connection.execute(statement, values).all()
             matches = self._matches(
                 connection, query, [int(row.log_index) for row in rows[: query.limit]]
             )

@@ -345,6 +345,27 @@ def _random_query(rng: random.Random) -> SupplierQuery:
     )
 
 
+def _sibling(rng: random.Random, query: SupplierQuery) -> SupplierQuery:
+    """A query of the same shape with other values: the search runs it with the statement
+    built for ``query``."""
+    code = rng.choice(CODES)
+    classification = query.classification
+    if classification is not None:
+        classification = ("UNSPSC", code[:4] + "%" if classification[1].endswith("%") else code)
+    return dataclasses.replace(
+        query,
+        conditions=tuple(
+            dataclasses.replace(each, threshold=each.threshold * rng.choice((0.5, 1.0, 1.2)))
+            for each in query.conditions
+        ),
+        country=query.country and rng.choice(("DE", "VN")),
+        certification=query.certification and rng.choice(SCHEMES),
+        classification=classification,
+        fresh_since=query.fresh_since and datetime(2026, rng.choice((4, 5, 6)), 1, tzinfo=UTC),
+        as_of=query.as_of and datetime(2026, 6, rng.choice((1, 2, 3)), tzinfo=UTC),
+    )
+
+
 def _expected(entries: list[_Entry], query: SupplierQuery) -> list[tuple[str, int, list[Any]]]:
     """The definition, read plainly: each supplier's latest attestation (as of a time), kept
     when every filter and condition holds on it."""
@@ -422,11 +443,16 @@ def test_the_search_finds_what_its_definition_says(
     entries = _entries(rng, 60)
     _store(engine, entries)
     search = app.extensions["sqm"]["search"]
-    tried = 0
-    for _ in range(300):
-        query = _random_query(rng)
+    tried = reused = 0
+    query = _random_query(rng)
+    for number in range(300):
+        # Every other query has the shape of the one before: it reuses that one's statement
+        # when its values choose the same starting sets.
+        query = _sibling(rng, query) if number % 2 else _random_query(rng)
         expected = _expected(entries, query)
+        built = len(search._searches)
         answer = search.run(query, datetime(2026, 11, 27, tzinfo=UTC))
+        reused += len(search._searches) == built
         got = [
             (
                 hit["supplier"],
@@ -451,6 +477,7 @@ def test_the_search_finds_what_its_definition_says(
                 after = (paged[-1][0], paged[-1][0])
             assert paged == [(supplier, index) for supplier, index, _ in expected], query
     assert tried > 60  # most queries find something: the comparison is not of empty lists
+    assert reused > 100  # many ran a statement built for other values
 
 
 @pytest.mark.parametrize("probes", [(1000,), (2, 1000)])
