@@ -499,14 +499,12 @@ class SupplierSearch:
         if walk is not None:
             walked = walk.join(latest, latest.c.supplier == candidate)
         if starting or walking:
-            # Every other one-value set tests a walked supplier with one probe of the same
-            # covering index, first, before any of the supplier's other rows is read: cheaper
-            # than reading the set into an IN list, and than letting the exact tests below
-            # reject it (at 100,000 suppliers, the slowest of 60 buyer searches 53 -> 43 ms
-            # of CPU, their mean 19.1 -> 16.7 ms).
-            # PostgreSQL tests a walked supplier against a set counted in full through its list,
-            # read once into a hash (below): an EXISTS probe there costs some 4 us a supplier
-            # (at 100,000 suppliers, 5,669 of them walked for a critical search: 23 ms).
+            # On SQLite every other one-value set tests a walked supplier with one probe of the
+            # same covering index, first, before any of the supplier's other rows is read:
+            # cheaper than reading the set into an IN list, and than letting the exact tests
+            # below reject it (at 100,000 suppliers, the slowest of 60 buyer searches 53 -> 43
+            # ms of CPU, their mean 19.1 -> 16.7 ms). PostgreSQL merged those sets into the
+            # walk (above), and reads a range counted in full once into a hash (below).
             hashed = set(starting) if self._postgres else set()
             probed = [
                 each
