@@ -569,3 +569,98 @@ def test_a_prefix_set_holds_the_codes_with_that_prefix_whatever_the_collation(
     with engine.connect() as connection:
         assert connection.execute(prefix.suppliers).scalars().all() == ["LEI:1"]
     assert search._set_sizes([prefix], 1000) == [1]
+
+
+# Each field of a query with another value, or present where it was absent (or the reverse).
+_OTHER_VALUES: dict[str, list[Any]] = {
+    "match": ["any"],
+    "country": [None, "VN"],
+    "certification": [None, "IATF_16949"],
+    "valid_on": [None, date(2026, 10, 1)],
+    "classification": [None, ("HS", "8483"), ("HS", "84%")],
+    "characteristic_class": [None, "major"],
+    "assurance": [None, 1],
+    "claimed_assurance": [None, 1],
+    "fresh_since": [None, datetime(2026, 3, 1, tzinfo=UTC)],
+    "as_of": [None, datetime(2026, 4, 1, tzinfo=UTC)],
+    "sort": ["name", "issued_at", "-issued_at"],
+    "after": [None, ("LEI:Z", "LEI:Z")],
+    "limit": [7],
+    "conditions": [
+        (),
+        (Condition(METRICS[1], "<", 90.0, "", None),),
+        (Condition(METRICS[2], "=", 4.0, "", "WEE", "DAY"),),
+        (Condition(METRICS[0], ">=", 1.67, "", None), Condition(METRICS[1], ">", 95.0, "", None)),
+    ],
+}
+
+
+@pytest.mark.parametrize("postgres", [False, True], ids=["sqlite", "postgresql"])
+def test_queries_of_one_shape_share_one_statement(postgres: bool) -> None:
+    # A statement is reused for every query whose shape (search._shape) it was built for: two
+    # queries of one shape must build the same SQL with the same fixed values, and every value
+    # a query gives must be a parameter the statement is run with. Checked field by field, for
+    # each way the search can start (no set, every set, the sets in another order).
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from sqm.registry.search import SupplierSearch, _shape
+
+    search = object.__new__(SupplierSearch)
+    search._postgres = postgres
+    dialect = postgresql.dialect() if postgres else sqlite.dialect()
+    base = SupplierQuery(
+        conditions=(Condition(METRICS[0], ">=", 1.33, "", None),),
+        country="DE",
+        certification="ISO_9001",
+        valid_on=DAY,
+        classification=("UNSPSC", "3116%"),
+        characteristic_class="critical",
+        assurance=2,
+        claimed_assurance=3,
+        fresh_since=datetime(2026, 5, 1, tzinfo=UTC),
+        after=("LEI:M", "LEI:M"),
+        limit=20,
+    )
+
+    def built(query: SupplierQuery, order: int) -> tuple[str, dict[str, Any], tuple[Any, ...]]:
+        sets = search._filter_sets(query)
+        starting = [[], sets, sets[::-1]][order] if query.as_of is None else []
+        statement = search._build(query, sets, starting)
+        compiled = statement.compile(dialect=dialect)
+        values = search._values(query, sets)
+        missing = [
+            name for name, bind in compiled.binds.items() if bind.required and name not in values
+        ]
+        assert not missing, (query, missing)
+        fixed = {name: value for name, value in compiled.params.items() if name not in values}
+        key = (_shape(query), tuple(sets.index(each) for each in starting))
+        return str(compiled), fixed, key
+
+    compared = 0
+    for name, others in _OTHER_VALUES.items():
+        for value in others:
+            queries = [dataclasses.replace(base, **{name: value})]
+            if name == "sort":  # a cursor holds the sort's own key
+                key_of = {"name": "Kraft", "issued_at": "2026-05-01T00:00:00+00:00"}
+                after = (key_of.get(str(value).lstrip("-")), "LEI:M")
+                queries = [dataclasses.replace(base, sort=value, after=after)]
+            for other in queries:
+                for order in range(3):
+                    sql, fixed, key = built(base, order)
+                    other_sql, other_fixed, other_key = built(other, order)
+                    if key == other_key:  # one shape: one statement serves both
+                        compared += 1
+                        assert (other_sql, other_fixed) == (sql, fixed), (name, value, order)
+    # Every value changed at once, the shape kept: the same statement.
+    sibling = dataclasses.replace(
+        base,
+        conditions=(Condition(METRICS[1], ">=", 90.0, "", None),),
+        country="VN", certification="IATF_16949", valid_on=date(2026, 1, 2),
+        classification=("HS", "84%"), characteristic_class="major", assurance=1,
+        claimed_assurance=1, fresh_since=datetime(2026, 1, 1, tzinfo=UTC), after=("LEI:A", "LEI:A"),
+    )  # fmt: skip
+    for order in range(3):
+        sql, fixed, key = built(base, order)
+        assert built(sibling, order) == (sql, fixed, key)
+        compared += 1
+    assert compared >= 3 + 2 * 3  # the sibling's, and at least two fields changed in value alone
