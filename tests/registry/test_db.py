@@ -18,6 +18,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     func,
+    inspect,
     select,
     text,
 )
@@ -31,6 +32,7 @@ from sqm.registry.db import (
     endorsements,
     index_attestations,
     index_countries,
+    index_latest_filters,
     index_suppliers,
     insert_many,
     log_entries,
@@ -263,3 +265,35 @@ def test_a_store_whose_filter_values_follow_the_database_collation_is_moved_to_b
             assert connection.execute(query).scalar() == "C"
     finally:
         made.dispose()
+
+
+def test_a_supplier_holds_each_filter_value_once(database_url: str) -> None:
+    # Searches join and walk these sets: a value held twice would repeat the supplier's hit.
+    # A store made before the index was unique gets the unique one at start.
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            connection.exec_driver_sql("DROP INDEX index_latest_filters_once_by_supplier")
+            connection.exec_driver_sql(
+                "CREATE INDEX index_latest_filters_by_supplier "
+                "ON index_latest_filters (supplier, kind, value)"
+            )
+        made.dispose()
+        made = make_engine(database_url)  # the registry starting on the older store
+        row = {"kind": "country", "value": "DE", "supplier": "LEI:1", "log_index": 1}
+        with made.begin() as connection:
+            connection.execute(index_latest_filters.insert(), row)
+        with pytest.raises(IntegrityError), made.begin() as connection:
+            connection.execute(index_latest_filters.insert(), {**row, "log_index": 2})
+        with made.connect() as connection:
+            assert (
+                connection.execute(select(func.count()).select_from(index_latest_filters)).scalar()
+                == 1
+            )
+            names = {
+                index["name"] for index in inspect(connection).get_indexes("index_latest_filters")
+            }
+        assert "index_latest_filters_once_by_supplier" in names
+        assert "index_latest_filters_by_supplier" not in names
+    finally:
+        _dispose_all(made)
