@@ -17,6 +17,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Float,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -117,7 +118,6 @@ def _shape(query: SupplierQuery) -> tuple[Any, ...]:
         query.as_of is not None,
         query.sort,
         query.after is not None,
-        query.limit,
     )
 
 
@@ -371,6 +371,7 @@ class SupplierSearch:
         values["assurance"] = query.assurance
         values["fresh_since"] = query.fresh_since
         values["as_of"] = query.as_of
+        values["page"] = query.limit + 1
         if query.after is not None:
             value, last = query.after
             if query.sort in ("issued_at", "-issued_at"):
@@ -604,7 +605,7 @@ class SupplierSearch:
             .select_from(source)
             .where(*where)
             .order_by(*order)
-            .limit(query.limit + 1)
+            .limit(bindparam("page", type_=Integer()))  # one more than the page: is there more?
         )
 
     @staticmethod
