@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -62,7 +63,11 @@ class _FilterSet(NamedTuple):
     value: str | None  # the one value that selects them; None for a range (a code prefix)
     label: str  # names the set among its kind's: the value, or the prefix and "*"
     bounds: tuple[str, str] | None = None  # a range's least value and the least beyond it
-    name: str = "set"  # its parameters' prefix in a statement
+
+    @property
+    def name(self) -> str:
+        """Its parameters' prefix in a statement (a query has at most one set of a kind)."""
+        return f"set_{self.kind}"
 
     @property
     def suppliers(self) -> Select[Any]:
@@ -195,19 +200,15 @@ class SupplierSearch:
             if code.endswith("%"):  # a prefix: the range of values that start with it
                 prefix = f"{scheme}:{code[:-1]}"
                 bounds = (prefix, _after_prefix(prefix))
-                sets.append(
-                    _FilterSet("classification", None, f"{prefix}*", bounds, "set_classification")
-                )
+                sets.append(_FilterSet("classification", None, f"{prefix}*", bounds))
             else:
                 wanted = f"{scheme}:{code}"
-                sets.append(
-                    _FilterSet("classification", wanted, wanted, None, "set_classification")
-                )
+                sets.append(_FilterSet("classification", wanted, wanted))
         if query.country is not None:
-            sets.append(_FilterSet("country", query.country, query.country, None, "set_country"))
+            sets.append(_FilterSet("country", query.country, query.country))
         if query.certification is not None and query.valid_on is not None:
             wanted = query.certification
-            sets.append(_FilterSet("certification", wanted, wanted, None, "set_certification"))
+            sets.append(_FilterSet("certification", wanted, wanted))
         return sets
 
     def _starting_sets(
@@ -295,35 +296,36 @@ class SupplierSearch:
         return tests
 
     def _matches(
-        self, connection: Connection, query: SupplierQuery, indexes: list[int]
+        self,
+        connection: Connection,
+        query: SupplierQuery,
+        values: dict[str, Any],
+        indexes: list[int],
     ) -> dict[int, list[tuple[float | None, float | None, int]]]:
         """For the hits of a page: each condition's (min, max, count) over the values in its
-        scope, by log index. One statement for every condition, each aggregate over its own
-        scope: a statement per condition cost a tenth of a search's CPU."""
+        scope, by log index (``values``: the search's parameters). One statement for every
+        condition, each aggregate over its own scope: a statement per condition cost a tenth
+        of a search's CPU."""
         found: dict[int, list[tuple[float | None, float | None, int]]] = {
             index: [] for index in indexes
         }
         if not indexes or not query.conditions:
             return found
-        shape = _shape(query)
-        aggregate = self._aggregates.get(shape)
-        if aggregate is None:
-            aggregate = self._aggregate(query)
-            if len(self._aggregates) > 1000:  # bounded: forget them all rather than grow
-                self._aggregates.clear()
-            self._aggregates[shape] = aggregate
-        parameters = self._values(query, [])
-        parameters["indexes"] = indexes
-        parameters["metrics"] = sorted({c.metric for c in query.conditions})
+        aggregate = _cached(self._aggregates, _shape(query), lambda: self._aggregate(query))
+        parameters = {
+            **values,
+            "indexes": indexes,
+            "metrics": sorted({c.metric for c in query.conditions}),
+        }
         rows = connection.execute(aggregate, parameters).all()
         seen = {int(row[0]): row[1:] for row in rows}
         for index in indexes:
-            values = seen.get(index)
+            aggregates = seen.get(index)
             for number in range(len(query.conditions)):
-                if values is None:
+                if aggregates is None:
                     found[index].append((None, None, 0))
                 else:
-                    low, high, count = values[3 * number : 3 * number + 3]
+                    low, high, count = aggregates[3 * number : 3 * number + 3]
                     found[index].append((low, high, int(count)))
         return found
 
@@ -391,12 +393,9 @@ class SupplierSearch:
         filter_sets = self._filter_sets(query)
         starting = self._starting_sets(query, filter_sets)
         shape = (_shape(query), tuple(filter_sets.index(each) for each in starting))
-        statement = self._searches.get(shape)
-        if statement is None:
-            statement = self._build(query, filter_sets, starting)
-            if len(self._searches) > 1000:  # bounded: forget them all rather than grow
-                self._searches.clear()
-            self._searches[shape] = statement
+        statement = _cached(
+            self._searches, shape, lambda: self._build(query, filter_sets, starting)
+        )
         return statement, self._values(query, filter_sets)
 
     def _build(
@@ -635,7 +634,7 @@ class SupplierSearch:
         with self.log.engine.connect() as connection:
             rows = connection.execute(statement, values).all()
             matches = self._matches(
-                connection, query, [int(row.log_index) for row in rows[: query.limit]]
+                connection, query, values, [int(row.log_index) for row in rows[: query.limit]]
             )
             # Read after the search (on SQLite in its snapshot): every entry the index holds
             # is in this checkpoint.
@@ -702,6 +701,22 @@ class SupplierSearch:
                 ],
             }
         return {name: value for name, value in hit.items() if name in query.fields}
+
+
+def _cached(
+    statements: dict[tuple[Any, ...], Select[Any]],
+    shape: tuple[Any, ...],
+    build: Callable[[], Select[Any]],
+) -> Select[Any]:
+    """The statement of ``shape``, built on first use. Bounded: past 1,000 shapes every one
+    is forgotten rather than the cache growing."""
+    statement = statements.get(shape)
+    if statement is None:
+        statement = build()
+        if len(statements) >= 1000:
+            statements.clear()
+        statements[shape] = statement
+    return statement
 
 
 def _after_prefix(prefix: str) -> str:
