@@ -55,22 +55,23 @@ def _constant(literal: str) -> Any:
 
 def canonical_text(text: bytes | str, member: str | None = None) -> bytes:
     """The JCS bytes of the JSON value in ``text`` (of its top-level object's ``member`` when
-    given): exactly ``canonical(json.loads(text)[member])``, mostly computed by the C encoder.
+    given): exactly ``canonical(json.loads(text)[member])``, mostly computed in C.
 
     Why hand-written: rfc8785 walks the value in Python, which made the subject digest of a
-    submitted feed cost more than validating it. Parsing with number hooks yields a value that
-    ``json.dumps(sort_keys=True, ensure_ascii=False)`` prints exactly as JCS does: its string
-    escapes are JCS's (§3.2.2.2), code-point key order equals JCS's UTF-16 order for keys
-    within the BMP (§3.2.3), and the hooks keep only numbers that print alike (§3.2.2.3).
-    Text with characters beyond the BMP or escaped surrogates, and numbers outside that
-    range, take the reference path. ValueError for text that is not JSON; TrustError for
-    values JCS cannot carry; KeyError or TypeError when ``member`` is missing.
+    submitted feed cost more than validating it. orjson parses to json.loads's value; one walk
+    over its numbers then makes a copy that ``json.dumps(sort_keys=True, ensure_ascii=False)``
+    prints exactly as JCS does: its string escapes are JCS's (§3.2.2.2), code-point key order
+    equals JCS's UTF-16 order for keys within the BMP (§3.2.3), and the walk keeps only
+    numbers that print alike (§3.2.2.3). Text with characters beyond the BMP or escaped
+    surrogates, and numbers outside that range, take the reference path. ValueError for text
+    that is not JSON; TrustError for values JCS cannot carry; KeyError or TypeError when
+    ``member`` is missing.
     """
     raw = text.encode() if isinstance(text, str) else text
     fast = _printable(raw)
     if fast is not None:
-        value, _ = fast
-        return _dumps(value if member is None else value[member])
+        _, printable = fast
+        return _dumps(printable if member is None else printable[member])
     value = json.loads(raw)
     return canonical(value if member is None else value[member])
 
@@ -81,41 +82,33 @@ def loads_with_canonical(text: bytes, member: str) -> tuple[Any, bytes | None]:
     when only :func:`canonical_text` can tell them: call it then).
 
     Why: a submission needs both the parsed statement and its feed's JCS bytes; parsing the
-    payload once saves a parse of the whole feed. The value is json.loads's exactly: the
-    number hooks return what json.loads returns, except for an integral float literal
-    (``1.0``), which they make an int; then the text is parsed again without them (by
-    orjson: both give json.loads's value, see :func:`_printable`).
+    payload once saves a parse of the whole feed. The value is json.loads's exactly (an
+    integral float stays a float; only the printed copy holds the int that JCS prints).
     ValueError for text that is not JSON, as json.loads."""
     fast = _printable(text)
     if fast is None:
         return json.loads(text), None
-    value, floats_made_int = fast
-    jcs = _dumps(value[member]) if isinstance(value, dict) and member in value else None
-    return (_loads(text) if floats_made_int else value), jcs
+    value, printable = fast
+    jcs = _dumps(printable[member]) if isinstance(value, dict) and member in value else None
+    return value, jcs
 
 
-def _loads(text: bytes) -> Any:
-    """json.loads's value, by orjson when it takes the text (it refuses NaN, for one)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
-def _printable(raw: bytes) -> tuple[Any, bool] | None:
-    """The value of ``raw``, its numbers all ones that JCS prints as Python does, and whether
-    an integral float literal became an int for that; None when the reference serialiser
-    must print it. By orjson when no number needs the hooks, else with the hooks."""
+def _printable(raw: bytes) -> tuple[Any, Any] | None:
+    """The value of ``raw`` as json.loads gives it, and a copy whose numbers all print as JCS
+    prints them (see :func:`_for_jcs`); None when the reference serialiser must print it."""
     if _astral(raw) or b"\\ud" in raw or b"\\uD" in raw:
         return None
-    if raw.lstrip()[:1] in (b"{", b"[") and _NUMBER_TO_CHECK.search(raw) is None:
-        # No literal the hooks could change or refuse (see _NUMBER_TO_CHECK): orjson parses
-        # to json.loads's value, five times as fast; it refuses what json.loads takes
-        # beyond RFC 8259 (NaN, for one), which the hooked parse then judges.
+    try:
+        # orjson parses to json.loads's value, twice as fast; it refuses what json.loads
+        # takes beyond RFC 8259 (NaN, integers beyond 64 bits): the hooked parse judges those.
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
         try:
-            return orjson.loads(raw), False
-        except orjson.JSONDecodeError:
-            pass
+            return value, _for_jcs(value)
+        except _NeedsReferenceError:
+            return None
     made_int = False
 
     def number(literal: str) -> int | float:
@@ -125,10 +118,55 @@ def _printable(raw: bytes) -> tuple[Any, bool] | None:
         return value
 
     try:
-        value = json.loads(raw, parse_int=_integer, parse_float=number, parse_constant=_constant)
+        hooked = json.loads(raw, parse_int=_integer, parse_float=number, parse_constant=_constant)
     except _NeedsReferenceError:
         return None
-    return value, made_int
+    return (json.loads(raw) if made_int else hooked), hooked
+
+
+def _for_jcs(value: Any) -> Any:
+    """``value``, or a copy of it whose integral floats are ints (as :func:`_number` makes
+    them); parts that hold no such float are shared, not copied. _NeedsReferenceError for a
+    number whose JCS form Python does not print.
+
+    Why a walk after orjson rather than json.loads's number hooks: the hooks call Python for
+    every number literal, which made the one parse of a typical feed three times orjson's
+    parse and this walk together."""
+    kind = type(value)
+    if kind is dict:
+        copied = None
+        for key, item in value.items():
+            if type(item) in _ATOMS:
+                continue
+            printed = _for_jcs(item)
+            if printed is not item:
+                if copied is None:
+                    copied = dict(value)
+                copied[key] = printed
+        return value if copied is None else copied
+    if kind is list:
+        listed = None
+        for position, item in enumerate(value):
+            if type(item) in _ATOMS:
+                continue
+            printed = _for_jcs(item)
+            if printed is not item:
+                if listed is None:
+                    listed = list(value)
+                listed[position] = printed
+        return value if listed is None else listed
+    if kind is float:  # as _number judges the literal
+        if value.is_integer() and abs(value) <= _SAFE_INTEGER:
+            return int(value)
+        if not value.is_integer() and 1e-4 <= abs(value) < 1e16:
+            return value
+        raise _NeedsReferenceError
+    if kind is int and abs(value) > _SAFE_INTEGER:
+        raise _NeedsReferenceError
+    return value
+
+
+_ATOMS = frozenset({str, bool, type(None)})
 
 
 def _dumps(value: Any) -> bytes:
@@ -144,13 +182,6 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# The number literals whose value the hooks might change (an integral fraction: "1.0";
-# enough digits to round to an integer or to exceed 2^53) or refuse (an exponent; below
-# 1e-4): in a value's place, after "[", "," or ":" (a document that is one number takes the
-# hooked parse). Text in strings can match too: it only costs the hooked parse.
-_NUMBER_TO_CHECK = re.compile(
-    rb"[:\[,]\s*-?(?:[0-9]+(?:\.[0-9]+)?[eE]|[0-9]+\.0+(?![0-9])|[0-9][0-9.]{15}|0\.000)"
-)
 # A four-byte sequence's lead byte, or a surrogate encoded as UTF-8 (which json.loads takes
 # from bytes, and no encoder can print as UTF-8: JCS refuses it).
 _BEYOND_THE_FAST_PATH = re.compile(rb"[\xf0-\xff]|\xed[\xa0-\xbf]")

@@ -100,6 +100,10 @@ def test_text_that_is_not_json_is_a_value_error() -> None:
 @example({"predicate": {"ppm": 12.0, "cpk": 1.333, "n": 5}})
 @example({"predicate": [1e21, 1e-7, 2.0**53 + 2, "\U0001f600"]})
 @example([1.0, {"predicate": 2}])
+# Integral floats deep inside: the printed copy holds ints, the parsed value keeps floats.
+@example({"predicate": [[1.0, "a", None, True], {"x": [2.0, -0.0]}, 3]})
+@example({"predicate": [{"ok": 1.5}, [1e-5]]})  # a number the walk leaves to the reference path
+@example(7.0)  # a document that is one number
 def test_one_parse_gives_what_json_loads_and_canonical_text_give(value: Any) -> None:
     for document in (value, {"predicate": value, "kind": "x"}):
         for text in (json.dumps(document), json.dumps(document, ensure_ascii=False)):
