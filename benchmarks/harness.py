@@ -61,6 +61,7 @@ def gunicorn(
     port = free_port()
     log_path = scratch / "gunicorn.log"
     command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers), *options]
+    command += ["--pid", str(scratch / "gunicorn.pid")]  # for server_cpu()
     command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -91,6 +92,28 @@ def gunicorn(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def server_cpu(scratch: Path) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the processes of the server started by
+    :func:`gunicorn` in ``scratch`` (it leads its own process group): by role, "workers"
+    (gunicorn's workers and master) and "indexer" (the workers' indexing children)."""
+    leader = int((scratch / "gunicorn.pid").read_text())
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"workers": 0.0, "indexer": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) != leader:  # the process group (proc(5): field 5)
+            continue
+        role = "indexer" if b"multiprocessing" in command else "workers"
+        used[role] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return used
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ import math
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -69,7 +70,7 @@ from sqm.validator import Severity, validate
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
-from harness import BIN, HOST, POSTGRES_ADMIN, REPO, postgres_database  # noqa: E402
+from harness import BIN, HOST, POSTGRES_ADMIN, REPO, postgres_database, server_cpu  # noqa: E402
 
 ATTEST = "/api/v1/attestations"
 HEADERS = {"Content-Type": "application/json"}
@@ -326,6 +327,7 @@ class Run:
     fsck_ok: bool
     server_errors: int
     index_lag: float | None  # seconds from the last answer until the index held every entry
+    cpu: dict[str, float]  # CPU seconds during the submissions: workers, indexer, clients
     log_tail: str = ""  # the server log's end, kept when the index did not catch up
 
     @property
@@ -449,7 +451,17 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
                 f"  {len(prepared.suppliers)} suppliers registered over HTTP; {args.clients} "
                 f"client processes submit {len(prepared.bodies):,} attestations"
             )
+            # Where the machine's time went while the clients submitted: the server's
+            # processes by role, and the client processes (children of this one, reaped).
+            server_before = server_cpu(data)
+            clients_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds, reports = submit(port, prepared, args.clients)
+            server_after = server_cpu(data)
+            clients_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = {role: server_after[role] - server_before[role] for role in server_after}
+            cpu["clients"] = (clients_after.ru_utime + clients_after.ru_stime) - (
+                clients_before.ru_utime + clients_before.ru_stime
+            )
             status, note = request(port, "GET", "/api/v1/log/checkpoint")
             log_size = int(note.decode().split("\n")[1]) if status == 200 else -1
             index_lag = wait_for_index(data, database, log_size)
@@ -471,6 +483,7 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             fsck_ok=intact,
             server_errors=server_errors(log_path),
             index_lag=index_lag,
+            cpu=cpu,
             log_tail=log_tail,
         )
 
@@ -581,6 +594,14 @@ def main() -> None:
             f"attestations: {'yes' if run.log_size == expected else 'NO'}; fsck: {run.fsck}; "
             f"tracebacks in the server log: {run.server_errors}; the search index held every "
             f"entry {run.index_lag or 0:.1f} s after the last answer"
+        )
+        per = {role: 1000 * used / max(run.accepted, 1) for role, used in run.cpu.items()}
+        busy = sum(run.cpu.values()) / (run.seconds * usable_cores())
+        print(
+            f"  CPU per attestation while submitting: workers {per['workers']:.2f} ms, "
+            f"indexer {per['indexer']:.2f} ms, clients {per['clients']:.2f} ms (the compute "
+            f"ceiling's share: {1000 / ceiling.rate:.2f} ms); these kept {busy:.0%} of "
+            f"{usable_cores()} cores busy"
         )
         for problem in problems:
             print(f"  FAILED: {problem}")

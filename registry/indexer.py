@@ -8,6 +8,7 @@ does not prove. Endorsements raise the endorsed attestation's assurance.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Engine,
     LargeBinary,
@@ -80,7 +82,7 @@ def rows_for(index: int, leaf: dict[str, Any], payload: bytes) -> tuple[FeedFact
     """The index rows of the attestation at ``index``, its payload checked against its leaf."""
     if hashlib.sha256(payload).hexdigest() != leaf.get("payloadSha256"):
         raise IndexMismatchError(f"entry {index}: the stored envelope does not match the log leaf")
-    feed = json.loads(payload)["predicate"]
+    feed = _parsed(payload)["predicate"]
     facts = extract(feed)
     supplier = facts.supplier
     tables: dict[str, list[dict[str, Any]]] = {
@@ -473,9 +475,18 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _payload(envelope: str) -> bytes:
-    import base64
+    return base64.b64decode(_parsed(envelope)["payload"])
 
-    return base64.b64decode(json.loads(envelope)["payload"])
+
+def _parsed(text: str | bytes) -> Any:
+    """json.loads's value. Why orjson first: the index parses every logged feed again, and
+    orjson takes a third of json's time. It differs from json.loads only on what no logged
+    feed holds (every accepted feed has a canonical form, RFC 8785, so no integer beyond
+    2^53 and nothing beyond RFC 8259); text it refuses still goes to json.loads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _same(value: Any) -> Any:
