@@ -98,6 +98,7 @@ class GroupCommit:
 
     def _attempt(self, batch: list[_Ticket], isolated: bool) -> None:
         written: list[_Ticket] = []
+        logged: Integration | None = None
         try:
             with self.log.writing(exclusive=True) as connection:
                 self._take(batch)
@@ -120,6 +121,7 @@ class GroupCommit:
                     for ticket in written:
                         ticket.error = exc
                 else:
+                    logged = integration
                     for ticket in written:
                         ticket.integration = integration
         except _RefusedError:
@@ -132,6 +134,8 @@ class GroupCommit:
                     ticket.error = exc
                     ticket.integration = None
             raise
+        if logged is not None:  # committed: the writing block ended without an error
+            self.log.remember(logged)
 
 
 class _RefusedError(Exception):

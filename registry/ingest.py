@@ -360,21 +360,17 @@ class Ingest:
     ) -> bundle.Bundle | None:
         """The bundle of an attestation its own request just integrated, against that batch's
         checkpoint, which is also the first to hold it (so no consistency proof): built from
-        what the request holds, with one query for the key's entries and one for the proofs.
+        what the request holds and what the log remembers, reading only what it does not.
         None when an entry it needs is not at hand (then :meth:`bundle_for` builds it)."""
         signed = integration.signed
         size = signed.checkpoint.size
         wanted = [seq, key.seq] + ([] if key.revocation_seq is None else [key.revocation_seq])
-        with self.log.engine.connect() as connection:
-            entries = {
-                **self.log.entries_by_seq(wanted[1:], connection),
-                **integration.entries,
-            }
-            if any(s not in entries for s in wanted):
-                return None
-            paths, _ = self.log.proofs(
-                [(entries[s][0], size) for s in wanted], connection=connection
-            )
+        # Mostly from what the log remembers of committed batches (its key's entry, and the
+        # subtrees of recent batches that the paths pass through): then nothing is read.
+        entries = {**self.log.entries_by_seq(wanted[1:]), **integration.entries}
+        if any(s not in entries for s in wanted):
+            return None
+        paths, _ = self.log.proofs([(entries[s][0], size) for s in wanted])
         included = [
             bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
             for s, path in zip(wanted, paths, strict=True)

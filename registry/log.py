@@ -47,6 +47,8 @@ Clock = Callable[[], datetime]
 # The write path's statements, built once: building a statement and its cache key on every
 # execution cost SQLAlchemy twice the time of executing a prebuilt one.
 VERIFIED_CHECKPOINTS = 4096  # checkpoints whose signature a reader remembers having checked
+KNOWN_NODES = 1 << 16  # committed subtree hashes a process remembers (about 10 MB)
+KNOWN_ENTRIES = 1 << 14  # committed entries (index and leaf) a process remembers
 
 _SIZE = select(func.max(log_entries.c.idx))
 _HEADS = select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
@@ -133,6 +135,7 @@ class Integration:
 
     signed: SignedCheckpoint
     entries: dict[int, tuple[int, bytes]]
+    nodes: dict[tuple[int, int], bytes]  # the perfect subtrees the batch completed
 
 
 class TransparencyLog:
@@ -167,6 +170,31 @@ class TransparencyLog:
         # page reads the newest (0.6 ms each), and every bundle the first holding its entry
         # (a quarter of a bundle at 1,000,000 entries). Bounded; cleared whole when full.
         self._verified: dict[tuple[str, bytes], SignedCheckpoint] = {}
+        # Committed subtree hashes and entries: once committed, neither ever changes (the
+        # log only appends, with one writer), so a proof that finds all it needs here reads
+        # nothing. Why: a submission's bundle proves its own entry and its key's entry at
+        # the new size, whose paths are almost all subtrees of recent batches; reading them
+        # took a connection and two queries per submission. Only what a committed
+        # transaction holds enters (reads, and batches after their commit: :meth:`remember`),
+        # never what a transaction that may roll back wrote. Bounded; cleared whole when full.
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        self._entries: dict[int, tuple[int, bytes]] = {}
+
+    def remember(self, integration: Integration) -> None:
+        """Keep a committed batch's entries and subtree hashes for later proofs. Call it only
+        once the transaction that wrote them has committed."""
+        self._remember_nodes(integration.nodes)
+        self._remember_entries(integration.entries)
+
+    def _remember_nodes(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        if len(self._nodes) + len(nodes) > KNOWN_NODES:
+            self._nodes.clear()
+        self._nodes.update(nodes)
+
+    def _remember_entries(self, entries: dict[int, tuple[int, bytes]]) -> None:
+        if len(self._entries) + len(entries) > KNOWN_ENTRIES:
+            self._entries.clear()
+        self._entries.update(entries)
 
     def reading(self) -> Connection:
         """A connection for reads. On PostgreSQL each statement is its own transaction. Why:
@@ -214,7 +242,10 @@ class TransparencyLog:
         None when nothing was waiting."""
         with self.writing(exclusive=True) as connection:
             done = self._integrate(connection, limit)
-            return None if done is None else done.signed
+        if done is None:
+            return None
+        self.remember(done)  # committed: the block above ended without an error
+        return done.signed
 
     def append(self, connection: Connection, limit: int = 10_000) -> Integration:
         """Integrate what waits, within ``connection``'s transaction, which must be
@@ -240,6 +271,7 @@ class TransparencyLog:
         new_entries: list[dict[str, Any]] = []
         integrated: dict[int, tuple[int, bytes]] = {}
         new_subtrees: list[dict[str, Any]] = []
+        completed: dict[tuple[int, int], bytes] = {}
         for offset, (seq, raw, chain) in enumerate(rows):
             index = size + offset
             leaf = bytes(raw)
@@ -249,7 +281,7 @@ class TransparencyLog:
             hashed = merkle.leaf_hash(leaf)
             integrated[seq] = (index, leaf)
             new_entries.append({"idx": index, "seq": seq, "leaf": leaf, "leaf_hash": hashed})
-            frontier[(0, index)] = hashed
+            frontier[(0, index)] = completed[(0, index)] = hashed
             new_subtrees.append({"node": node_key(0, index), "hash": hashed})
             level, position = 0, index
             while position & 1:  # this leaf completes a perfect subtree one level up
@@ -257,7 +289,7 @@ class TransparencyLog:
                     frontier[(level, position - 1)], frontier[(level, position)]
                 )
                 level, position = level + 1, position >> 1
-                frontier[(level, position)] = parent
+                frontier[(level, position)] = completed[(level, position)] = parent
                 new_subtrees.append({"node": node_key(level, position), "hash": parent})
         new_size = size + len(rows)
         root = merkle.root(_Fetched(frontier), new_size)
@@ -292,7 +324,7 @@ class TransparencyLog:
                     for position, token in enumerate(signed.additional_timestamps, 1)
                 ],
             )
-        return Integration(signed, integrated)
+        return Integration(signed, integrated, completed)
 
     def _frontier(self, connection: Connection, size: int) -> dict[tuple[int, int], bytes]:
         """The perfect subtrees on the tree's right edge: what new leaves hash with."""
@@ -331,23 +363,38 @@ class TransparencyLog:
             return self._size(connection)
 
     def _fetch(
-        self, connection: Connection, wanted: Iterable[tuple[int, int]]
+        self, connection: Connection | None, wanted: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
-        keys = [node_key(level, index) for level, index in wanted]
+        """The subtree hashes ``wanted`` (those the log holds): remembered ones, then the
+        rest in one query through ``connection`` (a reading one when None and needed).
+        What it reads is committed, so it is remembered too."""
         found: dict[tuple[int, int], bytes] = {}
+        missing: list[tuple[int, int]] = []
+        for node in wanted:
+            known = self._nodes.get(node)
+            if known is None:
+                missing.append(node)
+            else:
+                found[node] = known
+        if not missing:
+            return found
+        if connection is None:
+            with self.reading() as own:
+                return found | self._fetch(own, missing)
+        keys = [node_key(level, index) for level, index in missing]
+        fetched: dict[tuple[int, int], bytes] = {}
         statement = _NODES_ARRAY if connection.dialect.name == "postgresql" else _NODES
         for start in range(0, len(keys), 500):
             rows = connection.execute(statement, {"keys": keys[start : start + 500]})
-            found.update({node_of(int(node)): bytes(h) for node, h in rows})
-        return found
+            fetched.update({node_of(int(node)): bytes(h) for node, h in rows})
+        self._remember_nodes(fetched)
+        return found | fetched
 
     def _proof(self, make: Callable[[Any], list[bytes]]) -> list[bytes]:
         # Two passes: learn which subtree hashes the proof needs, fetch them in one query.
         recorder = _Recorder()
         make(recorder)
-        with self.reading() as connection:
-            hashes = self._fetch(connection, recorder.wanted)
-        return make(_Fetched(hashes))
+        return make(_Fetched(self._fetch(None, recorder.wanted)))
 
     def proofs(
         self,
@@ -365,23 +412,31 @@ class TransparencyLog:
 
         recorder = _Recorder()
         make(recorder)
-        if connection is None:
-            with self.reading() as own:
-                hashes = self._fetch(own, recorder.wanted)
-        else:
-            hashes = self._fetch(connection, recorder.wanted)
-        made = make(_Fetched(hashes))
+        made = make(_Fetched(self._fetch(connection, recorder.wanted)))
         return made[: len(inclusions)], made[len(inclusions) :]
 
     def entries_by_seq(
         self, seqs: Iterable[int], connection: Connection | None = None
     ) -> dict[int, tuple[int, bytes]]:
-        """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``."""
+        """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``: remembered
+        ones, then the rest in one query (through a reading connection when none is given)."""
+        found: dict[int, tuple[int, bytes]] = {}
+        missing: list[int] = []
+        for seq in seqs:
+            known = self._entries.get(seq)
+            if known is None:
+                missing.append(seq)
+            else:
+                found[seq] = known
+        if not missing:
+            return found
         if connection is None:
             with self.reading() as own:
-                return self.entries_by_seq(seqs, own)
-        rows = connection.execute(_ENTRIES_BY_SEQ, {"seqs": list(seqs)})
-        return {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
+                return found | self.entries_by_seq(missing, own)
+        rows = connection.execute(_ENTRIES_BY_SEQ, {"seqs": missing})
+        fetched = {int(seq): (int(idx), bytes(leaf)) for seq, idx, leaf in rows}
+        self._remember_entries(fetched)
+        return found | fetched
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The audit path of entry ``index`` in the tree of ``size`` entries."""

@@ -21,7 +21,7 @@ from sqm.registry.db import log_checkpoints, log_entries, log_pending
 from sqm.registry.group_commit import GroupCommit
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
-from sqm.trust import timestamp
+from sqm.trust import merkle, timestamp
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ORIGIN = "registry.sqm.example/log/2026"
@@ -250,3 +250,44 @@ def test_a_batch_takes_savepoints_only_when_a_write_is_refused(
     assert len(calls) == 2  # once side by side, once alone in its savepoint
     assert followers[0].result()[1].signed.checkpoint.size == 5
     assert log.fsck() == []
+
+
+def test_a_batch_that_rolls_back_leaves_nothing_for_later_proofs(
+    engine: Engine, authority: timestamp.Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Processes remember committed subtree hashes and entries for proofs; a batch whose
+    transaction fails after it computed its subtrees must leave none of them behind. Here
+    another worker (a second log over the same database) then fills the same indexes with
+    other leaves: every proof the first one serves must lead to that worker's root."""
+    first = _log(engine, authority)
+    GroupCommit(first).run(_entry(first, b"committed 0"))
+    doomed = GroupCommit(first)
+    appended: list[Integration] = []
+    real_append = first.append
+
+    def append_then_fail(connection: Connection, limit: int = 10_000) -> Integration:
+        appended.append(real_append(connection, limit))
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(first, "append", append_then_fail)
+    with pytest.raises(OperationalError):
+        doomed.run(_entry(first, b"rolled back 1"))
+    monkeypatch.undo()
+    assert appended and appended[0].signed.checkpoint.size == 2  # it got as far as signing
+
+    other = _log(engine, authority)
+    leaves = [b"other %d" % n for n in range(1, 4)]
+    results = [GroupCommit(other).run(_entry(other, leaf)) for leaf in leaves]
+    signed = results[-1][1].signed
+    size = signed.checkpoint.size
+    assert size == 4
+    indexes = [0, *(integration.entries[seq][0] for seq, integration in results)]
+    paths, (consistency,) = first.proofs([(i, size) for i in indexes], [(2, size)])
+    expected = [b"committed 0", *leaves]
+    for index, path, leaf in zip(indexes, paths, expected, strict=True):
+        merkle.verify_inclusion(merkle.leaf_hash(leaf), index, size, path, signed.checkpoint.root)
+    old_root = results[0][1].signed.checkpoint.root
+    merkle.verify_consistency(2, size, consistency, old_root, signed.checkpoint.root)
+    assert first.entries_by_seq([s for s, _ in results]) == {
+        seq: integration.entries[seq] for seq, integration in results
+    }
