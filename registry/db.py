@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import fcntl
+import json
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +39,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from sqm.registry.errors import DamagedStoreError
+from sqm.trust import TrustError, dsse
 
 metadata = MetaData()
 
@@ -66,8 +70,48 @@ class Deflated(bytes):
     registry deflates an envelope before it takes the log's write lock, not while holding it."""
 
     @classmethod
-    def of(cls, value: str) -> Deflated:
-        return cls(zlib.compress(value.encode(), 1))
+    def of(cls, value: str | bytes) -> Deflated:
+        """``value`` (text, or its UTF-8 bytes) deflated."""
+        return cls(zlib.compress(value.encode() if isinstance(value, str) else value, 1))
+
+
+def stored_envelope(envelope: dsse.Envelope) -> Deflated:
+    """An attestation's envelope as its column stores it: one line of JSON with the
+    envelope's payloadType and signatures, then the payload itself (UTF-8 JSON: the registry
+    accepts no other), deflated.
+
+    Why not the envelope's JSON: its payload is base64, a third longer than the payload and
+    less compressible; deflating the payload itself took half the time (0.12 against 0.24 ms
+    for a 20-record feed) and half the bytes (5.7 against 10.7 kB), and every reader then
+    skips the base64. :func:`envelope_of` reads both forms."""
+    head = json.dumps(
+        {
+            "payloadType": envelope.payload_type,
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()}
+                for s in envelope.signatures
+            ],
+        },
+        separators=(",", ":"),
+    )
+    return Deflated.of(head.encode() + b"\n" + envelope.payload)
+
+
+def envelope_of(stored: str) -> dsse.Envelope:
+    """The envelope in an attestation's stored text (:func:`stored_envelope`, or the whole
+    envelope as JSON, as earlier versions stored it: JSON text holds no raw line break).
+    DamagedStoreError when it is neither."""
+    head, newline, payload = stored.partition("\n")
+    try:
+        if not newline:
+            return dsse.Envelope.from_json(json.loads(head))
+        envelope = dsse.Envelope.from_json({**json.loads(head), "payload": ""})
+        return dataclasses.replace(envelope, payload=payload.encode())
+    except (ValueError, TypeError, TrustError) as exc:
+        raise DamagedStoreError(
+            f"a stored envelope does not read back ({exc}): the database was changed outside"
+            " the registry; restore it from a backup (`sqm registry fsck` checks the log)"
+        ) from None
 
 
 def inflate(value: str | bytes) -> str:

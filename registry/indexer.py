@@ -8,7 +8,6 @@ does not prove. Endorsements raise the endorsed attestation's assurance.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
@@ -35,6 +34,7 @@ from sqlalchemy.engine import Connection
 from sqm.registry.db import (
     INDEX_LOCK,
     attestations,
+    envelope_of,
     exclusive,
     index_attestations,
     index_certifications,
@@ -475,7 +475,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _payload(envelope: str) -> bytes:
-    return base64.b64decode(_parsed(envelope)["payload"])
+    return envelope_of(envelope).payload
 
 
 def _parsed(text: str | bytes) -> Any:

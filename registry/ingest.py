@@ -24,10 +24,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sqm.registry.db import (
-    Deflated,
     attestations,
     endorsements,
+    envelope_of,
     log_entries,
+    stored_envelope,
     supplier_keys,
     suppliers,
     utc,
@@ -317,7 +318,7 @@ class Ingest:
         # however many workers accept its feeds at once. What the rows hold is computed
         # first: the write runs while holding the log's write lock, which every worker waits for.
         leaf = bundle.attestation_leaf(identity, envelope, None)
-        stored = Deflated.of(json.dumps(envelope.to_json()))
+        stored = stored_envelope(envelope)
 
         def write(connection: Connection) -> int:
             seq = self.log.sequence(leaf, chain=f"attestations:{identity}", connection=connection)
@@ -648,7 +649,7 @@ class Ingest:
                 [(first.checkpoint.size, size)],
                 connection=connection,
             )
-        envelope = dsse.Envelope.from_json(json.loads(row[0]))
+        envelope = envelope_of(row[0])
         included = [
             bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
             for s, path in zip(wanted, paths, strict=True)

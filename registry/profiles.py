@@ -3,7 +3,6 @@ log entry (and bundle) that proves it."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqm.registry.db import (
     attestations,
     endorsements,
+    envelope_of,
     index_attestations,
     index_certifications,
     index_facts,
@@ -271,6 +271,5 @@ class Profiles:
             ).scalar()
         if envelope is None:
             return None
-        payload = base64.b64decode(json.loads(envelope)["payload"])
-        feed: dict[str, Any] = json.loads(payload)["predicate"]
+        feed: dict[str, Any] = json.loads(envelope_of(envelope).payload)["predicate"]
         return feed

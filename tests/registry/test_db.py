@@ -30,16 +30,22 @@ from sqm.registry.db import (
     Deflated,
     attestations,
     endorsements,
+    envelope_of,
     index_attestations,
     index_countries,
     index_latest_filters,
     index_suppliers,
+    inflate,
     insert_many,
     log_entries,
     make_engine,
     metadata,
+    stored_envelope,
 )
+from sqm.registry.errors import DamagedStoreError
 from sqm.registry.seed import seed
+from sqm.trust import bundle, dsse
+from sqm.trust.bundle import statement
 from tests.conftest import EXAMPLES
 
 ENVELOPE = json.dumps(
@@ -297,3 +303,55 @@ def test_a_supplier_holds_each_filter_value_once(database_url: str) -> None:
         assert "index_latest_filters_by_supplier" not in names
     finally:
         _dispose_all(made)
+
+
+# --- an attestation's stored envelope -------------------------------------------------------------
+
+
+def _signed(payload: bytes, signers: int = 1) -> dsse.Envelope:
+    signatures = tuple(dsse.Signature(f"key-{n}", bytes([n]) * 64) for n in range(signers))
+    return dsse.Envelope(bundle.PAYLOAD_TYPE, payload, signatures)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        json.dumps(
+            statement(json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text()))
+        ).encode(),
+        '{"predicate": {"name": "Müller Ōsaka 製作所", "note": "two\\nlines"}}'.encode(),
+        b'{\n  "predicate": {"pretty": "printed"}\n}\n',  # raw line breaks in the payload
+        b"",
+    ],
+)
+def test_a_stored_envelope_reads_back_as_submitted(payload: bytes) -> None:
+    for signers in (1, 3):
+        envelope = _signed(payload, signers)
+        stored = stored_envelope(envelope)
+        assert envelope_of(inflate(stored)) == envelope
+        if len(payload) > 10_000:  # the payload itself, not its base64, is what is deflated
+            assert len(stored) < 0.6 * len(
+                zlib.compress(json.dumps(envelope.to_json()).encode(), 1)
+            )
+
+
+def test_envelopes_stored_by_earlier_versions_read_back() -> None:
+    envelope = _signed(b'{"predicate": {"a": 1}}', 2)
+    earlier = json.dumps(envelope.to_json())  # what earlier versions stored, deflated or not
+    assert envelope_of(earlier) == envelope
+    assert envelope_of(inflate(Deflated.of(earlier))) == envelope
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '{"payloadType": "x"',  # cut
+        '{"payloadType":"application/vnd.sqm+json","signatures":[]}\n{}',  # no signature
+        '{"payloadType":"application/vnd.sqm+json","signatures":[{"keyid":"k","sig":"!"}]}\n{}',
+        '["not", "an", "envelope"]\n{}',
+        "",
+    ],
+)
+def test_a_damaged_stored_envelope_is_a_damaged_store(stored: str) -> None:
+    with pytest.raises(DamagedStoreError, match="does not read back"):
+        envelope_of(stored)

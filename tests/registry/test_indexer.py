@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from sqm.registry.config import RegistryConfig
 from sqm.registry.db import (
     INDEX_LOCK,
     attestations,
+    envelope_of,
     exclusive,
     index_attestations,
     index_facts,
     index_latest_filters,
     index_state,
     index_suppliers,
+    stored_envelope,
     writing,
 )
 from sqm.registry.indexer import ROW_TABLES, Indexer, IndexMismatchError
@@ -81,12 +84,12 @@ def test_an_envelope_changed_behind_the_log_is_refused(engine: Engine, tmp_path:
         seq, envelope = connection.execute(
             select(attestations.c.seq, attestations.c.envelope)
         ).first()
-        forged = json.loads(envelope)
-        forged["payload"] = forged["payload"][:-8] + "AAAAAAA="
+        stored = envelope_of(envelope)
+        forged = replace(stored, payload=stored.payload[:-8] + b"00000000")
         connection.execute(
             update(attestations)
             .where(attestations.c.seq == seq)
-            .values(envelope=json.dumps(forged))
+            .values(envelope=stored_envelope(forged))
         )
     assert any("does not match the log leaf" in p for p in indexer.check())
     with pytest.raises(IndexMismatchError, match="does not match the log leaf"):
