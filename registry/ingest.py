@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -301,15 +301,21 @@ class Ingest:
         except TrustError as exc:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         digest = hashlib.sha256(envelope.payload).hexdigest()
+        # One connection for both reads before the write (taking one from the pool and
+        # giving it back cost about as much as a read); the feed is read between them.
         with self.log.engine.connect() as connection:
             seen = connection.execute(_SEEN, {"digest": digest}).scalar()
+            if seen is None:
+                feed = self._feed(envelope)
+                identity = supplier_id(feed.get("header", {}).get("supplier"))
+                wanted = [s.keyid for s in envelope.signatures]
+                keys = connection.execute(_SIGNING_KEYS, {"supplier": identity, "wanted": wanted})
+                registered = keys.all()
         if seen is not None:
             if self.log.waiting():  # e.g. stored during a TSA outage: log it now
                 self._integrate()
             return 409, {"error": "already_logged", "bundle": self.bundle_for(int(seen)).to_json()}
-        feed = self._feed(envelope)
-        identity = supplier_id(feed.get("header", {}).get("supplier"))
-        key = self._verify_signature(envelope, identity)
+        key = self._verify_signature(envelope, identity, registered)
         self._check_feed(feed)
         sequence = feed["header"]["sequence"]
 
@@ -435,11 +441,11 @@ class Ingest:
             )
         return feed
 
-    def _verify_signature(self, envelope: dsse.Envelope, identity: str) -> _SigningKey:
-        """The registered, unrevoked key of ``identity`` whose signature verifies."""
-        wanted = [s.keyid for s in envelope.signatures]
-        with self.log.engine.connect() as connection:
-            rows = connection.execute(_SIGNING_KEYS, {"supplier": identity, "wanted": wanted}).all()
+    def _verify_signature(
+        self, envelope: dsse.Envelope, identity: str, rows: Sequence[Any]
+    ) -> _SigningKey:
+        """The registered, unrevoked key of ``identity`` whose signature verifies, among
+        ``rows`` (``_SIGNING_KEYS`` for the envelope's key ids)."""
         now = self.now()
         current = {
             key_id: _SigningKey(key_id, int(seq), None if revocation is None else int(revocation))
@@ -527,11 +533,14 @@ class Ingest:
                 .join(log_entries, log_entries.c.seq == attestations.c.seq)
                 .where(log_entries.c.idx == index)
             ).scalar()
+            wanted = [s.keyid for s in envelope.signatures]
+            keys = connection.execute(_SIGNING_KEYS, {"supplier": endorser, "wanted": wanted})
+            registered = keys.all()
         if role != "endorser":
             raise RejectionError(
                 403, "not_an_endorser", f"{endorser!r} is not a registered endorser"
             )
-        self._verify_signature(envelope, endorser)
+        self._verify_signature(envelope, endorser, registered)
         if logged is None or logged != digest:
             raise RejectionError(
                 422, "no_such_attestation", f"no attestation with that digest at log index {index}"
