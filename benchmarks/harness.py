@@ -97,22 +97,28 @@ def gunicorn(
 def server_cpu(scratch: Path) -> dict[str, float]:
     """CPU seconds (user + system) used so far by the processes of the server started by
     :func:`gunicorn` in ``scratch`` (it leads its own process group): by role, "workers"
-    (gunicorn's workers and master) and "indexer" (the workers' indexing children)."""
+    (gunicorn's workers and master) and "indexer" (the workers' indexing children); and
+    "database": every PostgreSQL server process on this machine (on SQLite the database
+    works inside the server's processes)."""
     leader = int((scratch / "gunicorn.pid").read_text())
     tick = os.sysconf("SC_CLK_TCK")
-    used = {"workers": 0.0, "indexer": 0.0}
+    used = {"workers": 0.0, "indexer": 0.0, "database": 0.0}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name, fields = (entry / "stat").read_text().rsplit(")", 1)
             command = (entry / "cmdline").read_bytes()
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) != leader:  # the process group (proc(5): field 5)
+        numbers = fields.split()
+        if name.endswith("(postgres"):
+            role = "database"
+        elif int(numbers[2]) == leader:  # the process group (proc(5): field 5)
+            role = "indexer" if b"multiprocessing" in command else "workers"
+        else:
             continue
-        role = "indexer" if b"multiprocessing" in command else "workers"
-        used[role] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        used[role] += (int(numbers[11]) + int(numbers[12])) / tick  # utime, stime
     return used
 
 

@@ -597,10 +597,11 @@ def main() -> None:
         )
         per = {role: 1000 * used / max(run.accepted, 1) for role, used in run.cpu.items()}
         busy = sum(run.cpu.values()) / (run.seconds * usable_cores())
+        database = f", database server {per['database']:.2f} ms" if run.backend != "sqlite" else ""
         print(
             f"  CPU per attestation while submitting: workers {per['workers']:.2f} ms, "
-            f"indexer {per['indexer']:.2f} ms, clients {per['clients']:.2f} ms (the compute "
-            f"ceiling's share: {1000 / ceiling.rate:.2f} ms); these kept {busy:.0%} of "
+            f"indexer {per['indexer']:.2f} ms{database}, clients {per['clients']:.2f} ms (the "
+            f"compute ceiling's share: {1000 / ceiling.rate:.2f} ms); these kept {busy:.0%} of "
             f"{usable_cores()} cores busy"
         )
         for problem in problems:
