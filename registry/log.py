@@ -149,9 +149,11 @@ class TransparencyLog:
         authority: timestamp.Authority,
         clock: Clock = lambda: datetime.now(UTC),
         timestampers: Sequence[Timestamper] | None = None,
+        remembered_nodes: int = KNOWN_NODES,
     ) -> None:
         """``timestampers`` stamp every checkpoint, the first one's token being the primary
-        (default: the registry's own TSA, ``authority``)."""
+        (default: the registry's own TSA, ``authority``). ``remembered_nodes``: how many
+        committed subtree hashes the process keeps for proofs (0: every proof reads them)."""
         self.engine = engine
         self.origin = origin
         self.key = key
@@ -179,6 +181,7 @@ class TransparencyLog:
         # never what a transaction that may roll back wrote. Bounded; cleared whole when full.
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._entries: dict[int, tuple[int, bytes]] = {}
+        self.remembered_nodes = remembered_nodes
 
     def remember(self, integration: Integration) -> None:
         """Keep a committed batch's entries and subtree hashes for later proofs. Call it only
@@ -187,7 +190,9 @@ class TransparencyLog:
         self._remember_entries(integration.entries)
 
     def _remember_nodes(self, nodes: dict[tuple[int, int], bytes]) -> None:
-        if len(self._nodes) + len(nodes) > KNOWN_NODES:
+        if not self.remembered_nodes:
+            return
+        if len(self._nodes) + len(nodes) > self.remembered_nodes:
             self._nodes.clear()
         self._nodes.update(nodes)
 
