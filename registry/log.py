@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import BigInteger, Engine, Select, any_, bindparam, func, select
@@ -43,6 +43,8 @@ from sqm.trust.canonical import canonical
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
 
 Clock = Callable[[], datetime]
+K = TypeVar("K")
+V = TypeVar("V")
 
 # The write path's statements, built once: building a statement and its cache key on every
 # execution cost SQLAlchemy twice the time of executing a prebuilt one.
@@ -92,6 +94,19 @@ def _heads(connection: Connection, chains: set[str]) -> dict[str, int]:
         return {}
     rows = connection.execute(_HEADS, {"chains": sorted(chains)})
     return {chain: int(index) for chain, index in rows}
+
+
+def _recalled(memory: dict[K, V], wanted: Iterable[K]) -> tuple[dict[K, V], list[K]]:
+    """What ``memory`` holds of ``wanted``, and the rest, in order."""
+    found: dict[K, V] = {}
+    missing: list[K] = []
+    for key in wanted:
+        known = memory.get(key)
+        if known is None:
+            missing.append(key)
+        else:
+            found[key] = known
+    return found, missing
 
 
 class _Recorder:
@@ -373,14 +388,7 @@ class TransparencyLog:
         """The subtree hashes ``wanted`` (those the log holds): remembered ones, then the
         rest in one query through ``connection`` (a reading one when None and needed).
         What it reads is committed, so it is remembered too."""
-        found: dict[tuple[int, int], bytes] = {}
-        missing: list[tuple[int, int]] = []
-        for node in wanted:
-            known = self._nodes.get(node)
-            if known is None:
-                missing.append(node)
-            else:
-                found[node] = known
+        found, missing = _recalled(self._nodes, wanted)
         if not missing:
             return found
         if connection is None:
@@ -425,14 +433,7 @@ class TransparencyLog:
     ) -> dict[int, tuple[int, bytes]]:
         """``seq -> (log index, leaf)`` of the integrated entries among ``seqs``: remembered
         ones, then the rest in one query (through a reading connection when none is given)."""
-        found: dict[int, tuple[int, bytes]] = {}
-        missing: list[int] = []
-        for seq in seqs:
-            known = self._entries.get(seq)
-            if known is None:
-                missing.append(seq)
-            else:
-                found[seq] = known
+        found, missing = _recalled(self._entries, seqs)
         if not missing:
             return found
         if connection is None:

@@ -133,28 +133,17 @@ def _for_jcs(value: Any) -> Any:
     every number literal, which made the one parse of a typical feed three times orjson's
     parse and this walk together."""
     kind = type(value)
-    if kind is dict:
+    if kind is dict or kind is list:
         copied = None
-        for key, item in value.items():
+        for place, item in value.items() if kind is dict else enumerate(value):
             if type(item) in _ATOMS:
                 continue
             printed = _for_jcs(item)
             if printed is not item:
                 if copied is None:
-                    copied = dict(value)
-                copied[key] = printed
+                    copied = kind(value)  # a shallow copy: what it shares stays unchanged
+                copied[place] = printed
         return value if copied is None else copied
-    if kind is list:
-        listed = None
-        for position, item in enumerate(value):
-            if type(item) in _ATOMS:
-                continue
-            printed = _for_jcs(item)
-            if printed is not item:
-                if listed is None:
-                    listed = list(value)
-                listed[position] = printed
-        return value if listed is None else listed
     if kind is float:  # as _number judges the literal
         if value.is_integer() and abs(value) <= _SAFE_INTEGER:
             return int(value)
