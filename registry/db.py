@@ -83,7 +83,12 @@ def stored_envelope(envelope: dsse.Envelope) -> Deflated:
     Why not the envelope's JSON: its payload is base64, a third longer than the payload and
     less compressible; deflating the payload itself took half the time (0.12 against 0.24 ms
     for a 20-record feed) and half the bytes (5.7 against 10.7 kB), and every reader then
-    skips the base64. :func:`envelope_of` reads both forms."""
+    skips the base64. :func:`envelope_of` reads both forms. A payload that is not UTF-8
+    (the registry refuses those) is stored as the envelope's JSON: its bytes survive either way."""
+    try:
+        envelope.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return Deflated.of(json.dumps(envelope.to_json()))
     head = json.dumps(
         {
             "payloadType": envelope.payload_type,

@@ -439,6 +439,18 @@ class Ingest:
             raise RejectionError(
                 422, "subject_mismatch", "the statement's subject must name the feed's digest"
             )
+        try:
+            # json.loads takes more: an encoded surrogate, where a later duplicate key hides it
+            # from the parsed value. Such bytes are no JSON text (RFC 8259 §8.1), and would
+            # not read back as the stored envelope's text.
+            envelope.payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RejectionError(
+                400,
+                "malformed_statement",
+                f"the payload is not UTF-8 text, which JSON exchanged between systems must be "
+                f"(RFC 8259 section 8.1): {exc}",
+            ) from None
         return feed
 
     def _verify_signature(

@@ -100,7 +100,9 @@ def _printable(raw: bytes) -> tuple[Any, Any] | None:
         return None
     try:
         # orjson parses to json.loads's value, twice as fast; it refuses what json.loads
-        # takes beyond RFC 8259 (NaN, integers beyond 64 bits): the hooked parse judges those.
+        # takes beyond RFC 8259 (NaN, for one), which the hooked parse then judges. Integers
+        # beyond 64 bits it reads as floats: beyond 2^53, the walk leaves those to the
+        # reference path, which parses again.
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass

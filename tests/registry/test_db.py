@@ -335,6 +335,12 @@ def test_a_stored_envelope_reads_back_as_submitted(payload: bytes) -> None:
             )
 
 
+def test_a_payload_that_is_not_utf8_still_reads_back_byte_for_byte() -> None:
+    # The registry refuses such payloads; were one stored, its bytes must survive.
+    envelope = _signed(b'{"_type": "\xed\xa0\x80", "predicate": {"ok": "\xff"}}')
+    assert envelope_of(inflate(stored_envelope(envelope))) == envelope
+
+
 def test_envelopes_stored_by_earlier_versions_read_back() -> None:
     envelope = _signed(b'{"predicate": {"a": 1}}', 2)
     earlier = json.dumps(envelope.to_json())  # what earlier versions stored, deflated or not

@@ -92,6 +92,31 @@ def test_a_feed_holding_nul_is_refused_before_storage(seeded: Flask) -> None:
     assert (answer.status_code, answer.json["error"]) == (422, "nul_character")
 
 
+def test_a_payload_that_is_not_utf8_is_refused_before_storage(seeded: Flask) -> None:
+    # json.loads takes a surrogate encoded as UTF-8; under a key that a later duplicate
+    # overrides it leaves no trace in the parsed statement, so every other check passed, and
+    # the entry was logged with an envelope that could not be read back (its bundle a 500,
+    # the index stuck at it for good).
+    client = seeded.test_client()
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMUTF8TEST001"
+    key = Ed25519PrivateKey.generate()
+    registered = client.post(
+        "/api/v1/suppliers", json=requests.registration(feed["header"]["supplier"], key)
+    )
+    assert registered.status_code == 201
+    text = json.dumps(bundle.statement(feed)).encode()
+    assert text.startswith(b'{"_type": ')
+    payload = b'{"_type": "\xed\xa0\x80", ' + text[1:]  # the later "_type" wins
+    assert json.loads(payload) == bundle.statement(feed)
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, requests.key_id(key))
+    before = client.get("/api/v1/log/checkpoint").get_data()
+    answer = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
+    assert "not UTF-8" in answer.json["message"]
+    assert client.get("/api/v1/log/checkpoint").get_data() == before  # nothing logged
+
+
 @pytest.mark.parametrize(
     ("feed_part", "status", "error", "message"),
     [
