@@ -26,7 +26,6 @@ Distributions (per supplier, with month-to-month noise per feed):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from stdnum.iso7064 import mod_97_10
 
+from sqm.registry.db import envelope_of, envelope_text
 from sqm.trust import bundle, dsse
 
 MONTH = timedelta(days=30.4375)
@@ -494,7 +494,7 @@ class Attestation:
     feed_sequence: int
     payload_sha256: str
     key_id: str
-    envelope: str  # the envelope's JSON, as the attestations table stores it
+    envelope: str  # the envelope as the attestations table holds it (registry.db.envelope_text)
     leaf: bytes  # the chain template integration completes with previousIndex
     feed: dict[str, Any] | None  # kept only for the feeds chosen for validation
 
@@ -524,7 +524,7 @@ def attestation(
         feed_sequence=feed["header"]["sequence"],
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         key_id=supplier.key_id,
-        envelope=json.dumps(envelope.to_json()),
+        envelope=envelope_text(envelope).decode(),
         leaf=bundle.attestation_leaf(supplier.identity, envelope, None),
         feed=feed if keep else None,
     )
@@ -545,4 +545,4 @@ def supplier_rows(
 
 
 def payload_of(envelope: str) -> bytes:
-    return base64.b64decode(json.loads(envelope)["payload"])
+    return envelope_of(envelope).payload

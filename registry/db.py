@@ -76,19 +76,24 @@ class Deflated(bytes):
 
 
 def stored_envelope(envelope: dsse.Envelope) -> Deflated:
-    """An attestation's envelope as its column stores it: one line of JSON with the
-    envelope's payloadType and signatures, then the payload itself (UTF-8 JSON: the registry
-    accepts no other), deflated.
+    """An attestation's envelope as its column stores it: :func:`envelope_text`, deflated."""
+    return Deflated.of(envelope_text(envelope))
+
+
+def envelope_text(envelope: dsse.Envelope) -> bytes:
+    """An attestation's envelope as its column holds it, before deflation: one line of JSON
+    with the envelope's payloadType and signatures, then the payload itself (UTF-8 JSON: the
+    registry accepts no other).
 
     Why not the envelope's JSON: its payload is base64, a third longer than the payload and
     less compressible; deflating the payload itself took half the time (0.12 against 0.24 ms
     for a 20-record feed) and half the bytes (5.7 against 10.7 kB), and every reader then
     skips the base64. :func:`envelope_of` reads both forms. A payload that is not UTF-8
-    (the registry refuses those) is stored as the envelope's JSON: its bytes survive either way."""
+    (the registry refuses those) is held as the envelope's JSON: its bytes survive either way."""
     try:
         envelope.payload.decode("utf-8")
     except UnicodeDecodeError:
-        return Deflated.of(json.dumps(envelope.to_json()))
+        return json.dumps(envelope.to_json()).encode()
     head = json.dumps(
         {
             "payloadType": envelope.payload_type,
@@ -99,7 +104,7 @@ def stored_envelope(envelope: dsse.Envelope) -> Deflated:
         },
         separators=(",", ":"),
     )
-    return Deflated.of(head.encode() + b"\n" + envelope.payload)
+    return head.encode() + b"\n" + envelope.payload
 
 
 def envelope_of(stored: str) -> dsse.Envelope:
