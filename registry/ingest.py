@@ -92,6 +92,13 @@ def supplier_id(organization: Any) -> str:
         raise RejectionError(422, "missing_identifier", str(exc)) from None
 
 
+def _signing_keys(connection: Connection, envelope: dsse.Envelope, owner: str) -> Sequence[Any]:
+    """The registered keys of ``owner`` among those that signed ``envelope`` (``_SIGNING_KEYS``
+    rows), for :meth:`Ingest._verify_signature`."""
+    wanted = [signature.keyid for signature in envelope.signatures]
+    return connection.execute(_SIGNING_KEYS, {"supplier": owner, "wanted": wanted}).all()
+
+
 class _SigningKey(NamedTuple):
     """The key that signed an envelope, and the sequence numbers of its log entries."""
 
@@ -308,9 +315,7 @@ class Ingest:
             if seen is None:
                 feed = self._feed(envelope)
                 identity = supplier_id(feed.get("header", {}).get("supplier"))
-                wanted = [s.keyid for s in envelope.signatures]
-                keys = connection.execute(_SIGNING_KEYS, {"supplier": identity, "wanted": wanted})
-                registered = keys.all()
+                registered = _signing_keys(connection, envelope, identity)
         if seen is not None:
             if self.log.waiting():  # e.g. stored during a TSA outage: log it now
                 self._integrate()
@@ -545,9 +550,7 @@ class Ingest:
                 .join(log_entries, log_entries.c.seq == attestations.c.seq)
                 .where(log_entries.c.idx == index)
             ).scalar()
-            wanted = [s.keyid for s in envelope.signatures]
-            keys = connection.execute(_SIGNING_KEYS, {"supplier": endorser, "wanted": wanted})
-            registered = keys.all()
+            registered = _signing_keys(connection, envelope, endorser)
         if role != "endorser":
             raise RejectionError(
                 403, "not_an_endorser", f"{endorser!r} is not a registered endorser"
