@@ -31,6 +31,11 @@ including that wait (indexed/s).
 
 Target (the registry ingest issue): sustained ingest >= 0.5 of the compute ceiling, printed
 against the one-process ceiling and against it scaled by the cores the workers can use.
+
+Where the time went: per attestation, the CPU each kind of process used while the clients
+submitted (read from ``/proc``: the server's workers and their indexer children, every
+PostgreSQL server process, the client processes), next to the ceiling's own share, and how
+busy that kept the cores.
 """
 
 from __future__ import annotations
@@ -327,7 +332,7 @@ class Run:
     fsck_ok: bool
     server_errors: int
     index_lag: float | None  # seconds from the last answer until the index held every entry
-    cpu: dict[str, float]  # CPU seconds during the submissions: workers, indexer, clients
+    cpu: dict[str, float]  # CPU seconds while submitting: workers, indexer, database, clients
     log_tail: str = ""  # the server log's end, kept when the index did not catch up
 
     @property
