@@ -36,7 +36,12 @@ def _integer(literal: str) -> int:
 
 
 def _number(literal: str) -> int | float:
-    value = float(literal)
+    return _printed_as_python(float(literal))
+
+
+def _printed_as_python(value: float) -> int | float:
+    """``value`` as a number Python prints as JCS does (an integral one as an int);
+    _NeedsReferenceError when none does."""
     if value.is_integer() and abs(value) <= _SAFE_INTEGER:
         # ECMAScript prints an integral double with no fraction or exponent, exactly while
         # it is below 2^53 (RFC 8785 §3.2.2.3): as Python prints the equal int. Beyond, it
@@ -146,12 +151,8 @@ def _for_jcs(value: Any) -> Any:
                     copied = kind(value)  # a shallow copy: what it shares stays unchanged
                 copied[place] = printed
         return value if copied is None else copied
-    if kind is float:  # as _number judges the literal
-        if value.is_integer() and abs(value) <= _SAFE_INTEGER:
-            return int(value)
-        if not value.is_integer() and 1e-4 <= abs(value) < 1e16:
-            return value
-        raise _NeedsReferenceError
+    if kind is float:
+        return _printed_as_python(value)
     if kind is int and abs(value) > _SAFE_INTEGER:
         raise _NeedsReferenceError
     return value
