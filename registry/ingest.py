@@ -33,6 +33,7 @@ from sqm.registry.db import (
     suppliers,
     utc,
 )
+from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit
 from sqm.registry.indexer import Indexer
@@ -46,18 +47,21 @@ CLOCK_SKEW = timedelta(minutes=5)
 logger = logging.getLogger(__name__)
 
 # The attestation path's statements, built once (see registry/log.py).
-_SEEN = select(attestations.c.seq).where(attestations.c.payload_sha256 == bindparam("digest"))
-_SIGNING_KEYS = select(
-    supplier_keys.c.key_id,
-    supplier_keys.c.public_key,
-    supplier_keys.c.revoked_at,
-    supplier_keys.c.seq,
-    supplier_keys.c.revocation_seq,
-).where(
-    supplier_keys.c.supplier == bindparam("supplier"),
-    supplier_keys.c.key_id.in_(bindparam("wanted", expanding=True)),
+_SEEN = Prepared(
+    select(attestations.c.seq).where(attestations.c.payload_sha256 == bindparam("digest"))
 )
-_NEW_ATTESTATION = attestations.insert()
+# All of a supplier's keys (a handful, over its rotations), filtered here: a statement with an
+# IN list of the envelope's key ids is compiled anew for each call.
+_SUPPLIER_KEYS = Prepared(
+    select(
+        supplier_keys.c.key_id,
+        supplier_keys.c.public_key,
+        supplier_keys.c.revoked_at,
+        supplier_keys.c.seq,
+        supplier_keys.c.revocation_seq,
+    ).where(supplier_keys.c.supplier == bindparam("supplier"))
+)
+_NEW_ATTESTATION = Prepared(attestations.insert())
 
 
 @dataclass
@@ -93,10 +97,10 @@ def supplier_id(organization: Any) -> str:
 
 
 def _signing_keys(connection: Connection, envelope: dsse.Envelope, owner: str) -> Sequence[Any]:
-    """The registered keys of ``owner`` among those that signed ``envelope`` (``_SIGNING_KEYS``
+    """The registered keys of ``owner`` among those that signed ``envelope`` (``_SUPPLIER_KEYS``
     rows), for :meth:`Ingest._verify_signature`."""
-    wanted = [signature.keyid for signature in envelope.signatures]
-    return connection.execute(_SIGNING_KEYS, {"supplier": owner, "wanted": wanted}).all()
+    wanted = {signature.keyid for signature in envelope.signatures}
+    return [row for row in _SUPPLIER_KEYS.rows(connection, {"supplier": owner}) if row[0] in wanted]
 
 
 class _SigningKey(NamedTuple):
@@ -311,7 +315,7 @@ class Ingest:
         # One connection for both reads before the write (taking one from the pool and
         # giving it back cost about as much as a read); the feed is read between them.
         with self.log.engine.connect() as connection:
-            seen = connection.execute(_SEEN, {"digest": digest}).scalar()
+            seen = _SEEN.scalar(connection, {"digest": digest})
             if seen is None:
                 feed = self._feed(envelope)
                 identity = supplier_id(feed.get("header", {}).get("supplier"))
@@ -333,8 +337,8 @@ class Ingest:
 
         def write(connection: Connection) -> int:
             seq = self.log.sequence(leaf, chain=f"attestations:{identity}", connection=connection)
-            connection.execute(
-                _NEW_ATTESTATION,
+            _NEW_ATTESTATION.run(
+                connection,
                 {
                     "seq": seq,
                     "supplier": identity,
@@ -462,7 +466,7 @@ class Ingest:
         self, envelope: dsse.Envelope, identity: str, rows: Sequence[Any]
     ) -> _SigningKey:
         """The registered, unrevoked key of ``identity`` whose signature verifies, among
-        ``rows`` (``_SIGNING_KEYS`` for the envelope's key ids)."""
+        ``rows`` (:func:`_signing_keys`)."""
         now = self.now()
         current = {
             key_id: _SigningKey(key_id, int(seq), None if revocation is None else int(revocation))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import BigInteger, Engine, Select, any_, bindparam, func, select
+from sqlalchemy import BigInteger, Engine, Text, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
@@ -35,6 +35,7 @@ from sqm.registry.db import (
     write_lock,
     writing,
 )
+from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
 from sqm.registry.timestampers import OwnTSA, Timestamper
 from sqm.trust import TrustError, merkle, timestamp
@@ -52,21 +53,29 @@ VERIFIED_CHECKPOINTS = 4096  # checkpoints whose signature a reader remembers ha
 KNOWN_NODES = 1 << 16  # committed subtree hashes a process remembers (about 10 MB)
 KNOWN_ENTRIES = 1 << 14  # committed entries (index and leaf) a process remembers
 
-_SIZE = select(func.max(log_entries.c.idx))
-_HEADS = select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
-    log_chain_heads.c.chain.in_(bindparam("chains", expanding=True))
+# The statements of a batch's integration run through the driver (registry/driver.py): the
+# log's write lock is held while they run, and every worker waits for it.
+_SIZE = Prepared(select(func.max(log_entries.c.idx)))
+_HEAD = Prepared(
+    select(log_chain_heads.c.last_index).where(log_chain_heads.c.chain == bindparam("chain"))
 )
-_MOVE_HEAD = (
+# On PostgreSQL a round trip for all chains at once (an array parameter).
+_HEADS_ARRAY = Prepared(
+    select(log_chain_heads.c.chain, log_chain_heads.c.last_index).where(
+        log_chain_heads.c.chain == any_(bindparam("chains", type_=postgresql.ARRAY(Text)))
+    )
+)
+_MOVE_HEAD = Prepared(
     log_chain_heads.update()
     .where(log_chain_heads.c.chain == bindparam("head"))
     .values(last_index=bindparam("index"))
 )
-_NEW_HEAD = log_chain_heads.insert()
-_SEQUENCE = log_pending.insert()
-_INTEGRATED = log_pending.delete().where(log_pending.c.seq.in_(bindparam("done", expanding=True)))
-_NEW_ENTRIES = log_entries.insert()
-_NEW_NODES = log_nodes.insert()
-_NEW_CHECKPOINT = log_checkpoints.insert()
+_NEW_HEAD = Prepared(log_chain_heads.insert())
+_SEQUENCE = Prepared(log_pending.insert().returning(log_pending.c.seq))
+_INTEGRATED = Prepared(log_pending.delete().where(log_pending.c.seq == bindparam("done")))
+_NEW_ENTRIES = Prepared(log_entries.insert())
+_NEW_NODES = Prepared(log_nodes.insert())
+_NEW_CHECKPOINT = Prepared(log_checkpoints.insert())
 _NODES = select(log_nodes.c.node, log_nodes.c.hash).where(
     log_nodes.c.node.in_(bindparam("keys", expanding=True))
 )
@@ -81,8 +90,8 @@ _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.lea
 
 
 @functools.cache
-def _pending(limit: int) -> Select[Any]:
-    return (
+def _pending(limit: int) -> Prepared:
+    return Prepared(
         select(log_pending.c.seq, log_pending.c.leaf, log_pending.c.chain)
         .order_by(log_pending.c.seq)
         .limit(limit)
@@ -92,8 +101,13 @@ def _pending(limit: int) -> Select[Any]:
 def _heads(connection: Connection, chains: set[str]) -> dict[str, int]:
     if not chains:
         return {}
-    rows = connection.execute(_HEADS, {"chains": sorted(chains)})
-    return {chain: int(index) for chain, index in rows}
+    if connection.dialect.name == "postgresql":
+        rows = _HEADS_ARRAY.rows(connection, {"chains": sorted(chains)})
+        return {chain: int(index) for chain, index in rows}
+    # SQLite runs in this process: a lookup per chain costs microseconds, and one statement
+    # text serves any number of chains.
+    found = {chain: _HEAD.scalar(connection, {"chain": chain}) for chain in sorted(chains)}
+    return {chain: int(index) for chain, index in found.items() if index is not None}
 
 
 def _recalled(memory: dict[K, V], wanted: Iterable[K]) -> tuple[dict[K, V], list[K]]:
@@ -250,12 +264,10 @@ class TransparencyLog:
         if connection is None:
             with self.writing() as own:
                 return self.sequence(leaf, chain, own)
-        result = connection.execute(
-            _SEQUENCE, {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
+        seq = _SEQUENCE.scalar(
+            connection, {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
         )
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        return int(seq)
 
     def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
         """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
@@ -281,11 +293,11 @@ class TransparencyLog:
         size = self._size(connection)
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
         # number may commit after a larger one was integrated.
-        rows = connection.execute(_pending(limit)).all()
+        rows = _pending(limit).rows(connection)
         if not rows:
             return None
         frontier = self._frontier(connection, size)
-        chains = {r.chain for r in rows if r.chain is not None}
+        chains = {chain for _, _, chain in rows if chain is not None}
         heads = _heads(connection, chains)
         known_heads = set(heads)
         new_entries: list[dict[str, Any]] = []
@@ -316,19 +328,15 @@ class TransparencyLog:
         # Signed and stamped before anything is written: when a TSA fails, this batch has
         # changed nothing, and the caller's transaction keeps its own rows.
         signed = self._sign(new_size, root)
-        connection.execute(_NEW_ENTRIES, new_entries)
-        connection.execute(_NEW_NODES, new_subtrees)
-        done = [row.seq for row in rows]
-        for start in range(0, len(done), 1000):  # exactly these rows, in bounded lists
-            connection.execute(_INTEGRATED, {"done": done[start : start + 1000]})
+        _NEW_ENTRIES.many(connection, new_entries)
+        _NEW_NODES.many(connection, new_subtrees)
+        _INTEGRATED.many(connection, [{"done": seq} for seq, _, _ in rows])
         moved = [{"head": c, "index": heads[c]} for c in sorted(chains) if c in known_heads]
         started = [{"chain": c, "last_index": heads[c]} for c in sorted(chains - known_heads)]
-        if moved:
-            connection.execute(_MOVE_HEAD, moved)
-        if started:
-            connection.execute(_NEW_HEAD, started)
-        connection.execute(
-            _NEW_CHECKPOINT,
+        _MOVE_HEAD.many(connection, moved)
+        _NEW_HEAD.many(connection, started)
+        _NEW_CHECKPOINT.run(
+            connection,
             {
                 "size": new_size,
                 "note": signed.note,
@@ -368,7 +376,7 @@ class TransparencyLog:
     # --- reading ----------------------------------------------------------------------------
 
     def _size(self, connection: Connection) -> int:
-        top = connection.execute(_SIZE).scalar()
+        top = _SIZE.scalar(connection)
         return 0 if top is None else int(top) + 1
 
     def waiting(self) -> int:

@@ -1,0 +1,106 @@
+"""Statements run through the database driver store and read what SQLAlchemy would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, bindparam, delete, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from sqm.registry.db import log_checkpoints, log_pending, suppliers
+from sqm.registry.driver import Prepared
+from sqm.registry.errors import RegistryError
+
+_NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+_CHECKPOINT = Prepared(log_checkpoints.insert())
+_CHECKPOINTS = Prepared(
+    select(log_checkpoints.c.size, log_checkpoints.c.created_at, log_checkpoints.c.timestamp)
+    .where(log_checkpoints.c.size >= bindparam("smallest"))
+    .order_by(log_checkpoints.c.size)
+)
+
+
+def _row(size: int, moment: datetime) -> dict[str, object]:
+    return {"size": size, "note": f"note {size}\n", "timestamp": b"\x00\x01", "created_at": moment}
+
+
+def _stored(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(text("SELECT * FROM log_checkpoints ORDER BY size"))
+        ]
+
+
+def test_values_are_stored_and_read_as_sqlalchemy_stores_and_reads_them(engine: Engine) -> None:
+    # The same instant at another UTC offset, and a naive one: each type's bind processor
+    # must apply (SQLite stores text that SQLAlchemy formats).
+    moments = [_NOON, _NOON.astimezone(timezone(timedelta(hours=2))), _NOON + timedelta(days=1)]
+    with engine.begin() as connection:
+        _CHECKPOINT.many(connection, [_row(n, m) for n, m in enumerate(moments)])
+    through_driver = _stored(engine)
+    with engine.connect() as connection:
+        read_by_driver = _CHECKPOINTS.rows(connection, {"smallest": 0})
+        read_by_sqlalchemy = [
+            tuple(row)
+            for row in connection.execute(
+                select(
+                    log_checkpoints.c.size,
+                    log_checkpoints.c.created_at,
+                    log_checkpoints.c.timestamp,
+                ).order_by(log_checkpoints.c.size)
+            )
+        ]
+    with engine.begin() as connection:
+        connection.execute(delete(log_checkpoints))
+        connection.execute(log_checkpoints.insert(), [_row(n, m) for n, m in enumerate(moments)])
+    assert through_driver == _stored(engine)
+    assert read_by_driver == read_by_sqlalchemy
+    assert isinstance(read_by_driver[0][1], datetime) and len(read_by_driver) == 3
+
+
+def test_returning_gives_the_new_rows_key_and_limits_in_the_statement_apply(
+    engine: Engine,
+) -> None:
+    sequence = Prepared(log_pending.insert().returning(log_pending.c.seq))
+    first_two = Prepared(select(log_pending.c.seq).order_by(log_pending.c.seq).limit(2))
+    with engine.begin() as connection:
+        made = [
+            sequence.scalar(connection, {"leaf": bytes([n]), "received_at": _NOON, "chain": None})
+            for n in range(3)
+        ]
+    assert made == sorted(made) and len(set(made)) == 3
+    with engine.connect() as connection:
+        assert first_two.rows(connection) == [(made[0],), (made[1],)]
+        assert sequence.statement is not None
+
+
+def test_a_refused_write_raises_sqlalchemys_error_and_its_transaction_rolls_back(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        _CHECKPOINT.run(connection, _row(1, _NOON))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        _CHECKPOINT.run(connection, _row(2, _NOON))
+        _CHECKPOINT.run(connection, _row(1, _NOON))  # the same size again
+    assert [row[0] for row in _stored(engine)] == [1]
+
+
+def test_a_write_outside_a_transaction_begins_one(engine: Engine) -> None:
+    # Rolled back with the connection: nothing of it is stored (no autocommit behind
+    # SQLAlchemy's back).
+    with engine.connect() as connection:
+        _CHECKPOINT.run(connection, _row(5, _NOON))
+        assert connection.in_transaction()
+        connection.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(log_checkpoints)).scalar() == 0
+
+
+def test_a_statement_whose_table_fills_in_python_defaults_is_refused(engine: Engine) -> None:
+    # ``suppliers.verification`` has a Python-side default, which only SQLAlchemy's execution
+    # context would compute: the driver path must not store a row without it.
+    register = Prepared(suppliers.insert())
+    with pytest.raises(RegistryError, match="column defaults"), engine.begin() as connection:
+        register.run(connection, {"id": "lei:X", "name": "X", "identity": "{}"})
