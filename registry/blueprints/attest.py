@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from sqm.registry.blueprints.common import fail
+from sqm.registry.blueprints.common import fail, json_answer
 from sqm.registry.ingest import Ingest, RejectionError
 
 blueprint = Blueprint("attest", __name__)
@@ -54,7 +54,7 @@ def attest() -> Any:
         status, answer = _ingest().attest(_json_body())
     except RejectionError as error:
         return _rejected(error)
-    return jsonify(answer), status
+    return json_answer(answer, status)
 
 
 @blueprint.post("/keys/<key>/revocation")
@@ -99,7 +99,7 @@ def endorsements_of(index: int) -> Any:
 def bundle_at(index: int) -> Any:
     """The offline bundle of the attestation at a log index, against the newest checkpoint."""
     try:
-        return jsonify(_ingest().bundle_at(index).to_json())
+        return json_answer(_ingest().bundle_at(index).to_json())
     except RejectionError as error:
         return _rejected(error)
 

@@ -141,3 +141,28 @@ def test_keys_survive_a_restart(tmp_path: Path) -> None:
     assert _log(first).verifier == _log(second).verifier
     key_file = tmp_path / "data" / "keys" / "log.key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_large_answers_are_the_json_that_flask_would_send(tmp_path: Path) -> None:
+    # Bundles are written by orjson (registry/blueprints/common.py): the same document as
+    # jsonify's, keys sorted; what orjson refuses (an integer beyond 64 bits) still answers.
+    import json
+
+    from flask import jsonify
+
+    from sqm.registry.blueprints.common import json_answer
+
+    made = create_app(RegistryConfig(data_dir=tmp_path / "data", origin=ORIGIN))
+    value = {"b": [1, 2.5, None, True], "a": {"z": "é\n\u2028", "y": ""}, "logIndex": 7}
+    with made.app_context():
+        flask_made = jsonify(value).get_data()
+        answer = json_answer(value, 201)
+        huge = json_answer({"n": 2**70}, 409)
+    body = answer.get_data()
+    assert answer.status_code == 201 and answer.mimetype == "application/json"
+    assert json.loads(body) == json.loads(flask_made) == value
+    assert body.endswith(b"}\n") and body.index(b'"a"') < body.index(b'"b"') < body.index(
+        b'"logIndex"'
+    )
+    assert huge.status_code == 409 and json.loads(huge.get_data()) == {"n": 2**70}
+    made.extensions["sqm"]["log"].engine.dispose()
