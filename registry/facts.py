@@ -13,7 +13,8 @@ record section is searchable and nothing else is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache, lru_cache
@@ -62,8 +63,8 @@ class Metric:
 
 
 class Fact(NamedTuple):
-    """One numeric claim of one record (a tuple: a feed yields hundreds, built in the
-    indexer's hot loop, where a frozen dataclass's ``__init__`` cost a tenth of its time)."""
+    """One numeric claim of one record (a tuple: a feed yields hundreds; the indexer takes
+    them as plain tuples from :func:`fact_rows`, without building these)."""
 
     section: str
     record_id: str
@@ -192,10 +193,11 @@ def _date(value: Any) -> date | None:
 
 
 def _numbers(
-    record: dict[str, Any], path: str, unit: str | None
-) -> Iterator[tuple[str, float, str | None]]:
+    record: dict[str, Any], path: str, unit: str | None, out: list[tuple[str, float, str | None]]
+) -> None:
     # Runs for every field of every record the index takes in: exact types (a parsed feed
-    # holds dicts and lists), no ABC checks.
+    # holds dicts and lists), no ABC checks, and appended to one list rather than yielded
+    # through a generator a nesting level (each value passed up every level's frame).
     has_unit = "unit" in record
     local_unit = record["unit"] if has_unit and isinstance(record["unit"], str) else unit
     owner = local_unit if has_unit else unit
@@ -204,15 +206,17 @@ def _numbers(
         if kind is float or kind is int:
             if name in NOT_METRICS:
                 continue
-            yield (path if has_unit and name == "value" else f"{path}.{name}"), float(value), owner
+            out.append(
+                ((path if has_unit and name == "value" else f"{path}.{name}"), float(value), owner)
+            )
         elif kind is dict:
             if name not in NOT_METRICS:
-                yield from _numbers(value, f"{path}.{name}", None)
+                _numbers(value, f"{path}.{name}", None, out)
         elif kind is list and name not in NOT_METRICS:
             here = f"{path}.{name}"
             for item in value:
                 if type(item) is dict:
-                    yield from _numbers(item, here, None)
+                    _numbers(item, here, None, out)
 
 
 @cache
@@ -223,52 +227,73 @@ def _in_characteristic_unit() -> frozenset[str]:
     )
 
 
-def _converted(value: float, unit: str | None) -> tuple[float, str | None]:
-    if unit is None:
-        return value, None
-    try:
-        return to_base(value, unit)
-    except SchemaError:  # a unit the validator refused would never reach the log
-        return value, unit
-
-
 def extract(feed: Mapping[str, Any]) -> FeedFacts:
     """The searchable facts of a valid feed."""
+    found, rows = fact_rows(feed, None, _as_is, _as_is)
+    return dataclasses.replace(found, facts=tuple(Fact._make(row[2:]) for row in rows))
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def fact_rows(
+    feed: Mapping[str, Any],
+    key: Any,
+    instant: Callable[[datetime | None], Any],
+    level: Callable[[str], Any],
+) -> tuple[FeedFacts, list[tuple[Any, ...]]]:
+    """What :func:`extract` finds, with its facts as plain tuples instead (the FeedFacts
+    returned holds none): each ``key``, the supplier, then a :class:`Fact`'s fields in their
+    order, ``as_of`` as ``instant`` maps it and ``claimed_assurance`` as ``level`` maps it
+    (called once a record). Why: the index stores a feed's hundreds of facts as rows of that
+    shape, which built here are final, not Facts, then dicts, then tuples again."""
     header = feed["header"]
     organization = header["supplier"]
     first = organization["identifiers"][0]
+    supplier = f"{first['scheme']}:{first['code']}"
     characteristics = {
         c["id"]: c for c in feed.get("characteristics") or [] if isinstance(c, Mapping)
     }
     sites = {s["id"]: s for s in feed.get("sites") or [] if isinstance(s, Mapping)}
     known = catalogue()
     in_characteristic_unit = _in_characteristic_unit()
-    facts: list[Fact] = []
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
     certifications: list[Certification] = []
+    numbers: list[tuple[str, float, str | None]] = []
     for section, records in feed.items():
         if not section.endswith("_records") or not isinstance(records, list):
             continue
         for record in records:
             if not isinstance(record, dict):  # a parsed feed: plain dicts
                 continue
-            characteristic = characteristics.get(record.get("characteristic"))
+            named = record.get("characteristic")
+            characteristic = characteristics.get(named)
             char_unit = characteristic.get("unit") if characteristic else None
-            level = str((record.get("assurance") or {}).get("level", "self_declared"))
-            shared = (
-                record.get("site"), record.get("product"), record.get("characteristic"),
-                characteristic.get("special_characteristic_class") if characteristic else None,
-                _time(record.get("as_of")), level,
-            )  # fmt: skip
+            special = characteristic.get("special_characteristic_class") if characteristic else None
+            site, product = record.get("site"), record.get("product")
+            as_of = instant(_time(record.get("as_of")))
+            claimed = level(str((record.get("assurance") or {}).get("level", "self_declared")))
             record_id = str(record.get("id"))
-            for metric, value, unit in _numbers(record, section, None):
+            numbers.clear()
+            _numbers(record, section, None, numbers)
+            for metric, value, unit in numbers:
                 if metric not in known:
                     continue
                 if unit is None and metric in in_characteristic_unit:
                     unit = char_unit
-                base_value, base_unit = _converted(value, unit)
-                facts.append(
-                    Fact(section, record_id, metric, value, unit, base_value, base_unit, *shared)
-                )
+                if unit is None:
+                    base_value, base_unit = value, None
+                else:
+                    try:
+                        base_value, base_unit = to_base(value, unit)
+                    except SchemaError:  # a unit the validator refused would never reach the log
+                        base_value, base_unit = value, unit
+                append((
+                    key, supplier, section, record_id, metric, value, unit, base_value, base_unit,
+                    site, product, named, special, as_of, claimed,
+                ))  # fmt: skip
             if section == "certification_records":
                 certifications.append(
                     Certification(
@@ -286,18 +311,19 @@ def extract(feed: Mapping[str, Any]) -> FeedFacts:
     countries = {organization.get("country")} | {
         (site.get("address") or {}).get("country") for site in sites.values()
     }
-    return FeedFacts(
-        f"{first['scheme']}:{first['code']}",
+    found = FeedFacts(
+        supplier,
         str(organization["name"]),
         organization.get("country"),
         str(header.get("feed_id", "")),
         int(header["sequence"]),
         datetime.fromisoformat(header["issued_at"]),
-        tuple(facts),
+        (),
         tuple(certifications),
         classifications,
         tuple(sorted(c for c in countries if isinstance(c, str))),
     )
+    return found, rows
 
 
 def unit_kind(unit: str) -> str | None:

@@ -33,10 +33,12 @@ from sqm.registry.db import (
     envelope_of,
     index_attestations,
     index_countries,
+    index_facts,
     index_latest_filters,
     index_suppliers,
     inflate,
     insert_many,
+    insert_tuples,
     log_entries,
     make_engine,
     metadata,
@@ -215,6 +217,45 @@ def test_bulk_inserts_store_what_sqlalchemys_insert_stores(database_url: str) ->
                 text("SELECT * FROM index_suppliers ORDER BY latest_index")
             ).all()
         assert bulk == plain and len(bulk) == 3
+    finally:
+        _dispose_all(made)
+
+
+@pytest.mark.parametrize(
+    ("value", "as_of"),
+    [
+        (2.5, datetime(2026, 11, 27, 12, 0, tzinfo=UTC)),  # PostgreSQL: a binary COPY
+        (3, datetime(2026, 11, 27, 12, 0, tzinfo=UTC)),  # an int in a float column: as text
+        (2.5, datetime(2026, 11, 27, 12, 0)),  # a naive time: as text
+    ],
+    ids=["binary", "int-for-float", "naive-time"],
+)
+def test_fact_rows_as_tuples_store_what_sqlalchemys_insert_stores(
+    database_url: str, value: float, as_of: datetime
+) -> None:
+    # The index's rows go in as tuples (insert_tuples), on PostgreSQL by a binary COPY when
+    # every value has its column's own Python type, otherwise as text: both store what
+    # SQLAlchemy's insert stores.
+    rows = [
+        (n, "lei:X", "capability_records", f"r{n}", "capability_records.cpk", number, None,
+         number, None, "site", None, "c1", None, moment, 2)
+        for n, (number, moment) in enumerate([(value, as_of), (1.33, None)])
+    ]  # fmt: skip
+    made = make_engine(database_url)
+    try:
+        with made.begin() as connection:
+            insert_tuples(connection, index_facts, rows)
+        with made.connect() as connection:
+            query = text("SELECT * FROM index_facts ORDER BY log_index")
+            as_tuples = connection.execute(query).all()
+        with made.begin() as connection:
+            connection.execute(delete(index_facts))
+            keys = index_facts.c.keys()
+            connection.execute(
+                index_facts.insert(), [dict(zip(keys, row, strict=True)) for row in rows]
+            )
+        with made.connect() as connection:
+            assert connection.execute(query).all() == as_tuples and len(as_tuples) == 2
     finally:
         _dispose_all(made)
 
