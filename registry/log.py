@@ -76,13 +76,12 @@ _INTEGRATED = Prepared(log_pending.delete().where(log_pending.c.seq == bindparam
 _NEW_ENTRIES = Prepared(log_entries.insert())
 _NEW_NODES = Prepared(log_nodes.insert())
 _NEW_CHECKPOINT = Prepared(log_checkpoints.insert())
-_NODES = select(log_nodes.c.node, log_nodes.c.hash).where(
-    log_nodes.c.node.in_(bindparam("keys", expanding=True))
-)
-# On PostgreSQL one statement text for any number of keys (an array parameter), which the
-# driver prepares once, instead of a text per IN-list length.
-_NODES_ARRAY = select(log_nodes.c.node, log_nodes.c.hash).where(
-    log_nodes.c.node == any_(bindparam("keys", type_=postgresql.ARRAY(BigInteger)))
+_NODE = Prepared(select(log_nodes.c.hash).where(log_nodes.c.node == bindparam("key")))
+# On PostgreSQL one round trip for any number of keys (an array parameter).
+_NODES_ARRAY = Prepared(
+    select(log_nodes.c.node, log_nodes.c.hash).where(
+        log_nodes.c.node == any_(bindparam("keys", type_=postgresql.ARRAY(BigInteger)))
+    )
 )
 _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
     log_entries.c.seq.in_(bindparam("seqs", expanding=True))
@@ -108,6 +107,20 @@ def _heads(connection: Connection, chains: set[str]) -> dict[str, int]:
     # text serves any number of chains.
     found = {chain: _HEAD.scalar(connection, {"chain": chain}) for chain in sorted(chains)}
     return {chain: int(index) for chain, index in found.items() if index is not None}
+
+
+def _read_nodes(connection: Connection, keys: list[int]) -> dict[int, bytes]:
+    """The stored hashes of the subtrees ``keys`` (:func:`node_key`) that exist."""
+    if connection.dialect.name == "postgresql":
+        found: dict[int, bytes] = {}
+        for start in range(0, len(keys), 500):
+            rows = _NODES_ARRAY.rows(connection, {"keys": keys[start : start + 500]})
+            found.update({int(key): bytes(value) for key, value in rows})
+        return found
+    # SQLite runs in this process: a lookup per key costs microseconds, and one statement
+    # text serves any number of keys.
+    hashes = {key: _NODE.scalar(connection, {"key": key}) for key in keys}
+    return {key: bytes(value) for key, value in hashes.items() if value is not None}
 
 
 def _recalled(memory: dict[K, V], wanted: Iterable[K]) -> tuple[dict[K, V], list[K]]:
@@ -403,11 +416,7 @@ class TransparencyLog:
             with self.reading() as own:
                 return found | self._fetch(own, missing)
         keys = [node_key(level, index) for level, index in missing]
-        fetched: dict[tuple[int, int], bytes] = {}
-        statement = _NODES_ARRAY if connection.dialect.name == "postgresql" else _NODES
-        for start in range(0, len(keys), 500):
-            rows = connection.execute(statement, {"keys": keys[start : start + 500]})
-            fetched.update({node_of(int(node)): bytes(h) for node, h in rows})
+        fetched = {node_of(key): value for key, value in _read_nodes(connection, keys).items()}
         self._remember_nodes(fetched)
         return found | fetched
 
