@@ -38,8 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, processors
-from sqlalchemy.exc import DBAPIError
 
+from sqm.registry.driver import raise_as_sqlalchemy
 from sqm.registry.errors import DamagedStoreError
 from sqm.trust import TrustError, dsse
 
@@ -727,13 +727,7 @@ def _copy(connection: Connection, table: Table, insert: _Insert, rows: list[Any]
             for values in rows:
                 copy.write_row(values)
     except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, driver, None)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            statement, None, exc, dialect.loaded_dbapi.Error,
-            connection_invalidated=lost, dialect=dialect,
-        ) from exc  # fmt: skip
+        raise_as_sqlalchemy(connection, exc, statement, None)
 
 
 def _binary_copy(dialect: Any, table: Table, insert: _Insert, rows: list[Any]) -> list[str] | None:

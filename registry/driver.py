@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Delete, Insert, Select, Update
 
 from sqm.registry.errors import RegistryError
@@ -44,7 +43,7 @@ class Prepared:
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._writes = not isinstance(statement, Select)
-        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+        self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
 
     def rows(
         self, connection: Connection, parameters: Mapping[str, Any] | None = None
@@ -80,14 +79,18 @@ class Prepared:
         """Run the statement once per parameter set, in one driver executemany."""
         if not rows:
             return
-        compiled = self._compile(connection, tuple(sorted(rows[0])))
+        keys = tuple(sorted(rows[0]))
+        if any(len(row) != len(keys) for row in rows):
+            # SQLAlchemy refuses parameter sets that name other columns; so does this.
+            raise RegistryError(f"every parameter set must name the same columns: {keys}")
+        compiled = self._compile(connection, keys)
         bound = [_bound(compiled, row) for row in rows]
         with _cursor(connection, self._writes, compiled.sql) as cursor:
             cursor.executemany(compiled.sql, bound)
 
     def _compile(self, connection: Connection, keys: tuple[str, ...]) -> _Compiled:
         dialect = connection.dialect
-        cached = self._compiled.get((dialect.name, keys))
+        cached = self._compiled.get((dialect.name, dialect.driver, keys))
         if cached is not None:
             return cached
         statement = self.statement
@@ -96,15 +99,18 @@ class Prepared:
         compiled = statement.compile(
             dialect=dialect, column_keys=list(keys) if isinstance(statement, Insert) else None
         )
-        if getattr(compiled, "insert_prefetch", None):
+        if compiled.insert_prefetch or compiled.update_prefetch:
             # Python-side column defaults are computed by SQLAlchemy's execution context.
             raise RegistryError(f"a driver statement cannot fill in column defaults: {compiled}")
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            # An IN list (expanding) is rendered per call by SQLAlchemy: one text cannot serve.
+            raise RegistryError(f"a driver statement cannot expand parameters: {compiled}")
         names = tuple(compiled.positiontup or ()) if compiled.positional else ()
         binds: list[tuple[str, Processor]] = []
         defaults: dict[str, Any] = {}
         for name, bind in compiled.binds.items():
-            if not bind.required and bind.value is not None:
-                defaults[name] = bind.value
+            if not bind.required:
+                defaults[name] = bind.effective_value
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 binds.append((name, process))
@@ -120,7 +126,7 @@ class Prepared:
             tuple(binds),
             results if any(p is not None for p in results) else None,
         )
-        self._compiled[(dialect.name, keys)] = made
+        self._compiled[(dialect.name, dialect.driver, keys)] = made
         return made
 
 
@@ -131,9 +137,8 @@ def _returns_rows(statement: Statement) -> bool:
 def _bound(compiled: _Compiled, given: Mapping[str, Any]) -> Any:
     values = {**compiled.defaults, **given} if compiled.defaults else dict(given)
     for name, process in compiled.binds:
-        value = values.get(name)
-        if value is not None:
-            values[name] = process(value)
+        if name in values:  # None too, as SQLAlchemy binds it
+            values[name] = process(values[name])
     if compiled.positional:
         return tuple(values[name] for name in compiled.names)
     return values
@@ -144,18 +149,23 @@ def _cursor(connection: Connection, writes: bool, sql: str) -> Iterator[Any]:
     """A driver cursor in ``connection``'s transaction; driver errors raised as SQLAlchemy's."""
     if writes and not connection.in_transaction():
         connection.begin()
-    dialect = connection.dialect
-    driver: Any = connection.connection.driver_connection
-    cursor = driver.cursor()
+    cursor = None
     try:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         yield cursor
-    except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, driver, cursor)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, None, exc, dialect.loaded_dbapi.Error,
-            connection_invalidated=lost, dialect=dialect,
-        ) from exc  # fmt: skip
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise_as_sqlalchemy(connection, exc, sql, cursor)
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
+
+
+def raise_as_sqlalchemy(
+    connection: Connection, exc: BaseException, sql: str, cursor: Any
+) -> NoReturn:
+    """Raise a driver error as ``Connection.execute`` would: wrapped in SQLAlchemy's class for
+    it (an ``IntegrityError`` stays one), through the engine's error events, and on a lost
+    connection with the whole pool invalidated, not only this connection (its other
+    connections died with the server too). SQLAlchemy's own handler does all of that; it is
+    private, stable since 1.4, and this is the one place that calls it."""
+    connection._handle_dbapi_exception(exc, sql, None, cursor, None)

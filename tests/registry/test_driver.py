@@ -5,8 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, bindparam, delete, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import NullPool
 
 from sqm.registry.db import log_checkpoints, log_pending, suppliers
 from sqm.registry.driver import Prepared
@@ -104,3 +115,60 @@ def test_a_statement_whose_table_fills_in_python_defaults_is_refused(engine: Eng
     register = Prepared(suppliers.insert())
     with pytest.raises(RegistryError, match="column defaults"), engine.begin() as connection:
         register.run(connection, {"id": "lei:X", "name": "X", "identity": "{}"})
+
+
+def test_statements_the_driver_path_cannot_run_as_compiled_are_refused(engine: Engine) -> None:
+    # An IN list is rendered anew for each call by SQLAlchemy; parameter sets that name other
+    # columns would lose values silently. Both are refused, not run wrong.
+    listed = Prepared(select(log_checkpoints.c.size).where(log_checkpoints.c.size.in_([1, 2])))
+    with engine.connect() as connection:
+        with pytest.raises(RegistryError, match="expand"):
+            listed.rows(connection)
+        with pytest.raises(RegistryError, match="same columns"):
+            _CHECKPOINT.many(connection, [_row(1, _NOON), {**_row(2, _NOON), "extra": 1}])
+    assert _stored(engine) == []
+
+
+def test_a_literal_none_in_the_statement_binds_as_null(engine: Engine) -> None:
+    with engine.begin() as connection:
+        _CHECKPOINT.run(connection, _row(1, _NOON))
+    unstamped = Prepared(
+        select(log_checkpoints.c.size).where(
+            log_checkpoints.c.size == bindparam("size"), literal(None, BigInteger).is_(None)
+        )
+    )
+    with engine.connect() as connection:
+        assert unstamped.rows(connection, {"size": 1}) == [(1,)]
+
+
+def test_a_lost_server_invalidates_every_pooled_connection_at_once(postgres_url: str) -> None:
+    # As SQLAlchemy's own statements do: after the server drops its connections, one request
+    # fails and the pool's older connections are recycled, not one failure per connection.
+    from sqm.registry.db import make_engine
+
+    engine = make_engine(postgres_url)
+    seen = Prepared(select(func.count()).select_from(log_checkpoints))
+    try:
+        held = [engine.connect() for _ in range(3)]
+        for connection in held:
+            seen.scalar(connection)
+        pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in held]
+        for connection in held:
+            connection.close()
+        admin = create_engine(postgres_url, poolclass=NullPool)  # not one of the pool's
+        with admin.connect() as connection:
+            for pid in pids:
+                connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        admin.dispose()
+        outcomes = []
+        for _ in range(4):
+            try:
+                with engine.connect() as connection:
+                    seen.scalar(connection)
+                outcomes.append("ok")
+            except DBAPIError as exc:
+                assert exc.connection_invalidated
+                outcomes.append("lost")
+        assert outcomes.count("lost") <= 1 and outcomes[-3:] == ["ok"] * 3
+    finally:
+        engine.dispose()
