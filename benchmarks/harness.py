@@ -122,6 +122,45 @@ def server_cpu(scratch: Path) -> dict[str, float]:
     return used
 
 
+def connections_by_worker(scratch: Path, port: int) -> list[int]:
+    """How many established client connections each gunicorn worker of the server started in
+    ``scratch`` holds on ``port``, largest first (read from ``/proc``: the workers' socket
+    inodes against ``/proc/net/tcp*``). gunicorn hands a keep-alive connection to whichever
+    worker accepts it, so a run's clients may split unevenly between the workers."""
+    leader = int((scratch / "gunicorn.pid").read_text())
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # TCP_ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    counts = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+            if int(fields[2]) != leader or b"multiprocessing" in command:
+                continue  # not in the server's process group, or an indexer child
+            descriptors = list((entry / "fd").iterdir())
+        except OSError:  # the process ended meanwhile
+            continue
+        links = []
+        for descriptor in descriptors:
+            try:
+                links.append(str(descriptor.readlink()))
+            except OSError:  # closed meanwhile
+                continue
+        counts.append(sum(1 for link in links if link[8:-1] in established))
+    return sorted(counts, reverse=True)
+
+
 @contextlib.contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for the run, dropped afterwards whatever happens."""

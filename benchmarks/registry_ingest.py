@@ -35,7 +35,10 @@ against the one-process ceiling and against it scaled by the cores the workers c
 Where the time went: per attestation, the CPU each kind of process used while the clients
 submitted (read from ``/proc``: the server's workers and their indexer children, every
 PostgreSQL server process, the client processes), next to the ceiling's own share, and how
-busy that kept the cores.
+busy that kept the cores; and how the clients' keep-alive connections fell to the workers
+(gunicorn gives a connection to whichever worker accepts it first, and a 6-to-2 split leaves
+one worker's threads queueing while the other idles: the largest cause of the spread between
+runs).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -75,7 +79,15 @@ from sqm.validator import Severity, validate
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
-from harness import BIN, HOST, POSTGRES_ADMIN, REPO, postgres_database, server_cpu  # noqa: E402
+from harness import (  # noqa: E402
+    BIN,
+    HOST,
+    POSTGRES_ADMIN,
+    REPO,
+    connections_by_worker,
+    postgres_database,
+    server_cpu,
+)
 
 ATTEST = "/api/v1/attestations"
 HEADERS = {"Content-Type": "application/json"}
@@ -333,6 +345,7 @@ class Run:
     server_errors: int
     index_lag: float | None  # seconds from the last answer until the index held every entry
     cpu: dict[str, float]  # CPU seconds while submitting: workers, indexer, database, clients
+    split: list[int]  # the clients' connections held by each worker, 2 s into the run
     log_tail: str = ""  # the server log's end, kept when the index did not catch up
 
     @property
@@ -460,7 +473,13 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             # processes by role, and the client processes (children of this one, reaped).
             server_before = server_cpu(data)
             clients_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # How the clients' keep-alive connections fell to the workers, once all connected:
+            # runs differ most by this (one worker serving 6 of 8 leaves the other idle).
+            split: list[list[int]] = []
+            sampler = threading.Timer(2.0, lambda: split.append(connections_by_worker(data, port)))
+            sampler.start()
             seconds, reports = submit(port, prepared, args.clients)
+            sampler.cancel()
             server_after = server_cpu(data)
             clients_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = {role: server_after[role] - server_before[role] for role in server_after}
@@ -489,6 +508,7 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             server_errors=server_errors(log_path),
             index_lag=index_lag,
             cpu=cpu,
+            split=split[0] if split else [],
             log_tail=log_tail,
         )
 
@@ -609,6 +629,8 @@ def main() -> None:
             f"compute ceiling's share: {1000 / ceiling.rate:.2f} ms); these kept {busy:.0%} of "
             f"{usable_cores()} cores busy"
         )
+        shares = " / ".join(map(str, run.split)) or "not read"
+        print(f"  client connections held by each worker (gunicorn balances none): {shares}")
         for problem in problems:
             print(f"  FAILED: {problem}")
     if failed:
