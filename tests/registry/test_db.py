@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sqm.registry.app import create_app
@@ -201,24 +203,36 @@ def test_bulk_inserts_store_what_sqlalchemys_insert_stores(database_url: str) ->
          "latest_issued_at": moment, "attestation_count": 1}
         for n, moment in enumerate([noon, later_clock, noon])
     ]  # fmt: skip
+    bulk, plain = _stored_both_ways(
+        database_url, index_suppliers, "latest_index", rows,
+        lambda connection: insert_many(connection, index_suppliers, rows),
+    )  # fmt: skip
+    assert bulk == plain and len(bulk) == 3
+
+
+def _stored_both_ways(
+    database_url: str,
+    table: Table,
+    order: str,
+    rows: list[dict[str, Any]],
+    bulk_insert: Callable[[Connection], None],
+) -> tuple[list[Any], list[Any]]:
+    """What ``table`` holds after ``bulk_insert``, and after SQLAlchemy's insert of ``rows``."""
     made = make_engine(database_url)
+    query = text(f"SELECT * FROM {table.name} ORDER BY {order}")
     try:
         with made.begin() as connection:
-            insert_many(connection, index_suppliers, rows)
+            bulk_insert(connection)
         with made.connect() as connection:
-            bulk = connection.execute(
-                text("SELECT * FROM index_suppliers ORDER BY latest_index")
-            ).all()
+            bulk = list(connection.execute(query).all())
         with made.begin() as connection:
-            connection.execute(delete(index_suppliers))
-            connection.execute(index_suppliers.insert(), rows)
+            connection.execute(delete(table))
+            connection.execute(table.insert(), rows)
         with made.connect() as connection:
-            plain = connection.execute(
-                text("SELECT * FROM index_suppliers ORDER BY latest_index")
-            ).all()
-        assert bulk == plain and len(bulk) == 3
+            plain = list(connection.execute(query).all())
     finally:
         _dispose_all(made)
+    return bulk, plain
 
 
 @pytest.mark.parametrize(
@@ -241,23 +255,13 @@ def test_fact_rows_as_tuples_store_what_sqlalchemys_insert_stores(
          number, None, "site", None, "c1", None, moment, 2)
         for n, (number, moment) in enumerate([(value, as_of), (1.33, None)])
     ]  # fmt: skip
-    made = make_engine(database_url)
-    try:
-        with made.begin() as connection:
-            insert_tuples(connection, index_facts, rows)
-        with made.connect() as connection:
-            query = text("SELECT * FROM index_facts ORDER BY log_index")
-            as_tuples = connection.execute(query).all()
-        with made.begin() as connection:
-            connection.execute(delete(index_facts))
-            keys = index_facts.c.keys()
-            connection.execute(
-                index_facts.insert(), [dict(zip(keys, row, strict=True)) for row in rows]
-            )
-        with made.connect() as connection:
-            assert connection.execute(query).all() == as_tuples and len(as_tuples) == 2
-    finally:
-        _dispose_all(made)
+    keys = index_facts.c.keys()
+    bulk, plain = _stored_both_ways(
+        database_url, index_facts, "log_index",
+        [dict(zip(keys, row, strict=True)) for row in rows],
+        lambda connection: insert_tuples(connection, index_facts, rows),
+    )  # fmt: skip
+    assert bulk == plain and len(bulk) == 2
 
 
 def test_a_failing_bulk_insert_raises_the_databases_error_as_sqlalchemy_does(
