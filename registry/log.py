@@ -407,8 +407,8 @@ class TransparencyLog:
         self, connection: Connection | None, wanted: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
         """The subtree hashes ``wanted`` (those the log holds): remembered ones, then the
-        rest in one query through ``connection`` (a reading one when None and needed).
-        What it reads is committed, so it is remembered too."""
+        rest through ``connection`` (a reading one when None and needed; see
+        :func:`_read_nodes`). What it reads is committed, so it is remembered too."""
         found, missing = _recalled(self._nodes, wanted)
         if not missing:
             return found
