@@ -69,7 +69,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import create_engine
 from stdnum.iso7064 import mod_97_10
 
 from sqm.trust import bundle, dsse
@@ -426,9 +425,10 @@ def wait_for_index(
     within ``limit``, or when the index stops moving for ``stall`` seconds (an indexer that
     fails on every try: the server log's tracebacks are counted and shown by the run)."""
     from sqm.registry.config import RegistryConfig
+    from sqm.registry.db import make_engine
     from sqm.registry.indexer import Indexer
 
-    engine = create_engine(RegistryConfig(data_dir=data, database_url=database).url)
+    engine = make_engine(RegistryConfig(data_dir=data, database_url=database).url)
     indexer = Indexer(engine)
     started = moved = time.perf_counter()
     last = indexer.position()

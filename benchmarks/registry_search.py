@@ -77,7 +77,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -280,8 +280,11 @@ def _seeding_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _fast(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
-            cursor.execute("PRAGMA synchronous=OFF")
-            cursor.execute("PRAGMA cache_size=-1000000")
+            # Each database of the connection: the log's file and the index's (attached).
+            for schema in [row[1] for row in cursor.execute("PRAGMA database_list")]:
+                if schema != "temp":
+                    cursor.execute(f"PRAGMA {schema}.synchronous=OFF")
+                    cursor.execute(f"PRAGMA {schema}.cache_size=-1000000")
             cursor.close()
 
     return engine
@@ -615,7 +618,7 @@ def copy_to_postgres(sqlite_url: str, postgres_url: str) -> tuple[float, int]:
     serial sequence moved past the copied entries, then VACUUM ANALYZE, as autovacuum would
     do after so many inserts (without the visibility map it sets, every index-only scan of
     the searches also reads the table's rows)."""
-    source = create_engine(sqlite_url)
+    source = make_engine(sqlite_url)  # with the index's file attached
     target = make_engine(postgres_url)
     started = time.perf_counter()
     try:

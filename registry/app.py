@@ -108,7 +108,9 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     }  # fmt: skip
     if config.integrate_every is not None:
         integrator = Integrator(
-            log, config.integrate_every, BackgroundIndexer(config.url, config.integrate_every)
+            log,
+            config.integrate_every,
+            BackgroundIndexer(config.url, config.integrate_every, config.index_trail),
         )
         integrator.start()
         app.extensions["sqm"]["integrator"] = integrator

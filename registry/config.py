@@ -27,6 +27,9 @@ class RegistryConfig:
     external_tsa_url: str | None = None
     external_tsa_ca: Path | None = None
     external_tsa_mode: str = "also"
+    # How many log entries the search index may trail by while it indexes on spare CPU only;
+    # beyond, the indexer takes its share of the CPU from submissions (integrator.SpareCpu).
+    index_trail: int = 5_000
     sparql_timeout_seconds: float = 5.0
     sparql_max_results: int = 10_000
 
@@ -48,7 +51,21 @@ class RegistryConfig:
             if env.get("SQM_REGISTRY_TSA_CA")
             else None,
             external_tsa_mode=env.get("SQM_REGISTRY_TSA_MODE", "also"),
+            index_trail=_entries(env.get("SQM_REGISTRY_INDEX_TRAIL", "5000")),
         )
+
+
+def _entries(raw: str) -> int:
+    """A number of log entries, 0 or more."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RegistryError(
+            f"SQM_REGISTRY_INDEX_TRAIL must be a whole number of log entries, got {raw!r}"
+        ) from None
+    if value < 0:
+        raise RegistryError(f"SQM_REGISTRY_INDEX_TRAIL must be 0 or more, got {raw!r}")
+    return value
 
 
 def _seconds(raw: str) -> float | None:

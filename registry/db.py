@@ -397,9 +397,37 @@ def utc(value: datetime) -> datetime:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+INDEX_SCHEMA = "sqm_index"  # the name a SQLite store's index file is attached under
+INDEX_PREFIX = "index_"  # the search index's tables are named so
+
+
+def index_file(engine: Engine) -> Path | None:
+    """The file that holds the search index of a SQLite store on disk, beside the log's file;
+    None where the index shares the log's database (PostgreSQL, an in-memory or URI store).
+
+    Why a file of its own: SQLite has one writer at a time per database file. In the log's
+    file, every index store held the lock the submissions wait for (6.1 s of a 13 s ingest
+    run), so the indexer could not be given only spare CPU: a low-priority holder of that lock
+    would stall every submission behind it. Apart, the index is written under its own lock,
+    at any priority, and losing the file loses nothing: the indexer rebuilds it from the log.
+    """
+    lock = _writer_lock_path(engine)
+    return None if lock is None else Path(f"{engine.url.database}.index")
+
+
+def index_tables() -> list[Table]:
+    """The search index's tables: derived from the log, rebuildable from it."""
+    return [table for table in metadata.sorted_tables if table.name.startswith(INDEX_PREFIX)]
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``, tables created."""
+    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``, tables created.
+
+    A SQLite store on disk keeps its search index in a file of its own (:func:`index_file`),
+    attached to every connection, so statements name the index tables as they would in one
+    database; an index left in the log's file by an earlier version is moved there."""
     engine = create_engine(url)
+    index_path = index_file(engine)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -410,12 +438,23 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            if index_path is not None:
+                cursor.execute(f"ATTACH DATABASE ? AS {INDEX_SCHEMA}", (str(index_path),))
+                cursor.execute(f"PRAGMA {INDEX_SCHEMA}.journal_mode=WAL")
+                # A commit of the index lost to a power cut is applied again from the log:
+                # its position is stored in the same file, in the same transaction.
+                cursor.execute(f"PRAGMA {INDEX_SCHEMA}.synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
             writing = connection.get_execution_options().get("sqm_write", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+            # BEGIN IMMEDIATE takes the write lock of every attached database: a log writer
+            # would hold the index's, and the indexer the log's. With the index apart, each
+            # file's writers are serialised by their own lock file instead (:func:`writing`),
+            # and a deferred BEGIN locks only the file that the transaction writes.
+            immediate = writing == "schema" or (writing and index_path is None)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     if engine.dialect.name == "postgresql":
 
@@ -437,13 +476,21 @@ def make_engine(url: str) -> Engine:
                 cursor.execute("SET max_parallel_workers_per_gather = 0")
             connection.commit()
 
-    # Several gunicorn workers start at once: the tables are created by one writer at a time.
-    with writing(engine) as connection:
+    # Several gunicorn workers start at once: the tables are created by one writer at a time,
+    # holding the index's write lock too (an indexer may be storing from another process).
+    with writing(engine, schema=True) as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        metadata.create_all(connection)
+        tables = metadata.sorted_tables
+        if index_path is not None:
+            apart = MetaData(schema=INDEX_SCHEMA)
+            moved = [table.to_metadata(apart) for table in index_tables()]
+            apart.create_all(connection)
+            _move_index_apart(connection, moved)
+            tables = [*(t for t in tables if not t.name.startswith(INDEX_PREFIX)), *moved]
+        metadata.create_all(connection, tables=[t for t in tables if t.metadata is metadata])
         # Indexes added since a database was created (create_all skips existing tables).
-        for table in metadata.sorted_tables:
+        for table in tables:
             for index in table.indexes:
                 index.create(connection, checkfirst=True)
         for name in OBSOLETE_INDEXES:
@@ -451,6 +498,30 @@ def make_engine(url: str) -> Engine:
         _deflate_envelope_columns(connection)
         _byte_order_filter_values(connection)
     return engine
+
+
+def _move_index_apart(connection: Connection, tables: list[Table]) -> None:
+    """A store of an earlier version holds its search index in the log's file: its rows are
+    copied into the index's own file (in one transaction with the tables' creation), and the
+    old tables dropped. Copying keeps a large index searchable at once, where re-deriving it
+    from the log would take minutes per 100,000 attestations."""
+    held = {
+        name
+        for (name,) in connection.exec_driver_sql(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name LIKE 'index^_%'"
+            " ESCAPE '^'"
+        )
+    }
+    for table in tables:
+        if table.name not in held:
+            continue
+        columns = ", ".join(f'"{column.name}"' for column in table.columns)
+        connection.exec_driver_sql(f'DELETE FROM {INDEX_SCHEMA}."{table.name}"')
+        connection.exec_driver_sql(
+            f'INSERT INTO {INDEX_SCHEMA}."{table.name}" ({columns})'
+            f' SELECT {columns} FROM main."{table.name}"'
+        )
+        connection.exec_driver_sql(f'DROP TABLE main."{table.name}"')
 
 
 def _byte_order_filter_values(connection: Connection) -> None:
@@ -492,16 +563,23 @@ def _deflate_envelope_columns(connection: Connection) -> None:
 
 
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
+def writing(engine: Engine, index: bool = False, schema: bool = False) -> Iterator[Connection]:
     """A write transaction on ``engine``, committed on a clean exit.
 
-    SQLite: BEGIN IMMEDIATE, so it takes the database's write lock up front instead of failing
-    when a read would have to upgrade; and first an exclusive lock on a file beside the
-    database, held until after the commit. Why: SQLite's own busy handler polls, sleeping up
-    to 100 ms between tries, so writers from several gunicorn workers queued in sleeps (a p99
-    of 700 ms at 60 attestations/s); a blocked flock() wakes as soon as the holder lets go.
+    The log's writers (``index`` False), on SQLite: first an exclusive lock on a file beside
+    the database, held until after the commit. Why: SQLite's own busy handler polls, sleeping
+    up to 100 ms between tries, so writers from several gunicorn workers queued in sleeps (a
+    p99 of 700 ms at 60 attestations/s); a blocked flock() wakes as soon as the holder lets go.
+    Where the index shares the log's database, BEGIN IMMEDIATE takes its write lock up front
+    instead of failing when a read would have to upgrade (see :func:`make_engine`).
+
+    The index's writer (``index`` True) holds the indexer's lock (:func:`exclusive`) instead,
+    and writes nothing of the log: it takes no lock of the log's.
+
+    ``schema``: the log's lock, and the write locks of every file up front (BEGIN IMMEDIATE),
+    for creating and moving tables while another process may be indexing.
     """
-    lock = _writer_lock_path(engine)
+    lock = None if index else _writer_lock_path(engine)
     with contextlib.ExitStack() as stack:
         if lock is not None:
             # Opened per transaction: flock() excludes other open files, not other threads
@@ -509,7 +587,9 @@ def writing(engine: Engine) -> Iterator[Connection]:
             handle = stack.enter_context(lock.open("a+b"))
             fcntl.flock(handle, fcntl.LOCK_EX)
         with (
-            engine.connect().execution_options(sqm_write=True) as connection,
+            engine.connect().execution_options(
+                sqm_write="schema" if schema else True
+            ) as connection,
             connection.begin(),
         ):
             yield connection

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    func,
     literal,
     select,
     type_coerce,
@@ -53,6 +54,7 @@ from sqm.registry.db import (
 from sqm.registry.errors import RegistryError
 from sqm.registry.facts import ASSURANCE_ORDER, Certification, Fact, FeedFacts, fact_rows
 
+T = TypeVar("T")
 STATE = "log"
 FORMAT = "format"  # index_state row: the index's format, upgraded in place at start
 CURRENT_FORMAT = 2  # 2: index_latest_filters
@@ -67,6 +69,15 @@ _ROW_SHAPES = {
 }
 if any(tuple(table.c.keys()) != shape for table, shape in _ROW_SHAPES.items()):
     raise RuntimeError("an index table's columns no longer match the rows the indexer builds")
+
+
+class Priority(Protocol):
+    """Where the indexer runs a batch's work."""
+
+    def run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
+        """Run ``work`` (computing a batch's rows, or ``storing`` them) and return its result;
+        ``behind``: the log entries beyond the batch that the index does not hold yet."""
+        ...
 
 
 class IndexMismatchError(RegistryError):
@@ -132,20 +143,14 @@ class _Batch:
 class Indexer:
     """Keeps the index tables up to date with the log of ``engine``."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        batch: int = 64,
-        prepare_in: Callable[[Callable[[], _Batch]], _Batch] | None = None,
-    ) -> None:
-        """``batch``: entries applied per write transaction. SQLite has one writer at a time,
-        so a small batch keeps each hold of the lock that attestations wait for short.
-        ``prepare_in``: runs the computing of a batch's rows (by default in this thread); the
-        background indexer runs it in a thread of the lowest CPU priority, and stores the rows
-        from its own."""
+    def __init__(self, engine: Engine, batch: int = 64, priority: Priority | None = None) -> None:
+        """``batch``: entries applied per write transaction. ``priority``: where each batch's
+        computing and storing run, told how far the index trails the log (by default both in
+        this thread); the background indexer gives them only spare CPU while it trails by
+        little (``integrator.SpareCpu``)."""
         self.engine = engine
         self.batch = batch
-        self.prepare_in = prepare_in or (lambda work: work())
+        self.priority = priority
 
     def position(self, connection: Connection | None = None) -> int:
         """The last log index applied (-1 before any)."""
@@ -179,25 +184,35 @@ class Indexer:
                     .order_by(log_entries.c.idx)
                     .limit(self.batch)
                 ).all()
-            if not entries:
-                return applied
-            # The rows are computed before the write transaction: its lock is held only to
-            # store them.
-            batch = self.prepare_in(functools.partial(self._prepare_rows, entries))
-            new_last = int(entries[-1][0])
-            with writing(self.engine) as connection:
-                if self._position(connection) != last:
-                    raise RegistryError("the index moved under its single writer")
-                self._store(connection, batch)
-                if last < 0:
-                    connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
-                else:
-                    connection.execute(
-                        update(index_state)
-                        .where(index_state.c.name == STATE)
-                        .values(last_index=new_last)
-                    )
+                if not entries:
+                    return applied
+                new_last = int(entries[-1][0])
+                behind = 0
+                if self.priority is not None:
+                    newest = connection.execute(select(func.max(log_entries.c.idx))).scalar()
+                    behind = int(newest or new_last) - new_last
+            # The rows are computed before the write transaction: it is held only to store them.
+            batch = self._run(functools.partial(self._prepare_rows, entries), behind, False)
+            self._run(functools.partial(self._commit, batch, last, new_last), behind, True)
             applied += len(entries)
+
+    def _run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
+        return work() if self.priority is None else self.priority.run(work, behind, storing)
+
+    def _commit(self, batch: _Batch, last: int, new_last: int) -> None:
+        """Store a batch's rows and move the index's position from ``last`` to ``new_last``."""
+        with writing(self.engine, index=True) as connection:
+            if self._position(connection) != last:
+                raise RegistryError("the index moved under its single writer")
+            self._store(connection, batch)
+            if last < 0:
+                connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
+            else:
+                connection.execute(
+                    update(index_state)
+                    .where(index_state.c.name == STATE)
+                    .values(last_index=new_last)
+                )
 
     @classmethod
     def _prepare_rows(cls, entries: Sequence[Any]) -> _Batch:
@@ -312,7 +327,7 @@ class Indexer:
             found = self._format()
             if found >= CURRENT_FORMAT:
                 return
-            with writing(self.engine) as connection:
+            with writing(self.engine, index=True) as connection:
                 connection.execute(delete(index_latest_filters))
                 derive_latest_filters(connection)
                 if found < 0:
@@ -337,7 +352,7 @@ class Indexer:
     def rebuild(self) -> int:
         """Drop the index and apply the whole log again; how many entries were applied."""
         with exclusive(self.engine, "indexer", INDEX_LOCK):
-            with writing(self.engine) as connection:
+            with writing(self.engine, index=True) as connection:
                 for table in (*ROW_TABLES, index_attestations, index_suppliers):
                     connection.execute(delete(table))
                 connection.execute(delete(index_latest_filters))

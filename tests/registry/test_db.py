@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import (
+    INDEX_SCHEMA,
     Deflated,
     attestations,
     endorsements,
@@ -36,8 +40,11 @@ from sqm.registry.db import (
     index_attestations,
     index_countries,
     index_facts,
+    index_file,
     index_latest_filters,
+    index_state,
     index_suppliers,
+    index_tables,
     inflate,
     insert_many,
     insert_tuples,
@@ -45,6 +52,7 @@ from sqm.registry.db import (
     make_engine,
     metadata,
     stored_envelope,
+    writing,
 )
 from sqm.registry.errors import DamagedStoreError
 from sqm.registry.seed import seed
@@ -323,10 +331,12 @@ def test_a_supplier_holds_each_filter_value_once(database_url: str) -> None:
     # A store made before the index was unique gets the unique one at start.
     made = make_engine(database_url)
     try:
+        # SQLite makes an index in the database of its table: the index's own file.
+        schema = f"{INDEX_SCHEMA}." if index_file(made) else ""
         with made.begin() as connection:
             connection.exec_driver_sql("DROP INDEX index_latest_filters_once_by_supplier")
             connection.exec_driver_sql(
-                "CREATE INDEX index_latest_filters_by_supplier "
+                f"CREATE INDEX {schema}index_latest_filters_by_supplier "
                 "ON index_latest_filters (supplier, kind, value)"
             )
         made.dispose()
@@ -342,7 +352,10 @@ def test_a_supplier_holds_each_filter_value_once(database_url: str) -> None:
                 == 1
             )
             names = {
-                index["name"] for index in inspect(connection).get_indexes("index_latest_filters")
+                index["name"]
+                for index in inspect(connection).get_indexes(
+                    "index_latest_filters", schema=schema.rstrip(".") or None
+                )
             }
         assert "index_latest_filters_once_by_supplier" in names
         assert "index_latest_filters_by_supplier" not in names
@@ -406,3 +419,128 @@ def test_envelopes_stored_by_earlier_versions_read_back() -> None:
 def test_a_damaged_stored_envelope_is_a_damaged_store(stored: str) -> None:
     with pytest.raises(DamagedStoreError, match="does not read back"):
         envelope_of(stored)
+
+
+def _finishes_while_held(hold: Callable[[], Any], write: Callable[[], None]) -> bool:
+    """Whether ``write`` (in another thread) commits while ``hold``'s transaction is open."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            write()
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+        done.set()
+
+    with hold():
+        thread = threading.Thread(target=other)
+        thread.start()
+        finished = done.wait(5)  # the busy timeout is 30 s: a blocked writer would wait it out
+    thread.join()
+    if failed:
+        raise failed[0]
+    return finished
+
+
+def test_the_log_and_the_index_have_writers_of_their_own(engine: Engine) -> None:
+    def log_write(seq: int) -> Callable[[], None]:
+        def write() -> None:
+            with writing(engine) as connection:
+                connection.execute(attestations.insert(), _attestation(seq, ENVELOPE))
+
+        return write
+
+    def index_write(name: str) -> Callable[[], None]:
+        def write() -> None:
+            with writing(engine, index=True) as connection:
+                connection.execute(index_state.insert().values(name=name, last_index=1))
+
+        return write
+
+    @contextmanager
+    def index_held() -> Iterator[None]:
+        with writing(engine, index=True) as connection:
+            connection.execute(index_state.insert().values(name="held", last_index=0))
+            yield
+
+    held_seqs = iter(range(100, 110))
+
+    @contextmanager
+    def log_held() -> Iterator[None]:
+        with writing(engine) as connection:
+            connection.execute(attestations.insert(), _attestation(next(held_seqs), ENVELOPE))
+            yield
+
+    # A submission does not wait for an index store, nor the indexer for a submission.
+    assert _finishes_while_held(index_held, log_write(1))
+    assert _finishes_while_held(log_held, index_write("stored"))
+    logged = 2
+    if engine.dialect.name == "sqlite":  # two writers of the log still take turns there
+        assert not _finishes_while_held(log_held, log_write(2))
+        logged = 4
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(attestations)).scalar() == logged
+        names = connection.execute(select(index_state.c.name).order_by(index_state.c.name))
+        assert names.scalars().all() == ["held", "stored"]
+
+
+def test_a_sqlite_store_keeps_its_index_in_a_file_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    made = make_engine(f"sqlite:///{path}")
+    try:
+        assert index_file(made) == Path(f"{path}.index")
+        with writing(made, index=True) as connection:
+            connection.execute(index_state.insert().values(name="log", last_index=7))
+    finally:
+        made.dispose()
+    assert _tables(path) == {t.name for t in metadata.sorted_tables} - _index_names()
+    assert _tables(Path(f"{path}.index")) == _index_names()
+    # Stores in memory, or named by URI, keep everything in one database.
+    assert index_file(create_engine("sqlite://")) is None
+    assert index_file(create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")) is None
+
+
+def test_an_index_in_the_log_file_moves_to_its_own_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    earlier = create_engine(f"sqlite:///{path}")  # as an earlier version left it: one file
+    metadata.create_all(earlier)
+    with earlier.begin() as connection:
+        connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
+        connection.execute(index_state.insert().values(name="log", last_index=41))
+        connection.execute(
+            index_countries.insert(), [{"log_index": n, "supplier": "s", "country": "DE"}
+            for n in range(3)],
+        )  # fmt: skip
+    earlier.dispose()
+    for _ in range(2):  # and a second start finds nothing more to move
+        made = make_engine(f"sqlite:///{path}")
+        try:
+            with made.connect() as connection:
+                assert connection.execute(select(index_state.c.last_index)).scalar() == 41
+                assert (
+                    connection.execute(select(func.count()).select_from(index_countries)).scalar()
+                    == 3
+                )
+                assert (
+                    connection.execute(select(func.count()).select_from(attestations)).scalar() == 1
+                )
+        finally:
+            made.dispose()
+        assert not _tables(path) & _index_names()
+        assert _index_names() <= _tables(Path(f"{path}.index"))
+
+
+def _index_names() -> set[str]:
+    return {table.name for table in index_tables()}
+
+
+def _tables(path: Path) -> set[str]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {name for (name,) in rows}
+    finally:
+        connection.close()

@@ -3,11 +3,12 @@ within about one interval by the background sweep."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine
@@ -16,9 +17,11 @@ from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.errors import RegistryError
 from sqm.registry.indexer import Indexer
-from sqm.registry.integrator import IdleThread
+from sqm.registry.integrator import SpareCpu
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
+
+T = TypeVar("T")
 
 
 def _config(engine: Engine, tmp_path: Path, every: float | None) -> RegistryConfig:
@@ -89,25 +92,69 @@ def test_a_child_process_indexes_what_was_logged(engine: Engine, tmp_path: Path)
     assert not child.is_alive()
 
 
-def test_index_rows_are_computed_at_idle_priority_and_stored_at_normal_priority(
-    engine: Engine, tmp_path: Path
-) -> None:
+class _Recorded(SpareCpu):
+    """SpareCpu that notes, for each piece of work, how far the index trailed, whether it
+    stored, and the scheduling policy of the thread that ran it."""
+
+    def __init__(self, trail: int, store_idle: bool) -> None:
+        super().__init__(trail, store_idle)
+        self.runs: list[tuple[int, bool, int]] = []
+
+    def run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
+        def noted() -> T:
+            self.runs.append((behind, storing, os.sched_getscheduler(0)))
+            return work()
+
+        return super().run(noted, behind, storing)
+
+
+def _indexed_with(engine: Engine, tmp_path: Path, priority: _Recorded) -> list[Any]:
     registry = create_app(_config(engine, tmp_path, None))
     logged = seed(registry.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "keys")
     indexer: Indexer = registry.extensions["sqm"]["indexer"]
-    idle = IdleThread()
-    policies: list[int] = []
-
-    def computing(work: Callable[[], Any]) -> Any:
-        policies.append(idle(lambda: os.sched_getscheduler(0)))
-        return idle(work)
-
     try:
-        background = Indexer(indexer.engine, prepare_in=computing)
-        assert background.rebuild() >= len(logged) > 0
+        background = Indexer(indexer.engine, batch=1, priority=priority)
+        assert background.rebuild() >= len(logged) > 1
+        assert background.check() == []  # every row as the log yields it
     finally:
-        idle.close()
-    assert policies and set(policies) == {os.SCHED_IDLE}
-    # The storing thread, which holds the writer lock, keeps its priority.
+        priority.close()
+    return logged
+
+
+@pytest.mark.parametrize("store_idle", [True, False], ids=["stored-idle", "stored-normal"])
+def test_index_rows_are_computed_at_idle_priority_while_the_index_trails_by_little(
+    engine: Engine, tmp_path: Path, store_idle: bool
+) -> None:
+    priority = _Recorded(trail=1_000, store_idle=store_idle)
+    _indexed_with(engine, tmp_path, priority)
+    computed = {policy for _, storing, policy in priority.runs if not storing}
+    stored = {policy for _, storing, policy in priority.runs if storing}
+    assert computed == {os.SCHED_IDLE}
+    assert stored == ({os.SCHED_IDLE} if store_idle else {os.sched_getscheduler(0)})
     assert os.sched_getscheduler(0) != os.SCHED_IDLE
-    assert background.check() == []  # every row as the log yields it
+
+
+def test_indexing_takes_normal_priority_while_the_index_trails_too_far(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    priority = _Recorded(trail=2, store_idle=True)
+    with caplog.at_level(logging.INFO, logger="sqm.registry.integrator"):
+        _indexed_with(engine, tmp_path, priority)
+    behind = [trailing for trailing, storing, _ in priority.runs if storing]
+    # One entry a batch: the first trailed by all the others, the last by none.
+    assert behind == sorted(behind, reverse=True) and behind[-1] == 0 and behind[0] > 2
+    for trailing, _, policy in priority.runs:
+        assert (policy == os.SCHED_IDLE) == (trailing <= 2), (trailing, policy)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("trails the log by" in m and "normal priority" in m for m in messages)
+    assert any("within 2 entries of the log again" in m for m in messages)
+
+
+def test_the_index_trail_setting_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQM_REGISTRY_INDEX_TRAIL", "250")
+    assert RegistryConfig.from_env().index_trail == 250
+    assert RegistryConfig().index_trail == 5_000
+    for bad in ("-1", "lots", "2.5"):
+        monkeypatch.setenv("SQM_REGISTRY_INDEX_TRAIL", bad)
+        with pytest.raises(RegistryError, match="SQM_REGISTRY_INDEX_TRAIL"):
+            RegistryConfig.from_env()
