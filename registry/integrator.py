@@ -120,7 +120,9 @@ class SpareCpu:
     def run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
         """Run ``work`` at the lowest priority, or here when the index trails too far (or
         when it stores and ``store_idle`` is False)."""
-        hurried = behind > self.trail
+        # Hurried beyond the trail, calm again within half of it: an index that hovers about
+        # the trail under a steady stream does not switch (and log) batch by batch.
+        hurried = behind > (self.trail // 2 if self._hurried else self.trail)
         if hurried != self._hurried:
             self._hurried = hurried
             if hurried:
@@ -129,7 +131,9 @@ class SpareCpu:
                     "at normal priority until it catches up", behind, self.trail,
                 )  # fmt: skip
             else:
-                logger.info("the search index is within %s entries of the log again", self.trail)
+                logger.info(
+                    "the search index is back within %s entries of the log", self.trail // 2
+                )
         if hurried or (storing and not self.store_idle):
             return work()
         return self._idle(work)

@@ -189,3 +189,22 @@ def test_an_index_of_the_earlier_format_is_upgraded_in_place(
     assert any("index_latest_filters differs" in p for p in indexer.check())
     indexer.upgrade()
     assert indexer.check() == [] and _count(engine, index_latest_filters) > 6
+
+
+def test_a_deleted_index_file_is_rebuilt_from_the_log_at_start(tmp_path: Path) -> None:
+    # The index is derived: an operator may delete its file while the registry is stopped.
+    path = tmp_path / "registry.sqlite3"
+    url = f"sqlite:///{path}"
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    engine = app.extensions["sqm"]["log"].engine
+    facts = _count(engine, index_facts)
+    assert facts > 150
+    engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}.index{suffix}").unlink(missing_ok=True)
+    restarted = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    indexer: Indexer = restarted.extensions["sqm"]["indexer"]
+    assert Path(f"{path}.index").exists()
+    assert indexer.position() == 5 and _count(indexer.engine, index_facts) == facts
+    assert indexer.check() == []

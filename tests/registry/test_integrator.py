@@ -143,11 +143,12 @@ def test_indexing_takes_normal_priority_while_the_index_trails_too_far(
     behind = [trailing for trailing, storing, _ in priority.runs if storing]
     # One entry a batch: the first trailed by all the others, the last by none.
     assert behind == sorted(behind, reverse=True) and behind[-1] == 0 and behind[0] > 2
+    # Beyond the trail (2) at normal priority, and so until back within half of it.
     for trailing, _, policy in priority.runs:
-        assert (policy == os.SCHED_IDLE) == (trailing <= 2), (trailing, policy)
+        assert (policy == os.SCHED_IDLE) == (trailing <= 1), (trailing, policy)
     messages = [record.getMessage() for record in caplog.records]
-    assert any("trails the log by" in m and "normal priority" in m for m in messages)
-    assert any("within 2 entries of the log again" in m for m in messages)
+    assert sum("trails the log by" in m and "normal priority" in m for m in messages) == 1
+    assert sum("back within 1 entries of the log" in m for m in messages) == 1
 
 
 def test_the_index_trail_setting_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
