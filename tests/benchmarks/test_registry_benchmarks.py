@@ -58,6 +58,8 @@ def test_registry_ingest_runs_on_both_backends() -> None:
         )
         assert row, output
         assert re.search(rf"^{backend}: ingest / ceiling\(\d cores?\) = [\d.]+", output, re.M)
+    # Each run against the ceiling measured around it.
+    assert len(re.findall(r"ceiling [\d,]+/s before the run, [\d,]+/s after it", output)) == 2
     assert output.count("12/12 answered 201; checkpoint size 15 = 3 registrations") == 2, output
     assert output.count("entries checked: intact") == 2, output
     # Read 2 s into the run, which a smoke run may not last: then it says so.
