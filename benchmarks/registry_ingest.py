@@ -19,8 +19,9 @@ before the first run and again over 1,000 of them after each run, and each run i
 the mean of the two measured around it: this machine's speed drifts by a third within minutes.
 
 Then, per backend (SQLite in a temporary folder, then a fresh PostgreSQL database that is
-dropped afterwards): ``gunicorn -w N -k gthread --threads T 'sqm.registry.wsgi:app'`` on a free
-port (``--threads 1``: sync workers), as the registry docs advise for ingest: concurrent
+dropped afterwards): ``gunicorn -w N -k sqm.registry.balanced_worker.BalancedThreadWorker
+--threads T 'sqm.registry.wsgi:app'`` on a free port (``--threads 1``: sync workers;
+``--plain-gthread``: gunicorn's own ``-k gthread``), as the registry docs advise for ingest: concurrent
 submissions in one worker share a write transaction (group commit); the suppliers
 are registered over HTTP (``POST /api/v1/suppliers`` with a proof of possession); ``--clients``
 client processes POST their share of the envelopes to ``/api/v1/attestations`` with
@@ -288,6 +289,7 @@ def gunicorn(
     workers: int,
     threads: int = 1,
     index_trail: int | None = None,
+    balanced: bool = True,
 ) -> Iterator[tuple[int, Path]]:
     """The registry over ``data`` (and ``database``) under gunicorn (``harness.gunicorn``),
     its keys and tables made first; yields the port and its log file. ``index_trail``: the
@@ -300,9 +302,13 @@ def gunicorn(
         settings["SQM_REGISTRY_INDEX_TRAIL"] = str(index_trail)
     options = []
     if threads > 1:  # threaded workers: more requests in flight, larger integration batches
-        options = ["--worker-class", "gthread", "--threads", str(threads)]
+        kind = BALANCED_WORKER if balanced else "gthread"
+        options = ["--worker-class", kind, "--threads", str(threads)]
     with harness.gunicorn(data, settings, workers, options, boot_seconds=120) as served:
         yield served
+
+
+BALANCED_WORKER = "sqm.registry.balanced_worker.BalancedThreadWorker"
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -471,7 +477,10 @@ def wait_for_index(
 
 
 def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> Run:
-    kind = f"gthread, {args.threads} threads each" if args.threads > 1 else "sync"
+    kind = "sync"
+    if args.threads > 1:
+        worker = "BalancedThreadWorker" if args.balanced else "gthread"
+        kind = f"{worker}, {args.threads} threads each"
     print(f"{backend}: gunicorn with {args.workers} workers ({kind})")
     with (
         tempfile.TemporaryDirectory(prefix="sqm_bench_") as folder,
@@ -481,10 +490,10 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
         database = None
         if backend == "postgresql":
             database = stack.enter_context(postgres_database(args.postgres))
-        with gunicorn(data, database, args.workers, args.threads, args.index_trail) as (
-            port,
-            log_path,
-        ):
+        served = gunicorn(
+            data, database, args.workers, args.threads, args.index_trail, args.balanced
+        )
+        with served as (port, log_path):
             for supplier in prepared.suppliers:
                 body = json.dumps(supplier.registration()).encode()
                 status, answer = request(port, "POST", "/api/v1/suppliers", body)
@@ -567,6 +576,12 @@ def main() -> None:
         default=None,
         help="entries the search index may trail by while it indexes on spare CPU "
         "(SQM_REGISTRY_INDEX_TRAIL; default: the registry's)",
+    )
+    parser.add_argument(
+        "--plain-gthread",
+        dest="balanced",
+        action="store_false",
+        help="gunicorn's own gthread worker instead of the registry's BalancedThreadWorker",
     )
     parser.add_argument("--no-fsck", dest="fsck", action="store_false")
     args = parser.parse_args()
@@ -674,7 +689,7 @@ def main() -> None:
             f"{usable_cores()} cores busy"
         )
         shares = " / ".join(map(str, run.split)) or "not read"
-        print(f"  client connections held by each worker (gunicorn balances none): {shares}")
+        print(f"  client connections held by each worker: {shares}")
         for problem in problems:
             print(f"  FAILED: {problem}")
     if failed:
