@@ -399,6 +399,8 @@ def utc(value: datetime) -> datetime:
 
 INDEX_SCHEMA = "sqm_index"  # the name a SQLite store's index file is attached under
 INDEX_PREFIX = "index_"  # the search index's tables are named so
+# A table of each file, which a write transaction names first to take that file's write lock.
+_LOCK_TABLES = {"main": "log_checkpoints", INDEX_SCHEMA: "index_state"}
 
 
 def index_file(engine: Engine) -> Path | None:
@@ -449,12 +451,20 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
             writing = connection.get_execution_options().get("sqm_write", False)
-            # BEGIN IMMEDIATE takes the write lock of every attached database: a log writer
-            # would hold the index's, and the indexer the log's. With the index apart, each
-            # file's writers are serialised by their own lock file instead (:func:`writing`),
-            # and a deferred BEGIN locks only the file that the transaction writes.
-            immediate = writing == "schema" or (writing and index_path is None)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if not writing:
+                connection.exec_driver_sql("BEGIN")
+            elif index_path is None or writing == "schema":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                # BEGIN IMMEDIATE takes the write lock of every attached database: a log
+                # writer would hold the index's, and the indexer the log's. So a deferred
+                # BEGIN, and at once a write that changes nothing, to the one file this
+                # transaction writes: it takes that file's write lock before anything reads
+                # it. A transaction that read first would fail at once (SQLITE_BUSY, the busy
+                # handler not consulted) on finding another writer when it came to write.
+                schema = INDEX_SCHEMA if writing == "index" else "main"
+                connection.exec_driver_sql("BEGIN")
+                connection.exec_driver_sql(f"DELETE FROM {schema}.{_LOCK_TABLES[schema]} WHERE 0")
 
     if engine.dialect.name == "postgresql":
 
@@ -566,29 +576,32 @@ def _deflate_envelope_columns(connection: Connection) -> None:
 def writing(engine: Engine, index: bool = False, schema: bool = False) -> Iterator[Connection]:
     """A write transaction on ``engine``, committed on a clean exit.
 
-    The log's writers (``index`` False), on SQLite: first an exclusive lock on a file beside
-    the database, held until after the commit. Why: SQLite's own busy handler polls, sleeping
-    up to 100 ms between tries, so writers from several gunicorn workers queued in sleeps (a
-    p99 of 700 ms at 60 attestations/s); a blocked flock() wakes as soon as the holder lets go.
-    Where the index shares the log's database, BEGIN IMMEDIATE takes its write lock up front
-    instead of failing when a read would have to upgrade (see :func:`make_engine`).
+    On SQLite, first an exclusive lock on a file beside the database, held until after the
+    commit: the log's (``index`` False) or the index's (``index`` True; it writes nothing of
+    the log and takes no lock of the log's). Why: SQLite's own busy handler polls, sleeping up
+    to 100 ms between tries, so writers from several gunicorn workers queued in sleeps (a p99
+    of 700 ms at 60 attestations/s), and a writer that keeps the lock busy, as the indexer
+    catching up does, starves the others; a blocked flock() wakes as soon as the holder lets
+    go. Then the transaction takes its file's write lock before it reads (see
+    :func:`make_engine`).
 
-    The index's writer (``index`` True) holds the indexer's lock (:func:`exclusive`) instead,
-    and writes nothing of the log: it takes no lock of the log's.
-
-    ``schema``: the log's lock, and the write locks of every file up front (BEGIN IMMEDIATE),
-    for creating and moving tables while another process may be indexing.
+    ``schema``: both lock files, log's first, and the write locks of every file up front
+    (BEGIN IMMEDIATE), for creating and moving tables while another process may be indexing.
     """
-    lock = None if index else _writer_lock_path(engine)
+    locks = [_writer_lock_path(engine, "index-writer" if index else "writer")]
+    if schema:
+        locks.append(_writer_lock_path(engine, "index-writer"))
     with contextlib.ExitStack() as stack:
-        if lock is not None:
+        for lock in locks:
+            if lock is None:
+                continue
             # Opened per transaction: flock() excludes other open files, not other threads
             # sharing one, and the integrator sweep writes from a thread of its own.
             handle = stack.enter_context(lock.open("a+b"))
             fcntl.flock(handle, fcntl.LOCK_EX)
         with (
             engine.connect().execution_options(
-                sqm_write="schema" if schema else True
+                sqm_write="schema" if schema else "index" if index else True
             ) as connection,
             connection.begin(),
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -544,3 +545,52 @@ def _tables(path: Path) -> set[str]:
         return {name for (name,) in rows}
     finally:
         connection.close()
+
+
+def test_writers_that_read_first_wait_for_other_writers_instead_of_failing(
+    database_url: str,
+) -> None:
+    made = make_engine(database_url)
+    failures: list[BaseException] = []
+
+    def storing() -> None:  # as the indexer stores: it reads its position, then writes
+        for n in range(30):
+            try:
+                with writing(made, index=True) as connection:
+                    connection.execute(select(index_state.c.last_index)).all()
+                    time.sleep(0.005)
+                    connection.execute(index_state.insert().values(name=f"n{n}", last_index=n))
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+    try:
+        indexer = threading.Thread(target=storing)
+        indexer.start()
+        while indexer.is_alive():  # workers starting meanwhile: each creates the tables
+            make_engine(database_url).dispose()
+        indexer.join()
+        assert failures == []
+
+        # A write outside the writer lock files (the operator's status update is one) holds
+        # the log's write lock; a log writer that reads first waits for it, then commits.
+        logged = threading.Event()
+
+        def log_write() -> None:
+            with writing(made) as connection:
+                connection.execute(select(attestations.c.seq)).all()
+                connection.execute(attestations.insert(), _attestation(2, ENVELOPE))
+            logged.set()
+
+        with made.begin() as connection:
+            connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
+            writer = threading.Thread(target=log_write)
+            writer.start()
+            time.sleep(0.3)
+        writer.join(10)
+        assert logged.is_set()
+        with made.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(attestations)).scalar() == 2
+            names = connection.execute(select(func.count()).select_from(index_state)).scalar()
+            assert names == 30
+    finally:
+        _dispose_all(made)
