@@ -493,7 +493,11 @@ def make_engine(url: str) -> Engine:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         tables = metadata.sorted_tables
         if index_path is not None:
-            apart = MetaData(schema=INDEX_SCHEMA)
+            # Indexes named as in the log's file and on PostgreSQL (the default convention's
+            # column label would include the schema), so OBSOLETE_INDEXES holds for all.
+            apart = MetaData(
+                schema=INDEX_SCHEMA, naming_convention={"ix": "ix_%(table_name)s_%(column_0_name)s"}
+            )
             moved = [table.to_metadata(apart) for table in index_tables()]
             apart.create_all(connection)
             _move_index_apart(connection, moved)
@@ -514,7 +518,9 @@ def _move_index_apart(connection: Connection, tables: list[Table]) -> None:
     """A store of an earlier version holds its search index in the log's file: its rows are
     copied into the index's own file (in one transaction with the tables' creation), and the
     old tables dropped. Copying keeps a large index searchable at once, where re-deriving it
-    from the log would take minutes per 100,000 attestations."""
+    from the log would take minutes per 100,000 attestations. Where the index's file already
+    holds an index (a position), it is kept and the log file's tables are only dropped: an
+    earlier version run since (a rollback, an old command) may have left empty ones there."""
     held = {
         name
         for (name,) in connection.exec_driver_sql(
@@ -522,15 +528,21 @@ def _move_index_apart(connection: Connection, tables: list[Table]) -> None:
             " ESCAPE '^'"
         )
     }
+    if not held:
+        return
+    kept = connection.exec_driver_sql(
+        f"SELECT 1 FROM {INDEX_SCHEMA}.index_state WHERE name = 'log'"
+    ).first()
     for table in tables:
         if table.name not in held:
             continue
-        columns = ", ".join(f'"{column.name}"' for column in table.columns)
-        connection.exec_driver_sql(f'DELETE FROM {INDEX_SCHEMA}."{table.name}"')
-        connection.exec_driver_sql(
-            f'INSERT INTO {INDEX_SCHEMA}."{table.name}" ({columns})'
-            f' SELECT {columns} FROM main."{table.name}"'
-        )
+        if kept is None:
+            columns = ", ".join(f'"{column.name}"' for column in table.columns)
+            connection.exec_driver_sql(f'DELETE FROM {INDEX_SCHEMA}."{table.name}"')
+            connection.exec_driver_sql(
+                f'INSERT INTO {INDEX_SCHEMA}."{table.name}" ({columns})'
+                f' SELECT {columns} FROM main."{table.name}"'
+            )
         connection.exec_driver_sql(f'DROP TABLE main."{table.name}"')
 
 
@@ -585,12 +597,14 @@ def writing(engine: Engine, index: bool = False, schema: bool = False) -> Iterat
     go. Then the transaction takes its file's write lock before it reads (see
     :func:`make_engine`).
 
-    ``schema``: both lock files, log's first, and the write locks of every file up front
+    ``schema``: both lock files, the index's first, and the write locks of every file up front
     (BEGIN IMMEDIATE), for creating and moving tables while another process may be indexing.
     """
-    locks = [_writer_lock_path(engine, "index-writer" if index else "writer")]
+    locks = [_writer_lock_path(engine, "index-writer" if index or schema else "writer")]
     if schema:
-        locks.append(_writer_lock_path(engine, "index-writer"))
+        # The index's lock first: waiting for an indexer that stores at the lowest priority,
+        # a start would otherwise hold the log's lock, and every submission behind it.
+        locks.append(_writer_lock_path(engine))
     with contextlib.ExitStack() as stack:
         for lock in locks:
             if lock is None:

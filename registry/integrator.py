@@ -122,6 +122,8 @@ class SpareCpu:
         when it stores and ``store_idle`` is False)."""
         # Hurried beyond the trail, calm again within half of it: an index that hovers about
         # the trail under a steady stream does not switch (and log) batch by batch.
+        if self.trail == 0:  # no trail allowed: always at normal priority, nothing to log
+            return work()
         hurried = behind > (self.trail // 2 if self._hurried else self.trail)
         if hurried != self._hurried:
             self._hurried = hurried

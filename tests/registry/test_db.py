@@ -594,3 +594,52 @@ def test_writers_that_read_first_wait_for_other_writers_instead_of_failing(
             assert names == 30
     finally:
         _dispose_all(made)
+
+
+def test_an_index_in_its_own_file_is_kept_when_an_earlier_version_left_tables_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "registry.sqlite3"
+    made = make_engine(f"sqlite:///{path}")
+    with writing(made, index=True) as connection:
+        connection.execute(index_state.insert().values(name="log", last_index=99))
+        connection.execute(
+            index_countries.insert(), [{"log_index": n, "supplier": "s", "country": "DE"}
+            for n in range(5)],
+        )  # fmt: skip
+    made.dispose()
+    earlier = create_engine(f"sqlite:///{path}")  # a rollback, or an old command, run once
+    metadata.create_all(earlier)  # its empty index tables, in the log's file
+    earlier.dispose()
+    made = make_engine(f"sqlite:///{path}")
+    try:
+        with made.connect() as connection:
+            assert connection.execute(select(index_state.c.last_index)).scalar() == 99
+            assert (
+                connection.execute(select(func.count()).select_from(index_countries)).scalar() == 5
+            )
+    finally:
+        made.dispose()
+    assert not _tables(path) & _index_names()
+
+
+def test_the_index_file_names_its_indexes_as_one_database_does(tmp_path: Path) -> None:
+    one = create_engine(f"sqlite:///{tmp_path / 'one.sqlite3'}")  # every table in one file
+    metadata.create_all(one)
+    one.dispose()
+    made = make_engine(f"sqlite:///{tmp_path / 'apart.sqlite3'}")
+    made.dispose()
+    apart = _indexes(tmp_path / "apart.sqlite3.index")
+    assert apart and apart == {name for name in _indexes(tmp_path / "one.sqlite3")
+                               if name.startswith(("ix_index_", "index_"))}  # fmt: skip
+
+
+def _indexes(path: Path) -> set[str]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {name for (name,) in rows}
+    finally:
+        connection.close()

@@ -159,3 +159,15 @@ def test_the_index_trail_setting_is_read_and_checked(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("SQM_REGISTRY_INDEX_TRAIL", bad)
         with pytest.raises(RegistryError, match="SQM_REGISTRY_INDEX_TRAIL"):
             RegistryConfig.from_env()
+
+
+def test_a_trail_of_zero_keeps_indexing_at_normal_priority() -> None:
+    priority = _Recorded(trail=0, store_idle=True)
+    try:
+        for behind in (5, 0):
+            for storing in (False, True):
+                priority.run(lambda: None, behind, storing)
+    finally:
+        priority.close()
+    assert {policy for *_, policy in priority.runs} == {os.sched_getscheduler(0)}
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE
