@@ -643,3 +643,32 @@ def _indexes(path: Path) -> set[str]:
         return {name for (name,) in rows}
     finally:
         connection.close()
+
+
+def test_a_starting_process_does_not_hold_the_log_while_it_waits_for_the_indexer(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    made = make_engine(url)
+    starting: list[threading.Thread] = []
+
+    @contextmanager
+    def indexer_storing() -> Iterator[None]:  # as a starved indexer holds its lock
+        with writing(made, index=True) as connection:
+            connection.execute(index_state.insert().values(name="log", last_index=0))
+            start = threading.Thread(target=lambda: make_engine(url).dispose())
+            start.start()  # a worker starting: it waits for the index's lock
+            starting.append(start)
+            time.sleep(0.2)
+            yield
+
+    def log_write() -> None:
+        with writing(made) as connection:
+            connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
+
+    try:
+        assert _finishes_while_held(indexer_storing, log_write)
+        starting[0].join(10)
+        assert not starting[0].is_alive()
+    finally:
+        made.dispose()
