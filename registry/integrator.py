@@ -70,8 +70,10 @@ def _follower_batch(dialect: str) -> int:
     workers to queue behind it with the cores idle. At 8, in four alternating runs of the
     ingest benchmark (4,000 attestations), the p99 fell from 151-166 to 78-86 ms and ingest
     rose from 170-206 to 214-256 attestations/s, with the index as fresh (it held every entry
-    at 198-199 attestations/s of the run against 170-198). PostgreSQL's index writes take no
-    lock that submissions wait for, and there a larger batch costs fewer round trips."""
+    at 198-199 attestations/s of the run against 170-198). That was measured while the index
+    shared the log's file; with a file of its own the small batch keeps each store, at the
+    lowest priority, short. PostgreSQL's index writes take no lock that submissions wait
+    for, and there a larger batch costs fewer round trips."""
     return 8 if dialect == "sqlite" else 64
 
 
@@ -105,10 +107,11 @@ class SpareCpu:
     Why: indexing costs about 0.6 of a submission's own checks in CPU, and on two cores every
     core-millisecond it takes is one that submissions wait for. Measured on SQLite with the
     index in its own file (ingest benchmark, 4,000 attestations, alternating runs): storing
-    at the lowest priority too raised ingest from 0.38-0.48 of the one-process ceiling to
-    0.51-0.57, the index then catching up within 7 s of the last answer. Rows are computed
-    at the lowest priority always (the thread only waits for them); ``store_idle`` says
-    whether they may be stored there too (see :func:`_follow`).
+    at the lowest priority too raised ingest from 0.38-0.47 of the one-process ceiling to
+    0.51-0.57, the index then catching up within 7 s of the last answer. Within the trail,
+    rows are computed at the lowest priority always (the calling thread only waits for them);
+    ``store_idle`` says whether they may be stored there too (see :func:`_follow`). A trail
+    of 0 keeps everything at normal priority.
     """
 
     def __init__(self, trail: int, store_idle: bool) -> None:
