@@ -524,8 +524,8 @@ def _move_index_apart(connection: Connection, tables: list[Table]) -> None:
     held = {
         name
         for (name,) in connection.exec_driver_sql(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name LIKE 'index^_%'"
-            " ESCAPE '^'"
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+            (len(INDEX_PREFIX), INDEX_PREFIX),
         )
     }
     if not held:
@@ -600,14 +600,12 @@ def writing(engine: Engine, index: bool = False, schema: bool = False) -> Iterat
     ``schema``: both lock files, the index's first, and the write locks of every file up front
     (BEGIN IMMEDIATE), for creating and moving tables while another process may be indexing.
     """
-    locks = [_writer_lock_path(engine, "index-writer" if index or schema else "writer")]
-    if schema:
-        # The index's lock first: waiting for an indexer that stores at the lowest priority,
-        # a start would otherwise hold the log's lock, and every submission behind it.
-        locks.append(_writer_lock_path(engine))
+    # With ``schema``, the index's lock first: waiting for an indexer that stores at the
+    # lowest priority, a start would otherwise hold the log's lock, and every submission.
+    names = ["index-writer", "writer"] if schema else ["index-writer" if index else "writer"]
     with contextlib.ExitStack() as stack:
-        for lock in locks:
-            if lock is None:
+        for name in names:
+            if (lock := _writer_lock_path(engine, name)) is None:
                 continue
             # Opened per transaction: flock() excludes other open files, not other threads
             # sharing one, and the integrator sweep writes from a thread of its own.

@@ -508,11 +508,7 @@ def test_an_index_in_the_log_file_moves_to_its_own_with_its_rows(tmp_path: Path)
     metadata.create_all(earlier)
     with earlier.begin() as connection:
         connection.execute(attestations.insert(), _attestation(1, ENVELOPE))
-        connection.execute(index_state.insert().values(name="log", last_index=41))
-        connection.execute(
-            index_countries.insert(), [{"log_index": n, "supplier": "s", "country": "DE"}
-            for n in range(3)],
-        )  # fmt: skip
+        _write_index(connection, position=41, rows=3)
     earlier.dispose()
     for _ in range(2):  # and a second start finds nothing more to move
         made = make_engine(f"sqlite:///{path}")
@@ -532,15 +528,29 @@ def test_an_index_in_the_log_file_moves_to_its_own_with_its_rows(tmp_path: Path)
         assert _index_names() <= _tables(Path(f"{path}.index"))
 
 
+def _write_index(connection: Connection, position: int, rows: int) -> None:
+    """An index at ``position``, with ``rows`` rows of one index table."""
+    connection.execute(index_state.insert().values(name="log", last_index=position))
+    connection.execute(
+        index_countries.insert(),
+        [{"log_index": n, "supplier": "s", "country": "DE"} for n in range(rows)],
+    )
+
+
 def _index_names() -> set[str]:
     return {table.name for table in index_tables()}
 
 
 def _tables(path: Path) -> set[str]:
+    return _schema_names(path, "table")
+
+
+def _schema_names(path: Path, kind: str) -> set[str]:
+    """The names of the SQLite file's objects of ``kind`` (table, index), SQLite's own left out."""
     connection = sqlite3.connect(path)
     try:
         rows = connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            "SELECT name FROM sqlite_master WHERE type = ? AND name NOT LIKE 'sqlite_%'", (kind,)
         )
         return {name for (name,) in rows}
     finally:
@@ -602,11 +612,7 @@ def test_an_index_in_its_own_file_is_kept_when_an_earlier_version_left_tables_ag
     path = tmp_path / "registry.sqlite3"
     made = make_engine(f"sqlite:///{path}")
     with writing(made, index=True) as connection:
-        connection.execute(index_state.insert().values(name="log", last_index=99))
-        connection.execute(
-            index_countries.insert(), [{"log_index": n, "supplier": "s", "country": "DE"}
-            for n in range(5)],
-        )  # fmt: skip
+        _write_index(connection, position=99, rows=5)
     made.dispose()
     earlier = create_engine(f"sqlite:///{path}")  # a rollback, or an old command, run once
     metadata.create_all(earlier)  # its empty index tables, in the log's file
@@ -635,14 +641,7 @@ def test_the_index_file_names_its_indexes_as_one_database_does(tmp_path: Path) -
 
 
 def _indexes(path: Path) -> set[str]:
-    connection = sqlite3.connect(path)
-    try:
-        rows = connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
-        )
-        return {name for (name,) in rows}
-    finally:
-        connection.close()
+    return _schema_names(path, "index")
 
 
 def test_a_starting_process_does_not_hold_the_log_while_it_waits_for_the_indexer(
