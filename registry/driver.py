@@ -43,6 +43,9 @@ class Prepared:
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._writes = not isinstance(statement, Select)
+        # Known from the statement, not the cursor: in a pipeline a cursor describes its
+        # result only once that has arrived, which fetching it waits for.
+        self._returns = _returns_rows(statement)
         self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
 
     def rows(
@@ -54,7 +57,7 @@ class Prepared:
         bound = _bound(compiled, given)
         with _cursor(connection, self._writes, compiled.sql) as cursor:
             cursor.execute(compiled.sql, bound)
-            found = cursor.fetchall() if cursor.description is not None else []
+            found = cursor.fetchall() if self._returns else []
         if compiled.results is None:
             return [tuple(row) for row in found]
         convert = compiled.results
@@ -158,6 +161,30 @@ def _cursor(connection: Connection, writes: bool, sql: str) -> Iterator[Any]:
     finally:
         if cursor is not None:
             cursor.close()
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Writes run in the block go to the server together, and their errors are raised at the
+    block's end (PostgreSQL: libpq's pipeline mode; elsewhere the block changes nothing).
+
+    Why: on busy cores a PostgreSQL round trip inside the log's write lock took 0.7-3 ms
+    (the server process must be scheduled to answer), so integration's six writes held the
+    lock for some 4 ms; sent together they wait for one answer. A statement whose rows the
+    block reads (:meth:`Prepared.rows`) waits there for its answer, and takes everything
+    sent before it along in that round trip.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    if not connection.in_transaction():
+        connection.begin()
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise_as_sqlalchemy(connection, exc, "(a pipeline of writes)", None)
 
 
 def raise_as_sqlalchemy(

@@ -20,8 +20,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
 from sqm.registry.db import log_checkpoints, log_pending, suppliers
-from sqm.registry.driver import Prepared
+from sqm.registry.driver import Prepared, pipelined
 from sqm.registry.errors import RegistryError
+from tests.registry.wire import traced
 
 _NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 _CHECKPOINT = Prepared(log_checkpoints.insert())
@@ -107,6 +108,42 @@ def test_a_write_outside_a_transaction_begins_one(engine: Engine) -> None:
         connection.rollback()
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(log_checkpoints)).scalar() == 0
+
+
+def test_pipelined_writes_are_stored_and_reach_postgresql_in_one_round_trip(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:  # the transaction begun before the block
+        _CHECKPOINT.run(connection, _row(1, _NOON))
+    if engine.dialect.name == "postgresql":
+        with traced(engine) as wire, engine.begin() as connection:
+            connection.execute(text("SELECT 1"))  # BEGIN, then a statement: two answers
+            with pipelined(connection):
+                for size in (2, 3, 4):
+                    _CHECKPOINT.run(connection, _row(size, _NOON))
+        assert wire.round_trips == 2 + 1 + 1  # the three writes together, then COMMIT
+    else:
+        with engine.begin() as connection, pipelined(connection):
+            for size in (2, 3, 4):
+                _CHECKPOINT.run(connection, _row(size, _NOON))
+    assert [row[0] for row in _stored(engine)] == [1, 2, 3, 4]
+
+
+def test_a_refused_write_in_a_pipeline_raises_sqlalchemys_error_and_stores_nothing(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        _CHECKPOINT.run(connection, _row(1, _NOON))
+    # On PostgreSQL the refusal arrives with the pipeline's answer, at the block's end.
+    with pytest.raises(IntegrityError), engine.begin() as connection, pipelined(connection):
+        _CHECKPOINT.run(connection, _row(2, _NOON))
+        _CHECKPOINT.run(connection, _row(1, _NOON))  # the same size again
+        _CHECKPOINT.run(connection, _row(3, _NOON))
+    assert [row[0] for row in _stored(engine)] == [1]
+    # The pool's connections stay usable, in and out of pipelines.
+    with engine.begin() as connection, pipelined(connection):
+        _CHECKPOINT.run(connection, _row(2, _NOON))
+    assert [row[0] for row in _stored(engine)] == [1, 2]
 
 
 def test_a_statement_whose_table_fills_in_python_defaults_is_refused(engine: Engine) -> None:

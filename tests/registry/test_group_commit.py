@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,13 +15,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sqm.registry.db import log_checkpoints, log_entries, log_pending
+from sqm.registry.db import log_checkpoints, log_entries, log_pending, suppliers
+from sqm.registry.driver import Prepared
 from sqm.registry.group_commit import GroupCommit
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
 from sqm.trust import merkle, timestamp
+from tests.registry.wire import traced
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ORIGIN = "registry.sqm.example/log/2026"
@@ -63,8 +65,27 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
         time.sleep(0.001)
 
 
+_NEW_SUPPLIER = Prepared(suppliers.insert())
+
+
+def _entry_with_row(log: TransparencyLog, name: str) -> Callable[[Connection], int]:
+    """A write as an attestation's: its entry, then a row of its own (a supplier ``name``)
+    through the driver; two statements, the second refused when ``name`` is taken."""
+
+    def write(connection: Connection) -> int:
+        seq = log.sequence(name.encode(), connection=connection)
+        row = {"id": name, "name": name, "identity": "{}", "verification": "unverified"}
+        _NEW_SUPPLIER.run(connection, {**row, "role": "supplier"})
+        return seq
+
+    return write
+
+
 def _batched(
-    writer: GroupCommit, first: Callable[[Connection], int], rest: list[Callable[[Connection], int]]
+    writer: GroupCommit,
+    first: Callable[[Connection], int],
+    rest: list[Callable[[Connection], int]],
+    pipelinable: bool = False,
 ) -> tuple[Future[tuple[int, Integration]], list[Future[tuple[int, Integration]]]]:
     """Run ``first`` as a leader that waits until every write of ``rest`` has queued behind
     it, so that ``rest`` commits as one batch."""
@@ -78,11 +99,58 @@ def _batched(
     led = pool.submit(writer.run, leader)
     # The leader holds the writer lock and has taken its batch before the others arrive.
     _wait_until(lambda: writer._leading and not writer._queued)
-    followers = [pool.submit(writer.run, write) for write in rest]
+    followers = [pool.submit(writer.run, write, pipelinable) for write in rest]
     _wait_until(lambda: len(writer._queued) == len(rest))
     release.set()
     pool.shutdown(wait=True)
     return led, followers
+
+
+def test_pipelinable_writes_of_a_batch_reach_postgresql_with_one_round_trip_each(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    names = [f"TEST:{n}" for n in range(4)]
+    with traced(engine) if engine.dialect.name == "postgresql" else nullcontext() as wire:
+        _, followers = _batched(
+            writer, _entry(log, b"leader"), [_entry_with_row(log, n) for n in names], True
+        )
+    assert [f.result()[1].signed.checkpoint.size for f in followers] == [5] * 4
+    if wire is not None:
+        # Each batch: BEGIN, the lock, its writes, integration's read and writes, COMMIT.
+        # The leader's one write is not pipelinable: its entry alone. The four followers'
+        # writes of two statements each: an entry's row rides with the next entry, the last
+        # with the end of the pipeline (4 + 1 round trips, not 8).
+        assert wire.round_trips == (5 + 1) + (5 + 4 + 1)
+    with engine.connect() as connection:
+        stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
+        assert list(stored) == names
+    assert log.fsck() == []
+
+
+def test_a_refused_write_in_a_pipelined_batch_fails_alone(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # Its refusal reaches the client with a later write's statement, or the pipeline's end;
+    # the batch runs again in savepoints, where the refusal is that write's own.
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    writer.run(_entry_with_row(log, "TEST:taken"), pipelinable=True)
+    for position in (0, 1, 2):  # refused first, in the middle, last
+        names = [f"TEST:{position}:{n}" for n in range(2)]
+        writes = [_entry_with_row(log, n) for n in names]
+        writes.insert(position, _entry_with_row(log, "TEST:taken"))
+        _, followers = _batched(writer, _entry(log, b"leader %d" % position), writes, True)
+        with pytest.raises(IntegrityError):
+            followers[position].result()
+        sizes = {
+            f.result()[1].signed.checkpoint.size for i, f in enumerate(followers) if i != position
+        }
+        assert len(sizes) == 1  # the others committed together, in one batch
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(suppliers)).scalar() == 7
+    assert log.waiting() == 0 and log.fsck() == []
 
 
 def test_writes_queued_behind_a_leader_share_one_checkpoint(

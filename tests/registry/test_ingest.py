@@ -20,6 +20,7 @@ from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
+from tests.registry.wire import traced
 
 # One day after the automotive example was issued: inside the registry's 72-hour window.
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)
@@ -88,6 +89,21 @@ def test_register_attest_and_verify_offline(app: Flask) -> None:
     again = client.get(f"/api/v1/bundles/{index}")
     assert again.status_code == 200 and bundle.verify(bundle.Bundle.from_json(again.json), root).ok
     assert app.extensions["sqm"]["log"].fsck() == []
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
+    # Its reads run outside a transaction: each a round trip, with no BEGIN before them and
+    # no ROLLBACK when their connection goes back to the pool.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    assert _register(client, key).status_code == 201
+    ingest = app.extensions["sqm"]["ingest"]
+    ingest.indexer = None  # the search index's own transactions are not the write path's
+    with traced(ingest.log.engine) as wire:
+        status, made = ingest.attest(_envelope(key, FEED))
+    assert status == 201 and made["logIndex"] == 1
+    assert (wire.queries("BEGIN"), wire.queries("COMMIT"), wire.queries("ROLLBACK")) == (1, 1, 0)
 
 
 def test_resubmission_replay_and_rejections(app: Flask) -> None:
