@@ -15,6 +15,7 @@ as SQLAlchemy's autobegin would.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, NoReturn
@@ -161,6 +162,18 @@ def _cursor(connection: Connection, writes: bool, sql: str) -> Iterator[Any]:
     finally:
         if cursor is not None:
             cursor.close()
+
+
+class _PipelineEndNoise(logging.Filter):
+    """Drops psycopg's warning that ending a pipeline failed while an error of the block was
+    propagating ("error ignored terminating ... pipeline aborted"): that error, raised as
+    SQLAlchemy's, says all of it, and a client's refused write is no server warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_PipelineEndNoise())
 
 
 @contextmanager

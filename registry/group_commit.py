@@ -153,7 +153,6 @@ class GroupCommit:
                     ticket.seq = ticket.write(connection)
                     written.append(ticket)
         except Exception as exc:  # the batch runs again, in savepoints
-            written.clear()
             raise _RefusedError from exc
 
     @staticmethod

@@ -241,7 +241,9 @@ class TransparencyLog:
         there a read in a transaction costs a second round trip, the ROLLBACK when the
         connection goes back to the pool; the log is append-only, so one statement sees a
         consistent state, and a proof is one statement. On SQLite the engine's ``begin``
-        hook still opens a (deferred) transaction: its reads share one snapshot."""
+        hook still opens a (deferred) transaction for reads through SQLAlchemy, which then
+        share one snapshot; statements run through the driver (:class:`Prepared`) read
+        outside it, each on its own."""
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     # --- writing ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -134,16 +135,38 @@ def test_a_refused_write_in_a_pipeline_raises_sqlalchemys_error_and_stores_nothi
 ) -> None:
     with engine.begin() as connection:
         _CHECKPOINT.run(connection, _row(1, _NOON))
-    # On PostgreSQL the refusal arrives with the pipeline's answer, at the block's end.
+    # The refused write last: on PostgreSQL its refusal can only arrive with the pipeline's
+    # answer, at the block's end.
     with pytest.raises(IntegrityError), engine.begin() as connection, pipelined(connection):
         _CHECKPOINT.run(connection, _row(2, _NOON))
         _CHECKPOINT.run(connection, _row(1, _NOON))  # the same size again
+    # Refused earlier in the block, it may surface with a later statement: the same error.
+    with pytest.raises(IntegrityError), engine.begin() as connection, pipelined(connection):
+        _CHECKPOINT.run(connection, _row(1, _NOON))
         _CHECKPOINT.run(connection, _row(3, _NOON))
     assert [row[0] for row in _stored(engine)] == [1]
     # The pool's connections stay usable, in and out of pipelines.
     with engine.begin() as connection, pipelined(connection):
         _CHECKPOINT.run(connection, _row(2, _NOON))
     assert [row[0] for row in _stored(engine)] == [1, 2]
+
+
+def test_a_refused_pipeline_logs_no_warning_of_its_own(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # psycopg warns when a pipeline ends in an error while another propagates: the error
+    # raised says it all, and a client's duplicate is no server warning.
+    with engine.begin() as connection:
+        _CHECKPOINT.run(connection, _row(1, _NOON))
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(IntegrityError),
+        engine.begin() as connection,
+        pipelined(connection),
+    ):
+        _CHECKPOINT.run(connection, _row(1, _NOON))  # refused: its answer comes with...
+        _CHECKPOINTS.rows(connection, {"smallest": 0})  # ... this read's, which raises
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_a_statement_whose_table_fills_in_python_defaults_is_refused(engine: Engine) -> None:

@@ -85,7 +85,7 @@ def _batched(
     writer: GroupCommit,
     first: Callable[[Connection], int],
     rest: list[Callable[[Connection], int]],
-    pipelinable: bool = False,
+    pipelinable: bool | list[bool] = False,
 ) -> tuple[Future[tuple[int, Integration]], list[Future[tuple[int, Integration]]]]:
     """Run ``first`` as a leader that waits until every write of ``rest`` has queued behind
     it, so that ``rest`` commits as one batch."""
@@ -99,7 +99,10 @@ def _batched(
     led = pool.submit(writer.run, leader)
     # The leader holds the writer lock and has taken its batch before the others arrive.
     _wait_until(lambda: writer._leading and not writer._queued)
-    followers = [pool.submit(writer.run, write, pipelinable) for write in rest]
+    flags = pipelinable if isinstance(pipelinable, list) else [pipelinable] * len(rest)
+    followers = [
+        pool.submit(writer.run, write, flag) for write, flag in zip(rest, flags, strict=True)
+    ]
     _wait_until(lambda: len(writer._queued) == len(rest))
     release.set()
     pool.shutdown(wait=True)
@@ -127,6 +130,25 @@ def test_pipelinable_writes_of_a_batch_reach_postgresql_with_one_round_trip_each
         stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
         assert list(stored) == names
     assert log.fsck() == []
+
+
+def test_a_batch_with_a_write_that_may_not_be_pipelined_runs_without_a_pipeline(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # A write through Connection.execute reads a cursor's rowcount and description before a
+    # pipelined answer arrives: one such write in a batch keeps the whole batch out of one.
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    names = [f"TEST:{n}" for n in range(3)]
+    writes = [_entry_with_row(log, n) for n in names]
+    with traced(engine) if engine.dialect.name == "postgresql" else nullcontext() as wire:
+        _, followers = _batched(writer, _entry(log, b"leader"), writes, [True, False, True])
+    assert [f.result()[1].signed.checkpoint.size for f in followers] == [4] * 3
+    if wire is not None:
+        assert wire.round_trips == (5 + 1) + (5 + 2 * 3)  # every statement its own
+    with engine.connect() as connection:
+        stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
+        assert list(stored) == names
 
 
 def test_a_refused_write_in_a_pipelined_batch_fails_alone(

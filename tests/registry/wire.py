@@ -37,15 +37,19 @@ def traced(engine: Engine) -> Iterator[Wire]:
     """Trace every connection checked out of ``engine``'s pool during the block."""
     wire = Wire()
     with tempfile.TemporaryFile("w+") as sink:
+        tracing: list[Any] = []
 
         def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+            tracing.append(dbapi_connection)
             dbapi_connection.pgconn.trace(sink.fileno())
             dbapi_connection.pgconn.set_trace_flags(
                 pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE
             )
 
         def on_checkin(dbapi_connection: Any, *_: Any) -> None:
-            dbapi_connection.pgconn.untrace()
+            if dbapi_connection in tracing:  # not one checked out before the block
+                tracing.remove(dbapi_connection)
+                dbapi_connection.pgconn.untrace()
 
         event.listen(engine, "checkout", on_checkout)
         event.listen(engine, "checkin", on_checkin)
@@ -54,5 +58,7 @@ def traced(engine: Engine) -> Iterator[Wire]:
         finally:
             event.remove(engine, "checkout", on_checkout)
             event.remove(engine, "checkin", on_checkin)
+            for still_out in tracing:  # checked out beyond the block: its lines end here
+                still_out.pgconn.untrace()
             sink.seek(0)
             wire.lines[:] = sink.read().splitlines()
