@@ -23,7 +23,7 @@ from sqm.registry.group_commit import GroupCommit
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
 from sqm.trust import merkle, timestamp
-from tests.registry.wire import traced
+from tests.registry.wire import Wire, traced
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ORIGIN = "registry.sqm.example/log/2026"
@@ -109,26 +109,34 @@ def _batched(
     return led, followers
 
 
+def _batch_of_rows(
+    engine: Engine, authority: timestamp.Authority, pipelinable: list[bool]
+) -> tuple[TransparencyLog, list[int], Wire | None]:
+    """A leader's batch, then one of writes with a row of their own (:func:`_entry_with_row`),
+    pipelinable or not as given, traced on PostgreSQL; every row is stored. The log, the
+    second batch's checkpoint sizes and the trace (None on SQLite)."""
+    log = _log(engine, authority)
+    names = [f"TEST:{n}" for n in range(len(pipelinable))]
+    writes = [_entry_with_row(log, name) for name in names]
+    with traced(engine) if engine.dialect.name == "postgresql" else nullcontext() as wire:
+        _, followers = _batched(GroupCommit(log), _entry(log, b"leader"), writes, pipelinable)
+    with engine.connect() as connection:
+        stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
+        assert list(stored) == names
+    return log, [f.result()[1].signed.checkpoint.size for f in followers], wire
+
+
 def test_pipelinable_writes_of_a_batch_reach_postgresql_with_one_round_trip_each(
     engine: Engine, authority: timestamp.Authority
 ) -> None:
-    log = _log(engine, authority)
-    writer = GroupCommit(log)
-    names = [f"TEST:{n}" for n in range(4)]
-    with traced(engine) if engine.dialect.name == "postgresql" else nullcontext() as wire:
-        _, followers = _batched(
-            writer, _entry(log, b"leader"), [_entry_with_row(log, n) for n in names], True
-        )
-    assert [f.result()[1].signed.checkpoint.size for f in followers] == [5] * 4
+    log, sizes, wire = _batch_of_rows(engine, authority, [True] * 4)
+    assert sizes == [5] * 4
     if wire is not None:
         # Each batch: BEGIN, the lock, its writes, integration's read and writes, COMMIT.
         # The leader's one write is not pipelinable: its entry alone. The four followers'
         # writes of two statements each: an entry's row rides with the next entry, the last
         # with the end of the pipeline (4 + 1 round trips, not 8).
         assert wire.round_trips == (5 + 1) + (5 + 4 + 1)
-    with engine.connect() as connection:
-        stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
-        assert list(stored) == names
     assert log.fsck() == []
 
 
@@ -137,18 +145,10 @@ def test_a_batch_with_a_write_that_may_not_be_pipelined_runs_without_a_pipeline(
 ) -> None:
     # A write through Connection.execute reads a cursor's rowcount and description before a
     # pipelined answer arrives: one such write in a batch keeps the whole batch out of one.
-    log = _log(engine, authority)
-    writer = GroupCommit(log)
-    names = [f"TEST:{n}" for n in range(3)]
-    writes = [_entry_with_row(log, n) for n in names]
-    with traced(engine) if engine.dialect.name == "postgresql" else nullcontext() as wire:
-        _, followers = _batched(writer, _entry(log, b"leader"), writes, [True, False, True])
-    assert [f.result()[1].signed.checkpoint.size for f in followers] == [4] * 3
+    _, sizes, wire = _batch_of_rows(engine, authority, [True, False, True])
+    assert sizes == [4] * 3
     if wire is not None:
         assert wire.round_trips == (5 + 1) + (5 + 2 * 3)  # every statement its own
-    with engine.connect() as connection:
-        stored = connection.execute(select(suppliers.c.id).order_by(suppliers.c.id)).scalars()
-        assert list(stored) == names
 
 
 def test_a_refused_write_in_a_pipelined_batch_fails_alone(
