@@ -178,8 +178,10 @@ logging.getLogger("psycopg").addFilter(_PipelineEndNoise())
 
 @contextmanager
 def pipelined(connection: Connection) -> Iterator[None]:
-    """Writes run in the block go to the server together, and their errors are raised at the
-    block's end (PostgreSQL: libpq's pipeline mode; elsewhere the block changes nothing).
+    """Statements run in the block go to the server together (PostgreSQL: libpq's pipeline
+    mode; elsewhere the block changes nothing). A driver error is raised as SQLAlchemy's,
+    at the read or the block's end where its answer arrives, which may be after the
+    statement that caused it.
 
     Why: on busy cores a PostgreSQL round trip inside the log's write lock took 0.7-3 ms
     (the server process must be scheduled to answer), so integration's six writes held the
