@@ -38,6 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, processors
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from sqm.registry.driver import raise_as_sqlalchemy
 from sqm.registry.errors import DamagedStoreError
@@ -164,6 +166,30 @@ log_pending = Table(
     Column("chain", Text, nullable=True),
     sqlite_autoincrement=True,
 )
+
+
+class last_sequenced(FunctionElement[int]):  # noqa: N801 (named as SQL functions are)
+    """The ``log_pending.seq`` of the entry this connection stored last, in SQL: a row stored
+    after it in the same transaction names it without waiting for the answer that carries
+    the number (so on PostgreSQL both go to the server in one pipeline). PostgreSQL: that
+    column's sequence's ``currval`` (this session's); SQLite: ``last_insert_rowid()`` (the
+    column is the table's rowid)."""
+
+    type = BigInteger()
+    name = "last_sequenced"
+    inherit_cache = True
+
+
+@compiles(last_sequenced, "postgresql")
+def _last_sequenced_postgresql(element: last_sequenced, compiler: Any, **kw: Any) -> str:
+    return "currval(pg_get_serial_sequence('log_pending', 'seq'))"
+
+
+@compiles(last_sequenced, "sqlite")
+def _last_sequenced_sqlite(element: last_sequenced, compiler: Any, **kw: Any) -> str:
+    return "last_insert_rowid()"
+
+
 log_chain_heads = Table(
     "log_chain_heads",
     metadata,

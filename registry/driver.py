@@ -53,12 +53,34 @@ class Prepared:
         self, connection: Connection, parameters: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         """Run the statement once; the rows it returns (none for a write without RETURNING)."""
+        return self.later(connection, parameters)()
+
+    def later(
+        self, connection: Connection, parameters: Mapping[str, Any] | None = None
+    ) -> Callable[[], list[tuple[Any, ...]]]:
+        """Send the statement now; its rows (as :meth:`rows`) when the returned function is
+        called. In a :func:`pipelined` block that call waits for the answer, which comes in
+        the round trip of whatever was sent before it, so statements sent this way and read
+        afterwards cost one round trip together. Outside a pipeline the statement has run,
+        and its rows have been read, when this returns, and its errors are raised here."""
         given = parameters or {}
         compiled = self._compile(connection, tuple(sorted(given)))
         bound = _bound(compiled, given)
-        with _cursor(connection, self._writes, compiled.sql) as cursor:
+        waits = in_pipeline(connection)
+        with _cursor(connection, self._writes, compiled.sql, close=not waits) as cursor:
             cursor.execute(compiled.sql, bound)
-            found = cursor.fetchall() if self._returns else []
+            if not waits:  # read now: an unread cursor keeps a SQLite statement running
+                found = self._converted(compiled, cursor.fetchall() if self._returns else [])
+                return lambda: found
+
+        def fetched() -> list[tuple[Any, ...]]:
+            with _cursor(connection, False, compiled.sql, cursor) as reading:
+                return self._converted(compiled, reading.fetchall() if self._returns else [])
+
+        return fetched
+
+    @staticmethod
+    def _converted(compiled: _Compiled, found: Sequence[Any]) -> list[tuple[Any, ...]]:
         if compiled.results is None:
             return [tuple(row) for row in found]
         convert = compiled.results
@@ -149,18 +171,24 @@ def _bound(compiled: _Compiled, given: Mapping[str, Any]) -> Any:
 
 
 @contextmanager
-def _cursor(connection: Connection, writes: bool, sql: str) -> Iterator[Any]:
-    """A driver cursor in ``connection``'s transaction; driver errors raised as SQLAlchemy's."""
+def _cursor(
+    connection: Connection, writes: bool, sql: str, cursor: Any = None, close: bool = True
+) -> Iterator[Any]:
+    """A driver cursor in ``connection``'s transaction (a new one, or ``cursor``), closed at
+    the block's end when ``close`` is True or the block failed; driver errors raised as
+    SQLAlchemy's."""
     if writes and not connection.in_transaction():
         connection.begin()
-    cursor = None
+    failed = False
     try:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if cursor is None:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
+        failed = True
         raise_as_sqlalchemy(connection, exc, sql, cursor)
     finally:
-        if cursor is not None:
+        if cursor is not None and (close or failed):
             cursor.close()
 
 
@@ -187,10 +215,11 @@ def pipelined(connection: Connection) -> Iterator[None]:
     (the server process must be scheduled to answer), so integration's six writes held the
     lock for some 4 ms; sent together they wait for one answer. A statement whose rows the
     block reads (:meth:`Prepared.rows`) waits there for its answer, and takes everything
-    sent before it along in that round trip.
+    sent before it along in that round trip. A block inside another changes nothing: the
+    outer block's end sends what it holds.
     """
-    if connection.dialect.name != "postgresql":
-        yield
+    if connection.dialect.name != "postgresql" or in_pipeline(connection):
+        yield  # within a pipeline already: its end sends this block's statements too
         return
     if not connection.in_transaction():
         connection.begin()
@@ -200,6 +229,17 @@ def pipelined(connection: Connection) -> Iterator[None]:
             yield
     except connection.dialect.loaded_dbapi.Error as exc:
         raise_as_sqlalchemy(connection, exc, "(a pipeline of writes)", None)
+
+
+def in_pipeline(connection: Connection) -> bool:
+    """Whether ``connection`` is inside a :func:`pipelined` block (PostgreSQL only)."""
+    if connection.dialect.name != "postgresql" or connection.closed:
+        return False
+    record = connection.connection
+    if record.dbapi_connection is None:  # invalidated
+        return False
+    driver: Any = record.driver_connection
+    return bool(driver.pgconn.pipeline_status)  # PipelineStatus.OFF is 0
 
 
 def raise_as_sqlalchemy(

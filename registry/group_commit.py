@@ -24,7 +24,9 @@ from sqm.registry.driver import pipelined
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 
-Write = Callable[[Connection], int]
+# A write returns the sequence number of the entry it stored, or a function that gives it
+# once the answer carrying it has arrived (TransparencyLog.sequence_later).
+Write = Callable[[Connection], int | Callable[[], int]]
 
 
 @dataclass
@@ -33,8 +35,21 @@ class _Ticket:
     pipelinable: bool = False
     done: bool = False
     seq: int | None = None
+    later: Callable[[], int] | None = None
     integration: Integration | None = None
     error: BaseException | None = None
+
+    def start(self, connection: Connection) -> None:
+        """Run the write; its sequence number is known after :meth:`finish`."""
+        sequenced = self.write(connection)
+        if isinstance(sequenced, int):
+            self.seq = sequenced
+        else:
+            self.later = sequenced
+
+    def finish(self) -> None:
+        if self.later is not None:
+            self.seq, self.later = self.later(), None
 
 
 class GroupCommit:
@@ -102,7 +117,7 @@ class GroupCommit:
             self._attempt(batch, isolated=False)
         except _RefusedError:
             for ticket in batch:
-                ticket.seq = ticket.error = None
+                ticket.seq = ticket.later = ticket.error = ticket.integration = None
             self._attempt(batch, isolated=True)
 
     def _attempt(self, batch: list[_Ticket], isolated: bool) -> None:
@@ -113,20 +128,9 @@ class GroupCommit:
                 self._take(batch)
                 if isolated:
                     self._isolated(connection, batch, written)
+                    logged = self._append(connection, written) if written else None
                 else:
-                    self._together(connection, batch, written)
-                if not written:
-                    return
-                try:
-                    integration = self.log.append(connection)
-                except TimestampUnavailableError as exc:
-                    # The batch wrote nothing of the tree; the entries commit unlogged.
-                    for ticket in written:
-                        ticket.error = exc
-                else:
-                    logged = integration
-                    for ticket in written:
-                        ticket.integration = integration
+                    logged = self._together(connection, batch, written)
         except _RefusedError:
             raise
         except BaseException as exc:  # the transaction failed: nothing of the batch is stored
@@ -140,20 +144,42 @@ class GroupCommit:
         if logged is not None:  # committed: the writing block ended without an error
             self.log.remember(logged)
 
-    @staticmethod
-    def _together(connection: Connection, batch: list[_Ticket], written: list[_Ticket]) -> None:
-        """Run the batch's writes side by side, in one pipeline when every one of them is
-        pipelinable (PostgreSQL: a write's rows go to the server with the next write's read,
-        or at the end: n+1 round trips for n writes of two statements, not 2n). Any refusal
-        raises :class:`_RefusedError`, whichever write it surfaces in."""
-        together = all(ticket.pipelinable for ticket in batch)
+    def _append(self, connection: Connection, written: list[_Ticket]) -> Integration | None:
+        """Integrate the batch's entries (with whatever else waits); None when a TSA failed:
+        then the batch wrote nothing of the tree, and its entries commit unlogged."""
         try:
-            with pipelined(connection) if together else nullcontext():
+            integration = self.log.append(connection)
+        except TimestampUnavailableError as exc:
+            for ticket in written:
+                ticket.error = exc
+            return None
+        for ticket in written:
+            ticket.integration = integration
+        return integration
+
+    def _together(
+        self, connection: Connection, batch: list[_Ticket], written: list[_Ticket]
+    ) -> Integration | None:
+        """Run the batch's writes side by side and integrate them. When every write is
+        pipelinable, the writes and integration's reads go to the server in one libpq
+        pipeline (PostgreSQL), answered in one round trip, and integration's writes in the
+        next: BEGIN, the lock, those two and COMMIT, however many entries the batch holds
+        (before: a round trip for each write, one more for its last rows, and two or three
+        for integration's). A refusal, in whichever statement it surfaces up to integration's
+        read, raises :class:`_RefusedError`."""
+        together = all(ticket.pipelinable for ticket in batch)
+        with pipelined(connection) if together else nullcontext():
+            try:
                 for ticket in batch:
-                    ticket.seq = ticket.write(connection)
+                    ticket.start(connection)
                     written.append(ticket)
-        except Exception as exc:  # the batch runs again, in savepoints
-            raise _RefusedError from exc
+                # In the pipeline, integration's read waits for the answers to all the writes.
+                integrated = self._append(connection, written) if together else None
+                for ticket in written:
+                    ticket.finish()
+            except Exception as exc:  # the batch runs again, in savepoints
+                raise _RefusedError from exc
+        return integrated if together else self._append(connection, written)
 
     @staticmethod
     def _isolated(connection: Connection, batch: list[_Ticket], written: list[_Ticket]) -> None:
@@ -161,7 +187,8 @@ class GroupCommit:
         for ticket in batch:
             try:
                 with connection.begin_nested():
-                    ticket.seq = ticket.write(connection)
+                    ticket.start(connection)
+                    ticket.finish()
             except Exception as exc:
                 ticket.error = exc  # that request's own: its savepoint rolled back
             else:

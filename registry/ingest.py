@@ -27,6 +27,7 @@ from sqm.registry.db import (
     attestations,
     endorsements,
     envelope_of,
+    last_sequenced,
     log_entries,
     stored_envelope,
     supplier_keys,
@@ -35,7 +36,7 @@ from sqm.registry.db import (
 )
 from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
-from sqm.registry.group_commit import GroupCommit
+from sqm.registry.group_commit import GroupCommit, Write
 from sqm.registry.indexer import Indexer
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
@@ -61,7 +62,8 @@ _SUPPLIER_KEYS = Prepared(
         supplier_keys.c.revocation_seq,
     ).where(supplier_keys.c.supplier == bindparam("supplier"))
 )
-_NEW_ATTESTATION = Prepared(attestations.insert())
+# Its seq is the entry stored just before it in the same transaction (the write below).
+_NEW_ATTESTATION = Prepared(attestations.insert().inline().values(seq=last_sequenced()))
 
 
 @dataclass
@@ -135,9 +137,7 @@ class Ingest:
             raise _unavailable(exc) from exc
         self._catch_up_index()
 
-    def _logged(
-        self, write: Callable[[Connection], int], pipelinable: bool = False
-    ) -> tuple[int, Integration | None]:
+    def _logged(self, write: Write, pipelinable: bool = False) -> tuple[int, Integration | None]:
         """Run ``write``, which sequences one entry and stores its rows, and integrate it, in
         one transaction as the log's single writer (shared with the writes of other threads
         that arrive meanwhile: :class:`GroupCommit`): one commit makes the entry durable and
@@ -340,12 +340,13 @@ class Ingest:
         leaf = bundle.attestation_leaf(identity, envelope, None)
         stored = stored_envelope(envelope)
 
-        def write(connection: Connection) -> int:
-            seq = self.log.sequence(leaf, chain=f"attestations:{identity}", connection=connection)
+        def write(connection: Connection) -> Callable[[], int]:
+            # Sent without waiting for the entry's number, which the attestation's row takes
+            # in SQL: on PostgreSQL the batch's writes go to the server in one pipeline.
+            seq = self.log.sequence_later(leaf, f"attestations:{identity}", connection)
             _NEW_ATTESTATION.run(
                 connection,
                 {
-                    "seq": seq,
                     "supplier": identity,
                     "feed_sequence": sequence,
                     "payload_sha256": digest,

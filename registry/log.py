@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import BigInteger, Engine, any_, bindparam, func, select
+from sqlalchemy import BigInteger, Engine, Integer, any_, bindparam, cast, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sqm.registry.db import (
+    NODE_LEVEL_SHIFT,
     log_chain_heads,
     log_checkpoint_stamps,
     log_checkpoints,
@@ -35,7 +36,7 @@ from sqm.registry.db import (
     write_lock,
     writing,
 )
-from sqm.registry.driver import Prepared, pipelined
+from sqm.registry.driver import Prepared, in_pipeline, pipelined
 from sqm.registry.errors import RegistryError
 from sqm.registry.timestampers import OwnTSA, Timestamper
 from sqm.trust import TrustError, merkle, timestamp
@@ -74,6 +75,32 @@ _NODES_ARRAY = Prepared(
         log_nodes.c.node == any_(bindparam("keys", type_=postgresql.ARRAY(BigInteger)))
     )
 )
+
+
+def _frontier_nodes() -> Prepared:
+    """PostgreSQL: the stored perfect subtrees on the tree's right edge (see
+    :meth:`TransparencyLog._frontier`), the tree's size read in the statement itself, so
+    that it can be sent with integration's read and answered in the same round trip. For a
+    set bit ``level`` of the size, the subtree at that level starts where the bits above it
+    end: index ``(size >> (level + 1)) << 1``."""
+
+    def number(value: int) -> Any:  # PostgreSQL shifts a bigint by an integer only
+        return literal(value, Integer)
+
+    level = func.generate_series(number(0), number(NODE_LEVEL_SHIFT - 1)).column_valued("level")
+    size = select(func.coalesce(func.max(log_entries.c.idx) + 1, 0)).scalar_subquery()
+    key = (
+        cast(level, BigInteger)
+        .op("<<")(number(NODE_LEVEL_SHIFT))
+        .op("|")(size.op(">>")(level + number(1)).op("<<")(number(1)))
+    )
+    keys = select(key.label("key")).where(size.op(">>")(level).op("&")(1) == 1).subquery()
+    return Prepared(
+        select(log_nodes.c.node, log_nodes.c.hash).join(keys, log_nodes.c.node == keys.c.key)
+    )
+
+
+_FRONTIER_NODES = _frontier_nodes()
 _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.leaf).where(
     log_entries.c.seq.in_(bindparam("seqs", expanding=True))
 )
@@ -272,10 +299,19 @@ class TransparencyLog:
         if connection is None:
             with self.writing() as own:
                 return self.sequence(leaf, chain, own)
-        seq = _SEQUENCE.scalar(
+        return self.sequence_later(leaf, chain, connection)()
+
+    def sequence_later(
+        self, leaf: bytes, chain: str | None, connection: Connection
+    ) -> Callable[[], int]:
+        """:meth:`sequence` in ``connection``'s transaction without waiting for the answer:
+        the entry's sequence number when the returned function is called (in a
+        :func:`pipelined` block, that waits for the answer). A row stored next in the same
+        transaction names the entry with :class:`~sqm.registry.db.last_sequenced`."""
+        rows = _SEQUENCE.later(
             connection, {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
         )
-        return int(seq)
+        return lambda: int(rows()[0][0])
 
     def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
         """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
@@ -300,12 +336,19 @@ class TransparencyLog:
     def _integrate(self, connection: Connection, limit: int) -> Integration | None:
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
         # number may commit after a larger one was integrated.
-        pending = _pending(limit).rows(connection)
+        waiting = _pending(limit).later(connection)
+        # In a pipeline the right edge's subtrees are asked for in the same round trip (the
+        # other workers' batches add those that this process does not remember); outside
+        # one, only those it does not remember are read, and only when some are missing.
+        edge = _FRONTIER_NODES.later(connection) if in_pipeline(connection) else None
+        pending = waiting()
+        read = {} if edge is None else {node_of(int(k)): bytes(v) for k, v in edge()}
+        self._remember_nodes(read)  # committed: the lock keeps other writers out
         if not pending:
             return None
         top = pending[0][4]
         size = 0 if top is None else int(top) + 1
-        frontier = self._frontier(connection, size)
+        frontier = self._frontier(connection, size, read)
         rows = [(seq, raw, chain) for seq, raw, chain, _, _ in pending]
         chains = {chain for _, _, chain in rows if chain is not None}
         heads = {chain: int(head) for _, _, chain, head, _ in pending if head is not None}
@@ -365,15 +408,19 @@ class TransparencyLog:
             )
         return Integration(signed, integrated, completed)
 
-    def _frontier(self, connection: Connection, size: int) -> dict[tuple[int, int], bytes]:
-        """The perfect subtrees on the tree's right edge: what new leaves hash with."""
+    def _frontier(
+        self, connection: Connection, size: int, read: dict[tuple[int, int], bytes]
+    ) -> dict[tuple[int, int], bytes]:
+        """The perfect subtrees on the tree's right edge: what new leaves hash with (those in
+        ``read`` taken from there, the others remembered or read)."""
         wanted = []
         start = 0
         for level in range(size.bit_length() - 1, -1, -1):
             if size & (1 << level):
                 wanted.append((level, start >> level))
                 start += 1 << level
-        return self._fetch(connection, wanted)
+        known = {subtree: read[subtree] for subtree in wanted if subtree in read}
+        return known | self._fetch(connection, [s for s in wanted if s not in known])
 
     def _sign(self, size: int, root: bytes) -> SignedCheckpoint:
         checkpoint = Checkpoint(self.origin, size, root)

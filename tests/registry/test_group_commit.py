@@ -17,9 +17,16 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sqm.registry.db import log_checkpoints, log_entries, log_pending, suppliers
+from sqm.registry.db import (
+    attestations,
+    last_sequenced,
+    log_checkpoints,
+    log_entries,
+    log_pending,
+    suppliers,
+)
 from sqm.registry.driver import Prepared
-from sqm.registry.group_commit import GroupCommit
+from sqm.registry.group_commit import GroupCommit, Write
 from sqm.registry.log import Integration, TransparencyLog
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
 from sqm.trust import merkle, timestamp
@@ -68,12 +75,13 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
 _NEW_SUPPLIER = Prepared(suppliers.insert())
 
 
-def _entry_with_row(log: TransparencyLog, name: str) -> Callable[[Connection], int]:
-    """A write as an attestation's: its entry, then a row of its own (a supplier ``name``)
-    through the driver; two statements, the second refused when ``name`` is taken."""
+def _entry_with_row(log: TransparencyLog, name: str) -> Write:
+    """A write as an attestation's: its entry, sent without waiting for its number, then a
+    row of its own (a supplier ``name``) through the driver; two statements, the second
+    refused when ``name`` is taken."""
 
-    def write(connection: Connection) -> int:
-        seq = log.sequence(name.encode(), connection=connection)
+    def write(connection: Connection) -> Callable[[], int]:
+        seq = log.sequence_later(name.encode(), None, connection)
         row = {"id": name, "name": name, "identity": "{}", "verification": "unverified"}
         _NEW_SUPPLIER.run(connection, {**row, "role": "supplier"})
         return seq
@@ -84,7 +92,7 @@ def _entry_with_row(log: TransparencyLog, name: str) -> Callable[[Connection], i
 def _batched(
     writer: GroupCommit,
     first: Callable[[Connection], int],
-    rest: list[Callable[[Connection], int]],
+    rest: list[Write],
     pipelinable: bool | list[bool] = False,
 ) -> tuple[Future[tuple[int, Integration]], list[Future[tuple[int, Integration]]]]:
     """Run ``first`` as a leader that waits until every write of ``rest`` has queued behind
@@ -133,10 +141,76 @@ def test_pipelinable_writes_of_a_batch_reach_postgresql_with_one_round_trip_each
     assert sizes == [5] * 4
     if wire is not None:
         # Each batch: BEGIN, the lock, its writes, integration's read and writes, COMMIT.
-        # The leader's one write is not pipelinable: its entry alone. The four followers'
-        # writes of two statements each: an entry's row rides with the next entry, the last
-        # with the end of the pipeline (4 + 1 round trips, not 8).
-        assert wire.round_trips == (5 + 1) + (5 + 4 + 1)
+        # The leader's one write is not pipelinable: its entry alone, a round trip of its
+        # own. The four followers' writes of two statements each go with integration's read
+        # (and the tree's right edge) in one round trip: 5 however many writes, not 4 + 5.
+        assert wire.round_trips == (5 + 1) + 5
+    assert log.fsck() == []
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_pipelined_batch_after_another_processs_batch_takes_no_round_trip_more(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # Another worker's batches made the tree's newest subtrees, which this process does not
+    # remember: integration asks for them with its read, in the same round trip.
+    key = Ed25519PrivateKey.generate()
+    other, this = (
+        TransparencyLog(
+            engine, ORIGIN, key, authority, lambda: NOW, [OwnTSA(authority, lambda: NOW)]
+        )
+        for _ in range(2)
+    )
+    for number in range(5):
+        GroupCommit(other).run(_entry(other, b"other %d" % number))
+    # psycopg prepares a statement on its sixth run, in a round trip of its own: done here.
+    GroupCommit(this).run(_entry_with_row(this, "TEST:warm"), True)
+    for number in range(5, 7):
+        GroupCommit(other).run(_entry(other, b"other %d" % number))
+    with traced(engine) as wire:
+        _, integration = GroupCommit(this).run(_entry_with_row(this, "TEST:this"), True)
+    assert integration.signed.checkpoint.size == 9
+    assert wire.round_trips == 5  # BEGIN, the lock, the write with the reads, writes, COMMIT
+    assert this.fsck() == []
+
+
+def test_a_row_written_after_its_entry_names_it_in_sql(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # An attestation's row takes its entry's number in SQL (last_sequenced), so that on
+    # PostgreSQL the batch's writes need not wait for the numbers; each row must name the
+    # entry written just before it, in a pipelined batch and in savepoints after a refusal.
+    log = _log(engine, authority)
+    writer = GroupCommit(log)
+    named = Prepared(
+        attestations.insert().inline().values(seq=last_sequenced()),
+    )
+
+    def attestation(number: int, digest: str) -> Write:
+        def write(connection: Connection) -> Callable[[], int]:
+            seq = log.sequence_later(b"attestation %d" % number, None, connection)
+            row = {"supplier": "TEST:s", "feed_sequence": number, "key_id": "k", "envelope": "{}"}
+            named.run(connection, {**row, "payload_sha256": digest})
+            return seq
+
+        return write
+
+    writes = [attestation(n, f"digest {n}") for n in range(4)]
+    writes.insert(2, attestation(9, "digest 0"))  # refused: that digest is taken
+    _, followers = _batched(writer, _entry(log, b"leader"), writes, True)
+    with pytest.raises(IntegrityError):
+        followers[2].result()
+    by_seq = {f.result()[0]: n for n, f in enumerate(followers) if n != 2}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(attestations.c.seq, attestations.c.feed_sequence, log_entries.c.leaf).join(
+                log_entries, log_entries.c.seq == attestations.c.seq
+            )
+        ).all()
+    assert sorted(feed for _, feed, _ in rows) == [0, 1, 2, 3]
+    for seq, feed, leaf in rows:
+        assert bytes(leaf) == b"attestation %d" % feed
+        assert by_seq[seq] == (feed if feed < 2 else feed + 1)  # its own request's number
     assert log.fsck() == []
 
 

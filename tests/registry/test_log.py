@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, delete, select, update
 
-from sqm.registry.db import log_checkpoints, log_entries, log_nodes, node_key
-from sqm.registry.log import TransparencyLog
+from sqm.registry.db import log_checkpoints, log_entries, log_nodes, node_key, node_of
+from sqm.registry.log import _FRONTIER_NODES, TransparencyLog
 from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.checkpoint import open_note
 from tests.registry.wire import traced
@@ -110,6 +110,38 @@ def test_an_integration_takes_five_round_trips_whatever_it_integrates(
         # batch's writes, pipelined; COMMIT.
         assert (wire.round_trips, wire.queries("BEGIN")) == (5, 1)
     assert log.fsck() == []
+
+
+def _perfect_subtree_hash(leaves: list[bytes]) -> bytes:
+    """RFC 9162 §2.1.1's MTH of a power-of-two number of leaves, by its definition."""
+    if len(leaves) == 1:
+        return merkle.leaf_hash(leaves[0])
+    half = len(leaves) // 2
+    return merkle.node_hash(
+        _perfect_subtree_hash(leaves[:half]), _perfect_subtree_hash(leaves[half:])
+    )
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_the_right_edge_read_in_sql_holds_the_trees_perfect_subtrees(
+    log: TransparencyLog,
+) -> None:
+    # Integration sends this read with its others, so that a process that did not build the
+    # tree's newest subtrees (another worker did) gets them without a round trip of its own.
+    leaves: list[bytes] = []
+    for size in range(0, 70):
+        with log.engine.connect() as connection:
+            read = {node_of(int(k)): bytes(v) for k, v in _FRONTIER_NODES.rows(connection)}
+        expected, start = {}, 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                subtree = leaves[start : start + (1 << level)]
+                expected[(level, start >> level)] = _perfect_subtree_hash(subtree)
+                start += 1 << level
+        assert read == expected, size
+        leaves.append(f"entry {size}".encode())
+        log.sequence(leaves[-1])
+        log.integrate()
 
 
 def test_proofs_verify_against_checkpoints(log: TransparencyLog) -> None:
