@@ -74,9 +74,16 @@ if any(tuple(table.c.keys()) != shape for table, shape in _ROW_SHAPES.items()):
 class Priority(Protocol):
     """Where the indexer runs a batch's work."""
 
-    def run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
+    def run(
+        self,
+        work: Callable[[], T],
+        behind: int,
+        storing: bool,
+        recount: Callable[[], int] | None = None,
+    ) -> T:
         """Run ``work`` (computing a batch's rows, or ``storing`` them) and return its result;
-        ``behind``: the log entries beyond the batch that the index does not hold yet."""
+        ``behind``: the log entries beyond the batch that the index does not hold yet, and
+        ``recount`` counts them again (for a priority that may wait before it runs ``work``)."""
         ...
 
 
@@ -193,11 +200,26 @@ class Indexer:
                     behind = int(newest or new_last) - new_last
             # The rows are computed before the write transaction: it is held only to store them.
             batch = self._run(functools.partial(self._prepare_rows, entries), behind, False)
-            self._run(functools.partial(self._commit, batch, last, new_last), behind, True)
+            store = functools.partial(self._commit, batch, last, new_last)
+            self._run(store, behind, True, functools.partial(self._behind, new_last))
             applied += len(entries)
 
-    def _run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
-        return work() if self.priority is None else self.priority.run(work, behind, storing)
+    def _run(
+        self,
+        work: Callable[[], T],
+        behind: int,
+        storing: bool,
+        recount: Callable[[], int] | None = None,
+    ) -> T:
+        if self.priority is None:
+            return work()
+        return self.priority.run(work, behind, storing, recount)
+
+    def _behind(self, last: int) -> int:
+        """How many log entries lie beyond index ``last``."""
+        with self.engine.connect() as connection:
+            newest = connection.execute(select(func.max(log_entries.c.idx))).scalar()
+        return max(0, int(-1 if newest is None else newest) - last)
 
     def _commit(self, batch: _Batch, last: int, new_last: int) -> None:
         """Store a batch's rows and move the index's position from ``last`` to ``new_last``."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +15,13 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.errors import RegistryError
 from sqm.registry.indexer import Indexer
-from sqm.registry.integrator import SpareCpu
+from sqm.registry.integrator import BusyCores, SpareCpu, _server_shares_cores
 from sqm.registry.seed import seed
 from tests.conftest import EXAMPLES
 
@@ -96,16 +100,22 @@ class _Recorded(SpareCpu):
     """SpareCpu that notes, for each piece of work, how far the index trailed, whether it
     stored, and the scheduling policy of the thread that ran it."""
 
-    def __init__(self, trail: int, store_idle: bool) -> None:
-        super().__init__(trail, store_idle)
+    def __init__(self, trail: int, store_idle: bool, server_cores: BusyCores | None = None) -> None:
+        super().__init__(trail, store_idle, server_cores)
         self.runs: list[tuple[int, bool, int]] = []
 
-    def run(self, work: Callable[[], T], behind: int, storing: bool) -> T:
+    def run(
+        self,
+        work: Callable[[], T],
+        behind: int,
+        storing: bool,
+        recount: Callable[[], int] | None = None,
+    ) -> T:
         def noted() -> T:
             self.runs.append((behind, storing, os.sched_getscheduler(0)))
             return work()
 
-        return super().run(noted, behind, storing)
+        return super().run(noted, behind, storing, recount)
 
 
 def _indexed_with(engine: Engine, tmp_path: Path, priority: _Recorded) -> list[Any]:
@@ -171,3 +181,179 @@ def test_a_trail_of_zero_keeps_indexing_at_normal_priority() -> None:
         priority.close()
     assert {policy for *_, policy in priority.runs} == {os.sched_getscheduler(0)}
     assert os.sched_getscheduler(0) != os.SCHED_IDLE
+
+
+# --- spare CPU for a database server on the same cores ------------------------------------------
+
+
+class _Readings:
+    """/proc figures for BusyCores, as (busy, all, own) seconds: each look adds ``step``."""
+
+    def __init__(self, steps: list[tuple[float, float, float]]) -> None:
+        self.now = (0.0, 0.0, 0.0)
+        self.steps = list(steps)
+        self.looks = 0
+
+    def __call__(self) -> tuple[float, float, float]:
+        self.looks += 1
+        if self.looks > 1 and self.steps:
+            step = self.steps.pop(0)
+            self.now = tuple(a + b for a, b in zip(self.now, step, strict=True))  # type: ignore[assignment]
+        return self.now
+
+
+def test_busy_cores_count_the_others_share_of_the_machine() -> None:
+    # Two cores for a quarter second: 0.5 s of CPU in all. Busy beyond 0.7 of it only when
+    # other processes used it: this process's own time does not count.
+    looks = _Readings([(0.45, 0.5, 0.0), (0.30, 0.5, 0.0), (0.45, 0.5, 0.30), (0.5, 0.5, 0.0)])
+    meter = BusyCores(limit=0.7, window=0.01, read=looks)
+    verdicts = []
+    for _ in range(4):
+        verdicts.append(meter.busy())
+        time.sleep(0.02)  # past the window: each verdict is a new look
+    assert verdicts == [True, False, False, True]
+    assert looks.looks == 5  # the reference, then one a verdict
+
+
+def test_busy_cores_wait_out_a_window_only_after_a_busy_verdict() -> None:
+    meter = BusyCores(limit=0.7, window=0.2, read=_Readings([(0.1, 0.5, 0.0), (0.5, 0.5, 0.0)]))
+    started = time.monotonic()
+    assert not meter.busy()  # the first look waits a whole window
+    assert time.monotonic() - started >= 0.2
+    started = time.monotonic()
+    assert not meter.busy()  # spare a moment ago: no wait, no new look
+    assert time.monotonic() - started < 0.1
+    time.sleep(0.2)
+    assert meter.busy()  # a new look once the window passed
+    started = time.monotonic()
+    meter.busy()  # busy a moment ago: waits for the rest of the window before it looks
+    assert time.monotonic() - started >= 0.15
+
+
+def test_busy_cores_start_afresh_after_a_long_pause_and_without_proc() -> None:
+    looks = _Readings([(0.5, 0.5, 0.0), (50.0, 100.0, 0.0), (0.5, 0.5, 0.0)])
+    meter = BusyCores(limit=0.7, window=0.01, stale=0.05, read=looks)
+    assert meter.busy()
+    time.sleep(0.1)
+    # A look after the pause measures from a new reference, not over the pause (which was
+    # half idle): the cores are busy now.
+    assert meter.busy()
+
+    def unreadable() -> tuple[float, float, float]:
+        raise FileNotFoundError("/proc/stat")
+
+    assert not BusyCores(read=unreadable).busy()
+
+
+def test_busy_cores_see_other_processes_spinning() -> None:
+    meter = BusyCores()
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.3)
+        assert meter.busy()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+@pytest.mark.parametrize(
+    ("url", "shares"),
+    [
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/sqm", True),
+        ("postgresql+psycopg://postgres@localhost/sqm", True),
+        ("postgresql+psycopg:///sqm", True),
+        ("postgresql+psycopg:///sqm?host=/var/run/postgresql", True),
+        ("postgresql+psycopg://postgres@db.example.org/sqm", False),
+        ("sqlite:////tmp/registry.sqlite3", False),
+    ],
+)
+def test_a_database_server_shares_the_cores_when_it_runs_here(url: str, shares: bool) -> None:
+    assert _server_shares_cores(make_url(url)) is shares
+
+
+class _Verdicts(BusyCores):
+    """A meter that answers busy ``busy_looks`` times, then spare."""
+
+    def __init__(self, busy_looks: int) -> None:
+        super().__init__()
+        self.left = busy_looks
+        self.looks = 0
+
+    def busy(self) -> bool:
+        self.looks += 1
+        self.left -= 1
+        return self.left >= 0
+
+
+def test_a_store_waits_for_spare_cpu_while_the_index_trails_by_little() -> None:
+    meter = _Verdicts(busy_looks=3)
+    priority = _Recorded(trail=100, store_idle=True, server_cores=meter)
+    counts: list[int] = []
+
+    def recount() -> int:
+        counts.append(len(counts))
+        return 10
+
+    try:
+        priority.run(lambda: None, 5, storing=False, recount=recount)  # computing: no wait
+        assert meter.looks == 0
+        priority.run(lambda: None, 5, storing=True, recount=recount)
+    finally:
+        priority.close()
+    assert meter.looks == 4 and len(counts) == 3  # three busy looks, then spare
+    assert [policy for *_, policy in priority.runs] == [os.SCHED_IDLE, os.SCHED_IDLE]
+
+
+def test_a_store_stops_waiting_once_the_index_trails_too_far(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meter = _Verdicts(busy_looks=1_000)
+    priority = _Recorded(trail=100, store_idle=True, server_cores=meter)
+    behind = iter([40, 80, 120])  # the log grows while the store waits
+    try:
+        with caplog.at_level(logging.WARNING, logger="sqm.registry.integrator"):
+            priority.run(lambda: None, 20, storing=True, recount=lambda: next(behind))
+        # Without a way to count again, a store does not wait at all.
+        priority.run(lambda: None, 20, storing=True)
+    finally:
+        priority.close()
+    assert meter.looks == 3
+    policies = [policy for *_, policy in priority.runs]
+    assert policies[0] == os.sched_getscheduler(0) != os.SCHED_IDLE  # hurried: normal priority
+    assert any("trails the log by 120 entries" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_the_index_waits_while_other_processes_keep_the_cores_busy(
+    engine: Engine, tmp_path: Path
+) -> None:
+    registry = create_app(_config(engine, tmp_path, None))
+    indexer: Indexer = registry.extensions["sqm"]["indexer"]
+    log = registry.extensions["sqm"]["log"]
+    before = indexer.position()
+    for number in range(3):
+        log.sequence(b"entry %d" % number)
+    log.integrate()
+    priority = SpareCpu(trail=1_000, store_idle=True, server_cores=BusyCores())
+    background = Indexer(indexer.engine, batch=8, priority=priority)
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    worker = threading.Thread(target=background.catch_up)
+    try:
+        time.sleep(0.3)
+        worker.start()
+        time.sleep(1.5)
+        assert indexer.position() == before  # the store waits for spare CPU
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    worker.join(30)
+    priority.close()
+    assert not worker.is_alive() and indexer.position() == before + 3
