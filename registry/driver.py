@@ -233,12 +233,9 @@ def pipelined(connection: Connection) -> Iterator[None]:
 
 def in_pipeline(connection: Connection) -> bool:
     """Whether ``connection`` is inside a :func:`pipelined` block (PostgreSQL only)."""
-    if connection.dialect.name != "postgresql" or connection.closed:
+    if connection.dialect.name != "postgresql" or connection.closed or connection.invalidated:
         return False
-    record = connection.connection
-    if record.dbapi_connection is None:  # invalidated
-        return False
-    driver: Any = record.driver_connection
+    driver: Any = connection.connection.driver_connection
     return bool(driver.pgconn.pipeline_status)  # PipelineStatus.OFF is 0
 
 

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sqm.registry.driver import pipelined
 from sqm.registry.log import Integration, TransparencyLog
@@ -173,11 +174,15 @@ class GroupCommit:
                 for ticket in batch:
                     ticket.start(connection)
                     written.append(ticket)
-                # In the pipeline, integration's read waits for the answers to all the writes.
+            except Exception as exc:  # the batch runs again, in savepoints
+                raise _RefusedError from exc
+            try:
+                # In the pipeline, integration's read waits for the answers to all the writes:
+                # a write's refusal surfaces there, as the database's error.
                 integrated = self._append(connection, written) if together else None
                 for ticket in written:
                     ticket.finish()
-            except Exception as exc:  # the batch runs again, in savepoints
+            except SQLAlchemyError as exc:
                 raise _RefusedError from exc
         return integrated if together else self._append(connection, written)
 

@@ -6,6 +6,7 @@ that brings the search index up to the log."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -119,13 +120,21 @@ class SpareCpu:
 
     ``server_cores``: a database server on this machine stores the rows in a process of its
     own, at normal priority whatever the indexer's: within the trail, a store then waits
-    until that meter shows spare CPU (measured, :class:`BusyCores`).
+    until that meter shows spare CPU (measured, :class:`BusyCores`), for at most
+    ``patience`` seconds.
     """
 
-    def __init__(self, trail: int, store_idle: bool, server_cores: BusyCores | None = None) -> None:
+    def __init__(
+        self,
+        trail: int,
+        store_idle: bool,
+        server_cores: BusyCores | None = None,
+        patience: float = 10.0,
+    ) -> None:
         self.trail = trail
         self.store_idle = store_idle
         self.server_cores = server_cores
+        self.patience = patience
         self._idle = IdleThread()
         self._hurried = False
 
@@ -144,7 +153,10 @@ class SpareCpu:
             return work()
         hurried = self._hurry(behind)
         if storing and self.server_cores is not None and recount is not None:
-            while not hurried and self.server_cores.busy():
+            # At most ``patience`` seconds a batch: under load that is not submissions (a
+            # build on a shared host) the index still moves, a batch at a time.
+            deadline = time.monotonic() + self.patience
+            while not hurried and time.monotonic() < deadline and self.server_cores.busy():
                 hurried = self._hurry(recount())
         if hurried or (storing and not self.store_idle):
             return work()
@@ -183,7 +195,8 @@ class BusyCores:
     cores count as busy while other processes keep more than ``limit`` of them so: during
     those bursts, without the index, the machine was 0.75-0.90 busy in each half second, and
     0.1-0.3 while the index caught up afterwards. Linux only; elsewhere the cores always
-    look spare.
+    look spare. ``/proc/stat`` counts the whole host's cores: in a container limited to a
+    share of them (a cgroup quota) it tells how busy the host is, not that share.
     """
 
     def __init__(
@@ -242,17 +255,29 @@ def _machine_seconds() -> tuple[float, float, float]:
 
 def _server_shares_cores(url: URL) -> bool:
     """Whether ``url`` names a PostgreSQL server on this machine (a loopback address or a
-    Unix socket): one whose work for the index competes with submissions for the cores."""
+    Unix socket): one whose work for the index competes with submissions for the cores.
+    Without a host in the URL, libpq's ``PGHOST`` (else its default, a local socket)."""
     if url.get_backend_name() != "postgresql":
         return False
-    host = url.query.get("host", url.host)
-    if isinstance(host, tuple):  # several hosts: only when all are local
-        return all(_local_host(h) for h in host)
-    return _local_host(host)
+    given = url.query.get("hostaddr") or url.query.get("host") or url.host
+    hosts = [given] if isinstance(given, str) else list(given or ())
+    if not hosts:
+        hosts = os.environ.get("PGHOST", "").split(",")
+    return all(_local_host(host) for host in hosts)  # several hosts: only when all are
 
 
-def _local_host(host: str | None) -> bool:
-    return not host or host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
+def _local_host(host: str) -> bool:
+    if not host or host.startswith("/"):  # libpq's default, or a socket directory
+        return True
+    if not host.startswith("[") and host.count(":") == 1:
+        host = host.split(":")[0]  # SQLAlchemy's host:port in the query string
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a name: its address is not looked up here
+        return False
 
 
 def _lowest_priority() -> None:

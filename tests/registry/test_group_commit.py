@@ -195,23 +195,68 @@ def test_a_row_written_after_its_entry_names_it_in_sql(
 
         return write
 
-    writes = [attestation(n, f"digest {n}") for n in range(4)]
-    writes.insert(2, attestation(9, "digest 0"))  # refused: that digest is taken
+    def stored() -> dict[int, tuple[int, bytes]]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(attestations.c.seq, attestations.c.feed_sequence, log_entries.c.leaf).join(
+                    log_entries, log_entries.c.seq == attestations.c.seq
+                )
+            ).all()
+        return {seq: (feed, bytes(leaf)) for seq, feed, leaf in rows}
+
+    # A batch that commits as it was first run, in one pipeline.
+    _, followers = _batched(
+        writer, _entry(log, b"first"), [attestation(n, f"{n}") for n in (0, 1, 2)], True
+    )
+    sizes = {f.result()[1].signed.checkpoint.size for f in followers}
+    assert sizes == {4}  # the three in one batch, without a retry
+    first = {f.result()[0]: n for n, f in zip((0, 1, 2), followers, strict=True)}
+    # A batch with a refused write, which runs again in savepoints.
+    writes = [attestation(n, f"digest {n}") for n in range(3, 7)]
+    writes.insert(2, attestation(9, "digest 3"))  # refused: that digest is taken
     _, followers = _batched(writer, _entry(log, b"leader"), writes, True)
     with pytest.raises(IntegrityError):
         followers[2].result()
-    by_seq = {f.result()[0]: n for n, f in enumerate(followers) if n != 2}
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(attestations.c.seq, attestations.c.feed_sequence, log_entries.c.leaf).join(
-                log_entries, log_entries.c.seq == attestations.c.seq
-            )
-        ).all()
-    assert sorted(feed for _, feed, _ in rows) == [0, 1, 2, 3]
-    for seq, feed, leaf in rows:
-        assert bytes(leaf) == b"attestation %d" % feed
-        assert by_seq[seq] == (feed if feed < 2 else feed + 1)  # its own request's number
+    second = {f.result()[0]: n for n, f in zip((3, 4, 9, 5, 6), followers, strict=True) if n != 9}
+    rows = stored()
+    assert sorted(feed for feed, _ in rows.values()) == list(range(7))
+    for seq, (feed, leaf) in rows.items():
+        assert leaf == b"attestation %d" % feed
+        assert {**first, **second}[seq] == feed  # its own request's number
     assert log.fsck() == []
+
+
+def test_an_integration_error_that_is_no_refusal_fails_the_batch_once(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # Only a database error may be a write's refusal (surfacing at integration's read);
+    # anything else fails the batch as it stands, not after a second run under the lock.
+    calls = []
+
+    class BrokenTSA(FailingTSA):
+        def stamp(self, message: bytes, serial: int) -> bytes:
+            calls.append(serial)
+            raise RuntimeError("the TSA's key is unreadable")
+
+    log = TransparencyLog(
+        engine,
+        ORIGIN,
+        Ed25519PrivateKey.generate(),
+        authority,
+        lambda: NOW,
+        [BrokenTSA(authority.ca_certificate)],
+    )
+    writes = [_entry_with_row(log, f"TEST:{n}") for n in range(3)]
+    led, followers = _batched(GroupCommit(log), _entry(log, b"leader"), writes, True)
+    with pytest.raises(RuntimeError):
+        led.result()
+    for follower in followers:
+        with pytest.raises(RuntimeError, match="unreadable"):
+            follower.result()
+    assert len(calls) == 2  # the leader's batch, then the followers' once
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(suppliers)).scalar() == 0
+    assert log.waiting() == 0 and log.size() == 0
 
 
 def test_a_batch_with_a_write_that_may_not_be_pipelined_runs_without_a_pipeline(

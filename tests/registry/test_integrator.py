@@ -267,12 +267,29 @@ def test_busy_cores_see_other_processes_spinning() -> None:
         ("postgresql+psycopg://postgres@localhost/sqm", True),
         ("postgresql+psycopg:///sqm", True),
         ("postgresql+psycopg:///sqm?host=/var/run/postgresql", True),
+        ("postgresql+psycopg://postgres@LOCALHOST/sqm", True),
+        ("postgresql+psycopg://postgres@127.0.0.2/sqm", True),
+        ("postgresql+psycopg://postgres@[::1]:5432/sqm", True),
+        ("postgresql+psycopg:///sqm?host=localhost:5432", True),
+        ("postgresql+psycopg:///sqm?host=127.0.0.1:5432&host=127.0.0.1:5433", True),
+        ("postgresql+psycopg://postgres@name/sqm?hostaddr=127.0.0.1", True),
         ("postgresql+psycopg://postgres@db.example.org/sqm", False),
+        ("postgresql+psycopg:///sqm?host=127.0.0.1:5432&host=db.example.org:5433", False),
         ("sqlite:////tmp/registry.sqlite3", False),
     ],
 )
-def test_a_database_server_shares_the_cores_when_it_runs_here(url: str, shares: bool) -> None:
+def test_a_database_server_shares_the_cores_when_it_runs_here(
+    url: str, shares: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGHOST", raising=False)
     assert _server_shares_cores(make_url(url)) is shares
+
+
+def test_without_a_host_the_server_is_where_pghost_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHOST", "db.example.org")
+    assert not _server_shares_cores(make_url("postgresql+psycopg:///sqm"))
+    monkeypatch.setenv("PGHOST", "/var/run/postgresql")
+    assert _server_shares_cores(make_url("postgresql+psycopg:///sqm"))
 
 
 class _Verdicts(BusyCores):
@@ -282,8 +299,10 @@ class _Verdicts(BusyCores):
         super().__init__()
         self.left = busy_looks
         self.looks = 0
+        self.pause = 0.0
 
     def busy(self) -> bool:
+        time.sleep(self.pause)
         self.looks += 1
         self.left -= 1
         return self.left >= 0
@@ -325,6 +344,22 @@ def test_a_store_stops_waiting_once_the_index_trails_too_far(
     policies = [policy for *_, policy in priority.runs]
     assert policies[0] == os.sched_getscheduler(0) != os.SCHED_IDLE  # hurried: normal priority
     assert any("trails the log by 120 entries" in r.getMessage() for r in caplog.records)
+
+
+def test_a_store_waits_for_spare_cpu_no_longer_than_its_patience() -> None:
+    # Load that is not submissions (a build on a shared host) may keep the cores busy for
+    # long: the index still moves, a batch at a time, at the lowest priority.
+    meter = _Verdicts(busy_looks=10**9)
+    meter.pause = 0.01  # as a real look waits for its window
+    priority = _Recorded(trail=100, store_idle=True, server_cores=meter)
+    priority.patience = 0.3
+    started = time.monotonic()
+    try:
+        priority.run(lambda: None, 5, storing=True, recount=lambda: 5)
+    finally:
+        priority.close()
+    assert 0.3 <= time.monotonic() - started < 2
+    assert [policy for *_, policy in priority.runs] == [os.SCHED_IDLE]
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
