@@ -87,6 +87,12 @@ class Priority(Protocol):
         ...
 
 
+def _beyond(connection: Connection, last: int) -> int:
+    """How many log entries lie beyond index ``last``."""
+    newest = connection.execute(select(func.max(log_entries.c.idx))).scalar()
+    return max(0, int(-1 if newest is None else newest) - last)
+
+
 class IndexMismatchError(RegistryError):
     """The stored envelope does not match the log leaf that binds it."""
 
@@ -194,10 +200,7 @@ class Indexer:
                 if not entries:
                     return applied
                 new_last = int(entries[-1][0])
-                behind = 0
-                if self.priority is not None:
-                    newest = connection.execute(select(func.max(log_entries.c.idx))).scalar()
-                    behind = int(newest or new_last) - new_last
+                behind = 0 if self.priority is None else _beyond(connection, new_last)
             # The rows are computed before the write transaction: it is held only to store them.
             batch = self._run(functools.partial(self._prepare_rows, entries), behind, False)
             store = functools.partial(self._commit, batch, last, new_last)
@@ -216,10 +219,8 @@ class Indexer:
         return self.priority.run(work, behind, storing, recount)
 
     def _behind(self, last: int) -> int:
-        """How many log entries lie beyond index ``last``."""
         with self.engine.connect() as connection:
-            newest = connection.execute(select(func.max(log_entries.c.idx))).scalar()
-        return max(0, int(-1 if newest is None else newest) - last)
+            return _beyond(connection, last)
 
     def _commit(self, batch: _Batch, last: int, new_last: int) -> None:
         """Store a batch's rows and move the index's position from ``last`` to ``new_last``."""
