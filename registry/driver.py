@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, NoReturn
 
+from sqlalchemy import Table, bindparam, func
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Delete, Insert, Select, Update
 
@@ -154,6 +156,23 @@ class Prepared:
         )
         self._compiled[(dialect.name, dialect.driver, keys)] = made
         return made
+
+
+def unnested(table: Table, names: Sequence[str], prefix: str) -> Any:
+    """PostgreSQL's ``unnest`` of one array parameter per column ``names`` of ``table`` (named
+    ``prefix`` + the column's name, typed as an array of the column's type), as a table with
+    those columns: rows passed as columns, so that one statement writes any number of them."""
+    arrays = [
+        bindparam(prefix + name, type_=postgresql.ARRAY(table.c[name].type)) for name in names
+    ]
+    return func.unnest(*arrays).table_valued(*names).render_derived()
+
+
+def as_columns(
+    prefix: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, list[Any]]:
+    """``rows`` as the array parameters of :func:`unnested`: one list per name."""
+    return {prefix + name: [row[name] for row in rows] for name in names}
 
 
 def _returns_rows(statement: Statement) -> bool:

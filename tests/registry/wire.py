@@ -27,6 +27,15 @@ class Wire:
         directions = [line[0] for line in self.lines if line[:1] in ("F", "B")]
         return sum(1 for pair in itertools.pairwise(directions) if pair == ("F", "B"))
 
+    @property
+    def statements(self) -> int:
+        """Statements the client ran: extended-protocol executions and simple queries."""
+        return sum(
+            1
+            for line in self.lines
+            if line.startswith("F") and ("\tExecute\t" in line or "\tQuery\t" in line)
+        )
+
     def queries(self, text: str) -> int:
         """Simple-protocol queries whose text is ``text`` (psycopg sends BEGIN so)."""
         return sum(1 for line in self.lines if line.endswith(f'Query\t "{text}"'))
