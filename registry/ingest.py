@@ -27,7 +27,6 @@ from sqm.registry.db import (
     attestations,
     endorsements,
     envelope_of,
-    last_sequenced,
     log_entries,
     stored_envelope,
     supplier_keys,
@@ -38,7 +37,7 @@ from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit, Write
 from sqm.registry.indexer import Indexer
-from sqm.registry.log import Integration, TransparencyLog
+from sqm.registry.log import EntryRow, Integration, TransparencyLog
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.trust.canonical import canonical_text, loads_with_canonical
@@ -62,8 +61,8 @@ _SUPPLIER_KEYS = Prepared(
         supplier_keys.c.revocation_seq,
     ).where(supplier_keys.c.supplier == bindparam("supplier"))
 )
-# Its seq is the entry stored just before it in the same transaction (the write below).
-_NEW_ATTESTATION = Prepared(attestations.insert().inline().values(seq=last_sequenced()))
+# Stored with its log entry, whose number it takes (the write below).
+_NEW_ATTESTATION = EntryRow(attestations)
 
 
 @dataclass
@@ -343,18 +342,15 @@ class Ingest:
         def write(connection: Connection) -> Callable[[], int]:
             # Sent without waiting for the entry's number, which the attestation's row takes
             # in SQL: on PostgreSQL the batch's writes go to the server in one pipeline.
-            seq = self.log.sequence_later(leaf, f"attestations:{identity}", connection)
-            _NEW_ATTESTATION.run(
-                connection,
-                {
-                    "supplier": identity,
-                    "feed_sequence": sequence,
-                    "payload_sha256": digest,
-                    "key_id": key.key_id,
-                    "envelope": stored,
-                },
-            )
-            return seq
+            row = {
+                "supplier": identity,
+                "feed_sequence": sequence,
+                "payload_sha256": digest,
+                "key_id": key.key_id,
+                "envelope": stored,
+            }
+            chain = f"attestations:{identity}"
+            return self.log.sequence_later(leaf, chain, connection, (_NEW_ATTESTATION, row))
 
         try:
             seq, integration = self._logged(write, pipelinable=True)

@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import BigInteger, Engine, Integer, any_, bindparam, cast, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Insert
 
 from sqm.registry.db import (
     NODE_LEVEL_SHIFT,
+    last_sequenced,
     log_chain_heads,
     log_checkpoint_stamps,
     log_checkpoints,
@@ -103,6 +115,48 @@ def _integration_writes() -> Insert:
 
 
 _INTEGRATION_WRITES = Prepared(_integration_writes())
+
+
+class EntryRow:
+    """A row of ``table`` that describes a log entry and is stored with it: its ``seq``
+    column names the entry (:meth:`TransparencyLog.sequence_later`). On PostgreSQL the
+    entry and the row are one statement (the entry's insert a CTE that the row selects its
+    number from); elsewhere two, the row taking the entry's number in SQL
+    (:class:`~sqm.registry.db.last_sequenced`).
+
+    Why one statement: a batch's writes run while the log's write lock is held, which every
+    worker waits for, and each statement costs the holder its Python in psycopg."""
+
+    def __init__(self, table: Table) -> None:
+        names = [column.key for column in table.c if column.key != "seq"]
+        entry = {column.key for column in log_pending.c}
+        if clash := entry.intersection(names):  # the statement's parameters share one space
+            raise RegistryError(f"{table.name} has columns named as an entry's: {clash}")
+        sequenced = (
+            log_pending.insert()
+            .values({name: bindparam(name) for name in ("leaf", "received_at", "chain")})
+            .returning(log_pending.c.seq)
+            .cte("entry")
+        )
+        values = [bindparam(name, type_=table.c[name].type) for name in names]
+        self._together = Prepared(
+            table.insert()
+            .from_select(["seq", *names], select(sequenced.c.seq, *values))
+            .returning(table.c.seq)
+        )
+        self._apart = Prepared(table.insert().inline().values(seq=last_sequenced()))
+
+    def later(
+        self, connection: Connection, entry: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> Callable[[], list[tuple[Any, ...]]]:
+        """Send the entry's insert and the row's; the entry's number (one row) when read."""
+        if connection.dialect.name == "postgresql":
+            return self._together.later(connection, {**entry, **values})
+        sequenced = _SEQUENCE.later(connection, entry)
+        self._apart.run(connection, values)
+        return sequenced
+
+
 _NODE = Prepared(select(log_nodes.c.hash).where(log_nodes.c.node == bindparam("key")))
 # On PostgreSQL one round trip for any number of keys (an array parameter).
 _NODES_ARRAY = Prepared(
@@ -337,15 +391,22 @@ class TransparencyLog:
         return self.sequence_later(leaf, chain, connection)()
 
     def sequence_later(
-        self, leaf: bytes, chain: str | None, connection: Connection
+        self,
+        leaf: bytes,
+        chain: str | None,
+        connection: Connection,
+        described: tuple[EntryRow, Mapping[str, Any]] | None = None,
     ) -> Callable[[], int]:
         """:meth:`sequence` in ``connection``'s transaction without waiting for the answer:
         the entry's sequence number when the returned function is called (in a
-        :func:`pipelined` block, that waits for the answer). A row stored next in the same
-        transaction names the entry with :class:`~sqm.registry.db.last_sequenced`."""
-        rows = _SEQUENCE.later(
-            connection, {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
-        )
+        :func:`pipelined` block, that waits for the answer). ``described``: a row that
+        describes the entry, stored with it (:class:`EntryRow`, and the row's other values)."""
+        entry = {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
+        if described is None:
+            rows = _SEQUENCE.later(connection, entry)
+        else:
+            row, values = described
+            rows = row.later(connection, entry, values)
         return lambda: int(rows()[0][0])
 
     def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:

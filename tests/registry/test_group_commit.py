@@ -19,15 +19,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sqm.registry.db import (
     attestations,
-    last_sequenced,
     log_checkpoints,
     log_entries,
     log_pending,
     suppliers,
 )
 from sqm.registry.driver import Prepared
+from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit, Write
-from sqm.registry.log import Integration, TransparencyLog
+from sqm.registry.log import EntryRow, Integration, TransparencyLog
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
 from sqm.trust import merkle, timestamp
 from tests.registry.wire import Wire, traced
@@ -177,21 +177,21 @@ def test_a_pipelined_batch_after_another_processs_batch_takes_no_round_trip_more
 def test_a_row_written_after_its_entry_names_it_in_sql(
     engine: Engine, authority: timestamp.Authority
 ) -> None:
-    # An attestation's row takes its entry's number in SQL (last_sequenced), so that on
+    # An attestation's row takes its entry's number in SQL (with the entry in one statement
+    # on PostgreSQL, through last_sequenced on SQLite), so that on
     # PostgreSQL the batch's writes need not wait for the numbers; each row must name the
     # entry written just before it, in a pipelined batch and in savepoints after a refusal.
     log = _log(engine, authority)
     writer = GroupCommit(log)
-    named = Prepared(
-        attestations.insert().inline().values(seq=last_sequenced()),
-    )
+    named = EntryRow(attestations)  # PostgreSQL: one statement; SQLite: last_sequenced
 
     def attestation(number: int, digest: str) -> Write:
         def write(connection: Connection) -> Callable[[], int]:
-            seq = log.sequence_later(b"attestation %d" % number, None, connection)
             row = {"supplier": "TEST:s", "feed_sequence": number, "key_id": "k", "envelope": "{}"}
-            named.run(connection, {**row, "payload_sha256": digest})
-            return seq
+            leaf = b"attestation %d" % number
+            return log.sequence_later(
+                leaf, None, connection, (named, {**row, "payload_sha256": digest})
+            )
 
         return write
 
@@ -500,3 +500,40 @@ def test_a_batch_that_rolls_back_leaves_nothing_for_later_proofs(
     assert first.entries_by_seq([s for s, _ in results]) == {
         seq: integration.entries[seq] for seq, integration in results
     }
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_an_entry_and_the_row_describing_it_are_one_statement(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    row = EntryRow(attestations)
+    values = {"supplier": "TEST:s", "key_id": "k", "envelope": "{}"}
+
+    def attestation(number: int) -> Write:
+        def write(connection: Connection) -> Callable[[], int]:
+            mine = {**values, "feed_sequence": number, "payload_sha256": f"{number}"}
+            return log.sequence_later(b"a %d" % number, None, connection, (row, mine))
+
+        return write
+
+    for number in range(6):  # psycopg prepares a statement on its sixth run: done here
+        GroupCommit(log).run(attestation(number), True)
+    with traced(engine) as wire:
+        seq, integration = GroupCommit(log).run(attestation(6), True)
+    # BEGIN, the lock, the entry with its row, what waits, the right edge, integration's
+    # writes, COMMIT: with the entry and the row apart, eight.
+    assert wire.statements == 7
+    with engine.connect() as connection:
+        described = connection.execute(
+            select(attestations.c.feed_sequence).where(attestations.c.seq == seq)
+        ).scalar()
+    assert described == 6 and integration.entries[seq][1] == b"a 6"
+
+
+def test_a_row_cannot_describe_an_entry_with_a_column_named_as_the_entrys() -> None:
+    from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table
+
+    clashing = Table("t", MetaData(), Column("seq", Integer), Column("leaf", LargeBinary))
+    with pytest.raises(RegistryError, match="leaf"):
+        EntryRow(clashing)
