@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
+from sqm.registry.ingest import Ingest, RejectionError
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
 from tests.registry.wire import traced
@@ -104,6 +105,35 @@ def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
         status, made = ingest.attest(_envelope(key, FEED))
     assert status == 201 and made["logIndex"] == 1
     assert (wire.queries("BEGIN"), wire.queries("COMMIT"), wire.queries("ROLLBACK")) == (1, 1, 0)
+    # Whether it is logged already and its supplier's keys: one read, then the write's
+    # BEGIN, lock, entry with its row plus what waits and the right edge, integration's
+    # writes, COMMIT.
+    assert wire.statements == 1 + 7
+
+
+def test_a_logged_envelope_is_answered_with_its_bundle_even_if_refused_now(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A newer registry may refuse what an older one logged: a resubmission still gets the
+    # bundle of what is in the log, and an envelope not logged gets the refusal.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    envelope = _envelope(key, FEED)
+    logged = client.post("/api/v1/attestations", json=envelope)
+    assert logged.status_code == 201
+
+    def stricter(self: Any, envelope: Any) -> Any:
+        raise RejectionError(422, "invalid_feed", "refused by a newer check")
+
+    monkeypatch.setattr(Ingest, "_feed", stricter)
+    same = client.post("/api/v1/attestations", json=envelope)
+    assert same.status_code == 409 and same.json["error"] == "already_logged"
+    assert same.json["bundle"]["logIndex"] == logged.json["logIndex"]
+    other = copy.deepcopy(FEED)
+    other["header"]["sequence"] = 1
+    refused = client.post("/api/v1/attestations", json=_envelope(key, other))
+    assert refused.status_code == 422 and refused.json["message"] == "refused by a newer check"
 
 
 def test_resubmission_replay_and_rejections(app: Flask) -> None:
