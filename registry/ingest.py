@@ -50,8 +50,6 @@ logger = logging.getLogger(__name__)
 _SEEN = Prepared(
     select(attestations.c.seq).where(attestations.c.payload_sha256 == bindparam("digest"))
 )
-# All of a supplier's keys (a handful, over its rotations), filtered here: a statement with an
-# IN list of the envelope's key ids is compiled anew for each call.
 _KEY_COLUMNS = (
     supplier_keys.c.key_id,
     supplier_keys.c.public_key,
@@ -59,6 +57,8 @@ _KEY_COLUMNS = (
     supplier_keys.c.seq,
     supplier_keys.c.revocation_seq,
 )
+# All of a supplier's keys (a handful, over its rotations), filtered here: a statement with an
+# IN list of the envelope's key ids is compiled anew for each call.
 _SUPPLIER_KEYS = Prepared(
     select(*_KEY_COLUMNS).where(supplier_keys.c.supplier == bindparam("supplier"))
 )
@@ -331,23 +331,24 @@ class Ingest:
         except TrustError as exc:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         digest = hashlib.sha256(envelope.payload).hexdigest()
-        # A reading connection: on PostgreSQL, outside a transaction, the read is one round
-        # trip rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
-        with self.log.reading() as connection:
-            try:
-                feed = self._feed(envelope)
-                identity = supplier_id(feed.get("header", {}).get("supplier"))
-            except RejectionError:
-                # Logged once, an envelope is answered with its bundle even if it would be
-                # refused now (by a newer registry's checks, say).
+        # Reading connections: on PostgreSQL, outside a transaction, a read is one round trip
+        # rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
+        try:
+            feed = self._feed(envelope)
+            identity = supplier_id(feed.get("header", {}).get("supplier"))
+        except RejectionError:
+            # Logged once, an envelope is answered with its bundle even if it would be
+            # refused now (by a newer registry's checks, say).
+            with self.log.reading() as connection:
                 seen = _SEEN.scalar(connection, {"digest": digest})
-                if seen is None:
-                    raise
-            else:
+            if seen is None:
+                raise
+        else:
+            with self.log.reading() as connection:
                 rows = _SEEN_AND_KEYS.rows(connection, {"digest": digest, "supplier": identity})
-                seen = rows[0][0]
-                wanted = {signature.keyid for signature in envelope.signatures}
-                registered = [row[1:] for row in rows if row[1] in wanted]
+            seen = rows[0][0]
+            wanted = {signature.keyid for signature in envelope.signatures}
+            registered = [row[1:] for row in rows if row[1] in wanted]
         if seen is not None:
             if self.log.waiting():  # e.g. stored during a TSA outage: log it now
                 self._integrate()

@@ -138,6 +138,7 @@ class EntryRow:
             .returning(log_pending.c.seq)
             .cte("entry")
         )
+        self._names = frozenset(names)
         values = [bindparam(name, type_=table.c[name].type) for name in names]
         self._together = Prepared(
             table.insert()
@@ -149,7 +150,13 @@ class EntryRow:
     def later(
         self, connection: Connection, entry: Mapping[str, Any], values: Mapping[str, Any]
     ) -> Callable[[], list[tuple[Any, ...]]]:
-        """Send the entry's insert and the row's; the entry's number (one row) when read."""
+        """Send the entry's insert and the row's, ``values`` naming every column but
+        ``seq``; the entry's number (one row) when read."""
+        if set(values) != self._names:
+            # On PostgreSQL the one statement takes every column; held to that everywhere,
+            # a row that works on SQLite works on PostgreSQL.
+            given, wanted = sorted(values), sorted(self._names)
+            raise RegistryError(f"a row needs exactly the columns {wanted}, got {given}")
         if connection.dialect.name == "postgresql":
             return self._together.later(connection, {**entry, **values})
         sequenced = _SEQUENCE.later(connection, entry)

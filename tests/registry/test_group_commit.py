@@ -531,6 +531,19 @@ def test_an_entry_and_the_row_describing_it_are_one_statement(
     assert described == 6 and integration.entries[seq][1] == b"a 6"
 
 
+def test_a_row_describing_an_entry_names_every_column_on_every_database(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    # PostgreSQL's one statement needs them all; SQLite would fill in NULLs for those left
+    # out, so a row that worked there would fail on PostgreSQL.
+    log = _log(engine, authority)
+    row = EntryRow(attestations)
+    partial = {"supplier": "TEST:s", "feed_sequence": 0, "payload_sha256": "d", "key_id": "k"}
+    with log.writing() as connection, pytest.raises(RegistryError, match="envelope"):
+        log.sequence_later(b"a", None, connection, (row, partial))
+    assert log.waiting() == 0
+
+
 def test_a_row_cannot_describe_an_entry_with_a_column_named_as_the_entrys() -> None:
     from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table
 
