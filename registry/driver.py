@@ -158,21 +158,22 @@ class Prepared:
         return made
 
 
-def unnested(table: Table, names: Sequence[str], prefix: str) -> Any:
-    """PostgreSQL's ``unnest`` of one array parameter per column ``names`` of ``table`` (named
+def unnested(table: Table, prefix: str) -> Any:
+    """PostgreSQL's ``unnest`` of one array parameter per column of ``table`` (named
     ``prefix`` + the column's name, typed as an array of the column's type), as a table with
     those columns: rows passed as columns, so that one statement writes any number of them."""
     arrays = [
-        bindparam(prefix + name, type_=postgresql.ARRAY(table.c[name].type)) for name in names
+        bindparam(prefix + column.key, type_=postgresql.ARRAY(column.type)) for column in table.c
     ]
-    return func.unnest(*arrays).table_valued(*names).render_derived()
+    return func.unnest(*arrays).table_valued(*table.c.keys()).render_derived()
 
 
 def as_columns(
-    prefix: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+    table: Table, prefix: str, rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[Any]]:
-    """``rows`` as the array parameters of :func:`unnested`: one list per name."""
-    return {prefix + name: [row[name] for row in rows] for name in names}
+    """``rows`` (each naming every column of ``table``) as the parameters of
+    :func:`unnested`: one list per column."""
+    return {prefix + column.key: [row[column.key] for row in rows] for column in table.c}
 
 
 def _returns_rows(statement: Statement) -> bool:
