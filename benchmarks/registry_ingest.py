@@ -36,7 +36,8 @@ beyond: the run also waits until the index holds every entry and reports the rat
 that wait (indexed/s).
 
 Target (the registry ingest issue): sustained ingest >= 0.5 of the compute ceiling, printed
-against the one-process ceiling and against it scaled by the cores the workers can use.
+against the one-process ceiling and against it scaled by the cores the workers can use, each
+with its own verdict.
 
 Where the time went: per attestation, the CPU each kind of process used while the clients
 submitted (read from ``/proc``: the server's workers and their indexer children, every
@@ -663,12 +664,19 @@ def main() -> None:
             )
         failed = failed or bool(problems)
         scaled = run.ceiling * cores
-        verdict = "MET" if run.rate / scaled >= TARGET else "NOT MET"
         unit = "cores" if cores > 1 else "core"
+
+        def verdict(ratio: float) -> str:
+            return "MET" if ratio >= TARGET else "NOT MET"
+
+        # The issue's ceiling is an in-process cost, which reads as one process's rate; the
+        # stricter reading scales it by the cores the workers use. Both verdicts, each by
+        # its ratio, so that neither is read for the other.
         print(
-            f"{run.backend}: ingest / ceiling({cores} {unit}) = {run.rate / scaled:.3f}, "
-            f"ingest / ceiling(1 process) = {run.rate / run.ceiling:.3f} "
-            f"(target >= {TARGET}: {verdict}); mean latency "
+            f"{run.backend}: ingest / ceiling(1 process) = {run.rate / run.ceiling:.3f} "
+            f"(target >= {TARGET}: {verdict(run.rate / run.ceiling)}), "
+            f"ingest / ceiling({cores} {unit}) = {run.rate / scaled:.3f} "
+            f"(target >= {TARGET}: {verdict(run.rate / scaled)}); mean latency "
             f"{1000 * sum(run.latencies) / len(run.latencies):.1f} ms; one-process ceiling "
             f"{run.ceilings[0]:,.0f}/s before the run, {run.ceilings[1]:,.0f}/s after it"
         )
