@@ -5,6 +5,17 @@ Several workers may serve at once: the log's integration is single-writer throug
 database's own lock.
 """
 
+import gc
+
 from sqm.registry.app import create_app
 
 app = create_app()
+
+# What the worker holds from here on (modules, schema, compiled statements, the app) lives as
+# long as the worker: moved out of the collector's sight, a full collection no longer walks
+# it. Each request allocates thousands of objects (a feed's validation most), which set off
+# full collections every few hundred requests; each walked the 100,000 objects made at start
+# (40 ms). In the ingest benchmark on PostgreSQL (4,000 feeds, alternating runs), the
+# workers' CPU per attestation fell from 3.25-3.27 to 2.58-3.01 times the compute ceiling's.
+gc.collect()
+gc.freeze()
