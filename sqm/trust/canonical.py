@@ -17,7 +17,24 @@ _SAFE_INTEGER = 2**53 - 1
 
 def canonical(value: Any) -> bytes:
     """The JCS serialisation of a JSON value; TrustError for values JCS cannot carry
-    (integers beyond 2^53, NaN, non-string keys): carry such values as strings."""
+    (integers beyond 2^53, NaN, non-string keys): carry such values as strings.
+
+    Exactly rfc8785's bytes, mostly printed by orjson: a value made only of dicts, lists,
+    strings, numbers that Python prints as JCS does, booleans and None, whose printed form
+    holds no character beyond the BMP (which JCS orders by UTF-16 code units), is printed
+    in C; anything else by the reference serialiser. Why: rfc8785 walks the value in Python,
+    and every log entry's leaf is printed so, one of them under the log's write lock."""
+    try:
+        printed = orjson.dumps(_for_jcs(value, strict=True), option=orjson.OPT_SORT_KEYS)
+    except (_NeedsReferenceError, orjson.JSONEncodeError, RecursionError):
+        pass  # types beyond JSON's, surrogates, non-string keys, deep nesting: the reference
+    else:
+        if not _astral(printed):
+            return printed
+    return _reference(value)
+
+
+def _reference(value: Any) -> bytes:
     try:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
@@ -78,7 +95,7 @@ def canonical_text(text: bytes | str, member: str | None = None) -> bytes:
         _, printable = fast
         return _dumps(printable if member is None else printable[member])
     value = json.loads(raw)
-    return canonical(value if member is None else value[member])
+    return _reference(value if member is None else value[member])
 
 
 def loads_with_canonical(text: bytes, member: str) -> tuple[Any, bytes | None]:
@@ -131,10 +148,11 @@ def _printable(raw: bytes) -> tuple[Any, Any] | None:
     return (json.loads(raw) if made_int else hooked), hooked
 
 
-def _for_jcs(value: Any) -> Any:
+def _for_jcs(value: Any, strict: bool = False) -> Any:
     """``value``, or a copy of it whose integral floats are ints (as :func:`_number` makes
     them); parts that hold no such float are shared, not copied. _NeedsReferenceError for a
-    number whose JCS form Python does not print.
+    number whose JCS form Python does not print, and when ``strict``, for any type but
+    JSON's (a tuple, a subclass of str, a datetime), which only the reference may judge.
 
     Why a walk after orjson rather than json.loads's number hooks: the hooks call Python for
     every number literal, which made the one parse of a typical feed three times orjson's
@@ -145,7 +163,7 @@ def _for_jcs(value: Any) -> Any:
         for place, item in value.items() if kind is dict else enumerate(value):
             if type(item) in _ATOMS:
                 continue
-            printed = _for_jcs(item)
+            printed = _for_jcs(item, strict)
             if printed is not item:
                 if copied is None:
                     copied = kind(value)  # a shallow copy: what it shares stays unchanged
@@ -153,7 +171,11 @@ def _for_jcs(value: Any) -> Any:
         return value if copied is None else copied
     if kind is float:
         return _printed_as_python(value)
-    if kind is int and abs(value) > _SAFE_INTEGER:
+    if kind is int:
+        if abs(value) > _SAFE_INTEGER:
+            raise _NeedsReferenceError
+        return value
+    if strict and kind not in _ATOMS:
         raise _NeedsReferenceError
     return value
 

@@ -1,4 +1,4 @@
-"""canonical_text (the C-encoder path) against rfc8785, the reference serialiser."""
+"""canonical and canonical_text (the C-encoder paths) against rfc8785, the reference."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +53,8 @@ values = st.recursive(
 @example({"\ue000": 1, "\U0001f600": 2, "a": [1.0, 2.5, -0.0, 1e21, 1e-7]})
 @example({"z": '\x00\x1f\x7f\u2028"\\/', "feed": {"ppm": 12.0, "cpk": 1.333}})
 def test_the_fast_path_gives_the_reference_bytes(value: Any) -> None:
-    expected = canonical(value)
+    expected = bytes(rfc8785.dumps(value))
+    assert canonical(value) == expected
     for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
         assert canonical_text(text) == expected
         assert canonical_text(text.encode()) == expected
@@ -154,3 +156,49 @@ def test_nesting_deeper_than_orjson_prints_still_gives_the_reference_bytes() -> 
     text = json.dumps({"predicate": value}).encode()
     assert canonical_text(text, "predicate") == canonical(value)
     assert loads_with_canonical(text, "predicate") == (json.loads(text), canonical(value))
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ("a", 1),  # a tuple
+        {"k": ("a", [1.5])},
+        _Text("x"),
+        {_Text("k"): _Text("v")},
+        {"k": "\U0001f600"},  # beyond the BMP: ordered by UTF-16 code units in JCS
+        {"\U0001f600": 1, "\ue000": 2},
+        {"n": 2.0**53, "m": 1e21, "s": 1e-7, "z": -0.0},
+        {"deep": [[[[[[[[[[[[]]]]]]]]]]]]},
+    ],
+    ids=["tuple", "nested-tuple", "str-subclass", "str-subclass-key", "astral-value",
+         "astral-keys", "numbers-python-prints-otherwise", "nested"],
+)  # fmt: skip
+def test_values_beyond_the_fast_path_give_the_reference_bytes(value: Any) -> None:
+    assert canonical(value) == bytes(rfc8785.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: "integer key"},
+        {True: "boolean key"},
+        {"big": 2**53},
+        {"nan": float("nan")},
+        {"inf": float("inf")},
+        {"surrogate": "\ud800"},
+        {"when": __import__("datetime").date(2026, 12, 7)},
+        {"bytes": b"raw"},
+    ],
+    ids=["int-key", "bool-key", "beyond-2^53", "nan", "infinity", "lone-surrogate", "date",
+         "bytes"],
+)  # fmt: skip
+def test_values_the_reference_refuses_are_refused(value: Any) -> None:
+    with pytest.raises((rfc8785.CanonicalizationError, TypeError, ValueError)) as reference:
+        rfc8785.dumps(value)
+    with pytest.raises(TrustError) as ours:
+        canonical(value)
+    assert str(reference.value) in str(ours.value)
