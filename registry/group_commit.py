@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from sqm.registry.driver import pipelined
-from sqm.registry.log import Integration, TransparencyLog
+from sqm.registry.log import Integration, TransparencyLog, UnmetConditionError
 from sqm.registry.timestampers import TimestampUnavailableError
 
 # A write returns the sequence number of the entry it stored, or a function that gives it
@@ -49,8 +49,14 @@ class _Ticket:
             self.later = sequenced
 
     def finish(self) -> None:
+        """Read the write's sequence number; a write whose condition did not hold stored
+        nothing, and fails alone (the batch's other writes go on)."""
         if self.later is not None:
-            self.seq, self.later = self.later(), None
+            later, self.later = self.later, None
+            try:
+                self.seq = later()
+            except UnmetConditionError as exc:
+                self.error = exc
 
 
 class GroupCommit:
@@ -146,8 +152,9 @@ class GroupCommit:
             self.log.remember(logged)
 
     def _append(self, connection: Connection, written: list[_Ticket]) -> Integration | None:
-        """Integrate the batch's entries (with whatever else waits); None when a TSA failed:
-        then the batch wrote nothing of the tree, and its entries commit unlogged."""
+        """Integrate the batch's entries (with whatever else waits); None when a TSA failed
+        (then the batch wrote nothing of the tree, and its entries commit unlogged), or when
+        nothing waited (every write's condition failed)."""
         try:
             integration = self.log.append(connection)
         except TimestampUnavailableError as exc:
@@ -197,7 +204,8 @@ class GroupCommit:
             except Exception as exc:
                 ticket.error = exc  # that request's own: its savepoint rolled back
             else:
-                written.append(ticket)
+                if ticket.error is None:  # its condition held: it stored its entry
+                    written.append(ticket)
 
 
 class _RefusedError(Exception):

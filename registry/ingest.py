@@ -12,6 +12,8 @@ import base64
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import BigInteger, bindparam, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -37,7 +39,7 @@ from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit, Write
 from sqm.registry.indexer import Indexer
-from sqm.registry.log import EntryRow, Integration, TransparencyLog
+from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetConditionError
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.trust.canonical import canonical_text, loads_with_canonical
@@ -78,8 +80,24 @@ _SEEN_AND_KEYS = Prepared(
         _ONE_ROW.outerjoin(supplier_keys, supplier_keys.c.supplier == bindparam("supplier"))
     )
 )
+# The key that verified a signature is still as it was when read (a key is revoked once, and
+# its other columns never change): confirmed where the attestation is written, under the log's
+# write lock, so that a key revoked by another worker meanwhile signs nothing new.
+_KEY_UNCHANGED = (
+    select(supplier_keys.c.key_id)
+    .where(
+        supplier_keys.c.key_id == bindparam("signing_key"),
+        supplier_keys.c.revocation_seq.is_not_distinct_from(
+            bindparam("signing_key_revocation", type_=BigInteger)
+        ),
+    )
+    .exists()
+)
 # Stored with its log entry, whose number it takes (the write below).
-_NEW_ATTESTATION = EntryRow(attestations)
+_NEW_ATTESTATION = EntryRow(attestations, condition=_KEY_UNCHANGED)
+# Suppliers whose keys a worker keeps (see _KeyCache): more than a registry's busy suppliers,
+# small (a few hundred bytes each).
+KEY_CACHE_SUPPLIERS = 10_000
 
 
 @dataclass
@@ -129,6 +147,41 @@ class _SigningKey(NamedTuple):
     revocation_seq: int | None
 
 
+class _KeyCache:
+    """The registered keys of recently attesting suppliers, as read (``_KEY_COLUMNS`` rows),
+    least recently used dropped beyond ``size``.
+
+    Why: reading a supplier's keys before each attestation was a statement and a round trip
+    of every submission (with the check for a logged envelope, a tenth of a worker's CPU).
+    A kept key is safe to verify with: a key's row changes only when it is revoked, and the
+    attestation's write stores nothing unless the key's row is still as it was read
+    (``_KEY_UNCHANGED``); a key registered since is not kept, so a signature by it reads
+    the supplier's keys afresh."""
+
+    def __init__(self, size: int = KEY_CACHE_SUPPLIERS) -> None:
+        self._size = size
+        self._keys: OrderedDict[str, list[tuple[Any, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, supplier: str) -> list[tuple[Any, ...]] | None:
+        with self._lock:
+            rows = self._keys.get(supplier)
+            if rows is not None:
+                self._keys.move_to_end(supplier)
+            return rows
+
+    def put(self, supplier: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            self._keys[supplier] = rows
+            self._keys.move_to_end(supplier)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+    def forget(self, supplier: str) -> None:
+        with self._lock:
+            self._keys.pop(supplier, None)
+
+
 class Ingest:
     """The write path over a log; ``now`` is injectable for tests."""
 
@@ -144,6 +197,7 @@ class Ingest:
         self.now = now
         self.indexer = indexer
         self._writer = GroupCommit(log)
+        self._keys = _KeyCache()
 
     def _integrate(self) -> None:
         """Integrate what waits into a signed checkpoint (entries stored during a TSA outage)."""
@@ -331,30 +385,74 @@ class Ingest:
         except TrustError as exc:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         digest = hashlib.sha256(envelope.payload).hexdigest()
-        # Reading connections: on PostgreSQL, outside a transaction, a read is one round trip
-        # rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
         try:
             feed = self._feed(envelope)
             identity = supplier_id(feed.get("header", {}).get("supplier"))
-        except RejectionError:
-            # Logged once, an envelope is answered with its bundle even if it would be
-            # refused now (by a newer registry's checks, say).
-            with self.log.reading() as connection:
-                seen = _SEEN.scalar(connection, {"digest": digest})
-            if seen is None:
-                raise
-        else:
+        except RejectionError as refusal:
+            return self._logged_already(digest, refusal)
+        try:
+            return self._attest(envelope, digest, feed, identity, fresh=False)
+        except UnmetConditionError:
+            # The signing key was revoked after this worker read it: judged again on the
+            # keys as they are now.
+            self._keys.forget(identity)
+            try:
+                return self._attest(envelope, digest, feed, identity, fresh=True)
+            except UnmetConditionError:
+                raise RejectionError(
+                    409,
+                    "key_changed",
+                    "the signing key was revoked while the attestation was being stored; "
+                    "nothing was stored",
+                ) from None
+
+    def _logged_already(self, digest: str, refusal: RejectionError) -> tuple[int, dict[str, Any]]:
+        """The 409 answer for an envelope that is logged already, refused now: logged once, an
+        envelope is answered with its bundle even if it would be refused now (by a newer
+        registry's checks, or its key revoked since). Raises ``refusal`` otherwise."""
+        # Reading connections: on PostgreSQL, outside a transaction, a read is one round trip
+        # rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
+        with self.log.reading() as connection:
+            seen = _SEEN.scalar(connection, {"digest": digest})
+        if seen is None:
+            raise refusal
+        return self._resubmitted(int(seen))
+
+    def _resubmitted(self, seen: int) -> tuple[int, dict[str, Any]]:
+        if self.log.waiting():  # e.g. stored during a TSA outage: log it now
+            self._integrate()
+        return 409, {"error": "already_logged", "bundle": self.bundle_for(seen).to_json()}
+
+    def _attest(
+        self,
+        envelope: dsse.Envelope,
+        digest: str,
+        feed: dict[str, Any],
+        identity: str,
+        fresh: bool,
+    ) -> tuple[int, dict[str, Any]]:
+        """:meth:`attest` once the feed is parsed: with the supplier's keys this worker keeps,
+        when they hold a key that signed (an exact resubmission then shows at the write, as
+        the duplicate digest), else read afresh with the check for a logged envelope."""
+        wanted = {signature.keyid for signature in envelope.signatures}
+        kept = None if fresh else self._keys.get(identity)
+        checked_seen = kept is None or not any(row[0] in wanted for row in kept)
+        if checked_seen:
             with self.log.reading() as connection:
                 rows = _SEEN_AND_KEYS.rows(connection, {"digest": digest, "supplier": identity})
-            seen = rows[0][0]
-            wanted = {signature.keyid for signature in envelope.signatures}
-            registered = [row[1:] for row in rows if row[1] in wanted]
-        if seen is not None:
-            if self.log.waiting():  # e.g. stored during a TSA outage: log it now
-                self._integrate()
-            return 409, {"error": "already_logged", "bundle": self.bundle_for(int(seen)).to_json()}
-        key = self._verify_signature(envelope, identity, registered)
-        self._check_feed(feed)
+            if rows[0][0] is not None:
+                return self._resubmitted(int(rows[0][0]))
+            kept = [row[1:] for row in rows if row[1] is not None]
+            if kept:  # an unknown supplier is not kept: it may register any moment
+                self._keys.put(identity, kept)
+        assert kept is not None
+        try:
+            key = self._verify_signature(envelope, identity, [r for r in kept if r[0] in wanted])
+            self._check_feed(feed)
+        except RejectionError as refusal:
+            if checked_seen:
+                raise
+            return self._logged_already(digest, refusal)
         sequence = feed["header"]["sequence"]
 
         # The entry and its attestation row commit together: a refused feed is never logged.
@@ -375,7 +473,10 @@ class Ingest:
                 "envelope": stored,
             }
             chain = f"attestations:{identity}"
-            return self.log.sequence_later(leaf, chain, connection, (_NEW_ATTESTATION, row))
+            unchanged = {"signing_key": key.key_id, "signing_key_revocation": key.revocation_seq}
+            return self.log.sequence_later(
+                leaf, chain, connection, (_NEW_ATTESTATION, row), unchanged
+            )
 
         try:
             seq, integration = self._logged(write, pipelinable=True)
@@ -384,7 +485,7 @@ class Ingest:
                 seen = connection.execute(
                     select(attestations.c.seq).where(attestations.c.payload_sha256 == digest)
                 ).scalar()
-            if seen is not None:  # the same envelope, accepted by a concurrent request
+            if seen is not None:  # the same envelope, logged by an earlier or concurrent request
                 self._integrate()
                 return 409, {
                     "error": "already_logged",
@@ -770,7 +871,10 @@ class Ingest:
                 raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
             return seq
 
-        seq, integration = self._logged(write)
+        try:
+            seq, integration = self._logged(write)
+        finally:  # this worker's attestations read the key afresh (others', see _KeyCache)
+            self._keys.forget(supplier)
         return {
             "keyId": key,
             "revokedAt": body["revokedAt"],

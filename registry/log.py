@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Insert
+from sqlalchemy.sql import ColumnElement, Insert
 
 from sqm.registry.db import (
     NODE_LEVEL_SHIFT,
@@ -118,6 +118,11 @@ def _integration_writes() -> Insert:
 _INTEGRATION_WRITES = Prepared(_integration_writes())
 
 
+class UnmetConditionError(RegistryError):
+    """An entry's condition (:class:`EntryRow`) did not hold when it was to be stored:
+    neither the entry nor its row was stored."""
+
+
 class EntryRow:
     """A row of ``table`` that describes a log entry and is stored with it: its ``seq``
     column names the entry (:meth:`TransparencyLog.sequence_later`). On PostgreSQL the
@@ -125,17 +130,33 @@ class EntryRow:
     number from); elsewhere two, the row taking the entry's number in SQL
     (:class:`~sqm.registry.db.last_sequenced`).
 
+    ``condition``: a boolean SQL expression over other tables, with parameters of its own,
+    that must hold when the entry is stored, in the writing transaction (so under the log's
+    write lock); when it does not, nothing is stored and reading the entry's number raises
+    :class:`UnmetConditionError`. Why: what a request checked against data it read earlier
+    (a supplier's key, unrevoked) is confirmed where the entry is written, without a
+    statement of its own; on PostgreSQL the condition is part of the one statement.
+
     Why one statement: a batch's writes run while the log's write lock is held, which every
     worker waits for, and each statement costs the holder its Python in psycopg."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, condition: ColumnElement[bool] | None = None) -> None:
         names = [column.key for column in table.c if column.key != "seq"]
         entry = {column.key for column in log_pending.c}
         if clash := entry.intersection(names):  # the statement's parameters share one space
             raise RegistryError(f"{table.name} has columns named as an entry's: {clash}")
+        self._conditions: frozenset[str] = frozenset()
+        self._holds: Prepared | None = None
+        if condition is not None:
+            self._holds = Prepared(select(literal(1)).where(condition))
+            self._conditions = frozenset(select(condition).compile().params)
+            if shared := self._conditions.intersection({*entry, *names}):
+                raise RegistryError(f"the condition's parameters are named as columns: {shared}")
+        columns = ("leaf", "received_at", "chain")
+        stored = select(*(bindparam(name, type_=log_pending.c[name].type) for name in columns))
         sequenced = (
             log_pending.insert()
-            .values({name: bindparam(name) for name in ("leaf", "received_at", "chain")})
+            .from_select(columns, stored if condition is None else stored.where(condition))
             .returning(log_pending.c.seq)
             .cte("entry")
         )
@@ -149,17 +170,28 @@ class EntryRow:
         self._apart = Prepared(table.insert().inline().values(seq=last_sequenced()))
 
     def later(
-        self, connection: Connection, entry: Mapping[str, Any], values: Mapping[str, Any]
+        self,
+        connection: Connection,
+        entry: Mapping[str, Any],
+        values: Mapping[str, Any],
+        condition: Mapping[str, Any] | None = None,
     ) -> Callable[[], list[tuple[Any, ...]]]:
         """Send the entry's insert and the row's, ``values`` naming every column but
-        ``seq``; the entry's number (one row) when read."""
+        ``seq`` and ``condition`` every parameter of the condition; the entry's number (one
+        row) when read, or no row when the condition did not hold."""
         if set(values) != self._names:
             # On PostgreSQL the one statement takes every column; held to that everywhere,
             # a row that works on SQLite works on PostgreSQL.
             given, wanted = sorted(values), sorted(self._names)
             raise RegistryError(f"a row needs exactly the columns {wanted}, got {given}")
+        condition = condition or {}
+        if set(condition) != self._conditions:
+            given, wanted = sorted(condition), sorted(self._conditions)
+            raise RegistryError(f"the condition needs exactly the parameters {wanted}, got {given}")
         if connection.dialect.name == "postgresql":
-            return self._together.later(connection, {**entry, **values})
+            return self._together.later(connection, {**entry, **values, **condition})
+        if self._holds is not None and not self._holds.rows(connection, condition):
+            return lambda: []
         sequenced = _SEQUENCE.later(connection, entry)
         self._apart.run(connection, values)
         return sequenced
@@ -404,18 +436,28 @@ class TransparencyLog:
         chain: str | None,
         connection: Connection,
         described: tuple[EntryRow, Mapping[str, Any]] | None = None,
+        condition: Mapping[str, Any] | None = None,
     ) -> Callable[[], int]:
         """:meth:`sequence` in ``connection``'s transaction without waiting for the answer:
         the entry's sequence number when the returned function is called (in a
         :func:`pipelined` block, that waits for the answer). ``described``: a row that
-        describes the entry, stored with it (:class:`EntryRow`, and the row's other values)."""
+        describes the entry, stored with it (:class:`EntryRow`, and the row's other values);
+        ``condition``: the parameters of that row's condition, when it has one (then the
+        returned function raises :class:`UnmetConditionError` if it did not hold)."""
         entry = {"leaf": leaf, "received_at": utc(self.clock()), "chain": chain}
         if described is None:
             rows = _SEQUENCE.later(connection, entry)
         else:
             row, values = described
-            rows = row.later(connection, entry, values)
-        return lambda: int(rows()[0][0])
+            rows = row.later(connection, entry, values, condition)
+
+        def number() -> int:
+            found = rows()
+            if not found:
+                raise UnmetConditionError("the entry's condition did not hold: nothing stored")
+            return int(found[0][0])
+
+        return number
 
     def integrate(self, limit: int = 10_000) -> SignedCheckpoint | None:
         """Append up to ``limit`` sequenced entries, in sequence order, and sign a checkpoint.
@@ -427,15 +469,13 @@ class TransparencyLog:
         self.remember(done)  # committed: the block above ended without an error
         return done.signed
 
-    def append(self, connection: Connection, limit: int = 10_000) -> Integration:
+    def append(self, connection: Connection, limit: int = 10_000) -> Integration | None:
         """Integrate what waits, within ``connection``'s transaction, which must be
         :meth:`writing` ``(exclusive=True)``: an entry sequenced in it commits already in
-        the tree, with one commit. When a TSA fails (TimestampUnavailableError), the batch
-        has written nothing: the transaction's own rows stay, and commit unlogged."""
-        done = self._integrate(connection, limit)
-        if done is None:
-            raise RegistryError("append() found nothing to integrate in its transaction")
-        return done
+        the tree, with one commit; None when nothing waits (every entry of the transaction
+        refused by its condition, say). When a TSA fails (TimestampUnavailableError), the
+        batch has written nothing: the transaction's own rows stay, and commit unlogged."""
+        return self._integrate(connection, limit)
 
     def _integrate(self, connection: Connection, limit: int) -> Integration | None:
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller

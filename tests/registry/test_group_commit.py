@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, bindparam, event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -27,7 +27,7 @@ from sqm.registry.db import (
 from sqm.registry.driver import Prepared
 from sqm.registry.errors import RegistryError
 from sqm.registry.group_commit import GroupCommit, Write
-from sqm.registry.log import EntryRow, Integration, TransparencyLog
+from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetConditionError
 from sqm.registry.timestampers import OwnTSA, TimestampUnavailableError
 from sqm.trust import merkle, timestamp
 from tests.registry.wire import Wire, traced
@@ -550,3 +550,73 @@ def test_a_row_cannot_describe_an_entry_with_a_column_named_as_the_entrys() -> N
     clashing = Table("t", MetaData(), Column("seq", Integer), Column("leaf", LargeBinary))
     with pytest.raises(RegistryError, match="leaf"):
         EntryRow(clashing)
+
+
+# A condition as the attestation's: a row of another table (here a supplier) is as it was read.
+_SUPPLIER_UNCHANGED = (
+    select(suppliers.c.id)
+    .where(
+        suppliers.c.id == bindparam("named"),
+        suppliers.c.verification == bindparam("verification"),
+    )
+    .exists()
+)
+
+
+def _guarded(log: TransparencyLog, row: EntryRow, number: int, verification: str) -> Write:
+    """An attestation's write, stored only while supplier TEST:s is ``verification``."""
+
+    def write(connection: Connection) -> Callable[[], int]:
+        values = {"supplier": "TEST:s", "key_id": "k", "envelope": "{}"}
+        mine = {**values, "feed_sequence": number, "payload_sha256": f"{number}"}
+        condition = {"named": "TEST:s", "verification": verification}
+        return log.sequence_later(b"a %d" % number, None, connection, (row, mine), condition)
+
+    return write
+
+
+def test_a_write_whose_condition_fails_stores_nothing_and_fails_alone(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    with log.writing() as connection:
+        row = {"id": "TEST:s", "name": "s", "identity": "{}", "verification": "verified"}
+        _NEW_SUPPLIER.run(connection, {**row, "role": "supplier"})
+    guarded = EntryRow(attestations, condition=_SUPPLIER_UNCHANGED)
+    writer = GroupCommit(log)
+    # In a pipelined batch, between writes whose condition holds.
+    writes = [_guarded(log, guarded, n, "verified" if n != 1 else "unverified") for n in range(3)]
+    _, followers = _batched(writer, _entry(log, b"leader"), writes, True)
+    with pytest.raises(UnmetConditionError):
+        followers[1].result()
+    kept = [followers[n].result() for n in (0, 2)]
+    assert {integration.signed.checkpoint.size for _, integration in kept} == {3}
+    # Alone in its batch: nothing waits, so the batch integrates nothing.
+    with pytest.raises(UnmetConditionError):
+        writer.run(_guarded(log, guarded, 7, "unverified"), True)
+    # After a refusal, in savepoints.
+    writes = [_guarded(log, guarded, 8, "unverified"), _guarded(log, guarded, 0, "verified")]
+    writes.append(_guarded(log, guarded, 9, "verified"))
+    _, followers = _batched(writer, _entry(log, b"again"), writes, True)
+    with pytest.raises(UnmetConditionError):
+        followers[0].result()
+    with pytest.raises(IntegrityError):  # digest "0" is taken
+        followers[1].result()
+    assert followers[2].result()[1].signed.checkpoint.size == 5
+    with engine.connect() as connection:
+        stored = connection.execute(select(attestations.c.feed_sequence)).scalars()
+        assert sorted(stored) == [0, 2, 9]
+        assert connection.execute(select(func.count()).select_from(log_pending)).scalar() == 0
+    assert log.size() == 5 and log.fsck() == []
+
+
+def test_a_condition_needs_exactly_its_parameters(
+    engine: Engine, authority: timestamp.Authority
+) -> None:
+    log = _log(engine, authority)
+    guarded = EntryRow(attestations, condition=_SUPPLIER_UNCHANGED)
+    values = {"supplier": "TEST:s", "feed_sequence": 0, "payload_sha256": "d", "key_id": "k"}
+    values["envelope"] = "{}"
+    with log.writing() as connection, pytest.raises(RegistryError, match="verification"):
+        log.sequence_later(b"a", None, connection, (guarded, values), {"named": "TEST:s"})
+    assert log.waiting() == 0

@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,21 @@ def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
     # BEGIN, lock, entry with its row plus what waits and the right edge, integration's
     # writes, COMMIT.
     assert wire.statements == 1 + 7
+    # The supplier's next: its keys are kept, and confirmed in the write; no read before it.
+    with traced(ingest.log.engine) as wire:
+        status, made = ingest.attest(_envelope(key, _next(FEED, 15)))
+    assert status == 201 and made["logIndex"] == 2
+    assert wire.statements == 7
 
 
+@pytest.mark.parametrize("check", ["_feed", "_check_feed"])
 def test_a_logged_envelope_is_answered_with_its_bundle_even_if_refused_now(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+    app: Flask, monkeypatch: pytest.MonkeyPatch, check: str
 ) -> None:
     # A newer registry may refuse what an older one logged: a resubmission still gets the
-    # bundle of what is in the log, and an envelope not logged gets the refusal.
+    # bundle of what is in the log, and an envelope not logged gets the refusal. Parsing
+    # refuses before the supplier's keys are known; validation after, with the keys kept
+    # from the first submission (so without the read that says whether it is logged).
     client = app.test_client()
     key = Ed25519PrivateKey.generate()
     _register(client, key)
@@ -126,7 +135,7 @@ def test_a_logged_envelope_is_answered_with_its_bundle_even_if_refused_now(
     def stricter(self: Any, envelope: Any) -> Any:
         raise RejectionError(422, "invalid_feed", "refused by a newer check")
 
-    monkeypatch.setattr(Ingest, "_feed", stricter)
+    monkeypatch.setattr(Ingest, check, stricter)
     same = client.post("/api/v1/attestations", json=envelope)
     assert same.status_code == 409 and same.json["error"] == "already_logged"
     assert same.json["bundle"]["logIndex"] == logged.json["logIndex"]
@@ -214,6 +223,26 @@ def test_registration_needs_possession_and_unique_keys(app: Flask) -> None:
     assert refused.status_code == 422 and refused.json["error"] == "invalid_proof_of_possession"
     nameless = client.post("/api/v1/suppliers", json={"supplier": {"identifiers": []}})
     assert nameless.status_code == 422
+
+
+def _next(feed: dict[str, Any], sequence: int) -> dict[str, Any]:
+    """``feed`` as its supplier's feed ``sequence``."""
+    later = copy.deepcopy(feed)
+    later["header"]["sequence"] = sequence
+    later["header"]["previous_feed"]["sequence"] = sequence - 1
+    return later
+
+
+@contextmanager
+def _another_worker(app: Flask) -> Iterator[FlaskClient]:
+    """A client of a second registry process on the same store (as another gunicorn worker):
+    it shares no memory with ``app``."""
+    other = create_app(app.extensions["sqm"]["config"])
+    other.extensions["sqm"]["ingest"].now = lambda: NOW
+    try:
+        yield other.test_client()
+    finally:
+        other.extensions["sqm"]["log"].engine.dispose()
 
 
 def _revoke(
@@ -425,3 +454,50 @@ def test_a_feed_number_without_canonical_form_is_422(app: Flask, number: str) ->
     assert response.status_code == 422, response.json
     assert response.json["error"] == "no_canonical_form"
     assert "9007199254740991" in response.json["message"]
+
+
+def test_a_key_revoked_by_another_worker_signs_nothing_more(app: Flask) -> None:
+    # This worker keeps the supplier's keys after its first attestation; another revokes the
+    # key. The next attestation verifies with the kept key, and is refused where it is
+    # written: nothing of it is stored.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    with _another_worker(app) as other:
+        assert _revoke(other, key, NOW.isoformat()).status_code == 201
+    log = app.extensions["sqm"]["log"]
+    size = log.size()
+    refused = client.post("/api/v1/attestations", json=_envelope(key, _next(FEED, 15)))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+    assert log.integrate() is None and log.size() == size
+    assert app.extensions["sqm"]["ingest"].log.fsck() == []
+
+
+def test_a_revocation_scheduled_by_another_worker_is_in_the_next_bundle(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    with _another_worker(app) as other:
+        assert _revoke(other, key, "2099-01-01T00:00:00+00:00").status_code == 201
+    made = client.post("/api/v1/attestations", json=_envelope(key, _next(FEED, 15)))
+    assert made.status_code == 201, made.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    report = bundle.verify(bundle.Bundle.from_json(made.json), root)
+    assert report.ok, report.steps
+    assert "before the key's revocation" in report.steps[-1].detail
+
+
+def test_a_key_added_by_another_worker_signs_at_once(app: Flask) -> None:
+    client = app.test_client()
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, first)
+    assert client.post("/api/v1/attestations", json=_envelope(first, FEED)).status_code == 201
+    with _another_worker(app) as other:
+        added = other.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
+        assert added.status_code == 201, added.json
+    made = client.post("/api/v1/attestations", json=_envelope(second, _next(FEED, 15)))
+    assert made.status_code == 201, made.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(made.json), root).ok
