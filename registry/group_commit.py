@@ -159,7 +159,8 @@ class GroupCommit:
             integration = self.log.append(connection)
         except TimestampUnavailableError as exc:
             for ticket in written:
-                ticket.error = exc
+                if ticket.error is None:  # one whose condition failed stored nothing
+                    ticket.error = exc
             return None
         for ticket in written:
             ticket.integration = integration

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import BigInteger, bindparam, literal_column, select
+from sqlalchemy import BigInteger, and_, bindparam, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -80,10 +80,12 @@ _SEEN_AND_KEYS = Prepared(
         _ONE_ROW.outerjoin(supplier_keys, supplier_keys.c.supplier == bindparam("supplier"))
     )
 )
-# The key that verified a signature is still as it was when read (a key is revoked once, and
-# its other columns never change): confirmed where the attestation is written, under the log's
-# write lock, so that a key revoked by another worker meanwhile signs nothing new.
-_KEY_UNCHANGED = (
+# What an attestation's request read is still so where it is written, under the log's write
+# lock: the key that verified its signature is as it was read (a key is revoked once, and its
+# other columns never change), so that a key revoked by another worker meanwhile signs nothing
+# new; and no attestation holds its payload yet, so that an exact resubmission stores nothing
+# (and refuses no other write of its batch, as the unique digest would).
+_AS_READ = and_(
     select(supplier_keys.c.key_id)
     .where(
         supplier_keys.c.key_id == bindparam("signing_key"),
@@ -91,10 +93,13 @@ _KEY_UNCHANGED = (
             bindparam("signing_key_revocation", type_=BigInteger)
         ),
     )
-    .exists()
+    .exists(),
+    ~select(attestations.c.seq)
+    .where(attestations.c.payload_sha256 == bindparam("logged_digest"))
+    .exists(),
 )
 # Stored with its log entry, whose number it takes (the write below).
-_NEW_ATTESTATION = EntryRow(attestations, condition=_KEY_UNCHANGED)
+_NEW_ATTESTATION = EntryRow(attestations, condition=_AS_READ)
 # Suppliers whose keys a worker keeps (see _KeyCache): more than a registry's busy suppliers,
 # small (a few hundred bytes each).
 KEY_CACHE_SUPPLIERS = 10_000
@@ -155,7 +160,7 @@ class _KeyCache:
     of every submission (with the check for a logged envelope, a tenth of a worker's CPU).
     A kept key is safe to verify with: a key's row changes only when it is revoked, and the
     attestation's write stores nothing unless the key's row is still as it was read
-    (``_KEY_UNCHANGED``); a key registered since is not kept, so a signature by it reads
+    (``_AS_READ``); a key registered since is not kept, so a signature by it reads
     the supplier's keys afresh."""
 
     def __init__(self, size: int = KEY_CACHE_SUPPLIERS) -> None:
@@ -390,28 +395,64 @@ class Ingest:
             identity = supplier_id(feed.get("header", {}).get("supplier"))
         except RejectionError as refusal:
             return self._logged_already(digest, refusal)
-        try:
-            return self._attest(envelope, digest, feed, identity, fresh=False)
-        except UnmetConditionError:
-            # The signing key was revoked after this worker read it: judged again on the
-            # keys as they are now.
-            self._keys.forget(identity)
+        wanted = {signature.keyid for signature in envelope.signatures}
+        kept = self._keys.get(identity)
+        if kept is not None and any(row[0] in wanted for row in kept):
             try:
-                return self._attest(envelope, digest, feed, identity, fresh=True)
-            except UnmetConditionError:
-                raise RejectionError(
-                    409,
-                    "key_changed",
-                    "the signing key was revoked while the attestation was being stored; "
-                    "nothing was stored",
-                ) from None
+                key: _SigningKey | None = self._checked(envelope, feed, identity, kept)
+            except RejectionError:
+                # Judged on keys read earlier, without asking whether the envelope is logged:
+                # the refusal stands if those are the keys now and the envelope is not logged.
+                seen, keys = self._read(digest, identity)
+                if seen is not None:
+                    return self._resubmitted(seen)
+                if keys == kept:
+                    raise
+                key = None
+            if key is not None:
+                try:
+                    return self._stored(envelope, digest, feed, identity, key)
+                except UnmetConditionError:  # its key revoked, or the envelope logged, since
+                    seen, keys = self._read(digest, identity)
+                    if seen is not None:
+                        return self._resubmitted(seen)
+        else:
+            seen, keys = self._read(digest, identity)
+            if seen is not None:
+                return self._resubmitted(seen)
+        key = self._checked(envelope, feed, identity, keys)
+        try:
+            return self._stored(envelope, digest, feed, identity, key)
+        except UnmetConditionError:
+            seen, _ = self._read(digest, identity)
+            if seen is not None:  # logged by a concurrent request
+                return self._resubmitted(seen)
+            raise RejectionError(
+                409,
+                "key_changed",
+                "the signing key was revoked while the attestation was being stored; nothing "
+                "was stored: sign with a current key",
+            ) from None
+
+    def _read(self, digest: str, identity: str) -> tuple[int | None, list[tuple[Any, ...]]]:
+        """Whether an envelope is logged (its entry's number), and its supplier's keys, as
+        they are now; the keys are kept (an unknown supplier's none: it may register any
+        moment)."""
+        # Reading connections: on PostgreSQL, outside a transaction, a read is one round trip
+        # rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
+        with self.log.reading() as connection:
+            rows = _SEEN_AND_KEYS.rows(connection, {"digest": digest, "supplier": identity})
+        keys = [row[1:] for row in rows if row[1] is not None]
+        if keys:
+            self._keys.put(identity, keys)
+        else:
+            self._keys.forget(identity)
+        return (None if rows[0][0] is None else int(rows[0][0])), keys
 
     def _logged_already(self, digest: str, refusal: RejectionError) -> tuple[int, dict[str, Any]]:
         """The 409 answer for an envelope that is logged already, refused now: logged once, an
         envelope is answered with its bundle even if it would be refused now (by a newer
-        registry's checks, or its key revoked since). Raises ``refusal`` otherwise."""
-        # Reading connections: on PostgreSQL, outside a transaction, a read is one round trip
-        # rather than three (BEGIN, and ROLLBACK when it goes back to the pool).
+        registry's checks, say). Raises ``refusal`` otherwise."""
         with self.log.reading() as connection:
             seen = _SEEN.scalar(connection, {"digest": digest})
         if seen is None:
@@ -423,36 +464,31 @@ class Ingest:
             self._integrate()
         return 409, {"error": "already_logged", "bundle": self.bundle_for(seen).to_json()}
 
-    def _attest(
+    def _checked(
+        self,
+        envelope: dsse.Envelope,
+        feed: dict[str, Any],
+        identity: str,
+        keys: list[tuple[Any, ...]],
+    ) -> _SigningKey:
+        """The key that signed, among ``keys`` (the supplier's key rows as read, by this
+        request or kept from an earlier one), once the feed passed its checks."""
+        wanted = {signature.keyid for signature in envelope.signatures}
+        key = self._verify_signature(envelope, identity, [row for row in keys if row[0] in wanted])
+        self._check_feed(feed)
+        return key
+
+    def _stored(
         self,
         envelope: dsse.Envelope,
         digest: str,
         feed: dict[str, Any],
         identity: str,
-        fresh: bool,
+        key: _SigningKey,
     ) -> tuple[int, dict[str, Any]]:
-        """:meth:`attest` once the feed is parsed: with the supplier's keys this worker keeps,
-        when they hold a key that signed (an exact resubmission then shows at the write, as
-        the duplicate digest), else read afresh with the check for a logged envelope."""
-        wanted = {signature.keyid for signature in envelope.signatures}
-        kept = None if fresh else self._keys.get(identity)
-        checked_seen = kept is None or not any(row[0] in wanted for row in kept)
-        if checked_seen:
-            with self.log.reading() as connection:
-                rows = _SEEN_AND_KEYS.rows(connection, {"digest": digest, "supplier": identity})
-            if rows[0][0] is not None:
-                return self._resubmitted(int(rows[0][0]))
-            kept = [row[1:] for row in rows if row[1] is not None]
-            if kept:  # an unknown supplier is not kept: it may register any moment
-                self._keys.put(identity, kept)
-        assert kept is not None
-        try:
-            key = self._verify_signature(envelope, identity, [r for r in kept if r[0] in wanted])
-            self._check_feed(feed)
-        except RejectionError as refusal:
-            if checked_seen:
-                raise
-            return self._logged_already(digest, refusal)
+        """Store and log a checked attestation: (201, its bundle), or (409, the bundle) when a
+        concurrent request stored it first; UnmetConditionError when ``key``'s row changed
+        since it was read, or the envelope was logged, by the time of the write."""
         sequence = feed["header"]["sequence"]
 
         # The entry and its attestation row commit together: a refused feed is never logged.
@@ -473,9 +509,13 @@ class Ingest:
                 "envelope": stored,
             }
             chain = f"attestations:{identity}"
-            unchanged = {"signing_key": key.key_id, "signing_key_revocation": key.revocation_seq}
+            as_read = {
+                "signing_key": key.key_id,
+                "signing_key_revocation": key.revocation_seq,
+                "logged_digest": digest,
+            }
             return self.log.sequence_later(
-                leaf, chain, connection, (_NEW_ATTESTATION, row), unchanged
+                leaf, chain, connection, (_NEW_ATTESTATION, row), as_read
             )
 
         try:

@@ -610,6 +610,27 @@ def test_a_write_whose_condition_fails_stores_nothing_and_fails_alone(
     assert log.size() == 5 and log.fsck() == []
 
 
+@pytest.mark.parametrize("pipelinable", [True, False])
+def test_a_write_whose_condition_failed_is_not_told_it_was_stored_when_the_tsa_fails(
+    engine: Engine, authority: timestamp.Authority, pipelinable: bool
+) -> None:
+    # When the TSA is down the batch's entries commit unlogged, and their writes hear 503;
+    # the write whose condition failed stored nothing, and must hear that, in a pipelined
+    # batch (integration before the numbers are read) and in one that is not (after).
+    log = _log(engine, authority, down=True)
+    with log.writing() as connection:
+        row = {"id": "TEST:s", "name": "s", "identity": "{}", "verification": "verified"}
+        _NEW_SUPPLIER.run(connection, {**row, "role": "supplier"})
+    guarded = EntryRow(attestations, condition=_SUPPLIER_UNCHANGED)
+    writes = [_guarded(log, guarded, 0, "unverified"), _guarded(log, guarded, 1, "verified")]
+    _, followers = _batched(GroupCommit(log), _entry(log, b"leader"), writes, pipelinable)
+    with pytest.raises(UnmetConditionError):
+        followers[0].result()
+    with pytest.raises(TimestampUnavailableError):
+        followers[1].result()
+    assert log.waiting() == 2  # the leader's entry and the second write's
+
+
 def test_a_condition_needs_exactly_its_parameters(
     engine: Engine, authority: timestamp.Authority
 ) -> None:

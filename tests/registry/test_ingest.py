@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.ingest import Ingest, RejectionError
+from sqm.registry.log import UnmetConditionError
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
 from tests.registry.wire import traced
@@ -111,10 +112,18 @@ def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
     # writes, COMMIT.
     assert wire.statements == 1 + 7
     # The supplier's next: its keys are kept, and confirmed in the write; no read before it.
+    next_one = _envelope(key, _next(FEED, 15))
     with traced(ingest.log.engine) as wire:
-        status, made = ingest.attest(_envelope(key, _next(FEED, 15)))
+        status, made = ingest.attest(next_one)
     assert status == 201 and made["logIndex"] == 2
     assert wire.statements == 7
+    # Sent again: found at the write, which stores nothing and refuses nothing of its batch
+    # (no savepoints, no second attempt), then the read that finds it, and its bundle.
+    with traced(ingest.log.engine) as wire:
+        status, again = ingest.attest(next_one)
+    assert status == 409 and again["bundle"]["logIndex"] == 2
+    assert wire.queries("SAVEPOINT") == 0 and wire.queries("COMMIT") == 1
+    assert ingest.log.size() == 3
 
 
 @pytest.mark.parametrize("check", ["_feed", "_check_feed"])
@@ -501,3 +510,69 @@ def test_a_key_added_by_another_worker_signs_at_once(app: Flask) -> None:
     assert made.status_code == 201, made.json
     root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
     assert bundle.verify(bundle.Bundle.from_json(made.json), root).ok
+
+
+def _signed_by_both(
+    first: Ed25519PrivateKey, second: Ed25519PrivateKey, feed: dict[str, Any], spoil_first: bool
+) -> dict[str, Any]:
+    """An envelope signed by two keys (as during a rotation); ``spoil_first``: the first
+    signature does not verify."""
+    envelope = _envelope(first, feed)
+    envelope["signatures"] += _envelope(second, feed)["signatures"]
+    if spoil_first:
+        envelope["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    return envelope
+
+
+def test_an_envelope_signed_by_a_kept_key_and_a_key_added_since_is_judged_on_both(
+    app: Flask,
+) -> None:
+    # This worker keeps the first key only; the second was added by another worker. The
+    # first's signature fails: the refusal is not final until the keys are read afresh.
+    client = app.test_client()
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, first)
+    assert client.post("/api/v1/attestations", json=_envelope(first, FEED)).status_code == 201
+    with _another_worker(app) as other:
+        added = other.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
+        assert added.status_code == 201, added.json
+    envelope = _signed_by_both(first, second, _next(FEED, 15), spoil_first=True)
+    made = client.post("/api/v1/attestations", json=envelope)
+    assert made.status_code == 201, made.json
+    leaf = json.loads(base64.b64decode(made.json["leaf"]))
+    assert len(leaf["signatures"]) == 2
+
+
+def test_a_key_revoked_by_another_worker_is_refused_before_the_feed_is_judged(
+    app: Flask,
+) -> None:
+    # With the kept (stale) key the signature verifies and the feed is refused; the refusal is
+    # judged again on the keys as they are now, so every worker answers alike.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    with _another_worker(app) as other:
+        assert _revoke(other, key, NOW.isoformat()).status_code == 201
+    broken = _next(FEED, 15)
+    del broken["header"]["issued_at"]
+    refused = client.post("/api/v1/attestations", json=_envelope(key, broken))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+
+
+def test_a_key_changed_twice_while_storing_is_a_409_that_stores_nothing(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    log = app.extensions["sqm"]["log"]
+    size = log.size()
+
+    def changed(*args: Any) -> Any:
+        raise UnmetConditionError("the entry's condition did not hold: nothing stored")
+
+    monkeypatch.setattr(Ingest, "_stored", changed)
+    refused = client.post("/api/v1/attestations", json=_envelope(key, FEED))
+    assert refused.status_code == 409 and refused.json["error"] == "key_changed"
+    assert log.integrate() is None and log.size() == size
