@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects import postgresql
 
 from sqm.registry.db import log_checkpoints, log_entries, log_nodes, node_key, node_of
-from sqm.registry.log import _FRONTIER_NODES, TransparencyLog
+from sqm.registry.log import _FRONTIER_NODES, TransparencyLog, _pending
 from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.checkpoint import open_note
 from tests.registry.wire import traced
@@ -234,3 +235,11 @@ def test_chained_entries_link_in_log_order(log: TransparencyLog) -> None:
     ]
     assert previous == [None, None, 0, 3]
     assert log.fsck() == []
+
+
+def test_integrations_reads_take_no_parameters_on_postgresql() -> None:
+    # PostgreSQL plans a prepared statement with parameters afresh on every run: for the
+    # right edge's subtrees that was 135 µs of the server's time per batch, inside the
+    # log's lock, against 20 µs to run it. Without parameters, one plan serves every run.
+    for statement in (_FRONTIER_NODES.statement, _pending(10_000).statement):
+        assert statement.compile(dialect=postgresql.dialect()).params == {}
