@@ -495,7 +495,7 @@ class Ingest:
         # The log fills in previousIndex at integration: the supplier's chain stays linear
         # however many workers accept its feeds at once. What the rows hold is computed
         # first: the write runs while holding the log's write lock, which every worker waits for.
-        leaf = bundle.attestation_leaf(identity, envelope, None)
+        leaf = bundle.attestation_leaf(identity, envelope, None, digest)
         stored = stored_envelope(envelope)
 
         def write(connection: Connection) -> Callable[[], int]:

@@ -158,14 +158,21 @@ def endorsement_leaf(
     )
 
 
-def attestation_leaf(supplier: str, envelope: dsse.Envelope, previous_index: int | None) -> bytes:
-    """The log leaf of a signed feed: binds the envelope's payload and signatures."""
+def attestation_leaf(
+    supplier: str,
+    envelope: dsse.Envelope,
+    previous_index: int | None,
+    payload_sha256: str | None = None,
+) -> bytes:
+    """The log leaf of a signed feed: binds the envelope's payload and signatures.
+    ``payload_sha256``: the payload's digest (hex), when the caller has computed it already."""
+    digest = payload_sha256 or hashlib.sha256(envelope.payload).hexdigest()
     return canonical(
         {
             "kind": "attestation",
             "supplier": supplier,
             "payloadType": envelope.payload_type,
-            "payloadSha256": hashlib.sha256(envelope.payload).hexdigest(),
+            "payloadSha256": digest,
             "signatures": [
                 {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()}
                 for s in envelope.signatures
