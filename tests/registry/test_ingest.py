@@ -465,14 +465,21 @@ def test_a_feed_number_without_canonical_form_is_422(app: Flask, number: str) ->
     assert "9007199254740991" in response.json["message"]
 
 
-def test_a_key_revoked_by_another_worker_signs_nothing_more(app: Flask) -> None:
-    # This worker keeps the supplier's keys after its first attestation; another revokes the
-    # key. The next attestation verifies with the kept key, and is refused where it is
-    # written: nothing of it is stored.
+def _kept(app: Flask) -> tuple[FlaskClient, Ed25519PrivateKey]:
+    """A client, and the key of a supplier whose first feed it logged: the worker keeps the
+    supplier's keys from then on."""
     client = app.test_client()
     key = Ed25519PrivateKey.generate()
     _register(client, key)
     assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    return client, key
+
+
+def test_a_key_revoked_by_another_worker_signs_nothing_more(app: Flask) -> None:
+    # This worker keeps the supplier's keys after its first attestation; another revokes the
+    # key. The next attestation verifies with the kept key, and is refused where it is
+    # written: nothing of it is stored.
+    client, key = _kept(app)
     with _another_worker(app) as other:
         assert _revoke(other, key, NOW.isoformat()).status_code == 201
     log = app.extensions["sqm"]["log"]
@@ -484,10 +491,7 @@ def test_a_key_revoked_by_another_worker_signs_nothing_more(app: Flask) -> None:
 
 
 def test_a_revocation_scheduled_by_another_worker_is_in_the_next_bundle(app: Flask) -> None:
-    client = app.test_client()
-    key = Ed25519PrivateKey.generate()
-    _register(client, key)
-    assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    client, key = _kept(app)
     with _another_worker(app) as other:
         assert _revoke(other, key, "2099-01-01T00:00:00+00:00").status_code == 201
     made = client.post("/api/v1/attestations", json=_envelope(key, _next(FEED, 15)))
@@ -499,10 +503,8 @@ def test_a_revocation_scheduled_by_another_worker_is_in_the_next_bundle(app: Fla
 
 
 def test_a_key_added_by_another_worker_signs_at_once(app: Flask) -> None:
-    client = app.test_client()
-    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    _register(client, first)
-    assert client.post("/api/v1/attestations", json=_envelope(first, FEED)).status_code == 201
+    client, first = _kept(app)
+    second = Ed25519PrivateKey.generate()
     with _another_worker(app) as other:
         added = other.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
         assert added.status_code == 201, added.json
@@ -529,10 +531,8 @@ def test_an_envelope_signed_by_a_kept_key_and_a_key_added_since_is_judged_on_bot
 ) -> None:
     # This worker keeps the first key only; the second was added by another worker. The
     # first's signature fails: the refusal is not final until the keys are read afresh.
-    client = app.test_client()
-    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    _register(client, first)
-    assert client.post("/api/v1/attestations", json=_envelope(first, FEED)).status_code == 201
+    client, first = _kept(app)
+    second = Ed25519PrivateKey.generate()
     with _another_worker(app) as other:
         added = other.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
         assert added.status_code == 201, added.json
@@ -548,10 +548,7 @@ def test_a_key_revoked_by_another_worker_is_refused_before_the_feed_is_judged(
 ) -> None:
     # With the kept (stale) key the signature verifies and the feed is refused; the refusal is
     # judged again on the keys as they are now, so every worker answers alike.
-    client = app.test_client()
-    key = Ed25519PrivateKey.generate()
-    _register(client, key)
-    assert client.post("/api/v1/attestations", json=_envelope(key, FEED)).status_code == 201
+    client, key = _kept(app)
     with _another_worker(app) as other:
         assert _revoke(other, key, NOW.isoformat()).status_code == 201
     broken = _next(FEED, 15)
