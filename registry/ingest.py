@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -100,9 +100,15 @@ _AS_READ = and_(
 )
 # Stored with its log entry, whose number it takes (the write below).
 _NEW_ATTESTATION = EntryRow(attestations, condition=_AS_READ)
-# Suppliers whose keys a worker keeps (see _KeyCache): more than a registry's busy suppliers,
+# Suppliers whose keys a worker keeps (see Ingest._keys): more than a registry's busy suppliers,
 # small (a few hundred bytes each).
 KEY_CACHE_SUPPLIERS = 10_000
+# Payload digests of envelopes a worker saw logged, for answering retries (Ingest._seen):
+# half a minute of the benchmark's fastest ingest, where retries come within seconds; a few
+# hundred bytes each.
+LOGGED_DIGESTS = 10_000
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -152,39 +158,34 @@ class _SigningKey(NamedTuple):
     revocation_seq: int | None
 
 
-class _KeyCache:
-    """The registered keys of recently attesting suppliers, as read (``_KEY_COLUMNS`` rows),
-    least recently used dropped beyond ``size``.
+class _Recent(Generic[K, V]):
+    """A bounded map, least recently used dropped beyond ``size``; safe across threads."""
 
-    Why: reading a supplier's keys before each attestation was a statement and a round trip
-    of every submission (with the check for a logged envelope, a tenth of a worker's CPU).
-    A kept key is safe to verify with: a key's row changes only when it is revoked, and the
-    attestation's write stores nothing unless the key's row is still as it was read
-    (``_AS_READ``); a key registered since is not kept, so a signature by it reads
-    the supplier's keys afresh."""
-
-    def __init__(self, size: int = KEY_CACHE_SUPPLIERS) -> None:
+    def __init__(self, size: int) -> None:
         self._size = size
-        self._keys: OrderedDict[str, list[tuple[Any, ...]]] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, supplier: str) -> list[tuple[Any, ...]] | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            rows = self._keys.get(supplier)
-            if rows is not None:
-                self._keys.move_to_end(supplier)
-            return rows
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
 
-    def put(self, supplier: str, rows: list[tuple[Any, ...]]) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._keys[supplier] = rows
-            self._keys.move_to_end(supplier)
-            while len(self._keys) > self._size:
-                self._keys.popitem(last=False)
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
-    def forget(self, supplier: str) -> None:
+    def forget(self, key: K) -> None:
         with self._lock:
-            self._keys.pop(supplier, None)
+            self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class Ingest:
@@ -202,7 +203,21 @@ class Ingest:
         self.now = now
         self.indexer = indexer
         self._writer = GroupCommit(log)
-        self._keys = _KeyCache()
+        # The registered keys of recently attesting suppliers, as read (_KEY_COLUMNS rows).
+        # Why: reading a supplier's keys before each attestation was a statement and a round
+        # trip of every submission (with the check for a logged envelope, a tenth of a
+        # worker's CPU). A kept key is safe to verify with: a key's row changes only when it
+        # is revoked, and the attestation's write stores nothing unless the key's row is
+        # still as it was read (_AS_READ); a key registered since is not kept, so a
+        # signature by it reads the supplier's keys afresh.
+        self._keys: _Recent[str, list[tuple[Any, ...]]] = _Recent(KEY_CACHE_SUPPLIERS)
+        # The entry numbers of envelopes this worker saw logged, by payload digest. Why: with
+        # kept keys nothing is read before the write, so a client's retry of a logged
+        # envelope was verified, validated and written (its write refused) before it was
+        # found logged, costing more than a new attestation. A logged envelope stays logged,
+        # and is answered with its bundle whatever its checks say now: what is kept is never
+        # stale.
+        self._seen: _Recent[str, int] = _Recent(LOGGED_DIGESTS)
 
     def _integrate(self) -> None:
         """Integrate what waits into a signed checkpoint (entries stored during a TSA outage)."""
@@ -390,6 +405,9 @@ class Ingest:
         except TrustError as exc:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         digest = hashlib.sha256(envelope.payload).hexdigest()
+        seen = self._seen.get(digest)
+        if seen is not None:  # a retry, say: answered as a logged envelope is, without checks
+            return self._resubmitted(digest, seen)
         try:
             feed = self._feed(envelope)
             identity = supplier_id(feed.get("header", {}).get("supplier"))
@@ -405,7 +423,7 @@ class Ingest:
                 # the refusal stands if those are the keys now and the envelope is not logged.
                 seen, keys = self._read(digest, identity)
                 if seen is not None:
-                    return self._resubmitted(seen)
+                    return self._resubmitted(digest, seen)
                 if keys == kept:
                     raise
                 key = None
@@ -415,18 +433,18 @@ class Ingest:
                 except UnmetConditionError:  # its key revoked, or the envelope logged, since
                     seen, keys = self._read(digest, identity)
                     if seen is not None:
-                        return self._resubmitted(seen)
+                        return self._resubmitted(digest, seen)
         else:
             seen, keys = self._read(digest, identity)
             if seen is not None:
-                return self._resubmitted(seen)
+                return self._resubmitted(digest, seen)
         key = self._checked(envelope, feed, identity, keys)
         try:
             return self._stored(envelope, digest, feed, identity, key)
         except UnmetConditionError:
             seen, _ = self._read(digest, identity)
             if seen is not None:  # logged by a concurrent request
-                return self._resubmitted(seen)
+                return self._resubmitted(digest, seen)
             raise RejectionError(
                 409,
                 "key_changed",
@@ -457,9 +475,11 @@ class Ingest:
             seen = _SEEN.scalar(connection, {"digest": digest})
         if seen is None:
             raise refusal
-        return self._resubmitted(int(seen))
+        return self._resubmitted(digest, int(seen))
 
-    def _resubmitted(self, seen: int) -> tuple[int, dict[str, Any]]:
+    def _resubmitted(self, digest: str, seen: int) -> tuple[int, dict[str, Any]]:
+        """The 409 answer for the envelope of payload ``digest``, logged as entry ``seen``."""
+        self._seen.put(digest, seen)
         if self.log.waiting():  # e.g. stored during a TSA outage: log it now
             self._integrate()
         return 409, {"error": "already_logged", "bundle": self.bundle_for(seen).to_json()}
@@ -536,6 +556,7 @@ class Ingest:
                 "sequence_taken",
                 f"{identity} already published feed sequence {sequence}; a new feed needs a new sequence",
             ) from None
+        self._seen.put(digest, seq)  # committed: logged, or logged by the next write
         made = None if integration is None else self._new_bundle(envelope, seq, key, integration)
         return 201, (made or self.bundle_for(seq)).to_json()
 
@@ -913,7 +934,7 @@ class Ingest:
 
         try:
             seq, integration = self._logged(write)
-        finally:  # this worker's attestations read the key afresh (others', see _KeyCache)
+        finally:  # this worker's attestations read the key afresh (others', see Ingest._keys)
             self._keys.forget(supplier)
         return {
             "keyId": key,

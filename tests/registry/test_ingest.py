@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
-from sqm.registry.ingest import Ingest, RejectionError
+from sqm.registry.ingest import Ingest, RejectionError, _Recent
 from sqm.registry.log import UnmetConditionError
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
@@ -117,10 +117,19 @@ def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
         status, made = ingest.attest(next_one)
     assert status == 201 and made["logIndex"] == 2
     assert wire.statements == 7
-    # Sent again: found at the write, which stores nothing and refuses nothing of its batch
-    # (no savepoints, no second attempt), then the read that finds it, and its bundle.
+    # Sent again to this worker, which logged it: answered from its memory of what it saw
+    # logged, with the bundle's reads only: no write, no transaction.
     with traced(ingest.log.engine) as wire:
         status, again = ingest.attest(next_one)
+    assert status == 409 and again["bundle"]["logIndex"] == 2
+    assert (wire.queries("BEGIN"), wire.queries("COMMIT"), wire.queries("INSERT")) == (0, 0, 0)
+    # Sent to a worker that keeps the keys but did not see it logged: found at the write,
+    # which stores nothing and refuses nothing of its batch (no savepoints, no second
+    # attempt), then the read that finds it, and its bundle.
+    other = Ingest(ingest.log, now=lambda: NOW)
+    other._keys.put(SUPPLIER, ingest._keys.get(SUPPLIER))
+    with traced(ingest.log.engine) as wire:
+        status, again = other.attest(next_one)
     assert status == 409 and again["bundle"]["logIndex"] == 2
     assert wire.queries("SAVEPOINT") == 0 and wire.queries("COMMIT") == 1
     assert ingest.log.size() == 3
@@ -152,6 +161,44 @@ def test_a_logged_envelope_is_answered_with_its_bundle_even_if_refused_now(
     other["header"]["sequence"] = 1
     refused = client.post("/api/v1/attestations", json=_envelope(key, other))
     assert refused.status_code == 422 and refused.json["message"] == "refused by a newer check"
+
+
+def test_a_worker_answers_a_retry_of_what_it_logged_without_checking_it_again(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client that lost its answer sends the envelope again: the worker that logged it
+    # answers with the bundle without verifying, validating or writing it again (each of
+    # which would now fail the test), as it answers any logged envelope.
+    client, key = _kept(app)
+    envelope = _envelope(key, FEED)
+
+    def again(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a logged envelope was checked again")
+
+    monkeypatch.setattr("sqm.registry.ingest.validate", again)
+    monkeypatch.setattr("sqm.registry.ingest.dsse.verify", again)
+    monkeypatch.setattr(app.extensions["sqm"]["ingest"], "_stored", again)
+    retry = client.post("/api/v1/attestations", json=envelope)
+    assert retry.status_code == 409 and retry.json["error"] == "already_logged"
+    # The same payload under another signature is the same logged claim: the same answer.
+    stranger = Ed25519PrivateKey.generate()
+    payload = base64.b64decode(envelope["payload"])
+    signed = dsse.sign(bundle.PAYLOAD_TYPE, payload, stranger, bundle.key_id(_raw(stranger)))
+    other = client.post("/api/v1/attestations", json=signed.to_json())
+    assert other.status_code == 409 and other.json["bundle"] == retry.json["bundle"]
+    monkeypatch.undo()  # offline verification verifies signatures
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(retry.json["bundle"]), root).ok
+
+
+def test_a_worker_remembers_a_bounded_number_of_logged_envelopes() -> None:
+    remembered: _Recent[str, int] = _Recent(2)
+    remembered.put("a", 1)
+    remembered.put("b", 2)
+    assert remembered.get("a") == 1  # now the most recently used
+    remembered.put("c", 3)
+    assert (remembered.get("a"), remembered.get("b"), remembered.get("c")) == (1, None, 3)
+    assert len(remembered) == 2
 
 
 def test_resubmission_replay_and_rejections(app: Flask) -> None:
