@@ -178,6 +178,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
             401: "unauthorised",
             406: "not_acceptable",
             415: "unsupported_media_type",
+            500: "internal_error",
         }.get(error.code or 0, "bad_request")
         message = error.description or error.name
         if error.code == 413:

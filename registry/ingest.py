@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -107,6 +108,13 @@ KEY_CACHE_SUPPLIERS = 10_000
 # half a minute of the benchmark's fastest ingest, where retries come within seconds; a few
 # hundred bytes each.
 LOGGED_DIGESTS = 10_000
+# How long a key must stay unrevoked for the registry to log what it signs: offline
+# verification judges a key at the timestamp of the checkpoint that first logs the entry, which
+# comes within about a second (longer only while a TSA is down).
+REVOCATION_MARGIN = timedelta(minutes=1)
+# Longer than any scheme:code the standard's identifiers make; bounds what a request may name.
+MAX_IDENTIFIER = 300
+_HEX = re.compile("[0-9a-f]+")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -133,6 +141,36 @@ def _b64(value: Any, what: str) -> bytes:
         raise RejectionError(
             400, "malformed_request", f"{what} is not valid base64: {exc}"
         ) from exc
+
+
+def _identifier(value: Any, what: str) -> str:
+    """A supplier's or endorser's id as a client names it: text that a database can hold."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_IDENTIFIER
+        or "\x00" in value
+        or not _encodable(value)
+    ):
+        raise RejectionError(
+            400,
+            "malformed_request",
+            f"{what} must be a registered id (scheme:code), 1 to {MAX_IDENTIFIER} characters of "
+            "text without NUL characters or unpaired surrogates",
+        )
+    return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate, which JSON's \ud800 escapes can make
+        return False
+    return True
+
+
+def is_key_id(value: Any) -> bool:
+    """Whether ``value`` has the form of a key id (:func:`bundle.key_id`)."""
+    return isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value) is not None
 
 
 def supplier_id(organization: Any) -> str:
@@ -282,8 +320,15 @@ class Ingest:
         return public, possession, key_id
 
     def _log_key(
-        self, connection: Connection, identity: str, leaf: bytes, key_id: str, public: bytes
+        self,
+        connection: Connection,
+        identity: str,
+        leaf: bytes,
+        key_id: str,
+        public: bytes,
+        valid_from: datetime,
     ) -> int:
+        """Log a key's leaf and store its row, valid from the time its leaf names."""
         seq = self.log.sequence(leaf, connection=connection)
         try:
             connection.execute(
@@ -291,7 +336,7 @@ class Ingest:
                     key_id=key_id,
                     supplier=identity,
                     public_key=public,
-                    valid_from=utc(self.now()),
+                    valid_from=utc(valid_from),
                     seq=seq,
                 )
             )
@@ -325,7 +370,8 @@ class Ingest:
                 f"{identity} is registered; add a key with POST /api/v1/suppliers/{identity}/keys, "
                 "authorised by one of its current keys",
             )
-        leaf = bundle.key_leaf(identity, public, self.now().isoformat(), possession)
+        valid_from = self.now()
+        leaf = bundle.key_leaf(identity, public, valid_from.isoformat(), possession)
 
         # The identity, its key and the key's log entry commit together or not at all.
         def write(connection: Connection) -> int:
@@ -343,7 +389,7 @@ class Ingest:
                 raise RejectionError(
                     409, "supplier_exists", f"{identity} was registered meanwhile"
                 ) from None
-            return self._log_key(connection, identity, leaf, key_id, public)
+            return self._log_key(connection, identity, leaf, key_id, public, valid_from)
 
         seq, integration = self._logged(write)
         return {
@@ -355,6 +401,7 @@ class Ingest:
 
     def add_key(self, identity: str, body: Any) -> dict[str, Any]:
         """Rotate in a new key for a known supplier, authorised by one of its current keys."""
+        identity = _identifier(identity, "the supplier id in the path")
         if not isinstance(body, dict) or not isinstance(body.get("authorization"), dict):
             raise RejectionError(
                 400,
@@ -363,6 +410,13 @@ class Ingest:
             )
         public, possession, key_id = self._possessed_key(identity, body)
         authorizer = body["authorization"].get("keyId")
+        if not is_key_id(authorizer):
+            raise RejectionError(
+                400,
+                "malformed_request",
+                "authorization.keyId must be the id of a current key: 64 lowercase hex digits, "
+                "the SHA-256 of its raw public key",
+            )
         signature = _b64(body["authorization"].get("signature"), "authorization.signature")
         with self.log.engine.connect() as connection:
             row = connection.execute(
@@ -382,11 +436,12 @@ class Ingest:
             raise RejectionError(
                 403, "signature_invalid", "the authorisation does not verify"
             ) from None
+        valid_from = self.now()
         leaf = bundle.key_leaf(
-            identity, public, self.now().isoformat(), possession, authorizer, signature
+            identity, public, valid_from.isoformat(), possession, authorizer, signature
         )
         seq, integration = self._logged(
-            lambda connection: self._log_key(connection, identity, leaf, key_id, public)
+            lambda connection: self._log_key(connection, identity, leaf, key_id, public, valid_from)
         )
         return {
             "supplier": identity,
@@ -656,11 +711,13 @@ class Ingest:
     ) -> _SigningKey:
         """The registered, unrevoked key of ``identity`` whose signature verifies, among
         ``rows`` (:func:`_signing_keys`)."""
-        now = self.now()
+        # Not only revoked keys: a key revoked from within the next REVOCATION_MARGIN would be
+        # revoked by the time its entry's first checkpoint is stamped, and its bundle would fail.
+        horizon = self.now() + REVOCATION_MARGIN
         current = {
             key_id: _SigningKey(key_id, int(seq), None if revocation is None else int(revocation))
             for key_id, _, revoked, seq, revocation in rows
-            if revoked is None or _aware(revoked) > now
+            if revoked is None or _aware(revoked) > horizon
         }
         keys = {
             key_id: Ed25519PublicKey.from_public_bytes(bytes(public))
@@ -671,7 +728,9 @@ class Ingest:
             raise RejectionError(
                 403,
                 "unknown_key",
-                f"no registered, unrevoked key of {identity} signed this envelope",
+                f"no registered key of {identity} signed this envelope that is unrevoked for "
+                f"at least {REVOCATION_MARGIN.total_seconds():g} more seconds (an entry is "
+                "judged by the time of the checkpoint that first logs it): sign with a current key",
             )
         try:
             return current[dsse.verify(envelope, keys)]
@@ -714,18 +773,7 @@ class Ingest:
             raise RejectionError(
                 415, "unsupported_payload_type", f"payloadType must be {bundle.ENDORSEMENT_TYPE}"
             )
-        try:
-            claim = json.loads(envelope.payload)
-            endorser = str(claim["endorser"])
-            index = int(claim["attestation"]["logIndex"])
-            digest = str(claim["attestation"]["payloadSha256"])
-            assurance = str(claim["assurance"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise RejectionError(
-                400,
-                "malformed_endorsement",
-                f"the payload must name endorser, attestation {{logIndex, payloadSha256}} and assurance ({exc})",
-            ) from exc
+        endorser, index, digest, assurance = _endorsement_claim(envelope.payload)
         if not 0 <= index < 2**63:
             raise RejectionError(422, "no_such_attestation", f"no log index {index}")
         if assurance not in bundle.ENDORSEMENT_LEVELS:
@@ -877,6 +925,41 @@ class Ingest:
             included[2] if len(included) > 2 else None, signed.additional_timestamps,
         )  # fmt: skip
 
+    def set_verification(self, supplier: str, status: Any) -> dict[str, Any]:
+        """Set a supplier identity's verification status (the operator's call), logged as an
+        entry of its own; the status it already has changes nothing and logs nothing."""
+        supplier = _identifier(supplier, "the supplier id in the path")
+        if status not in bundle.VERIFICATION_STATUSES:
+            raise RejectionError(
+                400,
+                "invalid_status",
+                f"status must be one of {', '.join(bundle.VERIFICATION_STATUSES)}",
+            )
+        with self.log.engine.connect() as connection:
+            current = connection.execute(
+                select(suppliers.c.verification).where(suppliers.c.id == supplier)
+            ).scalar()
+        if current is None:
+            raise RejectionError(404, "no_such_supplier", f"no supplier {supplier[:300]!r}")
+        if current == status:
+            return {"supplier": supplier, "verification": status, "changed": False}
+        leaf = bundle.verification_leaf(supplier, status, self.now().isoformat())
+
+        def write(connection: Connection) -> int:
+            seq = self.log.sequence(leaf, connection=connection)
+            connection.execute(
+                suppliers.update().where(suppliers.c.id == supplier).values(verification=status)
+            )
+            return seq
+
+        seq, integration = self._logged(write)
+        return {
+            "supplier": supplier,
+            "verification": status,
+            "changed": True,
+            **self._included(seq, integration).to_json(),
+        }
+
     def revoke_key(self, key: str, body: Any, operator: bool) -> dict[str, Any]:
         """Revoke a key from ``revokedAt`` on: signed by the key holder, or by the operator.
         History is not rewritten: the revocation is a new log entry."""
@@ -892,6 +975,14 @@ class Ingest:
             ) from None
         if revoked_at.tzinfo is None:
             raise RejectionError(400, "invalid_time", "revokedAt needs a time zone offset")
+        try:
+            utc(revoked_at)
+        except OverflowError:  # 0001-01-01T00:00+14:00, say: no UTC time to store
+            raise RejectionError(
+                400, "invalid_time", "revokedAt must be a time in UTC from year 1 to 9999"
+            ) from None
+        if not is_key_id(key):
+            raise RejectionError(404, "no_such_key", f"no registered key {key[:80]!r}")
         with self.log.engine.connect() as connection:
             row = connection.execute(
                 select(
@@ -941,6 +1032,41 @@ class Ingest:
             "revokedAt": body["revokedAt"],
             **self._included(seq, integration).to_json(),
         }
+
+
+def _endorsement_claim(payload: bytes) -> tuple[str, int, str, str]:
+    """An endorsement payload's endorser, attestation log index and payload digest, and
+    assurance level, each of the type it must have (no coercion: 5.7 is no log index)."""
+    shape = (
+        'the payload must be {"endorser": id, "attestation": {"logIndex": integer, '
+        '"payloadSha256": 64 hex digits}, "assurance": level}'
+    )
+    try:
+        claim = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise RejectionError(400, "malformed_endorsement", f"{shape}: not JSON ({exc})") from None
+    attestation = claim.get("attestation") if isinstance(claim, dict) else None
+    if not isinstance(attestation, dict):
+        raise RejectionError(400, "malformed_endorsement", shape)
+    index, digest, assurance = (
+        attestation.get("logIndex"),
+        attestation.get("payloadSha256"),
+        claim.get("assurance"),
+    )
+    if (
+        not isinstance(index, int)
+        or isinstance(index, bool)
+        or not isinstance(digest, str)
+        or len(digest) != 64
+        or _HEX.fullmatch(digest) is None
+        or not isinstance(assurance, str)
+    ):
+        raise RejectionError(400, "malformed_endorsement", shape)
+    try:
+        endorser = _identifier(claim.get("endorser"), "endorser")
+    except RejectionError as refusal:
+        raise RejectionError(400, "malformed_endorsement", refusal.message) from None
+    return endorser, index, digest, assurance
 
 
 def _unavailable(exc: TimestampUnavailableError) -> RejectionError:

@@ -51,7 +51,7 @@ from sqm.registry.db import (
     writing,
 )
 from sqm.registry.driver import Prepared, as_columns, in_pipeline, unnested
-from sqm.registry.errors import RegistryError
+from sqm.registry.errors import DamagedStoreError, RegistryError
 from sqm.registry.timestampers import OwnTSA, Timestamper
 from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.bundle import TrustRoot
@@ -316,7 +316,10 @@ class _Fetched:
         try:
             return self.hashes[(level, index)]
         except KeyError:
-            raise RegistryError(f"subtree ({level}, {index}) is missing from the log") from None
+            raise DamagedStoreError(
+                f"subtree ({level}, {index}) is missing from the log's stored hashes; "
+                "`sqm registry fsck` reports what else is"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -755,9 +758,13 @@ class TransparencyLog:
         every checkpoint; the problems found (empty when the log is intact)."""
         problems: list[str] = []
         tree = merkle.MemoryTree()
-        # One transaction: on SQLite, one snapshot for the whole check while writers go on.
+        # One transaction and one snapshot for the whole check while writers go on (SQLite's
+        # is the transaction's; PostgreSQL's, at READ COMMITTED, would be each statement's).
         with self.engine.connect() as connection:
-            for index, leaf, stored in connection.execute(
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            streamed = connection.execution_options(stream_results=True, yield_per=1000)
+            for index, leaf, stored in streamed.execute(
                 select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.leaf_hash).order_by(
                     log_entries.c.idx
                 )
@@ -769,8 +776,16 @@ class TransparencyLog:
                 if hashed != bytes(stored):
                     problems.append(f"entry {index}: stored leaf hash does not match its leaf")
                 tree.append_hash(hashed)
-            for node, stored in connection.execute(select(log_nodes.c.node, log_nodes.c.hash)):
-                level, idx = node_of(int(node))
+            stored_nodes = streamed.execute(
+                select(log_nodes.c.node, log_nodes.c.hash).order_by(log_nodes.c.node)
+            )
+            missing = 0
+            for level, idx, stored in _merged_nodes(tree.size, stored_nodes):
+                if stored is None:  # proofs through it would fail: the row was dropped
+                    missing += 1
+                    if missing <= 20:
+                        problems.append(f"subtree ({level}, {idx}) is missing")
+                    continue
                 try:
                     expected = tree.perfect(level, idx)
                 except TrustError:
@@ -778,6 +793,15 @@ class TransparencyLog:
                     continue
                 if bytes(stored) != expected:
                     problems.append(f"subtree ({level}, {idx}) does not match its entries")
+            if missing > 20:
+                problems.append(f"... and {missing - 20} more subtrees are missing")
+            newest = connection.execute(select(func.max(log_checkpoints.c.size))).scalar()
+            if tree.size and (newest or 0) != tree.size:
+                # Each batch commits with its checkpoint: the newest one covers every entry.
+                problems.append(
+                    f"the newest checkpoint is of size {newest}, but the log holds "
+                    f"{tree.size} entries: a checkpoint row was dropped"
+                )
             for size, note, token in connection.execute(
                 select(
                     log_checkpoints.c.size, log_checkpoints.c.note, log_checkpoints.c.timestamp
@@ -824,3 +848,30 @@ class TransparencyLog:
                 except TrustError as exc:
                     problems.append(f"checkpoint {size}: additional timestamp {position}: {exc}")
         return problems
+
+
+def _merged_nodes(size: int, stored: Iterable[Any]) -> Iterator[tuple[int, int, bytes | None]]:
+    """``(level, index, stored hash)`` for every subtree a tree of ``size`` entries stores (the
+    hash None where its row is missing) and every stored one (in ``log_nodes`` key order),
+    merged in key order."""
+
+    def expected() -> Iterator[int]:
+        level = 0
+        while size >> level:
+            for index in range(size >> level):
+                yield node_key(level, index)
+            level += 1
+
+    wanted = expected()
+    want = next(wanted, None)
+    for node, hashed in stored:
+        node = int(node)
+        while want is not None and want < node:
+            yield (*node_of(want), None)
+            want = next(wanted, None)
+        if want == node:
+            want = next(wanted, None)
+        yield (*node_of(node), bytes(hashed))
+    while want is not None:
+        yield (*node_of(want), None)
+        want = next(wanted, None)

@@ -257,7 +257,11 @@ def parse(args: Mapping[str, Sequence[str]], now: datetime) -> SupplierQuery:
     if sort not in SORTS:
         raise QueryError("invalid_parameter", f"sort must be one of {', '.join(SORTS)}")
     limit_text = _one(args, "limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    if (
+        not (limit_text.isascii() and limit_text.isdigit())
+        or len(limit_text) > 6
+        or not 1 <= int(limit_text) <= MAX_LIMIT
+    ):
         raise QueryError("invalid_parameter", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     fields_text = _one(args, "fields")
     fields: tuple[str, ...] = FIELDS

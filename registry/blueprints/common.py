@@ -37,6 +37,12 @@ def integer_arg(args: Any, name: str, minimum: int = 0) -> int:
     raw = args.get(name)
     if raw is None:
         fail(400, "missing_parameter", f"the query parameter {name!r} is required")
-    if not raw.isdigit() or int(raw) < minimum:
-        fail(400, "invalid_parameter", f"{name} must be an integer >= {minimum}, got {raw!r}")
+    # isascii too: str.isdigit admits "²", which int() refuses; 19 digits bound int()'s work.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) < minimum:
+        fail(
+            400,
+            "invalid_parameter",
+            f"{name} must be a whole number from {minimum} to 9999999999999999999 in ASCII "
+            f"digits, got {raw[:40]!r}",
+        )
     return int(raw)

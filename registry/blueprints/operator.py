@@ -6,13 +6,11 @@ import hmac
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import update
 
 from sqm.registry.blueprints.common import fail
-from sqm.registry.db import suppliers
+from sqm.registry.ingest import RejectionError
 
 blueprint = Blueprint("operator", __name__)
-STATUSES = ("unverified", "verified", "suspended")
 
 
 def _authorise() -> None:
@@ -26,17 +24,13 @@ def _authorise() -> None:
 
 @blueprint.put("/operator/suppliers/<supplier>/verification")
 def set_verification(supplier: str) -> Any:
-    """Set a supplier identity's verification status (unverified, verified, suspended)."""
+    """Set a supplier identity's verification status (unverified, verified, suspended): a log
+    entry, like every identity and key event."""
     _authorise()
     body = request.get_json(silent=True)
     status = body.get("status") if isinstance(body, dict) else None
-    if status not in STATUSES:
-        fail(400, "invalid_status", f"status must be one of {', '.join(STATUSES)}")
-    engine = current_app.extensions["sqm"]["log"].engine
-    with engine.begin() as connection:
-        changed = connection.execute(
-            update(suppliers).where(suppliers.c.id == supplier).values(verification=status)
-        ).rowcount
-    if not changed:
-        fail(404, "no_such_supplier", f"no supplier {supplier!r}")
-    return jsonify({"supplier": supplier, "verification": status})
+    ingest = current_app.extensions["sqm"]["ingest"]
+    try:
+        return jsonify(ingest.set_verification(supplier, status))
+    except RejectionError as refusal:
+        fail(refusal.status, refusal.code, refusal.message)

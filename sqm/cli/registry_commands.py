@@ -23,7 +23,9 @@ def registry_group() -> None:
 )
 @click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
 def fsck_command(data_dir: Path, database: str | None) -> None:
-    """Recompute the log from its stored entries and check every subtree hash and checkpoint.
+    """Recompute the log from its stored entries and check every subtree hash and checkpoint,
+    then check the registry's key, attestation and endorsement tables against the entries
+    that record them.
 
     Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered.
     """
@@ -34,6 +36,7 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
     from sqm.registry.db import make_engine
     from sqm.registry.errors import RegistryError
     from sqm.registry.log import TransparencyLog
+    from sqm.registry.records import check_records
     from sqm.registry.secrets import load_or_create
 
     # Origin and TSAs as the registry runs them (SQM_REGISTRY_* variables).
@@ -52,7 +55,7 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
         keys.authority,
         timestampers=timestampers(config, keys.authority),
     )
-    problems = log.fsck()
+    problems = log.fsck() + check_records(log.engine)
     for problem in problems:
         click.echo(f"PROBLEM  {problem}")
     click.echo(

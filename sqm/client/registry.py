@@ -214,12 +214,29 @@ class RegistryClient:
                 raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
             answer = answer["bundle"]
         made, report = self._bundle(answer)
+        # A verified bundle of some other entry proves nothing about this submission.
+        if made.envelope.payload != envelope.payload or (
+            status == 201 and made.envelope.signatures != envelope.signatures
+        ):
+            raise ClientError(
+                status,
+                "wrong_bundle",
+                f"the registry answered with the bundle of log entry {made.attestation.index}, "
+                "which does not hold the envelope submitted",
+            )
         return Submission(made, report, new=status == 201)
 
     def bundle(self, index: int) -> tuple[Bundle, Report]:
         """The verified bundle of the attestation at log ``index``."""
         _, answer = self.transport.request("GET", f"/bundles/{index}")
-        return self._bundle(answer)
+        made, report = self._bundle(answer)
+        if made.attestation.index != index:
+            raise ClientError(
+                200,
+                "wrong_bundle",
+                f"asked for the bundle of log entry {index}, got entry {made.attestation.index}'s",
+            )
+        return made, report
 
     def endorse(
         self,

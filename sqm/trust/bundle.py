@@ -130,6 +130,23 @@ def revocation_leaf(supplier: str, key: str, revoked_at: str, by: str, signature
     )
 
 
+VERIFICATION_STATUSES = ("unverified", "verified", "suspended")
+
+
+def verification_leaf(supplier: str, status: str, set_at: str) -> bytes:
+    """The log leaf of the operator's verification status for a supplier identity, from
+    ``set_at`` on: who the identity is was checked (verified), or is in doubt (suspended)."""
+    return canonical(
+        {
+            "kind": "supplier-verification",
+            "supplier": supplier,
+            "verification": status,
+            "setAt": set_at,
+            "by": "operator",
+        }
+    )
+
+
 ENDORSEMENT_TYPE = "application/vnd.sqm.endorsement.v0.1+json"
 ENDORSEMENT_LEVELS = ("second_party", "third_party", "third_party_accredited")
 
@@ -194,6 +211,22 @@ class TrustRoot:
     # CAs of further TSAs the registry also stamps its checkpoints with (optional).
     additional_tsa_cas: tuple[x509.Certificate, ...] = ()
 
+    def check_log_key_time(self, when: datetime, what: str) -> None:
+        """Raise unless the log key was valid at ``when``, the trusted time of ``what`` (a
+        checkpoint the key signed), by the trust root's validity window."""
+        start = _instant(self.log_key_valid_from, "log.validFrom")
+        end = (
+            None
+            if self.log_key_valid_until is None
+            else _instant(self.log_key_valid_until, "log.validUntil")
+        )
+        if when < start or (end is not None and when > end):
+            raise VerificationError(
+                f"{what} was timestamped at {when.isoformat()}, outside the log key's validity "
+                f"in the trust root (from {self.log_key_valid_from} "
+                f"until {self.log_key_valid_until or 'further notice'})"
+            )
+
     def to_json(self) -> dict[str, Any]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -227,9 +260,26 @@ class TrustRoot:
                 x509.load_pem_x509_certificate(item["caCertificate"].encode())
                 for item in data.get("additionalTsas", [])
             )
-            return cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"), extra)
+            root = cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"), extra)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise TrustError(f"malformed trust root: {exc}") from exc
+        if not isinstance(root.origin, str):
+            raise TrustError("malformed trust root: log.origin must be text")
+        _instant(root.log_key_valid_from, "log.validFrom")
+        if root.log_key_valid_until is not None:
+            _instant(root.log_key_valid_until, "log.validUntil")
+        return root
+
+
+def _instant(text: Any, what: str) -> datetime:
+    """An RFC 3339 time with its offset, as trust material writes times."""
+    try:
+        value = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise TrustError(f"{what} must be an RFC 3339 time with an offset, got {text!r}")
+    return value
 
 
 def _ca_json(ca: x509.Certificate) -> dict[str, str]:
@@ -401,6 +451,13 @@ class Report:
         except TrustError as exc:
             self.steps.append(Step(name, False, str(exc)))
             return False
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # Material of an unexpected shape that a check read without guarding: that step
+            # fails, named, rather than the whole verification with a traceback.
+            self.steps.append(
+                Step(name, False, f"malformed material ({type(exc).__name__}: {exc})")
+            )
+            return False
         self.steps.append(Step(name, True, detail))
         return True
 
@@ -422,6 +479,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
 
     def timestamp_step() -> str:
         info = timestamp.verify(bundle.timestamp, bundle.checkpoint.encode(), root.tsa_ca)
+        root.check_log_key_time(info.gen_time, "the checkpoint")
         report.timestamp = info.gen_time
         return f"checkpoint timestamped at {info.gen_time.isoformat()} by {info.tsa_certificate.subject.rfc4514_string()}"
 
@@ -511,13 +569,18 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         if not isinstance(feed, dict):
             raise VerificationError("the statement has no feed predicate")
         digest = hashlib.sha256(canonical_text(bundle.envelope.payload, "predicate")).hexdigest()
-        subjects = document.get("subject") or []
-        if not any(
-            isinstance(s, dict) and s.get("digest", {}).get("sha256") == digest for s in subjects
-        ):
+        subjects = document.get("subject")
+        named = [
+            s
+            for s in (subjects if isinstance(subjects, list) else [])
+            if isinstance(s, dict)
+            and isinstance(s.get("digest"), dict)
+            and s["digest"].get("sha256") == digest
+        ]
+        if not named:
             raise VerificationError("the statement's subject digest does not match its feed")
         report.feed = feed
-        return f"in-toto statement about feed {subjects[0].get('name')}"
+        return f"in-toto statement about feed {named[0].get('name')}"
 
     def signer_step() -> str:
         # A key speaks only for its own supplier: a feed claiming another is not its to sign.
@@ -554,6 +617,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         logged_time = timestamp.verify(
             logged.timestamp, logged.checkpoint.encode(), root.tsa_ca
         ).gen_time
+        root.check_log_key_time(logged_time, "the logging checkpoint")
         if bundle.revocation is None:
             return f"logged at {logged_time.isoformat()}; no revocation of the key in the log"
         inclusion(bundle.revocation, "the key revocation")()
@@ -562,7 +626,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             "keyId"
         ):
             raise VerificationError("the revocation entry is not about this key")
-        revoked_at = datetime.fromisoformat(str(revocation.get("revokedAt")))
+        revoked_at = _instant(revocation.get("revokedAt"), "the revocation's revokedAt")
         if revoked_at <= logged_time:
             raise VerificationError(
                 f"the key was revoked from {revoked_at.isoformat()}, before the attestation was logged at {logged_time.isoformat()}"

@@ -105,8 +105,17 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
             raise TrustError("a checkpoint body is origin, size, root hash and extension lines")
         origin, size_text, root_text, *extensions = lines[:-1]
-        if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
-            raise TrustError(f"checkpoint size {size_text!r} is not a decimal number")
+        # C2SP tlog-checkpoint: the size is an ASCII decimal uint64 without leading zeroes
+        # (str.isdigit alone admits "²", which int() refuses).
+        if (
+            not (size_text.isascii() and size_text.isdigit())
+            or (size_text != "0" and size_text.startswith("0"))
+            or len(size_text) > 20
+            or int(size_text) >= 2**64
+        ):
+            raise TrustError(
+                f"checkpoint size {size_text[:40]!r} is not a decimal number from 0 to 2^64 - 1"
+            )
         try:
             root = base64.b64decode(root_text, validate=True)
         except ValueError as exc:  # binascii.Error, or text that is not ASCII

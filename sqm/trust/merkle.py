@@ -145,6 +145,8 @@ def verify_consistency(
     if old_size == 0:
         if proof:
             raise VerificationError("a proof from the empty tree must be empty")
+        if old_root != EMPTY_ROOT:
+            raise VerificationError("the root of the empty tree is SHA-256 of nothing")
         return
     if not proof:
         raise VerificationError("the consistency proof is empty")

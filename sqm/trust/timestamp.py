@@ -88,6 +88,8 @@ def create_authority(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
+        # RFC 5280 4.2.1.2: SHOULD be in end-entity certificates; a CMS signer may be named by it.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return Authority(key, certificate, ca, policy), ca_key
@@ -161,9 +163,11 @@ def stamp_digest(
     serial: int,
     nonce: int | None = None,
     *,
+    include_certificate: bool = True,
     include_ess: bool = True,
 ) -> bytes:
-    """A granted TimeStampResp (DER) over a SHA-256 ``digest``.
+    """A granted TimeStampResp (DER) over a SHA-256 ``digest``; with the TSA's certificate
+    unless ``include_certificate`` is false (a request without certReq, RFC 3161 2.4.1).
 
     ``include_ess`` exists for tests that prove a checker rejects tokens without the attribute.
     """
@@ -194,7 +198,7 @@ def stamp_digest(
     signed_attributes = _der(0x31, *sorted(attributes))
     # The signature covers the DER of the attributes as a SET (tag 0x31), RFC 5652 5.4.
     signature = authority.key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
-    return _response(parts, content, signed_attributes, signature)
+    return _response(parts, content, signed_attributes, signature, include_certificate)
 
 
 def _der(tag: int, *contents: bytes) -> bytes:
@@ -227,8 +231,9 @@ def _signing_time(when: datetime) -> bytes:
 
 
 def _der_integer(value: int) -> bytes:
-    """A non-negative INTEGER in the fewest octets, a leading zero when the top bit is set."""
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+    """An INTEGER in the fewest two's-complement octets (X.690 8.3): a nonce may be negative."""
+    magnitude = value if value >= 0 else ~value
+    return _der(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
 @functools.cache
@@ -236,7 +241,13 @@ def _object_identifier(dotted: str) -> bytes:
     return bytes(core.ObjectIdentifier(dotted).dump())
 
 
-def _response(parts: _Parts, content: bytes, signed_attributes: bytes, signature: bytes) -> bytes:
+def _response(
+    parts: _Parts,
+    content: bytes,
+    signed_attributes: bytes,
+    signature: bytes,
+    include_certificate: bool = True,
+) -> bytes:
     """The granted TimeStampResp around a signed TSTInfo (RFC 3161 2.4.2, RFC 5652 5).
 
     Why hand-assembled: asn1crypto re-encodes the nested SignedData on every assignment, which
@@ -258,7 +269,7 @@ def _response(parts: _Parts, content: bytes, signed_attributes: bytes, signature
         b"\x02\x01\x03",  # version 3: the content type is not id-data
         _der(0x31, _SHA256),
         _der(0x30, _TST_INFO, _der(0xA0, _der(0x04, content))),
-        _der(0xA0, parts.certificate),  # [0] IMPLICIT CertificateSet
+        _der(0xA0, parts.certificate) if include_certificate else b"",  # [0] CertificateSet
         _der(0x31, signer),
     )
     token = _der(0x30, _SIGNED_DATA, _der(0xA0, signed_data))
@@ -279,18 +290,25 @@ def answer_request(request_der: bytes, authority: Authority, now: datetime, seri
         return bytes(_Rejection({"status": status}).dump())
 
     try:
-        request = tsp.TimeStampReq.load(request_der)
+        # strict: bytes after the request are refused rather than ignored
+        request = tsp.TimeStampReq.load(request_der, strict=True)
         algorithm = request["message_imprint"]["hash_algorithm"]["algorithm"].native
         digest = request["message_imprint"]["hashed_message"].native
         nonce = request["nonce"].native
         policy = request["req_policy"].native
+        certificate_requested = bool(request["cert_req"].native)
+        extensions = request["extensions"].native
     except (ValueError, TypeError, KeyError) as exc:
         return rejection(f"malformed TimeStampReq: {exc}", "bad_data_format")
     if algorithm != "sha256" or not isinstance(digest, bytes) or len(digest) != 32:
         return rejection("only SHA-256 message imprints are accepted", "bad_alg")
     if policy is not None and policy != authority.policy:
         return rejection(f"unknown policy {policy}", "unaccepted_policy")
-    return stamp_digest(authority, digest, now, serial, nonce)
+    if extensions:  # this TSA supports none; RFC 3161 2.4.2 names the failure
+        return rejection("no request extensions are supported", "unaccepted_extensions")
+    return stamp_digest(
+        authority, digest, now, serial, nonce, include_certificate=certificate_requested
+    )
 
 
 class _Rejection(core.Sequence):  # type: ignore[misc]
@@ -377,7 +395,25 @@ def _verified(
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise TrustError(f"the timestamp token cannot be parsed: {exc}") from exc
+    try:
+        return _checked(info, signer, certificates, content, message, ca_certificate, nonce)
+    except TrustError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        # asn1crypto parses lazily: a malformed inner field fails only when it is read.
+        raise TrustError(f"the timestamp token cannot be parsed: {exc}") from exc
 
+
+def _checked(
+    info: tsp.TSTInfo,
+    signer: cms.SignerInfo,
+    certificates: list[asn1_x509.Certificate],
+    content: bytes,
+    message: bytes,
+    ca_certificate: x509.Certificate,
+    nonce: int | None,
+) -> StampInfo:
+    """The checks of :func:`verify` on a token's parsed parts."""
     imprint = info["message_imprint"]
     if imprint["hash_algorithm"]["algorithm"].native != "sha256":
         raise VerificationError("the message imprint is not SHA-256")
@@ -388,11 +424,15 @@ def _verified(
 
     # Taken before the attributes are read: asn1crypto then re-checks every child for changes.
     signed_attributes = signer["signed_attrs"].contents
-    sid = signer["sid"].chosen
-    matching = [
-        c for c in certificates
-        if c.serial_number == sid["serial_number"].native and c.issuer == sid["issuer"]
-    ]  # fmt: skip
+    sid = signer["sid"]
+    if sid.name == "subject_key_identifier":  # RFC 5652 5.3 allows either form
+        matching = [c for c in certificates if c.key_identifier == sid.chosen.native]
+    else:
+        matching = [
+            c for c in certificates
+            if c.serial_number == sid.chosen["serial_number"].native
+            and c.issuer == sid.chosen["issuer"]
+        ]  # fmt: skip
     if not matching:
         raise VerificationError("the token does not include the TSA certificate that signed it")
     tsa_der = matching[0].dump()
@@ -414,6 +454,8 @@ def _verified(
         raise VerificationError("the token lacks the signingCertificateV2 (ESSCertIDv2) attribute")
     first = ess[0]["certs"][0]
     algorithm = first["hash_algorithm"]["algorithm"].native
+    if algorithm not in _HASHES:
+        raise VerificationError(f"the ESSCertIDv2 hash algorithm {algorithm} is not accepted")
     expected = hashlib.new(algorithm, tsa_der).digest()
     if first["cert_hash"].native != expected:
         raise VerificationError("the ESSCertIDv2 does not identify the signing certificate")

@@ -128,3 +128,24 @@ def test_sqm_query_suppliers_and_claims(registry: tuple[str, Liar, Path]) -> Non
     assert bad.exit_code == 1 and "invalid_condition" in bad.output
     lied = runner.invoke(main, ["query", "supplier", "LEI:NOBODY", *at])
     assert lied.exit_code == 1 and "no_such_supplier" in lied.output
+
+
+def test_a_bundle_of_another_entry_is_not_taken_for_the_one_asked(
+    registry: tuple[str, Liar, Path],
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sqm.client.errors import ClientError
+
+    client = _client(registry)
+    hit = client.search(["capability_records.cpk>=1.33"], country="DE").hits[0]
+    other, _ = client.bundle(hit.log_index)
+    logged = other.to_json()
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["sequence"] += 1
+    # A registry (broken or lying) that answers with a verified bundle of an older entry.
+    client.transport.request = lambda method, path, body=None: (201, logged)  # type: ignore[method-assign]
+    with pytest.raises(ClientError, match="does not hold the envelope submitted"):
+        client.attest(feed, Ed25519PrivateKey.generate())
+    with pytest.raises(ClientError, match=f"asked for the bundle of log entry {hit.log_index + 1}"):
+        client.bundle(hit.log_index + 1)

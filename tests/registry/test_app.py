@@ -75,6 +75,12 @@ def test_checkpoint_and_proofs_over_http(app: Flask) -> None:
         ("/api/v1/log/consistency?old=1&new=99", 404, "no_such_tree"),
         ("/api/v1/log/entries/99", 404, "no_such_entry"),
         ("/api/v1/log/entries/0?size=-1", 400, "invalid_parameter"),
+        # str.isdigit() holds for these, int() refuses them (or works a long while on them)
+        ("/api/v1/log/entries/0?size=%C2%B2", 400, "invalid_parameter"),
+        ("/api/v1/log/consistency?old=%C2%B2&new=1", 400, "invalid_parameter"),
+        ("/api/v1/log/consistency?old=1&new=" + "9" * 5000, 400, "invalid_parameter"),
+        ("/api/v1/search/suppliers?limit=%C2%B2", 400, "invalid_parameter"),
+        ("/api/v1/search/suppliers?limit=" + "1" * 5000, 400, "invalid_parameter"),
         ("/api/v1/nowhere", 404, "not_found"),
     ],
 )

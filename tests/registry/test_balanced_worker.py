@@ -55,12 +55,14 @@ def _gunicorn(tmp_path: Path, worker_class: str) -> Iterator[tuple[int, list[int
 
 
 def _held(port: int, workers: list[int]) -> list[int]:
-    """How many established connections on ``port`` each worker holds, ascending."""
+    """How many connections on ``port`` each worker holds open, ascending: in any state but
+    LISTEN, for a connection its client closed (CLOSE_WAIT) still counts in the worker's
+    connection count until the worker has seen the close and closed its socket."""
     established: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] != "0A":
                 established.add(f"socket:[{fields[9]}]")
     held = []
     for pid in workers:

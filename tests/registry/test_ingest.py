@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
-from sqm.registry.ingest import Ingest, RejectionError, _Recent
+from sqm.registry.ingest import REVOCATION_MARGIN, Ingest, RejectionError, _Recent
 from sqm.registry.log import UnmetConditionError
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
@@ -620,3 +620,103 @@ def test_a_key_changed_twice_while_storing_is_a_409_that_stores_nothing(
     refused = client.post("/api/v1/attestations", json=_envelope(key, FEED))
     assert refused.status_code == 409 and refused.json["error"] == "key_changed"
     assert log.integrate() is None and log.size() == size
+
+
+def test_a_key_revoked_within_the_margin_signs_nothing_more(app: Flask) -> None:
+    """A key revoked from a moment later would be revoked by the time the entry's first
+    checkpoint is stamped, and the bundle would fail offline: refused at the door instead."""
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    soon = (NOW + REVOCATION_MARGIN / 2).isoformat()
+    assert _revoke(client, key, soon).status_code == 201
+    refused = client.post("/api/v1/attestations", json=_envelope(key, FEED))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+    assert "unrevoked for at least 60 more seconds" in refused.json["message"]
+    # Until its revocation takes effect it may still authorise its successor, as a rotation
+    # that schedules the old key's end first and then adds the new one does.
+    rotated = client.post(
+        f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(key, Ed25519PrivateKey.generate())
+    )
+    assert rotated.status_code == 201, rotated.json
+
+
+def test_a_key_revoked_after_the_margin_still_signs(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    assert _revoke(client, key, (NOW + REVOCATION_MARGIN * 2).isoformat()).status_code == 201
+    made = client.post("/api/v1/attestations", json=_envelope(key, FEED))
+    assert made.status_code == 201, made.json
+
+
+_ENDORSER = "LEI:391200SQMTUVAUDIT203"
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        b'{"endorser": "%s", "attestation": {"logIndex": 1e400, "payloadSha256": "%s"}}',
+        b'{"endorser": "%s", "attestation": {"logIndex": "1", "payloadSha256": "%s"}}',
+        b'{"endorser": "%s", "attestation": {"logIndex": 1.9, "payloadSha256": "%s"}}',
+        b'{"endorser": "%s", "attestation": {"logIndex": true, "payloadSha256": "%s"}}',
+        b'{"endorser": "%s", "attestation": {"logIndex": 1, "payloadSha256": "%s\\u0000"}}',
+        b'{"endorser": "%s", "attestation": {"logIndex": 1, "payloadSha256": "X%s"}}',
+        b'{"endorser": "%s\\u0000", "attestation": {"logIndex": 1, "payloadSha256": "%s"}}',
+        b'{"endorser": "%s\\ud800", "attestation": {"logIndex": 1, "payloadSha256": "%s"}}',
+        b'{"endorser": ["%s"], "attestation": {"logIndex": 1, "payloadSha256": "%s"}}',
+        b'{"endorser": "%s", "attestation": ["%s"]}',
+        b'["%s", "%s"]',
+        b'{"endorser": "%s", "attestation": {"logIndex": 1, "payloadSha256": "%s"}',
+    ],
+)
+def test_an_endorsement_claim_of_the_wrong_shape_is_400(app: Flask, claim: bytes) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    digest = "ab" * 32
+    payload = claim % (_ENDORSER.encode(), digest.encode())
+    if b'"assurance"' not in payload and payload.startswith(b'{"endorser"'):
+        payload = payload[:-1] + b', "assurance": "third_party"}'
+    envelope = dsse.sign(bundle.ENDORSEMENT_TYPE, payload, key, bundle.key_id(_raw(key)))
+    log = app.extensions["sqm"]["log"]
+    size = log.size()
+    refused = client.post("/api/v1/endorsements", json=envelope.to_json())
+    assert refused.status_code == 400, refused.json
+    assert refused.json["error"] == "malformed_endorsement"
+    assert log.size() == size and log.waiting() == 0
+
+
+@pytest.mark.parametrize("authoriser", [123, {"a": 1}, ["x"], None, "\ud800", "A" * 64])
+def test_a_rotation_names_its_authoriser_by_key_id(app: Flask, authoriser: Any) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    body = _rotation(key, Ed25519PrivateKey.generate())
+    body["authorization"]["keyId"] = authoriser
+    refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=body)
+    assert refused.status_code == 400 and refused.json["error"] == "malformed_request"
+    assert "64 lowercase hex digits" in refused.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "code"), [("LEI:%00", "nul_character"), ("LEI:" + "x" * 400, "malformed_request")]
+)
+def test_a_supplier_id_in_the_path_is_checked(app: Flask, path: str, code: str) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    refused = client.post(f"/api/v1/suppliers/{path}/keys", json=_rotation(key, key))
+    assert refused.status_code == 400 and refused.json["error"] == code
+
+
+@pytest.mark.parametrize("revoked_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_revocation_time_outside_utc_is_400(app: Flask, revoked_at: str) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    refused = _revoke(client, key, revoked_at)
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_time"
+    unknown = client.post(
+        "/api/v1/keys/not-a-key-id/revocation",
+        json={"revokedAt": "2030-01-01T00:00:00+00:00"},
+    )
+    assert unknown.status_code == 404 and unknown.json["error"] == "no_such_key"

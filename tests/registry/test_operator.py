@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -47,10 +48,27 @@ def test_verification_status_needs_the_operator_token(tmp_path: Path) -> None:
         == 404
     )
     done = client.put(path, json={"status": "verified"}, headers=auth)
-    assert done.status_code == 200 and done.json == {
+    assert done.status_code == 200 and done.json is not None
+    assert done.json["supplier"] == SUPPLIER and done.json["verification"] == "verified"
+    # An identity event, logged like a key event: the leaf names the supplier and its status.
+    leaf = json.loads(base64.b64decode(done.json["leaf"]))
+    assert leaf["kind"] == "supplier-verification" and leaf["supplier"] == SUPPLIER
+    assert leaf["verification"] == "verified" and done.json["changed"] is True
+    entry = client.get(f"/api/v1/log/entries/{done.json['logIndex']}").json
+    assert entry is not None and base64.b64decode(entry["leaf"]) == base64.b64decode(
+        done.json["leaf"]
+    )
+    size = client.get("/api/v1/log/checkpoint").get_data(as_text=True).splitlines()[1]
+    again = client.put(path, json={"status": "verified"}, headers=auth)
+    assert again.status_code == 200 and again.json == {
         "supplier": SUPPLIER,
         "verification": "verified",
+        "changed": False,
     }
+    assert client.get("/api/v1/log/checkpoint").get_data(as_text=True).splitlines()[1] == size
+    assert client.get(f"/api/v1/suppliers/{SUPPLIER}").json["verification"] == "verified"
+    no_body = client.put(path, headers=auth)
+    assert no_body.status_code == 400 and no_body.json["error"] == "invalid_status"
 
 
 def test_operator_api_is_off_without_a_token(tmp_path: Path) -> None:

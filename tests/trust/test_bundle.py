@@ -123,3 +123,60 @@ def test_malformed_bundles_are_trust_errors(made: tuple[bundle.Bundle, bundle.Tr
     with pytest.raises(TrustError):
         bundle.TrustRoot.from_json({"log": {}})
     assert base64.b64decode(document["leaf"]) == made[0].attestation.leaf
+
+
+def test_a_log_key_outside_its_trusted_window_fails_the_timestamp_step(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    original, root = made
+    for valid_from, valid_until in (
+        ("2099-01-01T00:00:00+00:00", None),
+        ("2000-01-01T00:00:00+00:00", "2001-01-01T00:00:00+00:00"),
+    ):
+        narrowed = dataclasses.replace(
+            root, log_key_valid_from=valid_from, log_key_valid_until=valid_until
+        )
+        report = bundle.verify(original, narrowed)
+        assert _failed(report) == ["timestamp token", "key valid when logged"]
+        assert "outside the log key's validity in the trust root" in report.steps[1].detail
+    assert bundle.verify(
+        original, dataclasses.replace(root, log_key_valid_until=NOW.isoformat())
+    ).ok
+
+
+@pytest.mark.parametrize("valid_from", ["soon", "2026-01-01T00:00:00", 20260101])
+def test_a_trust_root_window_must_be_rfc3339_with_an_offset(
+    made: tuple[bundle.Bundle, bundle.TrustRoot], valid_from: object
+) -> None:
+    document = made[1].to_json()
+    document["log"]["validFrom"] = valid_from
+    with pytest.raises(TrustError, match=r"log\.validFrom must be an RFC 3339 time"):
+        bundle.TrustRoot.from_json(document)
+
+
+@pytest.mark.parametrize(
+    "subject", ['"abc"', '[{"name": "x", "digest": "abc"}]', "[7]", '{"digest": {}}']
+)
+def test_a_statement_of_the_wrong_shape_fails_its_step(
+    made: tuple[bundle.Bundle, bundle.TrustRoot], subject: str
+) -> None:
+    original, root = made
+    statement = json.loads(original.envelope.payload)
+    statement["subject"] = json.loads(subject)
+    envelope = dataclasses.replace(original.envelope, payload=json.dumps(statement).encode())
+    report = bundle.verify(_tamper(original, envelope=envelope), root)
+    assert "statement" in _failed(report)
+    assert "subject digest does not match" in next(
+        s.detail for s in report.steps if s.name == "statement"
+    )
+
+
+def test_a_checkpoint_size_in_other_digits_fails_the_checkpoint_step(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    original, root = made
+    size = original.checkpoint.split("\n")[1]
+    superscript = original.checkpoint.replace(f"\n{size}\n", "\n\u00b2\n", 1)
+    report = bundle.verify(_tamper(original, checkpoint=superscript), root)
+    assert report.steps[0].name == "checkpoint signature" and not report.steps[0].ok
+    assert "is not a decimal number" in report.steps[0].detail

@@ -215,3 +215,12 @@ def test_bad_requests_and_malformed_nodes() -> None:
         tree.root(5)
     with pytest.raises(TrustError):
         verify_inclusion(leaf_hash(b"x"), 0, 4, [b"short"], tree.root(4))
+
+
+def test_a_consistency_proof_from_the_empty_tree_needs_the_empty_root() -> None:
+    tree = MemoryTree()
+    for number in range(5):
+        tree.append(bytes([number]))
+    verify_consistency(0, 5, [], EMPTY_ROOT, tree.root())
+    with pytest.raises(VerificationError, match="empty tree"):
+        verify_consistency(0, 5, [], b"anything", tree.root())

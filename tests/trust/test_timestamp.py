@@ -222,3 +222,82 @@ def test_unsupported_requests_are_rejected_with_a_reason(
         text = subprocess.run(read, capture_output=True, text=True, check=True).stdout
         assert "Status: Rejected" in text
         assert reason in text
+
+
+def _request(**fields: object) -> bytes:
+    imprint = {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "hashed_message": hashlib.sha256(DATA).digest(),
+    }
+    return bytes(tsp.TimeStampReq({"version": "v1", "message_imprint": imprint, **fields}).dump())
+
+
+def _status(response: bytes) -> str:
+    return str(tsp.TimeStampResp.load(response)["status"]["status"].native)
+
+
+@pytest.mark.parametrize("nonce", [-5, -128, -129, 0, 255, 2**200, -(2**200)])
+def test_any_nonce_is_echoed_exactly(authority: ts.Authority, nonce: int) -> None:
+    response = ts.answer_request(_request(nonce=nonce, cert_req=True), authority, NOW, 15)
+    assert _status(response) == "granted"
+    assert ts.verify(response, DATA, authority.ca_certificate, nonce=nonce).serial == 15
+
+
+def test_the_certificate_comes_only_when_requested(authority: ts.Authority) -> None:
+    """RFC 3161 2.4.1: without certReq (or with it false) the certificates field MUST NOT be
+    present; the checker then has no certificate to check the token with."""
+    for fields, included in (({"cert_req": True}, 1), ({"cert_req": False}, 0), ({}, 0)):
+        response = ts.answer_request(_request(**fields), authority, NOW, 16)
+        signed = tsp.TimeStampResp.load(response)["time_stamp_token"]["content"]
+        certificates = signed["certificates"]
+        assert (0 if isinstance(certificates, type(None)) else len(certificates or [])) == included
+    with pytest.raises(VerificationError, match="does not include the TSA certificate"):
+        ts.verify(ts.answer_request(_request(), authority, NOW, 17), DATA, authority.ca_certificate)
+
+
+@pytest.mark.parametrize(
+    ("request_der", "reason"),
+    [
+        (lambda: _request(cert_req=True) + b"\x00\x00", "malformed TimeStampReq"),
+        (
+            lambda: _request(
+                extensions=[{"extn_id": "1.2.3.4", "critical": False, "extn_value": b"\x05\x00"}]
+            ),
+            "no request extensions are supported",
+        ),
+    ],
+)
+def test_requests_it_cannot_honour_are_rejected(
+    authority: ts.Authority, request_der: object, reason: str, tmp_path: Path
+) -> None:
+    response = ts.answer_request(request_der(), authority, NOW, 18)  # type: ignore[operator]
+    (tmp_path / "resp.tsr").write_bytes(response)
+    read = ["openssl", "ts", "-reply", "-in", str(tmp_path / "resp.tsr"), "-text"]
+    text = subprocess.run(read, capture_output=True, text=True, check=True).stdout
+    assert "Status: Rejected" in text and reason in text
+
+
+def test_a_signer_named_by_its_key_identifier_is_found(authority: ts.Authority) -> None:
+    """RFC 5652 5.3: a SignerInfo names its certificate by issuer and serial, or by subject key
+    identifier; the sid is outside the signed attributes, so the signature still holds."""
+    response = tsp.TimeStampResp.load(ts.stamp(authority, DATA, NOW, 19))
+    signer = response["time_stamp_token"]["content"]["signer_infos"][0]
+    ski = asn1_x509.Certificate.load(
+        authority.certificate.public_bytes(serialization.Encoding.DER)
+    ).key_identifier
+    signer["sid"] = cms.SignerIdentifier({"subject_key_identifier": ski})
+    signer["version"] = "v3"
+    assert ts.verify(response.dump(force=True), DATA, authority.ca_certificate).serial == 19
+    signer["sid"] = cms.SignerIdentifier({"subject_key_identifier": b"\x01" * 20})
+    with pytest.raises(VerificationError, match="does not include the TSA certificate"):
+        ts.verify(response.dump(force=True), DATA, authority.ca_certificate)
+
+
+def test_an_unknown_ess_hash_is_a_verification_error(authority: ts.Authority) -> None:
+    response = tsp.TimeStampResp.load(ts.stamp(authority, DATA, NOW, 20))
+    signer = response["time_stamp_token"]["content"]["signer_infos"][0]
+    for attribute in signer["signed_attrs"]:
+        if attribute["type"].native == "signing_certificate_v2":
+            attribute["values"][0]["certs"][0]["hash_algorithm"] = {"algorithm": "1.2.3.4"}
+    with pytest.raises(VerificationError, match=r"hash algorithm 1\.2\.3\.4 is not accepted"):
+        ts.verify(response.dump(force=True), DATA, authority.ca_certificate)

@@ -1,0 +1,293 @@
+"""The registry's tables checked against the log entries that record them.
+
+The registry answers from its tables: a submission is checked against the keys and
+revocations in ``supplier_keys``, bundles are built from the envelopes in ``attestations``. The
+log is what anyone can verify, so every such row must be what a leaf says, and every leaf of
+those kinds must have its row: a key un-revoked in its table, or an envelope changed in its
+column, would otherwise pass unnoticed while the tree itself stays intact
+(:meth:`TransparencyLog.fsck` checks the tree; ``sqm registry fsck`` runs both).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, exists, or_, select
+from sqlalchemy.engine import Connection, RowMapping
+
+from sqm.registry.db import (
+    attestations,
+    endorsements,
+    envelope_of,
+    log_chain_heads,
+    log_entries,
+    log_pending,
+    supplier_keys,
+    suppliers,
+)
+from sqm.registry.errors import DamagedStoreError
+from sqm.trust import bundle, dsse
+from sqm.trust.canonical import canonical
+
+# Enough to find and mend what is wrong; a count tells how much more there is.
+MAX_REPORTED = 20
+STREAM_ROWS = 500
+
+
+class _Problems:
+    """Problems found, each kind reported up to MAX_REPORTED times, then counted."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self._counts: dict[str, int] = {}
+
+    def add(self, kind: str, text: str) -> None:
+        count = self._counts[kind] = self._counts.get(kind, 0) + 1
+        if count <= MAX_REPORTED:
+            self.found.append(text)
+
+    def done(self) -> list[str]:
+        for kind, count in self._counts.items():
+            if count > MAX_REPORTED:
+                self.found.append(f"... and {count - MAX_REPORTED} more of: {kind}")
+        return self.found
+
+
+def check_records(engine: Engine) -> list[str]:
+    """Where the registry's tables disagree with the log entries they record: each key,
+    revocation, attestation and endorsement row against its leaf, each such leaf against its
+    row, rows that no entry (integrated or pending) records, and each supplier's chain of
+    attestations. Empty when they agree. Reads one snapshot of the database."""
+    problems = _Problems()
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":  # one snapshot for every query below
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        _check_entries(connection, problems)
+        _check_unlogged_rows(connection, problems)
+    return problems.done()
+
+
+def _check_entries(connection: Connection, problems: _Problems) -> None:
+    key = supplier_keys.alias("key")
+    revoked = supplier_keys.alias("revoked")
+    rows = connection.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+        select(
+            log_entries.c.idx,
+            log_entries.c.leaf,
+            key.c.key_id.label("key_id"),
+            key.c.supplier.label("key_supplier"),
+            key.c.public_key.label("public_key"),
+            key.c.valid_from.label("valid_from"),
+            key.c.revoked_at.label("key_revoked_at"),
+            key.c.revocation_seq.label("key_revocation_seq"),
+            revoked.c.key_id.label("revoked_key_id"),
+            revoked.c.revoked_at.label("revoked_at"),
+            attestations.c.supplier.label("attestation_supplier"),
+            attestations.c.feed_sequence.label("feed_sequence"),
+            attestations.c.payload_sha256.label("payload_sha256"),
+            attestations.c.key_id.label("attestation_key_id"),
+            attestations.c.envelope.label("attestation_envelope"),
+            endorsements.c.endorser.label("endorser"),
+            endorsements.c.attestation_index.label("attestation_index"),
+            endorsements.c.assurance.label("assurance"),
+            endorsements.c.envelope.label("endorsement_envelope"),
+        )
+        .select_from(
+            log_entries.outerjoin(key, key.c.seq == log_entries.c.seq)
+            .outerjoin(revoked, revoked.c.revocation_seq == log_entries.c.seq)
+            .outerjoin(attestations, attestations.c.seq == log_entries.c.seq)
+            .outerjoin(endorsements, endorsements.c.seq == log_entries.c.seq)
+        )
+        .order_by(log_entries.c.idx)
+    )
+    chains: dict[str, int] = {}  # supplier -> index of its latest attestation so far
+    for row in rows:
+        index = int(row[0])
+        try:
+            leaf = json.loads(bytes(row[1]))
+        except (ValueError, UnicodeDecodeError):
+            leaf = None
+        kind = leaf.get("kind") if isinstance(leaf, dict) else None
+        check = _CHECKS.get(kind) if isinstance(kind, str) else None
+        if check is None or leaf is None:
+            continue  # not a leaf the tables record (the tree check covers every leaf)
+        for text in check(leaf, row._mapping):
+            problems.add(f"{kind} entries", f"entry {index} ({kind}): {text}")
+        if kind == "attestation":
+            supplier = str(leaf.get("supplier"))
+            if leaf.get("previousIndex") != chains.get(supplier):
+                problems.add(
+                    "attestation chains",
+                    f"entry {index} (attestation): previousIndex is {leaf.get('previousIndex')}, "
+                    f"but {supplier}'s previous attestation is entry {chains.get(supplier)}",
+                )
+            chains[supplier] = index
+    heads = {
+        str(chain): int(last)
+        for chain, last in connection.execute(
+            select(log_chain_heads.c.chain, log_chain_heads.c.last_index)
+        )
+    }
+    for supplier, last in chains.items():
+        if heads.get(f"attestations:{supplier}") != last:
+            problems.add(
+                "chain heads",
+                f"the chain head of {supplier} is entry {heads.get(f'attestations:{supplier}')}, "
+                f"but its latest attestation is entry {last}",
+            )
+
+
+def _key(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
+    key_id, supplier, public, valid_from = (
+        row["key_id"], row["key_supplier"], row["public_key"], row["valid_from"]
+    )  # fmt: skip
+    if key_id is None:
+        yield f"no supplier_keys row records key {leaf.get('keyId')}"
+        return
+    if key_id != leaf.get("keyId") or supplier != leaf.get("supplier"):
+        yield f"its supplier_keys row is key {key_id} of {supplier}, the leaf names another"
+    if bundle.key_id(bytes(public)) != leaf.get("keyId"):
+        yield "its supplier_keys row holds another public key"
+    if _instant(valid_from) != _parsed(leaf.get("validFrom")):
+        yield f"its supplier_keys row is valid from {valid_from}, the leaf from {leaf.get('validFrom')}"
+    if row["key_revoked_at"] is not None and row["key_revocation_seq"] is None:
+        yield "its supplier_keys row is revoked, but no log entry revokes it"
+
+
+def _revocation(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
+    key_id, revoked_at = row["revoked_key_id"], row["revoked_at"]
+    if key_id is None:
+        yield (
+            f"the leaf revokes key {leaf.get('keyId')}, but no supplier_keys row records "
+            "this revocation: the registry would accept the key's signatures"
+        )
+        return
+    if key_id != leaf.get("keyId"):
+        yield f"the supplier_keys row of key {key_id} names this revocation, the leaf another key"
+    if _instant(revoked_at) != _parsed(leaf.get("revokedAt")):
+        yield f"the key's row is revoked from {revoked_at}, the leaf from {leaf.get('revokedAt')}"
+
+
+def _attestation(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
+    supplier, feed_sequence, digest, key_id, stored = (
+        row["attestation_supplier"], row["feed_sequence"], row["payload_sha256"],
+        row["attestation_key_id"], row["attestation_envelope"],
+    )  # fmt: skip
+    if supplier is None:
+        yield "no attestations row holds its envelope"
+        return
+    if supplier != leaf.get("supplier") or digest != leaf.get("payloadSha256"):
+        yield "its attestations row names another supplier or payload digest"
+    try:
+        envelope = envelope_of(stored)
+    except DamagedStoreError as exc:
+        yield str(exc)
+        return
+    if bundle.attestation_leaf(supplier, envelope, leaf.get("previousIndex")) != canonical(leaf):
+        yield "its stored envelope is not the one the leaf binds (payload or signatures differ)"
+        return
+    if key_id not in {signature.keyid for signature in envelope.signatures}:
+        yield f"its attestations row names key {key_id}, which did not sign the envelope"
+    if _feed_sequence(envelope) != feed_sequence:
+        yield f"its attestations row says feed sequence {feed_sequence}, the feed another"
+
+
+def _endorsement(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
+    endorser, attestation_index, assurance, stored = (
+        row["endorser"], row["attestation_index"], row["assurance"], row["endorsement_envelope"]
+    )  # fmt: skip
+    if endorser is None:
+        yield "no endorsements row holds its envelope"
+        return
+    recorded = (endorser, attestation_index, assurance)
+    if recorded != (leaf.get("endorser"), leaf.get("attestationIndex"), leaf.get("assurance")):
+        yield "its endorsements row names another endorser, attestation or assurance"
+    try:
+        envelope = envelope_of(stored)
+    except DamagedStoreError as exc:
+        yield str(exc)
+        return
+    rebuilt = bundle.endorsement_leaf(
+        endorser, int(attestation_index), str(leaf.get("payloadSha256")), assurance, envelope
+    )
+    if rebuilt != canonical(leaf):
+        yield "its stored envelope is not the one the leaf binds"
+
+
+_CHECKS: dict[str, Callable[[dict[str, Any], RowMapping], Iterator[str]]] = {
+    "supplier-key": _key,
+    "key-revocation": _revocation,
+    "attestation": _attestation,
+    "endorsement": _endorsement,
+}
+
+
+def _check_unlogged_rows(connection: Connection, problems: _Problems) -> None:
+    """Rows whose entry is neither in the tree nor waiting to be integrated."""
+
+    def recorded(seq: Any) -> Any:
+        return or_(
+            exists().where(log_entries.c.seq == seq), exists().where(log_pending.c.seq == seq)
+        )
+
+    for table, column, what in (
+        (supplier_keys, supplier_keys.c.seq, "key"),
+        (supplier_keys, supplier_keys.c.revocation_seq, "revocation of key"),
+        (attestations, attestations.c.seq, "attestation"),
+        (endorsements, endorsements.c.seq, "endorsement"),
+    ):
+        named = table.c.key_id if table is supplier_keys else table.c.seq
+        for name, seq in connection.execute(
+            select(named, column).where(column.is_not(None), ~recorded(column))
+        ):
+            problems.add(
+                f"unlogged {what} rows",
+                f"the {what} {name} (entry sequence number {seq}) is in the tables but not in "
+                "the log",
+            )
+    ownerless = select(supplier_keys.c.key_id, supplier_keys.c.supplier).where(
+        ~exists().where(suppliers.c.id == supplier_keys.c.supplier)
+    )
+    for key_id, supplier in connection.execute(ownerless):
+        problems.add(
+            "keys without a supplier",
+            f"key {key_id} is logged for {supplier}, but the suppliers table has no {supplier}",
+        )
+    keyless = select(suppliers.c.id).where(
+        ~exists().where(supplier_keys.c.supplier == suppliers.c.id)
+    )
+    for (supplier,) in connection.execute(keyless):
+        problems.add(
+            "suppliers without a logged key",
+            f"supplier {supplier} is registered, but no logged key registers it",
+        )
+
+
+def _feed_sequence(envelope: dsse.Envelope) -> Any:
+    try:
+        return json.loads(envelope.payload)["predicate"]["header"]["sequence"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    """A time as read back: SQLite keeps no offset, and the tables store UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _parsed(text: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if value is None or value.tzinfo is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None

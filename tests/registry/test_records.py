@@ -1,0 +1,239 @@
+"""`sqm registry fsck` beyond the tree: the registry's tables against the entries that record
+them, and rows the tree check alone would miss, on both databases."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
+
+from sqm.registry.app import create_app
+from sqm.registry.config import RegistryConfig
+from sqm.registry.db import (
+    attestations,
+    endorsements,
+    log_chain_heads,
+    log_checkpoints,
+    log_entries,
+    log_nodes,
+    node_key,
+    supplier_keys,
+    suppliers,
+)
+from sqm.registry.log import TransparencyLog
+from sqm.registry.records import MAX_REPORTED, check_records
+from sqm.trust import bundle
+from tests.registry.test_ingest import (
+    FEED,
+    NOW,
+    _endorsement,
+    _envelope,
+    _next,
+    _raw,
+    _register,
+    _revoke,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
+    """A registry holding every kind of entry the tables record: two suppliers' keys, one
+    revoked (from 2099) and one rotated in, attestations and an endorsement."""
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    made = create_app(
+        RegistryConfig(data_dir=tmp_path / "data", database_url=url, origin="registry.test/log")
+    )
+    made.extensions["sqm"]["ingest"].now = lambda: NOW
+    client = made.test_client()
+    key = Ed25519PrivateKey.generate()
+    assert _register(client, key).status_code == 201
+    logged = []
+    for sequence in (14, 15):
+        answer = client.post("/api/v1/attestations", json=_envelope(key, _next(FEED, sequence)))
+        assert answer.status_code == 201, answer.json
+        logged.append(answer.json)
+    assert _revoke(client, key, "2099-01-01T00:00:00+00:00").status_code == 201
+    auditor = Ed25519PrivateKey.generate()
+    organization = {
+        "name": "Zertifizierung Nord GmbH",
+        "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
+    }
+    public = _raw(auditor)
+    possession = auditor.sign(bundle.registration_message("LEI:529900SQMCERTBODY123", public))
+    registration = {
+        "supplier": organization,
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(possession).decode(),
+    }
+    assert client.post("/api/v1/endorsers", json=registration).status_code == 201
+    digest = json.loads(base64.b64decode(logged[0]["leaf"]))["payloadSha256"]
+    endorsement = _endorsement(auditor, logged[0]["logIndex"], digest)
+    endorsed = client.post("/api/v1/endorsements", json=endorsement)
+    assert endorsed.status_code == 201, endorsed.json
+    yield made
+    engine = made.extensions["sqm"]["log"].engine
+    if engine.dialect.name == "postgresql":
+        from sqm.registry.db import metadata
+
+        metadata.drop_all(engine)
+    engine.dispose()
+
+
+def _log(app: Flask) -> TransparencyLog:
+    log: TransparencyLog = app.extensions["sqm"]["log"]
+    return log
+
+
+def _tampered(app: Flask, change: Callable[[Connection], object]) -> list[str]:
+    log = _log(app)
+    with log.engine.begin() as connection:
+        change(connection)
+    return log.fsck() + check_records(log.engine)
+
+
+def test_an_intact_registry_has_no_problems(app: Flask) -> None:
+    log = _log(app)
+    with log.engine.connect() as connection:
+        kinds = connection.execute(select(func.count()).select_from(log_entries)).scalar()
+    assert kinds == 6  # 2 keys, 2 attestations, a revocation, an endorsement
+    assert log.fsck() == [] and check_records(log.engine) == []
+
+
+def test_a_key_unrevoked_in_its_table_is_found(app: Flask) -> None:
+    problems = _tampered(
+        app,
+        lambda c: c.execute(update(supplier_keys).values(revoked_at=None, revocation_seq=None)),
+    )
+    assert len(problems) == 1 and "would accept the key's signatures" in problems[0]
+
+
+def test_a_revocation_moved_in_its_table_is_found(app: Flask) -> None:
+    later = NOW.replace(year=2100)
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(supplier_keys)
+            .where(supplier_keys.c.revocation_seq.is_not(None))
+            .values(revoked_at=later)
+        ),
+    )
+    assert len(problems) == 1 and "is revoked from 2100" in problems[0]
+
+
+def test_a_revocation_without_its_entry_is_found(app: Flask) -> None:
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(supplier_keys)
+            .where(supplier_keys.c.revocation_seq.is_(None))
+            .values(revoked_at=NOW)
+        ),
+    )
+    assert problems == [  # the auditor's key, registered as entry 4
+        "entry 4 (supplier-key): its supplier_keys row is revoked, but no log entry revokes it"
+    ]
+
+
+def test_a_changed_stored_envelope_is_found(app: Flask) -> None:
+    log = _log(app)
+    with log.engine.connect() as connection:
+        stored = connection.execute(
+            select(attestations.c.envelope).order_by(attestations.c.seq)
+        ).scalars()
+        first, second = list(stored)
+    problems = _tampered(
+        app,  # the second feed's envelope put in the first one's row
+        lambda c: c.execute(
+            update(attestations)
+            .where(attestations.c.seq == select(func.min(attestations.c.seq)).scalar_subquery())
+            .values(envelope=second)
+        ),
+    )
+    assert first != second
+    assert any("stored envelope is not the one the leaf binds" in p for p in problems)
+
+
+def test_a_changed_attestation_row_is_found(app: Flask) -> None:
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(attestations).values(
+                feed_sequence=attestations.c.feed_sequence + 1000, key_id="0" * 64
+            )
+        ),
+    )
+    assert any("says feed sequence 1014" in p for p in problems)
+    assert any("says feed sequence 1015" in p for p in problems)
+    assert sum("which did not sign the envelope" in p for p in problems) == 2
+
+
+def test_dropped_rows_are_found(app: Flask) -> None:
+    log = _log(app)
+    assert any(
+        "no attestations row holds its envelope" in p
+        for p in _tampered(app, lambda c: c.execute(delete(attestations)))
+    )
+    assert any(
+        "no endorsements row holds its envelope" in p
+        for p in _tampered(app, lambda c: c.execute(delete(endorsements)))
+    )
+    dropped_supplier = _tampered(
+        app, lambda c: c.execute(delete(suppliers).where(suppliers.c.id.like("LEI:5299%KRAFT%")))
+    )
+    assert any("the suppliers table has no" in p for p in dropped_supplier)
+    with log.engine.begin() as connection:  # the tree's checks
+        connection.execute(delete(log_nodes).where(log_nodes.c.node == node_key(1, 0)))
+        newest = connection.execute(select(func.max(log_checkpoints.c.size))).scalar()
+        connection.execute(delete(log_checkpoints).where(log_checkpoints.c.size == newest))
+    problems = log.fsck()
+    assert "subtree (1, 0) is missing" in problems
+    assert any("a checkpoint row was dropped" in p for p in problems)
+
+
+def test_rows_no_entry_records_are_found(app: Flask) -> None:
+    def forge(connection: Connection) -> None:
+        row = connection.execute(select(supplier_keys).limit(1)).mappings().one()
+        forged = {**row, "key_id": "f" * 64, "seq": 10_000, "revocation_seq": None}
+        connection.execute(supplier_keys.insert().values(forged))
+
+    problems = _tampered(app, forge)
+    assert problems == [
+        f"the key {'f' * 64} (entry sequence number 10000) is in the tables but not in the log"
+    ]
+
+
+def test_a_broken_attestation_chain_is_found(app: Flask) -> None:
+    problems = _tampered(app, lambda c: c.execute(update(log_chain_heads).values(last_index=0)))
+    assert (
+        len(problems) == 1
+        and "the chain head of LEI:529900SQMKRAFTWERK41 is entry 0" in (problems[0])
+    )
+
+
+def test_problems_of_one_kind_are_counted_beyond_a_limit(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    other = copy.deepcopy(FEED)
+    other["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMOTHERSUPP09"
+    assert _register(client, key, other["header"]["supplier"]).status_code == 201
+    feeds = [_next(other, n) for n in range(2, MAX_REPORTED + 7)]
+    for feed in feeds:
+        feed["header"]["supplier"] = other["header"]["supplier"]
+        answer = client.post("/api/v1/attestations", json=_envelope(key, feed))
+        assert answer.status_code == 201, answer.json
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(attestations).values(feed_sequence=attestations.c.feed_sequence + 1000)
+        ),
+    )
+    assert len(problems) == MAX_REPORTED + 1
+    assert problems[-1] == f"... and {len(feeds) + 2 - MAX_REPORTED} more of: attestation entries"
