@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from sqm.registry.config import RegistryConfig
@@ -30,7 +31,10 @@ MAX_BIGINT = 2**63 - 1
 
 
 class BoundedInteger(IntegerConverter):
-    """``int`` path segments that fit a database BIGINT."""
+    r"""``int`` path segments that fit a database BIGINT, in ASCII digits: Werkzeug's ``\d``
+    also matches other scripts' digits ("٣" read as 3), so one entry had many URLs."""
+
+    regex = r"[0-9]+"
 
     def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_BIGINT)
@@ -136,13 +140,51 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(openapi_blueprint, url_prefix="/api/v1")
 
     @app.before_request
+    def _measure_streamed_body() -> Any:
+        # A chunked body has no Content-Length, and Werkzeug cuts such a stream at
+        # MAX_CONTENT_LENGTH without a word: read it whole here (the limit and one byte more)
+        # so that one too large is refused with 413, and every check after sees all of it.
+        environ = request.environ
+        if (
+            request.content_length is not None
+            or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            return None
+        limit = config.max_request_bytes
+        stream = environ["wsgi.input"]
+        chunks, size = [], 0
+        try:
+            while size <= limit:
+                chunk = stream.read(min(65536, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except Exception as exc:  # the server's own error for a malformed chunk (gunicorn's)
+            return _refused(400, "malformed_body", f"the chunked body cannot be read: {exc}")
+        if size > limit:
+            raise RequestEntityTooLarge()
+        body = b"".join(chunks)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ.pop("wsgi.input_terminated", None)
+        return None
+
+    def _refused(status: int, code: str, message: str) -> Any:
+        if not request.path.startswith("/api/"):
+            page = render_template("error.html", status=status, code=code, message=message)
+            return page, status
+        return jsonify({"error": code, "message": message}), status
+
+    @app.before_request
     def _refuse_nul() -> Any:
         # No SQM value holds U+0000, and PostgreSQL cannot store it in text: refuse it at the
         # door rather than fail deep inside.
         textual = request.mimetype in (
             "application/json", "application/x-www-form-urlencoded", "application/sparql-query",
         ) or request.mimetype.endswith("+json")  # fmt: skip
-        body = request.get_data(cache=True) if request.content_length and textual else b""
+        body = request.get_data(cache=True) if textual else b""
         if (
             "\x00" in request.path
             or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True))
@@ -183,9 +225,12 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         message = error.description or error.name
         if error.code == 413:
             message = f"the request body exceeds the limit of {config.max_request_bytes} bytes"
+        headers = [(name, value) for name, value in error.get_headers() if name == "Allow"]
+        if error.code == 405 and headers:
+            message = f"{message} Allowed here: {headers[0][1]}."
         if not request.path.startswith("/api/"):  # a person's browser: a page, not JSON
             page = render_template("error.html", status=error.code, code=code, message=message)
-            return page, error.code
-        return jsonify({"error": code, "message": message}), error.code
+            return page, error.code, headers
+        return jsonify({"error": code, "message": message}), error.code, headers
 
     return app

@@ -44,7 +44,7 @@ from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetCondit
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
 from sqm.trust.canonical import canonical_text, loads_with_canonical
-from sqm.validator import Severity, validate
+from sqm.validator import Severity, check_organization, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ REVOCATION_MARGIN = timedelta(minutes=1)
 # Longer than any scheme:code the standard's identifiers make; bounds what a request may name.
 MAX_IDENTIFIER = 300
 _HEX = re.compile("[0-9a-f]+")
+_UNSAFE_IN_PATHS = frozenset("/?#% \t\n\r")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -357,7 +358,31 @@ class Ingest:
             raise RejectionError(
                 422, "invalid_supplier", "supplier must be an organisation with a name"
             )
-        identity = supplier_id(organization)
+        # The standard's own checks of an organisation, as a feed's supplier gets them.
+        findings = check_organization(organization, "/supplier")
+        if any(f.severity is Severity.ERROR for f in findings):
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"the organisation has {sum(f.severity is Severity.ERROR for f in findings)} "
+                "errors, as the validator finds them in a feed's header.supplier",
+                {"findings": [f.to_dict() for f in findings]},
+            )
+        if not organization["name"].strip() or not organization.get("identifiers"):
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                "supplier needs a name and at least one registered identifier; the first names "
+                "it in the registry (scheme:code)",
+            )
+        identity = _identifier(supplier_id(organization), "the supplier's first identifier")
+        if any(c in identity for c in _UNSAFE_IN_PATHS) or not identity.isprintable():
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"the first identifier {identity[:80]!r} names the supplier in URLs: it may not "
+                "hold white space, control characters or any of / ? # %",
+            )
         public, possession, key_id = self._possessed_key(identity, body)
         with self.log.engine.connect() as connection:
             exists = connection.execute(
@@ -763,8 +788,9 @@ class Ingest:
 
     # --- endorsements ---------------------------------------------------------------------------
 
-    def endorse(self, body: Any) -> dict[str, Any]:
-        """Log a registered endorser's signed endorsement of a logged attestation."""
+    def endorse(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """Log a registered endorser's signed endorsement of a logged attestation: (201, its
+        entry), or (409, the entry) when the same endorsement payload is logged already."""
         try:
             envelope = dsse.Envelope.from_json(body)
         except TrustError as exc:
@@ -803,6 +829,15 @@ class Ingest:
             )
 
         def write(connection: Connection) -> int:
+            # Under the log's write lock: two submissions of one endorsement log it once.
+            for seen, stored in connection.execute(
+                select(endorsements.c.seq, endorsements.c.envelope).where(
+                    endorsements.c.endorser == endorser,
+                    endorsements.c.attestation_index == index,
+                )
+            ):
+                if envelope_of(stored).payload == envelope.payload:
+                    raise _LoggedAlreadyError(int(seen))
             seq = self.log.sequence(
                 bundle.endorsement_leaf(endorser, index, digest, assurance, envelope),
                 connection=connection,
@@ -818,8 +853,19 @@ class Ingest:
             )
             return seq
 
-        seq, integration = self._logged(write)
-        return {
+        try:
+            seq, integration = self._logged(write)
+        except _LoggedAlreadyError as known:
+            # An exact resubmission: answered with its entry, as an attestation's is.
+            if self.log.waiting():  # e.g. stored during a TSA outage: log it now
+                self._integrate()
+            return 409, {
+                "error": "already_logged",
+                "endorser": endorser,
+                "assurance": assurance,
+                **self._included(known.seq).to_json(),
+            }
+        return 201, {
             "endorser": endorser,
             "assurance": assurance,
             **self._included(seq, integration).to_json(),
@@ -967,20 +1013,16 @@ class Ingest:
             raise RejectionError(
                 400, "malformed_request", 'send {"revokedAt": RFC 3339, "signature": base64}'
             )
-        try:
-            revoked_at = datetime.fromisoformat(body["revokedAt"])
-        except ValueError:
+        # Logged as sent, and read by verifiers in any language: RFC 3339 only, not the rest
+        # of ISO 8601 that Python also reads (week dates, basic format).
+        revoked_at = bundle.rfc3339(body["revokedAt"])
+        if revoked_at is None:
             raise RejectionError(
-                400, "invalid_time", "revokedAt must be an RFC 3339 timestamp"
-            ) from None
-        if revoked_at.tzinfo is None:
-            raise RejectionError(400, "invalid_time", "revokedAt needs a time zone offset")
-        try:
-            utc(revoked_at)
-        except OverflowError:  # 0001-01-01T00:00+14:00, say: no UTC time to store
-            raise RejectionError(
-                400, "invalid_time", "revokedAt must be a time in UTC from year 1 to 9999"
-            ) from None
+                400,
+                "invalid_time",
+                "revokedAt must be an RFC 3339 date-time with its offset, e.g. "
+                "2026-11-04T12:00:00Z or 2026-11-04T13:00:00.5+01:00, from year 1 to 9999 in UTC",
+            )
         if not is_key_id(key):
             raise RejectionError(404, "no_such_key", f"no registered key {key[:80]!r}")
         with self.log.engine.connect() as connection:
@@ -1032,6 +1074,14 @@ class Ingest:
             "revokedAt": body["revokedAt"],
             **self._included(seq, integration).to_json(),
         }
+
+
+class _LoggedAlreadyError(Exception):
+    """The endorsement a write was to log is logged already, as entry ``seq``."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(seq)
+        self.seq = seq
 
 
 def _endorsement_claim(payload: bytes) -> tuple[str, int, str, str]:

@@ -161,9 +161,13 @@ def _duration(value: str) -> timedelta:
 def instant(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise QueryError("invalid_parameter", f"{name} must be an ISO 8601 date or time") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+23:59, say: a time before UTC's first
+        raise QueryError(
+            "invalid_parameter", f"{name} must be a time from year 1 to 9999 in UTC"
+        ) from None
 
 
 def decode_cursor(cursor: str, fingerprint: str, sort: str = "supplier") -> tuple[Any, str]:

@@ -9,6 +9,7 @@ True
 from sqm.validator.api import (
     ValidationResult,
     best_match,
+    check_organization,
     iter_findings,
     iter_stream_findings,
     load_baseline,
@@ -23,6 +24,7 @@ __all__ = [
     "ValidationResult",
     "ValidatorError",
     "best_match",
+    "check_organization",
     "iter_findings",
     "iter_stream_findings",
     "load_baseline",

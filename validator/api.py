@@ -267,6 +267,20 @@ def best_match(findings: Sequence[Finding]) -> Finding | None:
     return min(findings, key=lambda f: (-f.severity.rank, f.pointer.count("/"), f.code))
 
 
+def check_organization(organization: Any, at: str = "") -> list[Finding]:
+    """Findings for an organisation (a supplier, certification body or auditor) on its own:
+    the core schema's Organization, its identifiers' check digits and its country code, with
+    pointers under ``at`` (a JSON pointer). The registry checks identities it registers so."""
+    from sqm.validator.layers.semantics import check_party
+    from sqm.validator.layers.structure import organization_findings
+
+    prefix = at.split("/")[1:] if at else []
+    found = organization_findings(organization, prefix)
+    if isinstance(organization, Mapping):
+        check_party(organization, at, found)
+    return found
+
+
 def validate(
     source: Source,
     profiles: Sequence[str] = (),

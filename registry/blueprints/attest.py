@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from sqm.registry.blueprints.common import fail, json_answer
+from sqm.registry.blueprints.common import fail, json_answer, json_body
 from sqm.registry.ingest import Ingest, RejectionError
 
 blueprint = Blueprint("attest", __name__)
@@ -19,10 +19,7 @@ def _ingest() -> Ingest:
 
 
 def _json_body() -> Any:
-    body = request.get_json(silent=True)
-    if body is None:
-        fail(400, "malformed_json", "send a JSON body with Content-Type: application/json")
-    return body
+    return json_body()
 
 
 def _rejected(error: RejectionError) -> Any:
@@ -84,7 +81,8 @@ def register_endorser() -> Any:
 def endorse() -> Any:
     """Log an endorser's signed endorsement of a logged attestation."""
     try:
-        return jsonify(_ingest().endorse(_json_body())), 201
+        status, answer = _ingest().endorse(_json_body())
+        return jsonify(answer), status
     except RejectionError as error:
         return _rejected(error)
 

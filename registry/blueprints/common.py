@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, NoReturn
 
 import orjson
-from flask import Response, abort, current_app, jsonify, make_response
+from flask import Response, abort, current_app, jsonify, make_response, request
 
 from sqm.registry.log import TransparencyLog
+from sqm.trust.canonical import DuplicateMemberError, unique_members
+
+# A \uXXXX escape of a surrogate: paired ones are JSON's way to write characters beyond the
+# BMP; an unpaired one is text no UTF-8 database or encoder takes.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def the_log() -> TransparencyLog:
@@ -46,3 +53,49 @@ def integer_arg(args: Any, name: str, minimum: int = 0) -> int:
             f"digits, got {raw[:40]!r}",
         )
     return int(raw)
+
+
+def json_body() -> Any:
+    """The request's body as JSON, read strictly: UTF-8 (RFC 8259 section 8.1), no member named
+    twice, no NaN or Infinity, no unpaired surrogate (I-JSON, RFC 7493 section 2). Otherwise a
+    400 ``malformed_json`` that says what is wrong and where."""
+    if not request.is_json:
+        fail(
+            400,
+            "malformed_json",
+            f"send the body as JSON with Content-Type: application/json (got "
+            f"{request.mimetype or 'no Content-Type'})",
+        )
+    raw = request.get_data(cache=True)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(
+            400,
+            "malformed_json",
+            f"the body is not UTF-8 text, which JSON between systems must be (RFC 8259 section "
+            f"8.1): byte {exc.start} is {raw[exc.start : exc.start + 1]!r}",
+        )
+    try:
+        value = json.loads(text, object_pairs_hook=unique_members, parse_constant=_no_constant)
+    except DuplicateMemberError as exc:
+        fail(400, "malformed_json", f"the body is ambiguous JSON: {exc} (RFC 7493 section 2.3)")
+    except ValueError as exc:  # json.JSONDecodeError names the line and column
+        fail(400, "malformed_json", f"the body is not JSON: {exc}")
+    except RecursionError:
+        fail(400, "malformed_json", "the body nests arrays or objects too deeply to read")
+    if _ESCAPED_SURROGATE.search(text) is not None:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            fail(
+                400,
+                "malformed_json",
+                f"the body holds an unpaired surrogate ({exc.object[exc.start : exc.end]!r}), "
+                "which is no Unicode text (RFC 7493 section 2.1)",
+            )
+    return value
+
+
+def _no_constant(literal: str) -> Any:
+    raise ValueError(f"{literal} is not a JSON number (RFC 8259 section 6)")

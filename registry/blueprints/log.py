@@ -22,7 +22,7 @@ def checkpoint() -> Any:
     signed = the_log().latest()
     if signed is None:
         fail(404, "empty_log", "the log has no checkpoint yet")
-    return Response(signed.note, mimetype="text/plain; charset=utf-8")
+    return Response(signed.note, content_type="text/plain; charset=utf-8")
 
 
 @blueprint.get("/log/entries/<int:index>")

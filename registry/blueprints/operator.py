@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from sqm.registry.blueprints.common import fail
+from sqm.registry.blueprints.common import fail, json_body
 from sqm.registry.ingest import RejectionError
 
 blueprint = Blueprint("operator", __name__)
@@ -27,8 +27,10 @@ def set_verification(supplier: str) -> Any:
     """Set a supplier identity's verification status (unverified, verified, suspended): a log
     entry, like every identity and key event."""
     _authorise()
-    body = request.get_json(silent=True)
-    status = body.get("status") if isinstance(body, dict) else None
+    body = json_body()
+    if not isinstance(body, dict):
+        fail(400, "malformed_request", 'send {"status": "unverified" | "verified" | "suspended"}')
+    status = body.get("status")
     ingest = current_app.extensions["sqm"]["ingest"]
     try:
         return jsonify(ingest.set_verification(supplier, status))

@@ -18,11 +18,11 @@ def registry_group() -> None:
     "--data",
     "data_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("var/registry"),
-    show_default=True,
+    default=None,
+    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
 )
 @click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
-def fsck_command(data_dir: Path, database: str | None) -> None:
+def fsck_command(data_dir: Path | None, database: str | None) -> None:
     """Recompute the log from its stored entries and check every subtree hash and checkpoint,
     then check the registry's key, attestation and endorsement tables against the entries
     that record them.
@@ -42,7 +42,7 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
     # Origin and TSAs as the registry runs them (SQM_REGISTRY_* variables).
     config = dataclasses.replace(
         RegistryConfig.from_env(),
-        data_dir=data_dir,
+        data_dir=data_dir or RegistryConfig.from_env().data_dir,
         database_url=database or RegistryConfig.from_env().database_url,
     )
     if not (config.data_dir / "keys" / "log.key").exists():
@@ -74,12 +74,12 @@ def fsck_command(data_dir: Path, database: str | None) -> None:
     "--data",
     "data_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("var/registry"),
-    show_default=True,
+    default=None,
+    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
 )
 @click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
 @click.option("--check", "check_only", is_flag=True, help="Only compare the index with the log.")
-def reindex_command(data_dir: Path, database: str | None, check_only: bool) -> None:
+def reindex_command(data_dir: Path | None, database: str | None, check_only: bool) -> None:
     """Rebuild the search index from the log, then check it against the log.
 
     The log is authoritative; the index is derived from it and can be rebuilt at any time.
@@ -93,7 +93,7 @@ def reindex_command(data_dir: Path, database: str | None, check_only: bool) -> N
 
     config = dataclasses.replace(
         RegistryConfig.from_env(),
-        data_dir=data_dir,
+        data_dir=data_dir or RegistryConfig.from_env().data_dir,
         database_url=database or RegistryConfig.from_env().database_url,
     )
     indexer = Indexer(make_engine(config.url))

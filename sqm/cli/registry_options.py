@@ -44,6 +44,10 @@ def make_client(registry: str, trust_root_path: Path | None) -> RegistryClient:
             root = TrustRoot.from_json(json.loads(trust_root_path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             raise TrustError(f"{trust_root_path}: cannot be read as a trust root: {exc}") from exc
+        except RecursionError:
+            raise TrustError(
+                f"{trust_root_path}: cannot be read as a trust root: it nests too deeply"
+            ) from None
     client = RegistryClient(registry, root)
     if root is None:
         click.echo("note: no --trust-root given; trusting the registry's own trust root", err=True)

@@ -47,6 +47,10 @@ def _load_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TrustError(f"{path}: cannot be read as a {what}: {exc}") from exc
+    except RecursionError:
+        raise TrustError(
+            f"{path}: cannot be read as a {what}: it nests arrays or objects too deeply"
+        ) from None
 
 
 @click.command("verify")

@@ -258,6 +258,6 @@ class RegistryClient:
         digest = hashlib.sha256(made.envelope.payload).hexdigest()
         envelope = requests.endorsement(endorser, index, digest, assurance, key, scope)
         status, answer = self.transport.request("POST", "/endorsements", envelope.to_json())
-        if status == 409:
+        if status == 409 and answer.get("error") != "already_logged":
             raise ClientError(409, str(answer.get("error")), str(answer.get("message")))
-        return dict(answer)
+        return dict(answer)  # 409 already_logged: the same endorsement's entry, logged before

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sqm.trust import dsse, merkle, timestamp
-from sqm.trust.canonical import canonical, canonical_text
+from sqm.trust.canonical import canonical, canonical_text, unique_members
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note
 from sqm.trust.errors import TrustError, VerificationError
 
@@ -271,13 +272,30 @@ class TrustRoot:
         return root
 
 
+# RFC 3339 section 5.6 date-time (fractions to the microsecond, which Python keeps):
+# datetime.fromisoformat alone also reads ISO 8601's other forms (week dates, basic format).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def rfc3339(text: Any) -> datetime | None:
+    """The time an RFC 3339 date-time names (with its offset, within Python's years), or None
+    for anything else."""
+    if not isinstance(text, str) or _RFC3339.fullmatch(text) is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        value.astimezone(UTC)  # an offset that leaves year 1 to 9999 in UTC raises
+    except (ValueError, OverflowError):
+        return None
+    return value
+
+
 def _instant(text: Any, what: str) -> datetime:
     """An RFC 3339 time with its offset, as trust material writes times."""
-    try:
-        value = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+    value = rfc3339(text)
+    if value is None:
         raise TrustError(f"{what} must be an RFC 3339 time with an offset, got {text!r}")
     return value
 
@@ -652,9 +670,12 @@ def _json(raw: bytes, what: str) -> dict[str, Any]:
     import json
 
     try:
-        value = json.loads(raw)
+        # A member named twice would let two readers of the same signed bytes differ.
+        value = json.loads(raw, object_pairs_hook=unique_members)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TrustError(f"{what} is not JSON: {exc}") from exc
+    except RecursionError:
+        raise TrustError(f"{what} nests arrays or objects too deeply") from None
     if not isinstance(value, dict):
         raise TrustError(f"{what} is not a JSON object")
     return value

@@ -75,6 +75,42 @@ def _constant(literal: str) -> Any:
     raise _NeedsReferenceError  # NaN and Infinity: no JSON value, the reference serialiser refuses them
 
 
+class DuplicateMemberError(ValueError):
+    """JSON text with an object that names a member twice. RFC 8259 section 4 leaves the
+    meaning to each parser (most keep the last, some the first, some refuse), and I-JSON
+    (RFC 7493 section 2.3), which JCS requires of its input (RFC 8785 section 3.1), forbids it:
+    two readers of a signed payload could see two different feeds."""
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a member named twice."""
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        seen: set[str] = set()
+        name = next(n for n, _ in pairs if n in seen or seen.add(n))  # type: ignore[func-returns-value]
+        raise DuplicateMemberError(f"an object names the member {name[:80]!r} twice")
+    return made
+
+
+# A member name's closing quote with white space before its colon, which the count below
+# would miss.
+_SPACED_COLON = re.compile(rb'"[ \t\n\r]+:')
+
+
+def _check_unique(raw: bytes, members: int) -> None:
+    """Raise DuplicateMemberError when ``raw``, parsed by orjson (which keeps the last of
+    duplicates) into objects of ``members`` members in all, names a member twice.
+
+    Why not a hook on every object: it cost 2.5 times orjson's parse of a feed. Each member
+    name ends in a quote straight followed by a colon (unless white space separates them,
+    which sends the text to the exact check), and a quote followed by a colon elsewhere is
+    inside a string or opens one: so this count is at least the number of names in the
+    text, which is at least ``members``; equal, no name repeats. Otherwise the exact check."""
+    if _SPACED_COLON.search(raw) is None and raw.count(b'":') == members:
+        return
+    json.loads(raw, object_pairs_hook=unique_members)
+
+
 def canonical_text(text: bytes | str, member: str | None = None) -> bytes:
     """The JCS bytes of the JSON value in ``text`` (of its top-level object's ``member`` when
     given): exactly ``canonical(json.loads(text)[member])``, mostly computed in C.
@@ -86,7 +122,8 @@ def canonical_text(text: bytes | str, member: str | None = None) -> bytes:
     equals JCS's UTF-16 order for keys within the BMP (§3.2.3), and the walk keeps only
     numbers that print alike (§3.2.2.3). Text with characters beyond the BMP or escaped
     surrogates, and numbers outside that range, take the reference path. ValueError for text
-    that is not JSON; TrustError for values JCS cannot carry; KeyError or TypeError when
+    that is not JSON (DuplicateMemberError for an object that names a member twice, which
+    I-JSON forbids); TrustError for values JCS cannot carry; KeyError or TypeError when
     ``member`` is missing.
     """
     raw = text.encode() if isinstance(text, str) else text
@@ -94,7 +131,7 @@ def canonical_text(text: bytes | str, member: str | None = None) -> bytes:
     if fast is not None:
         _, printable = fast
         return _dumps(printable if member is None else printable[member])
-    value = json.loads(raw)
+    value = json.loads(raw, object_pairs_hook=unique_members)
     return _reference(value if member is None else value[member])
 
 
@@ -106,10 +143,11 @@ def loads_with_canonical(text: bytes, member: str) -> tuple[Any, bytes | None]:
     Why: a submission needs both the parsed statement and its feed's JCS bytes; parsing the
     payload once saves a parse of the whole feed. The value is json.loads's exactly (an
     integral float stays a float; only the printed copy holds the int that JCS prints).
-    ValueError for text that is not JSON, as json.loads."""
+    ValueError for text that is not JSON, as json.loads, and DuplicateMemberError (a
+    ValueError) for an object that names a member twice."""
     fast = _printable(text)
     if fast is None:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=unique_members), None
     value, printable = fast
     jcs = _dumps(printable[member]) if isinstance(value, dict) and member in value else None
     return value, jcs
@@ -129,10 +167,13 @@ def _printable(raw: bytes) -> tuple[Any, Any] | None:
     except orjson.JSONDecodeError:
         pass
     else:
+        members = [0]
         try:
-            return value, _for_jcs(value)
+            printable = _for_jcs(value, members=members)
         except _NeedsReferenceError:
             return None
+        _check_unique(raw, members[0])
+        return value, printable
     made_int = False
 
     def number(literal: str) -> int | float:
@@ -142,13 +183,19 @@ def _printable(raw: bytes) -> tuple[Any, Any] | None:
         return value
 
     try:
-        hooked = json.loads(raw, parse_int=_integer, parse_float=number, parse_constant=_constant)
+        hooked = json.loads(
+            raw,
+            parse_int=_integer,
+            parse_float=number,
+            parse_constant=_constant,
+            object_pairs_hook=unique_members,
+        )
     except _NeedsReferenceError:
         return None
     return (json.loads(raw) if made_int else hooked), hooked
 
 
-def _for_jcs(value: Any, strict: bool = False) -> Any:
+def _for_jcs(value: Any, strict: bool = False, members: list[int] | None = None) -> Any:
     """``value``, or a copy of it whose integral floats are ints (as :func:`_number` makes
     them); parts that hold no such float are shared, not copied. _NeedsReferenceError for a
     number whose JCS form Python does not print, and when ``strict``, for any type but
@@ -156,14 +203,17 @@ def _for_jcs(value: Any, strict: bool = False) -> Any:
 
     Why a walk after orjson rather than json.loads's number hooks: the hooks call Python for
     every number literal, which made the one parse of a typical feed three times orjson's
-    parse and this walk together."""
+    parse and this walk together. ``members``: its one item counts the members of every
+    object walked."""
     kind = type(value)
     if kind is dict or kind is list:
+        if members is not None and kind is dict:
+            members[0] += len(value)
         copied = None
         for place, item in value.items() if kind is dict else enumerate(value):
             if type(item) in _ATOMS:
                 continue
-            printed = _for_jcs(item, strict)
+            printed = _for_jcs(item, strict, members)
             if printed is not item:
                 if copied is None:
                     copied = kind(value)  # a shallow copy: what it shares stays unchanged

@@ -53,6 +53,20 @@ def test_unreadable_bundle_exits_2(
     )
     assert result.exit_code == 2
     assert "cannot be read as a bundle" in result.output
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    for arguments in (
+        ["verify", str(tmp_path / "deep.json"), "--trust-root", root],
+        ["verify", str(tmp_path / "broken.json"), "--trust-root", str(tmp_path / "deep.json")],
+    ):
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "nests arrays or objects too deeply" in result.output or (
+            "cannot be read as a bundle" in result.output
+        )
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "deep.json"), "--trust-root", root])
+    assert "deep.json: cannot be read as a bundle: it nests arrays or objects too deeply" in (
+        result.output
+    )
 
 
 def test_keys_generate_writes_a_private_key_only_the_owner_can_read(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -79,7 +80,7 @@ def test_nul_characters_are_refused_at_the_door(seeded: Flask) -> None:
 def test_a_feed_holding_nul_is_refused_before_storage(seeded: Flask) -> None:
     client = seeded.test_client()
     feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
-    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMNULTEST0001"
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMNULTEST0078"
     key = Ed25519PrivateKey.generate()
     assert (
         client.post(
@@ -99,7 +100,7 @@ def test_a_payload_that_is_not_utf8_is_refused_before_storage(seeded: Flask) -> 
     # the index stuck at it for good).
     client = seeded.test_client()
     feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
-    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMUTF8TEST001"
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMUTF8TEST029"
     key = Ed25519PrivateKey.generate()
     registered = client.post(
         "/api/v1/suppliers", json=requests.registration(feed["header"]["supplier"], key)
@@ -113,8 +114,48 @@ def test_a_payload_that_is_not_utf8_is_refused_before_storage(seeded: Flask) -> 
     before = client.get("/api/v1/log/checkpoint").get_data()
     answer = client.post("/api/v1/attestations", json=envelope.to_json())
     assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
-    assert "not UTF-8" in answer.json["message"]
+    # Refused for the duplicate now, which is what hid the surrogate from the checks.
+    assert "names the member '_type' twice" in answer.json["message"]
+    unpaired = text.replace(b'"Stuttgart', b'"\xed\xa0\x80Stuttgart', 1)
+    assert unpaired != text
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, unpaired, key, requests.key_id(key))
+    answer = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert answer.status_code in (400, 422) and answer.json["error"] in (
+        "malformed_statement",
+        "no_canonical_form",
+    )
+    invalid = text.replace(b'"Stuttgart', b'"\xffStuttgart', 1)
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, invalid, key, requests.key_id(key))
+    answer = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
+    assert "utf-8" in answer.json["message"].lower()
     assert client.get("/api/v1/log/checkpoint").get_data() == before  # nothing logged
+
+
+def test_a_payload_naming_a_member_twice_is_refused(seeded: Flask) -> None:
+    """A first-wins reader and a last-wins reader of the same signed payload would see two
+    different feeds: the registry validates one, so it takes neither (I-JSON, RFC 7493)."""
+    client = seeded.test_client()
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMUTF8TEST029"
+    key = Ed25519PrivateKey.generate()
+    registration = requests.registration(feed["header"]["supplier"], key)
+    assert client.post("/api/v1/suppliers", json=registration).status_code == 201
+    text = json.dumps(bundle.statement(feed)).encode()
+    before = client.get("/api/v1/log/checkpoint").get_data()
+    for payload in (
+        text.replace(
+            b'"predicate": {', b'"predicate": {"header": {"evil": true}}, "predicate": {', 1
+        ),
+        text.replace(b'"sequence": 14', b'"sequence": 99, "sequence" : 14', 1),
+        text.replace(b'"name": "', b'"name": "x", "name": "', 1),
+    ):
+        assert payload != text
+        envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, requests.key_id(key))
+        answer = client.post("/api/v1/attestations", json=envelope.to_json())
+        assert (answer.status_code, answer.json["error"]) == (400, "malformed_statement")
+        assert "twice" in answer.json["message"]
+    assert client.get("/api/v1/log/checkpoint").get_data() == before
 
 
 @pytest.mark.parametrize(
@@ -167,3 +208,49 @@ def test_pages_get_html_errors_and_the_api_json(seeded: Flask) -> None:
     assert page.status_code == 404 and page.mimetype == "text/html"
     api = client.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and api.json["error"] == "not_found"
+
+
+def _chunked(client: Any, path: str, body: bytes, content_type: str) -> Any:
+    """POST ``body`` as a chunked stream: no Content-Length, as gunicorn hands it over."""
+    import io
+
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        environ_overrides={"wsgi.input_terminated": True},
+        headers={"Transfer-Encoding": "chunked", "Content-Type": content_type},
+    )
+
+
+def test_a_chunked_body_meets_the_same_door_as_a_measured_one(seeded: Flask) -> None:
+    client = seeded.test_client()
+    log = seeded.extensions["sqm"]["log"]
+    size = log.size()
+    oversized = b'{"supplier": "' + b"a" * (4 * 1024 * 1024) + b'"}'
+    for path, content_type, body in (
+        ("/api/v1/suppliers", "application/json", oversized),
+        ("/api/v1/tsa", "application/timestamp-query", b"\x30" * (4 * 1024 * 1024 + 1)),
+    ):
+        # Werkzeug alone cut such a stream at the limit and went on with the rest.
+        answer = _chunked(client, path, body, content_type)
+        assert answer.status_code == 413 and answer.json["error"] == "request_too_large"
+        assert "4194304 bytes" in answer.json["message"]
+    nul = _chunked(
+        client, "/api/v1/suppliers", b'{"supplier": {"name": "a\\u0000b"}}', "application/json"
+    )
+    assert nul.status_code == 400 and nul.json["error"] == "nul_character"
+    fine = _chunked(client, "/api/v1/suppliers", b'{"supplier": 7}', "application/json")
+    assert fine.status_code == 422 and fine.json["error"] == "invalid_supplier"
+    assert log.size() == size and log.waiting() == 0
+
+
+def test_paths_take_ascii_digits_and_405_names_the_methods(seeded: Flask) -> None:
+    client = seeded.test_client()
+    assert client.get("/api/v1/log/entries/3").status_code == 200
+    for digits in ("%D9%A3", "%EF%BC%93"):  # Arabic-Indic and fullwidth three
+        answer = client.get(f"/api/v1/log/entries/{digits}")
+        assert answer.status_code == 404 and answer.json["error"] == "not_found"
+    wrong = client.delete("/api/v1/suppliers")
+    assert wrong.status_code == 405
+    assert set(wrong.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert f"Allowed here: {wrong.headers['Allow']}." in wrong.json["message"]

@@ -694,8 +694,15 @@ def test_a_rotation_names_its_authoriser_by_key_id(app: Flask, authoriser: Any) 
     body = _rotation(key, Ed25519PrivateKey.generate())
     body["authorization"]["keyId"] = authoriser
     refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=body)
-    assert refused.status_code == 400 and refused.json["error"] == "malformed_request"
-    assert "64 lowercase hex digits" in refused.json["message"]
+    assert refused.status_code == 400
+    if authoriser == "\ud800":  # no text at all: the body is refused as it is read
+        assert (
+            refused.json["error"] == "malformed_json"
+            and "unpaired surrogate" in (refused.json["message"])
+        )
+    else:
+        assert refused.json["error"] == "malformed_request"
+        assert "64 lowercase hex digits" in refused.json["message"]
 
 
 @pytest.mark.parametrize(
@@ -708,8 +715,19 @@ def test_a_supplier_id_in_the_path_is_checked(app: Flask, path: str, code: str) 
     assert refused.status_code == 400 and refused.json["error"] == code
 
 
-@pytest.mark.parametrize("revoked_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
-def test_a_revocation_time_outside_utc_is_400(app: Flask, revoked_at: str) -> None:
+@pytest.mark.parametrize(
+    "revoked_at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        # ISO 8601 that Python reads, RFC 3339 does not
+        "2099-W01-1T00:00:00+00:00",
+        "20261207T000000+0000",
+        "2026-11-04T12:00:00+01:00:30",
+        "2026-11-04T12:00:00.1234567+00:00",
+    ],
+)
+def test_a_revocation_time_not_rfc3339_in_utc_is_400(app: Flask, revoked_at: str) -> None:
     client = app.test_client()
     key = Ed25519PrivateKey.generate()
     _register(client, key)
@@ -720,3 +738,90 @@ def test_a_revocation_time_outside_utc_is_400(app: Flask, revoked_at: str) -> No
         json={"revokedAt": "2030-01-01T00:00:00+00:00"},
     )
     assert unknown.status_code == 404 and unknown.json["error"] == "no_such_key"
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "status", "code", "expected"),
+    [
+        ([{"scheme": None, "code": None}], 422, "invalid_supplier", "SQM-S003"),
+        ([{"scheme": 1, "code": {"a": [1]}}], 422, "invalid_supplier", "SQM-S004"),
+        ([{"scheme": "DUNS", "code": "a/b/../c"}], 422, "invalid_supplier", "SQM-S009"),
+        ([{"scheme": "LEI", "code": "529900SQMKRAFTWERK42"}], 422, "invalid_supplier", "SQM-E015"),
+        ([], 422, "invalid_supplier", "at least one registered identifier"),
+        ([{"scheme": "OTHER", "code": "x" * 400}], 400, "malformed_request", "1 to 300"),
+        ([{"scheme": "OTHER", "code": "acme:a/b"}], 422, "invalid_supplier", "/ ? # %"),
+        ([{"scheme": "OTHER", "code": "acme: b"}], 422, "invalid_supplier", "white space"),
+    ],
+)
+def test_a_registration_is_checked_as_the_standard_checks_an_organisation(
+    app: Flask, identifiers: list[Any], status: int, code: str, expected: str
+) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    organization = {"name": "Kraftwerk", "identifiers": identifiers}
+    public = _raw(key)
+    body = {
+        "supplier": organization,
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(key.sign(b"unchecked: refused before")).decode(),
+    }
+    size = app.extensions["sqm"]["log"].size()
+    refused = client.post("/api/v1/suppliers", json=body)
+    assert refused.status_code == status and refused.json["error"] == code, refused.json
+    codes = {f["code"] for f in refused.json.get("findings", [])}
+    assert expected in codes or expected in refused.json["message"]
+    assert (
+        app.extensions["sqm"]["log"].size() == size and app.extensions["sqm"]["log"].waiting() == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"supplier": {"name": NaN}}', "NaN is not a JSON number"),
+        (b'{"supplier": {"name": "x"}, "supplier": {"name": "y"}}', "'supplier' twice"),
+        (b'{"supplier": {"name": "\\ud800"}}', "unpaired surrogate"),
+        (b'{"supplier": "\xff"}', "not UTF-8"),
+        (b'{"supplier": ', "line 1 column 14"),
+        (b"[" * 100_000, "too deeply"),
+    ],
+)
+def test_a_body_that_is_not_strict_json_says_why(app: Flask, body: bytes, message: str) -> None:
+    refused = app.test_client().post(
+        "/api/v1/suppliers", data=body, content_type="application/json"
+    )
+    assert refused.status_code == 400 and refused.json["error"] == "malformed_json"
+    assert message in refused.json["message"], refused.json["message"]
+
+
+def test_an_endorsement_sent_twice_is_logged_once(app: Flask) -> None:
+    client = app.test_client()
+    supplier_key, auditor_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, supplier_key)
+    made = client.post("/api/v1/attestations", json=_envelope(supplier_key, FEED)).json
+    digest = json.loads(base64.b64decode(made["leaf"]))["payloadSha256"]
+    public = _raw(auditor_key)
+    auditor = {**AUDITOR, "identifiers": [{"scheme": "LEI", "code": "391200SQMTUVAUDIT203"}]}
+    registration = {
+        "supplier": auditor,
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(
+            auditor_key.sign(bundle.registration_message("LEI:391200SQMTUVAUDIT203", public))
+        ).decode(),
+    }
+    assert client.post("/api/v1/endorsers", json=registration).status_code == 201
+    envelope = _endorsement(auditor_key, made["logIndex"], digest, endorser=_ENDORSER)
+    first = client.post("/api/v1/endorsements", json=envelope)
+    assert first.status_code == 201, first.json
+    size = app.extensions["sqm"]["log"].size()
+    again = client.post("/api/v1/endorsements", json=envelope)
+    assert again.status_code == 409 and again.json["error"] == "already_logged"
+    assert (
+        again.json["logIndex"] == first.json["logIndex"]
+        and again.json["leaf"] == first.json["leaf"]
+    )
+    assert app.extensions["sqm"]["log"].size() == size
+    other = _endorsement(auditor_key, made["logIndex"], digest, "second_party", _ENDORSER)
+    assert client.post("/api/v1/endorsements", json=other).status_code == 201
+    listed = client.get(f"/api/v1/attestations/{made['logIndex']}/endorsements").json
+    assert len(listed["endorsements"]) == 2

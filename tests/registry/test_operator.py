@@ -68,7 +68,7 @@ def test_verification_status_needs_the_operator_token(tmp_path: Path) -> None:
     assert client.get("/api/v1/log/checkpoint").get_data(as_text=True).splitlines()[1] == size
     assert client.get(f"/api/v1/suppliers/{SUPPLIER}").json["verification"] == "verified"
     no_body = client.put(path, headers=auth)
-    assert no_body.status_code == 400 and no_body.json["error"] == "invalid_status"
+    assert no_body.status_code == 400 and no_body.json["error"] == "malformed_json"
 
 
 def test_operator_api_is_off_without_a_token(tmp_path: Path) -> None:
@@ -84,6 +84,8 @@ def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
     runner = CliRunner()
     clean = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
     assert clean.exit_code == 0 and "6 entries checked: intact" in clean.output
+    from_env = runner.invoke(main, ["registry", "fsck"], env={"SQM_REGISTRY_DATA": str(tmp_path)})
+    assert from_env.exit_code == 0 and "6 entries checked: intact" in from_env.output
     engine = app.extensions["sqm"]["log"].engine  # type: ignore[attr-defined]
     with engine.begin() as connection:
         connection.execute(update(log_entries).where(log_entries.c.idx == 2).values(leaf=b"forged"))

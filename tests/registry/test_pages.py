@@ -290,6 +290,7 @@ def test_bad_input_gets_a_clear_4xx_page(site: Site, browser: Browser) -> None:
         ("/suppliers?as_of=%00", 400, "nul_character"),
         ("/suppliers?q=" + "x" * 4100, 400, "request_too_large"),
         (f"/suppliers/{KRAFTWERK}?as_of=soon", 400, "invalid_parameter"),
+        (f"/suppliers/{KRAFTWERK}?as_of=9999-12-31T23:59:59-23:59", 400, "invalid_parameter"),
         (f"/suppliers/{KRAFTWERK}?page=2", 400, "unknown_parameter"),
         ("/suppliers/LEI:NOBODY", 404, "no_such_supplier"),
         ("/attestations/abc", 400, "invalid_log_index"),

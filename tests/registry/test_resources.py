@@ -91,6 +91,11 @@ def test_trend_history_and_refusals(seeded: Flask) -> None:
         (client.get("/api/v1/suppliers/LEI:NOBODY"), 404, "no_such_supplier"),
         (client.get("/api/v1/attestations/0"), 404, "no_such_attestation"),  # a key entry
         (client.get(f"/api/v1/suppliers/{KRAFTWERK}?as_of=soon"), 400, "invalid_parameter"),
+        (
+            client.get(f"/api/v1/suppliers/{KRAFTWERK}/history?as_of=0001-01-01T00:00:00%2B23:59"),
+            400,
+            "invalid_parameter",
+        ),
         (client.get(f"/api/v1/suppliers/{KRAFTWERK}/trend?metric=nope"), 400, "invalid_parameter"),
         (client.get(f"/api/v1/suppliers/{KRAFTWERK}/trend"), 400, "invalid_parameter"),
         (

@@ -171,6 +171,8 @@ def test_fields_select_what_is_returned(seeded: Flask) -> None:
         ([("sort", "password")], "invalid_parameter"),
         ([("fields", "secret")], "invalid_parameter"),
         ([("as_of", "yesterday")], "invalid_parameter"),
+        ([("as_of", "9999-12-31T23:59:59-23:59")], "invalid_parameter"),
+        ([("as_of", "0001-01-01T00:00:00+23:59")], "invalid_parameter"),
         ([("fresh_within", "forever")], "invalid_parameter"),
         ([("assurance", "divine")], "invalid_parameter"),
         ([("classification", "UNSPSC")], "invalid_parameter"),

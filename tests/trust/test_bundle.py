@@ -180,3 +180,15 @@ def test_a_checkpoint_size_in_other_digits_fails_the_checkpoint_step(
     report = bundle.verify(_tamper(original, checkpoint=superscript), root)
     assert report.steps[0].name == "checkpoint signature" and not report.steps[0].ok
     assert "is not a decimal number" in report.steps[0].detail
+
+
+def test_a_payload_naming_a_member_twice_fails_the_statement_step(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    original, root = made
+    payload = original.envelope.payload.replace(b"{", b'{"predicate": {}, ', 1)
+    assert payload != original.envelope.payload
+    envelope = dataclasses.replace(original.envelope, payload=payload)
+    report = bundle.verify(_tamper(original, envelope=envelope), root)
+    step = next(s for s in report.steps if s.name == "statement")
+    assert not step.ok and "names the member 'predicate' twice" in step.detail

@@ -104,3 +104,36 @@ def test_huge_integers_in_parsed_data_do_not_crash() -> None:
     document["capability_records"][0]["cpk"] = 10**400
     codes = _codes(validate(document, now=NOW).findings)
     assert "SQM-E003" not in codes  # not judged as a float it cannot be
+
+
+def test_an_organisation_is_checked_on_its_own() -> None:
+    """As a registry checks an identity it registers: schema, check digits, country."""
+    from sqm.validator import check_organization
+
+    good = {
+        "name": "Kraftwerk Präzisionsteile GmbH",
+        "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}],
+        "country": "DE",
+    }
+    assert check_organization(good, "/supplier") == []
+    findings = check_organization(
+        {
+            "name": "X",
+            "identifiers": [
+                {"scheme": "LEI", "code": "529900SQMKRAFTWERK42"},
+                {"scheme": "DUNS", "code": "a/b/../c"},
+                {"scheme": 7, "code": None},
+            ],
+            "country": "XX",
+            "motto": "trust us",
+        },
+        "/supplier",
+    )
+    found = {(f.code, f.pointer) for f in findings}
+    assert ("SQM-E015", "/supplier/identifiers/0/code") in found  # mod 97-10
+    assert ("SQM-S009", "/supplier/identifiers/1/code") in found  # the DUNS pattern
+    assert ("SQM-S004", "/supplier/identifiers/2/scheme") in found
+    assert ("SQM-S003", "/supplier/identifiers/2/code") in found
+    assert ("SQM-E013", "/supplier/country") in found
+    assert ("SQM-S002", "/supplier/motto") in found
+    assert [f.code for f in check_organization({"identifiers": []})] == ["SQM-S001"]

@@ -146,6 +146,26 @@ def _part(profile: str, section: str) -> _Part | None:
 
 
 @cache
+def _organization() -> _Part:
+    root = json_schema(CORE_PROFILE)
+    return _compile(
+        {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": "#/$defs/Organization"}
+    )
+
+
+def organization_findings(organization: Any, prefix: Sequence[Any] = ()) -> list[Finding]:
+    """Findings for an organisation on its own, against the core schema's Organization (as a
+    registry checks an identity it registers), placed under ``prefix``."""
+    part = _organization()
+    if part.fast.is_valid(organization):
+        return []
+    found: list[Finding] = []
+    for error in part.reference.iter_errors(organization):
+        found.extend(_findings(error, part.schema, set(), list(prefix)))
+    return found
+
+
+@cache
 def _contains(profile: str) -> dict[str, _Part]:
     """Sections whose list a profile requires to contain a matching item."""
     root = json_schema(profile)
