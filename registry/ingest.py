@@ -43,7 +43,7 @@ from sqm.registry.indexer import Indexer
 from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetConditionError
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
-from sqm.trust.canonical import canonical_text, loads_with_canonical
+from sqm.trust.canonical import canonical_text, loads_with_canonical, unique_members
 from sqm.validator import Severity, check_organization, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -489,6 +489,10 @@ class Ingest:
         if seen is not None:  # a retry, say: answered as a logged envelope is, without checks
             return self._resubmitted(digest, seen)
         try:
+            try:
+                envelope.check_bounds()
+            except TrustError as exc:
+                raise RejectionError(400, "malformed_envelope", str(exc)) from None
             feed = self._feed(envelope)
             identity = supplier_id(feed.get("header", {}).get("supplier"))
         except RejectionError as refusal:
@@ -793,6 +797,7 @@ class Ingest:
         entry), or (409, the entry) when the same endorsement payload is logged already."""
         try:
             envelope = dsse.Envelope.from_json(body)
+            envelope.check_bounds()
         except TrustError as exc:
             raise RejectionError(400, "malformed_envelope", str(exc)) from exc
         if envelope.payload_type != bundle.ENDORSEMENT_TYPE:
@@ -981,24 +986,27 @@ class Ingest:
                 "invalid_status",
                 f"status must be one of {', '.join(bundle.VERIFICATION_STATUSES)}",
             )
-        with self.log.engine.connect() as connection:
-            current = connection.execute(
-                select(suppliers.c.verification).where(suppliers.c.id == supplier)
-            ).scalar()
-        if current is None:
-            raise RejectionError(404, "no_such_supplier", f"no supplier {supplier[:300]!r}")
-        if current == status:
-            return {"supplier": supplier, "verification": status, "changed": False}
         leaf = bundle.verification_leaf(supplier, status, self.now().isoformat())
 
         def write(connection: Connection) -> int:
+            # Read under the log's write lock: two requests setting one status log it once.
+            current = connection.execute(
+                select(suppliers.c.verification).where(suppliers.c.id == supplier)
+            ).scalar()
+            if current is None:
+                raise RejectionError(404, "no_such_supplier", f"no supplier {supplier!r}")
+            if current == status:
+                raise _LoggedAlreadyError(-1)
             seq = self.log.sequence(leaf, connection=connection)
             connection.execute(
                 suppliers.update().where(suppliers.c.id == supplier).values(verification=status)
             )
             return seq
 
-        seq, integration = self._logged(write)
+        try:
+            seq, integration = self._logged(write)
+        except _LoggedAlreadyError:  # the status it has: nothing to log
+            return {"supplier": supplier, "verification": status, "changed": False}
         return {
             "supplier": supplier,
             "verification": status,
@@ -1077,7 +1085,7 @@ class Ingest:
 
 
 class _LoggedAlreadyError(Exception):
-    """The endorsement a write was to log is logged already, as entry ``seq``."""
+    """What a write was to log is logged already, as entry ``seq`` (-1: no entry to name)."""
 
     def __init__(self, seq: int) -> None:
         super().__init__(seq)
@@ -1092,7 +1100,8 @@ def _endorsement_claim(payload: bytes) -> tuple[str, int, str, str]:
         '"payloadSha256": 64 hex digits}, "assurance": level}'
     )
     try:
-        claim = json.loads(payload)
+        # No member named twice: a first-wins reader would see another endorser or level.
+        claim = json.loads(payload, object_pairs_hook=unique_members)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise RejectionError(400, "malformed_endorsement", f"{shape}: not JSON ({exc})") from None
     attestation = claim.get("attestation") if isinstance(claim, dict) else None

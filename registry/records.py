@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, exists, or_, select
@@ -32,6 +32,9 @@ from sqm.registry.errors import DamagedStoreError
 from sqm.trust import bundle, dsse
 from sqm.trust.canonical import canonical
 
+# Registries before 2026-12 read the clock twice, for a key's leaf and then, once the write
+# lock was theirs, for its row: the row may be later than the leaf by as long as a write waits.
+ROW_LAG = timedelta(minutes=10)
 # Enough to find and mend what is wrong; a count tells how much more there is.
 MAX_REPORTED = 20
 STREAM_ROWS = 500
@@ -104,6 +107,7 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
         .order_by(log_entries.c.idx)
     )
     chains: dict[str, int] = {}  # supplier -> index of its latest attestation so far
+    statuses: dict[str, tuple[int, Any]] = {}  # supplier -> its latest verification entry
     for row in rows:
         index = int(row[0])
         try:
@@ -111,6 +115,8 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
         except (ValueError, UnicodeDecodeError):
             leaf = None
         kind = leaf.get("kind") if isinstance(leaf, dict) else None
+        if kind == "supplier-verification" and isinstance(leaf, dict):
+            statuses[str(leaf.get("supplier"))] = (index, leaf.get("verification"))
         check = _CHECKS.get(kind) if isinstance(kind, str) else None
         if check is None or leaf is None:
             continue  # not a leaf the tables record (the tree check covers every leaf)
@@ -125,6 +131,21 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
                     f"but {supplier}'s previous attestation is entry {chains.get(supplier)}",
                 )
             chains[supplier] = index
+    # Only suppliers whose status the log records: registries before 2026-12 set it in the
+    # table alone, and those settings have no entry to compare with.
+    for supplier, status in connection.execute(select(suppliers.c.id, suppliers.c.verification)):
+        logged = statuses.pop(supplier, None)
+        if logged is not None and logged[1] != status:
+            problems.add(
+                "verification statuses",
+                f"supplier {supplier} is {status!r} in the suppliers table, but its latest "
+                f"verification entry, {logged[0]}, says {logged[1]!r}",
+            )
+    for supplier, (index, _) in statuses.items():
+        problems.add(
+            "verification statuses",
+            f"entry {index} sets the verification of {supplier}, which the suppliers table lacks",
+        )
     heads = {
         str(chain): int(last)
         for chain, last in connection.execute(
@@ -151,7 +172,8 @@ def _key(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
         yield f"its supplier_keys row is key {key_id} of {supplier}, the leaf names another"
     if bundle.key_id(bytes(public)) != leaf.get("keyId"):
         yield "its supplier_keys row holds another public key"
-    if _instant(valid_from) != _parsed(leaf.get("validFrom")):
+    row_time, leaf_time = _instant(valid_from), _parsed(leaf.get("validFrom"))
+    if row_time is None or leaf_time is None or not timedelta(0) <= row_time - leaf_time <= ROW_LAG:
         yield f"its supplier_keys row is valid from {valid_from}, the leaf from {leaf.get('validFrom')}"
     if row["key_revoked_at"] is not None and row["key_revocation_seq"] is None:
         yield "its supplier_keys row is revoked, but no log entry revokes it"

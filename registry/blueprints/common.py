@@ -68,7 +68,9 @@ def json_body() -> Any:
         )
     raw = request.get_data(cache=True)
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: a parser MAY ignore a byte order mark (RFC 8259 section 8.1), and some
+        # clients (PowerShell, .NET) send one.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         fail(
             400,

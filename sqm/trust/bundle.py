@@ -272,10 +272,11 @@ class TrustRoot:
         return root
 
 
-# RFC 3339 section 5.6 date-time (fractions to the microsecond, which Python keeps):
-# datetime.fromisoformat alone also reads ISO 8601's other forms (week dates, basic format).
+# RFC 3339 section 5.6 date-time (Python keeps a fraction to the microsecond, and reads up
+# to nanoseconds, as Go's RFC3339Nano writes them): datetime.fromisoformat alone also reads
+# ISO 8601's other forms (week dates, basic format).
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
@@ -298,6 +299,22 @@ def _instant(text: Any, what: str) -> datetime:
     if value is None:
         raise TrustError(f"{what} must be an RFC 3339 time with an offset, got {text!r}")
     return value
+
+
+def _logged_instant(text: Any, what: str) -> datetime:
+    """A time in a log leaf: RFC 3339, or any ISO 8601 time with an offset that Python reads,
+    as registries before 2026-12 accepted and logged for good (``2099-01-01 00:00:00+00:00``)."""
+    value = rfc3339(text)
+    if value is not None:
+        return value
+    try:
+        value = datetime.fromisoformat(text) if isinstance(text, str) else None
+        if value is not None and value.tzinfo is not None:
+            value.astimezone(UTC)
+            return value
+    except (ValueError, OverflowError):
+        pass
+    raise TrustError(f"{what} must be a time with an offset, got {text!r}")
 
 
 def _ca_json(ca: x509.Certificate) -> dict[str, str]:
@@ -644,7 +661,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             "keyId"
         ):
             raise VerificationError("the revocation entry is not about this key")
-        revoked_at = _instant(revocation.get("revokedAt"), "the revocation's revokedAt")
+        revoked_at = _logged_instant(revocation.get("revokedAt"), "the revocation's revokedAt")
         if revoked_at <= logged_time:
             raise VerificationError(
                 f"the key was revoked from {revoked_at.isoformat()}, before the attestation was logged at {logged_time.isoformat()}"

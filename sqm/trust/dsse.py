@@ -62,29 +62,36 @@ class Envelope:
             raise TrustError("envelope.payload must be base64 text")
         if not isinstance(signatures, list) or not signatures:
             raise TrustError("envelope.signatures must be a non-empty list")
-        if len(signatures) > MAX_SIGNATURES:
-            raise TrustError(
-                f"envelope.signatures holds {len(signatures)} signatures; at most "
-                f"{MAX_SIGNATURES} are accepted"
-            )
         parsed = []
         for index, entry in enumerate(signatures):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("sig"), str):
                 raise TrustError(f"envelope.signatures[{index}].sig must be base64 text")
             keyid = entry.get("keyid", "")
-            if not isinstance(keyid, str) or len(keyid) > MAX_KEYID_CHARS:
-                raise TrustError(
-                    f"envelope.signatures[{index}].keyid must be a string of at most "
-                    f"{MAX_KEYID_CHARS} characters"
-                )
-            sig = _b64(entry["sig"], f"signatures[{index}].sig")
-            if len(sig) > MAX_SIGNATURE_BYTES:
-                raise TrustError(
-                    f"envelope.signatures[{index}].sig is {len(sig)} bytes; no signature scheme "
-                    f"in use needs more than {MAX_SIGNATURE_BYTES}"
-                )
-            parsed.append(Signature(keyid, sig))
+            if not isinstance(keyid, str):
+                raise TrustError(f"envelope.signatures[{index}].keyid must be a string")
+            parsed.append(Signature(keyid, _b64(entry["sig"], f"signatures[{index}].sig")))
         return cls(payload_type, _b64(payload, "payload"), tuple(parsed))
+
+    def check_bounds(self) -> None:
+        """Raise TrustError when the signatures exceed what a log takes in (MAX_SIGNATURES,
+        MAX_SIGNATURE_BYTES, MAX_KEYID_CHARS): applied to submissions, not to what is read
+        back, which earlier versions may have taken."""
+        if len(self.signatures) > MAX_SIGNATURES:
+            raise TrustError(
+                f"envelope.signatures holds {len(self.signatures)} signatures; at most "
+                f"{MAX_SIGNATURES} are accepted"
+            )
+        for index, signature in enumerate(self.signatures):
+            if len(signature.keyid) > MAX_KEYID_CHARS:
+                raise TrustError(
+                    f"envelope.signatures[{index}].keyid must be at most {MAX_KEYID_CHARS} "
+                    "characters"
+                )
+            if len(signature.sig) > MAX_SIGNATURE_BYTES:
+                raise TrustError(
+                    f"envelope.signatures[{index}].sig is {len(signature.sig)} bytes; no "
+                    f"signature scheme in use needs more than {MAX_SIGNATURE_BYTES}"
+                )
 
 
 # Every signature is bound into the log leaf for good: bounds on what a submitter may add.

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -399,7 +399,15 @@ def _verified(
         return _checked(info, signer, certificates, content, message, ca_certificate, nonce)
     except TrustError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,  # a certificate of another format (OtherCertificateFormat) has no serial
+        x509.InvalidVersion,  # cryptography's, for a certificate of an unknown version
+        UnsupportedAlgorithm,
+    ) as exc:
         # asn1crypto parses lazily: a malformed inner field fails only when it is read.
         raise TrustError(f"the timestamp token cannot be parsed: {exc}") from exc
 

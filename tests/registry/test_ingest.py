@@ -724,7 +724,7 @@ def test_a_supplier_id_in_the_path_is_checked(app: Flask, path: str, code: str) 
         "2099-W01-1T00:00:00+00:00",
         "20261207T000000+0000",
         "2026-11-04T12:00:00+01:00:30",
-        "2026-11-04T12:00:00.1234567+00:00",
+        "2026-11-04T12:00:00.1234567890+00:00",
     ],
 )
 def test_a_revocation_time_not_rfc3339_in_utc_is_400(app: Flask, revoked_at: str) -> None:
@@ -825,3 +825,11 @@ def test_an_endorsement_sent_twice_is_logged_once(app: Flask) -> None:
     assert client.post("/api/v1/endorsements", json=other).status_code == 201
     listed = client.get(f"/api/v1/attestations/{made['logIndex']}/endorsements").json
     assert len(listed["endorsements"]) == 2
+
+
+def test_a_body_may_start_with_a_byte_order_mark(app: Flask) -> None:
+    """RFC 8259 section 8.1: a parser MAY ignore one, and some clients send it."""
+    answer = app.test_client().post(
+        "/api/v1/suppliers", data=b'\xef\xbb\xbf{"supplier": 7}', content_type="application/json"
+    )
+    assert answer.status_code == 422 and answer.json["error"] == "invalid_supplier"

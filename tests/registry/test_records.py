@@ -237,3 +237,41 @@ def test_problems_of_one_kind_are_counted_beyond_a_limit(app: Flask) -> None:
     )
     assert len(problems) == MAX_REPORTED + 1
     assert problems[-1] == f"... and {len(feeds) + 2 - MAX_REPORTED} more of: attestation entries"
+
+
+def test_a_key_row_a_little_later_than_its_leaf_is_an_older_registry_not_damage(
+    app: Flask,
+) -> None:
+    """Registries before 2026-12 read the clock for the leaf, then again for the row."""
+    from datetime import timedelta
+
+    def shift(by: timedelta) -> Callable[[Connection], object]:
+        return lambda c: c.execute(
+            update(supplier_keys).values(valid_from=NOW + by).where(supplier_keys.c.seq == 1)
+        )
+
+    assert _tampered(app, shift(timedelta(milliseconds=3))) == []
+    assert _tampered(app, shift(timedelta(minutes=9))) == []
+    for wrong in (timedelta(minutes=11), timedelta(seconds=-1)):
+        problems = _tampered(app, shift(wrong))
+        assert len(problems) == 1 and "its supplier_keys row is valid from" in problems[0]
+
+
+def test_a_verification_status_is_checked_against_its_latest_entry(app: Flask) -> None:
+    ingest = app.extensions["sqm"]["ingest"]
+    supplier = "LEI:529900SQMKRAFTWERK41"
+
+    def set_to(status: str) -> Callable[[Connection], object]:
+        return lambda c: c.execute(
+            update(suppliers).where(suppliers.c.id == supplier).values(verification=status)
+        )
+
+    # Set in the table alone, as registries before 2026-12 did: nothing to compare with.
+    assert _tampered(app, set_to("verified")) == []
+    assert _tampered(app, set_to("unverified")) == []
+    assert ingest.set_verification(supplier, "suspended")["changed"] is True
+    assert check_records(_log(app).engine) == []
+    problems = _tampered(app, set_to("verified"))
+    assert len(problems) == 1
+    assert "is 'verified' in the suppliers table" in problems[0]
+    assert "says 'suspended'" in problems[0]

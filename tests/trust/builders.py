@@ -21,8 +21,11 @@ def raw_public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def build_bundle(feed: dict[str, Any] | None = None) -> tuple[bundle.Bundle, bundle.TrustRoot]:
-    """A real bundle of Kraftwerk's key signing ``feed`` (default: its example feed)."""
+def build_bundle(
+    feed: dict[str, Any] | None = None, revoked_at: str | None = None
+) -> tuple[bundle.Bundle, bundle.TrustRoot]:
+    """A real bundle of Kraftwerk's key signing ``feed`` (default: its example feed); with
+    ``revoked_at``, the log also holds the key's revocation from then, written as given."""
     log_key, supplier_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     authority = timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
     feed = feed or json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
@@ -38,6 +41,12 @@ def build_bundle(feed: dict[str, Any] | None = None) -> tuple[bundle.Bundle, bun
     leaf = bundle.attestation_leaf(supplier, envelope, None)
     index = tree.append(leaf)
     tree.append(b"a later entry")
+    revocation_leaf = None
+    if revoked_at is not None:
+        revocation_leaf = bundle.revocation_leaf(
+            supplier, bundle.key_id(public), revoked_at, "operator", b""
+        )
+        revocation_index = tree.append(revocation_leaf)
     size = tree.size
     note = sign(Checkpoint(ORIGIN, size, tree.root()), ORIGIN, log_key)
     token = timestamp.stamp(authority, note.encode(), NOW, 1)
@@ -51,6 +60,14 @@ def build_bundle(feed: dict[str, Any] | None = None) -> tuple[bundle.Bundle, bun
         token,
         # Logged at the same checkpoint: the consistency proof between equal sizes is empty.
         bundle.LoggedAt(note, token, ()),
+        None
+        if revocation_leaf is None
+        else bundle.Included(
+            revocation_leaf,
+            revocation_index,
+            size,
+            tuple(merkle.inclusion_proof(tree, revocation_index, size)),
+        ),
     )
     root = bundle.TrustRoot(
         ORIGIN,

@@ -192,3 +192,18 @@ def test_a_payload_naming_a_member_twice_fails_the_statement_step(
     report = bundle.verify(_tamper(original, envelope=envelope), root)
     step = next(s for s in report.steps if s.name == "statement")
     assert not step.ok and "names the member 'predicate' twice" in step.detail
+
+
+def test_a_revocation_time_logged_by_an_earlier_registry_still_reads(
+    made: tuple[bundle.Bundle, bundle.TrustRoot],
+) -> None:
+    """Registries before 2026-12 logged any ISO 8601 time with an offset; the log keeps it."""
+    for revoked_at in ("2099-01-01 00:00:00+00:00", "2099-01-01T00:00:00.123456789Z"):
+        report = bundle.verify(*build_bundle(revoked_at=revoked_at))
+        assert report.ok, [(s.name, s.detail) for s in report.steps if not s.ok]
+        assert "before the key's revocation from 2099-01-01" in report.steps[-1].detail
+    report = bundle.verify(*build_bundle(revoked_at="2026-01-01 00:00:00+00:00"))
+    assert [s.name for s in report.steps if not s.ok] == ["key valid when logged"]
+    report = bundle.verify(*build_bundle(revoked_at="next week"))
+    step = report.steps[-1]
+    assert not step.ok and "must be a time with an offset" in step.detail

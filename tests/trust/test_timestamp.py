@@ -301,3 +301,16 @@ def test_an_unknown_ess_hash_is_a_verification_error(authority: ts.Authority) ->
             attribute["values"][0]["certs"][0]["hash_algorithm"] = {"algorithm": "1.2.3.4"}
     with pytest.raises(VerificationError, match=r"hash algorithm 1\.2\.3\.4 is not accepted"):
         ts.verify(response.dump(force=True), DATA, authority.ca_certificate)
+
+
+@pytest.mark.parametrize(
+    "asset",
+    ["token-with-a-certificate-of-another-format", "token-with-a-certificate-of-unknown-version"],
+)
+def test_a_token_of_an_odd_shape_is_a_trust_error(authority: ts.Authority, asset: str) -> None:
+    """Found by mutating tokens: asn1crypto and cryptography raise their own errors deep in
+    such tokens (AttributeError, InvalidVersion), which reached `sqm verify` as a traceback
+    and an external TSA's answer as a 500."""
+    token = (Path(__file__).parent / "assets" / f"{asset}.der").read_bytes()
+    with pytest.raises(TrustError, match="cannot be parsed"):
+        ts.verify(token, b"checkpoint", authority.ca_certificate)
