@@ -140,6 +140,21 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.register_blueprint(openapi_blueprint, url_prefix="/api/v1")
 
     @app.before_request
+    def _refuse_undecodable_query() -> Any:
+        # Werkzeug decodes a raw query string as UTF-8 when it is first read, and raises on
+        # bytes that are not: a 500 for whichever check read it first.
+        try:
+            request.query_string.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _refused(
+                400,
+                "malformed_query_string",
+                f"the query string is not UTF-8 (byte {exc.start}): percent-encode its text "
+                "as UTF-8",
+            )
+        return None
+
+    @app.before_request
     def _measure_streamed_body() -> Any:
         # A chunked body has no Content-Length, and Werkzeug cuts such a stream at
         # MAX_CONTENT_LENGTH without a word: read it whole here (the limit and one byte more)

@@ -271,6 +271,7 @@ SPARQL_RESPONSES: dict[str, Any] = {
             "application/n-triples": {"schema": {"type": "string"}},
         },
     },
+    "500": {"$ref": "#/components/responses/Error"},  # sparql_engine_crashed: do not resend
     "503": {"$ref": "#/components/responses/Error"},
     **ERRORS,
 }
@@ -628,7 +629,11 @@ def document() -> dict[str, Any]:
             "get": {
                 "summary": "Read-only SPARQL 1.1 over each supplier's latest feed (query timeout and result limit).",
                 "parameters": [
-                    _query("query", "A SPARQL query (no updates, no SERVICE).", required=True)
+                    _query(
+                        "query",
+                        "A SPARQL query (no updates, no SERVICE, at most 64 levels of nesting), once.",
+                        required=True,
+                    )
                 ],
                 "responses": SPARQL_RESPONSES,
             },
@@ -671,7 +676,19 @@ def document() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(
-                        {"type": "object", "required": ["supplier", "verification"]}, "Set."
+                        {
+                            "type": "object",
+                            "required": ["supplier", "verification", "changed"],
+                            "properties": {
+                                "changed": {
+                                    "type": "boolean",
+                                    "description": "Whether this logged a new entry (its "
+                                    "logIndex, leaf and inclusionProof come with it).",
+                                },
+                                "logIndex": {"type": "integer"},
+                            },
+                        },
+                        "Set, and logged when it changed.",
                     ),
                     **ERRORS,
                 },

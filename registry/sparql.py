@@ -6,7 +6,8 @@ engine: 12 to 25 times faster than rdflib on typical buyer queries over 200 feed
 faster to load; `python benchmarks/sparql_engines.py`). Oxigraph has no query timeout, so the child is what makes one possible:
 a query that overruns is stopped by ending the child, and the next query starts a fresh one.
 Answers are cut at a result limit. Only queries run (the engine's query entry point refuses
-updates), and SERVICE, which would make the registry call other endpoints, is refused.
+updates), and SERVICE, which would make the registry call other endpoints, is refused, as is a
+query that nests deeper than MAX_DEPTH (Oxigraph recurses: a deep one crashed the engine).
 
 The store is kept on disk (``<data dir>/sparql/store``), so that an engine that is stopped, or
 a registry that restarts, reopens it and loads only what changed since, instead of the whole
@@ -46,6 +47,16 @@ from sqm.registry.errors import RegistryError
 logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 10_000
+# Levels of (), {}, [] and ! in a row that a query may nest. Oxigraph parses and evaluates by
+# recursion: 2,200 nested groups overflowed its stack and crashed the engine, and with it
+# every query running there. No sensible query nests more than a dozen.
+MAX_DEPTH = 64
+# The stack of the engine's threads, which run the queries. Some flat queries still make deep
+# trees in Oxigraph: ORDER BY (1)(1)... overflowed the 8 MB default at 2,600 conditions, and
+# a collection ( 1 1 1 ... ) of 5,000 did too. With 16 MB no such query of MAX_QUERY_CHARS
+# tried crashed (the collection runs past the timeout instead); this is 4 times that.
+# Address space, not memory: a thread touches what it uses.
+QUERY_STACK_BYTES = 64 * 1024 * 1024
 REGISTRY = "https://w3id.org/sqm/v0.1/registry/"
 # Feeds loaded between flushes of the store's write buffers. Unflushed, RocksDB keeps every
 # write-ahead log file, and a child that was killed (a query timeout, a worker restart) made
@@ -54,16 +65,29 @@ FLUSH_EVERY = 2000
 KEY_BYTES = 32  # the engine's HMAC key; shorter keys are replaced (an empty one turns it off)
 HANDSHAKE_SECONDS = 5.0  # what a connection may take to prove it holds the key
 STATUS_SECONDS = 2.0  # what an engine may take to say how it is (it answers at once)
-# Strings, IRIs and comments hide keywords; what remains is checked for SERVICE.
-_HIDDEN = re.compile(
-    r'"""(?:[^"\\]|\\.|"(?!""))*"""'
-    r"|'''(?:[^'\\]|\\.|'(?!''))*'''"
-    r'|"(?:[^"\\\n]|\\.)*"'
-    r"|'(?:[^'\\\n]|\\.)*'"
-    r"|<[^<>\"{}|^`\\\s]*>|#[^\n]*",
-    re.DOTALL,
-)
 _SERVICE = re.compile(r"\bSERVICE\b", re.IGNORECASE)
+# What the scanner (see scan) reads a character as part of.
+_CODE, _SHORT1, _SHORT2, _LONG1, _LONG2, _COMMENT = range(6)
+# From inside a string or a comment, the rest of it (no match: no query reads the text so).
+_REST = {
+    _SHORT1: re.compile(r"(?:[^'\\\n\r]|\\[^\n\r])*'"),
+    _SHORT2: re.compile(r'(?:[^"\\\n\r]|\\[^\n\r])*"'),
+    _LONG1: re.compile(r"(?:[^'\\]|\\.|'(?!''))*'''", re.DOTALL),
+    _LONG2: re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.DOTALL),
+    _COMMENT: re.compile(r"[^\r\n]*(?:[\r\n]|\Z)"),
+}
+# Where Oxigraph may read an IRI: "<", then nothing its IRI parser refuses, then ">".
+_IRI = re.compile(r"<[^<>\"{}|^`\x00-\x20]*>")
+_SPACE = re.compile(r"\s+")
+_PLAIN = re.compile(r"[^\s\\#'\"<(){}\[\]!]*")
+_LOCAL_ESCAPES = frozenset("_~.-!$&'()*+,;=/?#@%")  # what a backslash escapes in a name
+# The form of a query: its first keyword after the prologue (BASE, PREFIX and comments).
+_GAP = r"(?:\s|#[^\r\n]*(?:[\r\n]|\Z))*"
+_FORM = re.compile(
+    rf"(?:{_GAP}(?:BASE{_GAP}<[^>]*>|PREFIX{_GAP}[^\s:<>#]*:{_GAP}<[^>]*>))*"
+    rf"{_GAP}(SELECT|CONSTRUCT|DESCRIBE|ASK)(?![\w:])",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -92,11 +116,99 @@ def check_query(text: str) -> None:
         raise SparqlError(
             "query_too_large", f"a query may have at most {MAX_QUERY_CHARS} characters"
         )
-    if _SERVICE.search(_HIDDEN.sub(" ", text)):
+    depth, syntax = scan(text)
+    # SERVICE counts wherever some reading of the text takes all its letters as syntax.
+    if any(syntax.find(0, hit.start(), hit.end()) < 0 for hit in _SERVICE.finditer(text)):
         raise SparqlError(
             "service_not_allowed",
             "SERVICE (federated queries to other endpoints) is not allowed here",
         )
+    if depth > MAX_DEPTH:
+        raise SparqlError(
+            "query_too_deep",
+            f"the query nests {depth} levels of (), {{}}, [] and ! (counted outside strings, "
+            f"IRIs and comments); at most {MAX_DEPTH} are allowed: flatten it",
+        )
+
+
+def query_form(text: str) -> str | None:
+    """SELECT, CONSTRUCT, DESCRIBE or ASK: the form of the query ``text``, read after its
+    prologue; None when it does not begin like a query."""
+    found = _FORM.match(text)
+    return None if found is None else found.group(1).upper()
+
+
+def scan(text: str) -> tuple[int, bytearray]:
+    """How deeply ``text`` nests (), {}, [] and runs of ! outside strings, IRIs and comments;
+    and which of its characters are query syntax (1), not inside one of those (0).
+
+    Hand-written because pyoxigraph offers no depth limit (nor a parse that does not run the
+    query), and a regular expression can neither count nor follow two readings at once.
+    Oxigraph parses without a separate tokenizer, so "<" begins an IRI or is less-than as the
+    grammar around it allows: in ?s <urn:a(b> ?o it begins an IRI, in FILTER((1<2)+((1))>0) the
+    same characters are a comparison and brackets; a quote or # inside means a string or a
+    comment in one reading and not in the other. A backslash in a prefixed name escapes a
+    quote (ex:a\\'b is one name). So the scanner follows every reading at once (one state per
+    kind of place, the deepest kept) and answers for all of them: the greatest depth any
+    reaches, and as syntax what any takes as such. In the less-than reading, what the other
+    reads as an IRI is not syntax for SERVICE until a ")": less-than is inside an expression,
+    and only a ")" leads out of one, back to a graph pattern."""
+    size = len(text)
+    syntax = bytearray(size)
+    deepest = 0
+    # position -> {(kind of place, where a less-than reading's other IRI ends): (depth, !s)}
+    pending: dict[int, dict[tuple[int, int], tuple[int, int]]] = {0: {(_CODE, -1): (0, 0)}}
+
+    def add(at: int, kind: int, iri_end: int, depth: int, bangs: int) -> None:
+        key = (kind, iri_end if at < iri_end else -1)
+        states = pending.setdefault(at, {})
+        old = states.get(key, (0, 0))
+        states[key] = (max(old[0], depth), max(old[1], bangs))
+
+    while pending:
+        at = min(pending)
+        states = pending.pop(at)
+        if at >= size:
+            continue
+        for (kind, iri_end), (depth, bangs) in states.items():
+            if kind != _CODE:
+                rest = _REST[kind].match(text, at)
+                if rest is not None:
+                    add(rest.end(), _CODE, iri_end, depth, bangs if kind == _COMMENT else 0)
+                continue
+            char = text[at]
+            found = _SPACE.match(text, at)
+            if found is not None:
+                add(found.end(), _CODE, iri_end, depth, bangs)
+            elif char == "#":
+                add(at + 1, _COMMENT, iri_end, depth, bangs)
+            elif char in "'\"":
+                long = text.startswith(char * 3, at)
+                single, triple = (_SHORT1, _LONG1) if char == "'" else (_SHORT2, _LONG2)
+                add(at + (3 if long else 1), triple if long else single, iri_end, depth, 0)
+            elif char == "<" and (iri := _IRI.match(text, at)) is not None:
+                add(iri.end(), _CODE, -1, depth, 0)  # an IRI
+                add(at + 1, _CODE, iri.end() - 1, depth, 0)  # less-than
+            elif char == "!" and not text.startswith("=", at + 1):
+                deepest = max(deepest, depth + bangs + 1)
+                add(at + 1, _CODE, iri_end, depth, bangs + 1)
+            elif char in "({[":
+                deepest = max(deepest, depth + 1)
+                add(at + 1, _CODE, iri_end, depth + 1, 0)
+            elif char in ")}]":
+                add(at + 1, _CODE, -1 if char == ")" else iri_end, max(0, depth - 1), 0)
+            else:
+                if char == "\\" and text[at + 1 : at + 2] in _LOCAL_ESCAPES:
+                    end = at + 2
+                else:
+                    plain = _PLAIN.match(text, at)
+                    end = max(at + 1, plain.end() if plain is not None else at)
+                if at < iri_end:
+                    end = min(end, iri_end)
+                else:
+                    syntax[at:end] = b"\x01" * (end - at)
+                add(end, _CODE, iri_end, depth, 0)
+    return deepest, syntax
 
 
 # --- the child process --------------------------------------------------------------------------
@@ -402,6 +514,7 @@ def _engine(
     if len(key) < KEY_BYTES:
         started.send(("taken", "the engine key is too short"))
         return
+    threading.stack_size(QUERY_STACK_BYTES)  # for every thread started below: they run queries
     if not address.startswith("\0"):
         _clear_stale_socket(address)
     try:
@@ -664,6 +777,20 @@ class SparqlService:
                 )
             time.sleep(min(0.05, max(0.0, deadline - now)))
 
+    def _crash(self) -> str | None:
+        """The signal that ended the engine this process started, when one other than SIGKILL
+        did (SIGKILL is how an engine is stopped for a query past its timeout): a crash."""
+        if self._child is None:
+            return None
+        self._child.join(timeout=1.0)  # it closed the connection: it has ended, or is ending
+        code = self._child.exitcode
+        if code is None or code >= 0 or -code == signal.SIGKILL:
+            return None
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+
     def _forget(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -696,10 +823,12 @@ class SparqlService:
             raise SparqlError(
                 "sparql_busy", "the SPARQL engine is busy with other queries; retry shortly", 503
             )
+        sent = False
         try:
             try:
                 connection = self._ready(_now() + self.timeout)
                 connection.send(("query", text, cap, rdf_format))
+                sent = True
                 if not connection.poll(self.timeout):
                     self.stop()
                     raise SparqlError(
@@ -709,10 +838,21 @@ class SparqlService:
                     )
                 kind, *rest = connection.recv()
             except (EOFError, OSError):
+                crash = self._crash() if sent else None
                 self._forget()
+                if crash is not None:
+                    raise SparqlError(
+                        "sparql_engine_crashed",
+                        f"the SPARQL engine crashed ({crash}) while it ran this query; it "
+                        "restarts with the next query. Please report the query rather than "
+                        "send it again",
+                        500,
+                    ) from None
                 raise SparqlError(
                     "sparql_unavailable",
-                    "the SPARQL engine stopped (another query may have overrun); retry",
+                    f"the SPARQL engine stopped {'while it ran' if sent else 'before it ran'} "
+                    "this query (another registry process stops it for a query past its "
+                    "timeout); retry",
                     503,
                     retry_after=1,
                 ) from None

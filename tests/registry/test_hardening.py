@@ -254,3 +254,13 @@ def test_paths_take_ascii_digits_and_405_names_the_methods(seeded: Flask) -> Non
     assert wrong.status_code == 405
     assert set(wrong.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     assert f"Allowed here: {wrong.headers['Allow']}." in wrong.json["message"]
+
+
+def test_a_query_string_that_is_not_utf8_is_400(seeded: Flask) -> None:
+    client = seeded.test_client()
+    for path, kind in (("/api/v1/log/checkpoint", "json"), ("/suppliers", "page")):
+        answer = client.get(path, environ_overrides={"QUERY_STRING": "x=\xff"})
+        assert answer.status_code == 400
+        if kind == "json":
+            assert answer.json["error"] == "malformed_query_string"
+        assert "not UTF-8" in answer.get_data(as_text=True)

@@ -7,13 +7,17 @@ import fcntl
 import itertools
 import json
 import multiprocessing
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -22,7 +26,7 @@ from flask.testing import FlaskClient
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.seed import seed
-from sqm.registry.sparql import SparqlError, SparqlService, _Store, check_query
+from sqm.registry.sparql import SparqlError, SparqlService, _Store, check_query, query_form
 from tests.conftest import EXAMPLES
 
 PREFIX = (
@@ -136,6 +140,253 @@ def test_service_inside_strings_iris_and_comments_is_not_a_keyword() -> None:
     check_query('SELECT * WHERE { ?s ?p "SERVICE" . ?s <urn:SERVICE> ?o } # SERVICE')
     with pytest.raises(SparqlError):
         check_query('SELECT * WHERE { ?s ?p "x" . SeRvIcE <urn:x> { ?s ?p ?o } }')
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Oxigraph reads "<2)SERVICE#>" as less-than, a ")", SERVICE and a comment; a scan
+        # that takes it for an IRI misses the SERVICE, and the engine calls the URL.
+        "SELECT * { FILTER(1<2)SERVICE#>\n<http://127.0.0.1:9/> { ?s ?p ?o } }",
+        # ex:a\' is one prefixed name (a backslash escapes the quote): no string begins there.
+        "PREFIX ex: <http://e/> SELECT * { { ?s ex:a\\' ?o } UNION "
+        "{ SERVICE <http://127.0.0.1:9/> { ?a ?b ?c } } FILTER('x') }",
+        # After the comment that ends with the line, ''' begins a string for the engine only
+        # on the next line: the one the scan would take to begin at #>''' hides the SERVICE.
+        "SELECT*{FILTER(1<2#>'''\n)SERVICE<http://127.0.0.1:9/>{?s ?p ?o}FILTER('''=''')}",
+        "SELECT*{?s ?p <http://a/a'b>. FILTER(1<2)SERVICE#'>\n<http://127.0.0.1:9/>{}}",
+    ],
+)
+def test_service_hidden_where_the_engine_still_reads_it_is_refused(query: str) -> None:
+    with pytest.raises(SparqlError) as refused:
+        check_query(query)
+    assert refused.value.code == "service_not_allowed"
+
+
+DEEP = 3000
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * WHERE { " + "{" * DEEP + "}" * DEEP + " }",
+        "ASK { FILTER(" + "(" * DEEP + "1" + ")" * DEEP + ") }",
+        "ASK { ?s ?p " + "[a " * 1500 + "1" + "]" * 1500 + " }",
+        "ASK { " + "FILTER EXISTS {" * 600 + "}" * 600 + " }",
+        "ASK { BIND(" + "STR(" * 1000 + "1" + ")" * 1000 + " AS ?x) }",
+        "ASK { FILTER(" + "!" * 9000 + "true) }",  # 10,000 in a row crash it too
+        # The same nesting where a scan that takes "<...>" for an IRI would not see it:
+        # Oxigraph reads (1<2)+((...))>0 as comparisons.
+        "ASK { FILTER((1<2)+" + "(" * DEEP + "1" + ")" * DEEP + ">0) }",
+        "ASK { " + "{" * 65 + "}" * 65 + " }",  # 66 levels
+    ],
+)
+def test_deep_nesting_is_refused_before_it_reaches_the_engine(query: str) -> None:
+    with pytest.raises(SparqlError) as refused:
+        check_query(query)
+    assert (refused.value.code, refused.value.status) == ("query_too_deep", 400)
+    assert "at most 64" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ASK " + "{" * 64 + "}" * 64,  # the limit itself
+        "ASK { FILTER(?v = '" + "(" * 500 + "') }",
+        'ASK { FILTER(?v = """' + "{\n" * 500 + '""") }',
+        "ASK { ?s ?p ?o # " + "[" * 500 + "\n}",
+        "ASK { FILTER(?v < 3 && ?v > 1 && !BOUND(?x) && !(?v != 2)) }",
+        "PREFIX ex: <http://e/> ASK { ?s ex:a\\'b ?o FILTER(?o<<http://e/x>) }",
+        "PREFIX sd: <http://www.w3.org/ns/sparql-service-description#> ASK { ?s a sd:Endpoint }",
+    ],
+)
+def test_shallow_queries_and_nesting_inside_literals_pass(query: str) -> None:
+    check_query(query)
+
+
+def test_a_deep_query_gets_400_and_the_engine_goes_on(seeded: Flask) -> None:
+    client = seeded.test_client()
+    service = seeded.extensions["sqm"]["sparql"]
+    _select(client, "SELECT ?v WHERE { ?s sqm:on_time_percent ?v }")
+    engine = service._pid
+    deep = client.post(
+        "/api/v1/sparql",
+        data="SELECT * WHERE { " + "{" * DEEP + "}" * DEEP + " }",
+        content_type="application/sparql-query",
+    )
+    assert (deep.status_code, deep.json["error"]) == (400, "query_too_deep")
+    assert "3001 levels" in deep.json["message"] and "at most 64" in deep.json["message"]
+    _select(client, "SELECT ?v WHERE { ?s sqm:on_time_percent ?v }")
+    assert service._pid == engine  # the same engine: nothing crashed it
+
+
+def test_a_flat_query_that_makes_a_deep_tree_is_answered(seeded: Flask, tmp_path: Path) -> None:
+    # ORDER BY (1)(1)... nests nothing, yet Oxigraph builds a tree as deep as its conditions:
+    # 3,300 overflowed a thread's default 8 MB stack; the engine's threads have more.
+    query = "SELECT * WHERE {} ORDER BY " + "(1)" * 3300
+    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    try:
+        answer = service.query(query, "application/sparql-results+json")
+        assert json.loads(answer.body)["results"]["bindings"] == [{}]
+    finally:
+        service.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The processor time ``pid`` has used (utime and stime in /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_engine_that_crashes_under_a_query_says_so(seeded: Flask, tmp_path: Path) -> None:
+    service = SparqlService(_url(seeded), timeout=30.0, folder=tmp_path)
+    runaway = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }"
+    failures: list[SparqlError] = []
+
+    def run() -> None:
+        try:
+            service.query(runaway)
+        except SparqlError as error:
+            failures.append(error)
+
+    try:
+        service.query("ASK {}")  # started and loaded
+        engine = service._child.pid
+        idle = _cpu_seconds(engine)
+        running = threading.Thread(target=run)
+        running.start()
+        deadline = time.monotonic() + 20
+        while _cpu_seconds(engine) < idle + 0.3:  # until the engine works on the query
+            assert time.monotonic() < deadline, "the query never ran"
+            time.sleep(0.05)
+        os.kill(engine, signal.SIGSEGV)
+        running.join(timeout=20)
+        assert [(f.code, f.status) for f in failures] == [("sparql_engine_crashed", 500)]
+        assert "SIGSEGV" in failures[0].message and "retry" not in failures[0].message
+        assert service.query("ASK {}").body  # the next query starts a new engine
+        assert service._child.pid != engine
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "content_type"),
+    [
+        ("GET", "/api/v1/sparql?query=ASK%7B%7D&query=SELECT*%7B%7D", None, None),
+        (
+            "POST",
+            "/api/v1/sparql",
+            "query=ASK%7B%7D&query=SELECT*%7B%7D",
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "POST",
+            "/api/v1/sparql?query=ASK%7B%7D",
+            "query=ASK%7B%7D",
+            "application/x-www-form-urlencoded",
+        ),
+        ("POST", "/api/v1/sparql?query=ASK%7B%7D", "SELECT * {}", "application/sparql-query"),
+    ],
+)
+def test_a_query_given_twice_is_refused(
+    seeded: Flask, method: str, url: str, body: str | None, content_type: str | None
+) -> None:
+    answer = seeded.test_client().open(url, method=method, data=body, content_type=content_type)
+    assert (answer.status_code, answer.json["error"]) == (400, "repeated_parameter")
+    assert "2 times" in answer.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "content_type"),
+    [
+        ("/api/v1/sparql?query=ASK%7BFILTER('%FF'%3D'%EF%BF%BD')%7D", None, None),
+        ("/api/v1/sparql", b"ASK { FILTER('\xff' = '\xef\xbf\xbd') }", "application/sparql-query"),
+        (
+            "/api/v1/sparql",
+            b"query=ASK%7BFILTER('%FF'%3D'%EF%BF%BD')%7D",
+            "application/x-www-form-urlencoded",
+        ),
+    ],
+)
+def test_a_query_that_is_not_utf8_is_refused_not_repaired(
+    seeded: Flask, url: str, body: bytes | None, content_type: str | None
+) -> None:
+    # Read with replacement, b'\xff' would become U+FFFD and the query answer true.
+    client = seeded.test_client()
+    method = "GET" if body is None else "POST"
+    answer = client.open(url, method=method, data=body, content_type=content_type)
+    assert (answer.status_code, answer.json["error"]) == (400, "malformed_query")
+    assert "not UTF-8" in answer.json["message"] and "b'\\xff'" in answer.json["message"]
+    # U+FFFD itself, sent as UTF-8, is text like any other.
+    fine = client.post(
+        "/api/v1/sparql",
+        data="ASK { FILTER('\ufffd' = '\ufffd') }".encode(),
+        content_type="application/sparql-query",
+    )
+    assert (fine.status_code, fine.json) == (200, {"head": {}, "boolean": True})
+
+
+def test_head_answers_as_get_does(seeded: Flask) -> None:
+    client = seeded.test_client()
+    for url in ("/api/v1/sparql", "/api/v1/sparql?query=ASK%7B%7D"):
+        get, head = client.get(url), client.head(url)
+        assert head.status_code == get.status_code != 415
+        assert head.mimetype == get.mimetype and head.data == b""
+    assert client.head("/api/v1/sparql").status_code == 400
+    assert client.head("/api/v1/sparql?query=ASK%7B%7D").mimetype == (
+        "application/sparql-results+json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "status", "answer"),
+    [
+        ("ASK {}", "text/turtle", 406, "application/sparql-results+json, application/json"),
+        (
+            "SELECT * {}",
+            "application/n-triples",
+            406,
+            "application/sparql-results+json, application/json",
+        ),
+        ("DESCRIBE <urn:x>", "application/json", 406, "text/turtle, application/n-triples"),
+        (
+            "CONSTRUCT WHERE { ?s ?p ?o }",
+            "application/sparql-results+json",
+            406,
+            "text/turtle, application/n-triples",
+        ),
+        ("ASK {}", "application/json", 200, "application/sparql-results+json"),
+        ("ASK {}", "text/turtle, application/json;q=0.1", 200, "application/sparql-results+json"),
+        (
+            "# a comment\nPREFIX ex: <http://e/> BASE <http://e/> construct {} WHERE {}",
+            "application/json;q=0.9, application/n-triples;q=0.1",
+            200,
+            "application/n-triples",
+        ),
+        ("ASK {}", "*/*", 200, "application/sparql-results+json"),
+        ("CONSTRUCT {} WHERE {}", "text/*", 200, "text/turtle"),
+    ],
+)
+def test_each_query_form_answers_only_in_its_own_formats(
+    seeded: Flask, query: str, accept: str, status: int, answer: str
+) -> None:
+    got = seeded.test_client().get(
+        f"/api/v1/sparql?query={quote(query)}", headers={"Accept": accept}
+    )
+    assert got.status_code == status, got.data
+    if status == 406:
+        assert got.json["error"] == "not_acceptable"
+        form = query.split()[0]
+        assert got.json["message"] == f"{form} results are available as {answer}"
+    else:
+        assert got.mimetype == answer
+
+
+def test_query_form_reads_past_the_prologue() -> None:
+    assert query_form("PREFIX select: <urn:x> # SELECT\nBASE <urn:y> ask {}") == "ASK"
+    assert query_form("PREFIX:<urn:x>CONSTRUCT{}{}") == "CONSTRUCT"
+    assert query_form("# nothing but a comment") is None
+    assert query_form("INSERT DATA {}") is None
 
 
 def test_unsupported_formats_are_refused(seeded: Flask) -> None:
