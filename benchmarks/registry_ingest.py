@@ -1,7 +1,7 @@
 """Registry ingest under gunicorn, against the compute ceiling measured in the same run.
 
-    python benchmarks/registry_ingest.py [--attestations 2000] [--clients 8] [--workers 2]
-        [--threads 4] [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
+    python benchmarks/registry_ingest.py [--attestations 2000] [--clients W*T] [--workers 2]
+        [--threads 6] [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
         [--index-trail N]
 
 Everything is prepared before the clock starts: ``--suppliers`` suppliers, each with its own
@@ -564,10 +564,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--attestations", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=None,
+        help="concurrent client processes (default: workers x threads, a keep-alive "
+        "connection per server thread: fewer left PostgreSQL's cores idle while each group "
+        "commit waited for the server's WAL flush)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
-        "--threads", type=int, default=4, help="threads per worker (gthread when above 1)"
+        "--threads", type=int, default=6, help="threads per worker (gthread when above 1)"
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--records", type=int, default=20, help="records per feed")
@@ -590,6 +597,8 @@ def main() -> None:
     )
     parser.add_argument("--no-fsck", dest="fsck", action="store_false")
     args = parser.parse_args()
+    if args.clients is None:
+        args.clients = args.workers * args.threads
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := set(backends) - {"sqlite", "postgresql"}:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")

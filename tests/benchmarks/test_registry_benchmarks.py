@@ -44,7 +44,7 @@ def _databases_left(output: str) -> list[str]:
 
 
 def test_registry_ingest_runs_on_both_backends() -> None:
-    # One worker, its threads (the default 4) sharing write transactions: a quick smoke run.
+    # One worker, its threads (the default 6) sharing write transactions: a quick smoke run.
     output = _run(
         "registry_ingest.py",
         "--attestations", "12", "--clients", "2", "--workers", "1", "--suppliers", "3",
