@@ -39,7 +39,12 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     )
     made.extensions["sqm"]["ingest"].now = lambda: NOW
     yield made
-    engine = made.extensions["sqm"]["log"].engine
+    _close(made)
+
+
+def _close(app: Flask) -> None:
+    """Drop a PostgreSQL registry's tables (its database outlives the test) and close its pool."""
+    engine = app.extensions["sqm"]["log"].engine
     if engine.dialect.name == "postgresql":
         from sqm.registry.db import metadata
 
@@ -423,6 +428,19 @@ AUDITOR = {
 }
 
 
+def _register_endorser(client: FlaskClient, key: Ed25519PrivateKey, code: str) -> Any:
+    """Register AUDITOR under the LEI ``code`` as an endorser (POST /endorsers)."""
+    public = _raw(key)
+    body = {
+        "supplier": {**AUDITOR, "identifiers": [{"scheme": "LEI", "code": code}]},
+        "publicKey": base64.b64encode(public).decode(),
+        "proofOfPossession": base64.b64encode(
+            key.sign(bundle.registration_message(f"LEI:{code}", public))
+        ).decode(),
+    }
+    return client.post("/api/v1/endorsers", json=body)
+
+
 def _endorsement(
     key: Ed25519PrivateKey,
     index: int,
@@ -459,16 +477,7 @@ def test_a_registered_auditor_endorses_a_logged_attestation(app: Flask) -> None:
     )
 
     auditor_key = Ed25519PrivateKey.generate()
-    public = _raw(auditor_key)
-    auditor = {**AUDITOR, "identifiers": [{"scheme": "LEI", "code": "391200SQMTUVAUDIT203"}]}
-    body = {
-        "supplier": auditor,
-        "publicKey": base64.b64encode(public).decode(),
-        "proofOfPossession": base64.b64encode(
-            auditor_key.sign(bundle.registration_message("LEI:391200SQMTUVAUDIT203", public))
-        ).decode(),
-    }
-    assert client.post("/api/v1/endorsers", json=body).status_code == 201
+    assert _register_endorser(client, auditor_key, "391200SQMTUVAUDIT203").status_code == 201
     endorser = "LEI:391200SQMTUVAUDIT203"
     wrong = client.post(
         "/api/v1/endorsements", json=_endorsement(auditor_key, index, "0" * 64, endorser=endorser)
@@ -800,16 +809,7 @@ def test_an_endorsement_sent_twice_is_logged_once(app: Flask) -> None:
     _register(client, supplier_key)
     made = client.post("/api/v1/attestations", json=_envelope(supplier_key, FEED)).json
     digest = json.loads(base64.b64decode(made["leaf"]))["payloadSha256"]
-    public = _raw(auditor_key)
-    auditor = {**AUDITOR, "identifiers": [{"scheme": "LEI", "code": "391200SQMTUVAUDIT203"}]}
-    registration = {
-        "supplier": auditor,
-        "publicKey": base64.b64encode(public).decode(),
-        "proofOfPossession": base64.b64encode(
-            auditor_key.sign(bundle.registration_message("LEI:391200SQMTUVAUDIT203", public))
-        ).decode(),
-    }
-    assert client.post("/api/v1/endorsers", json=registration).status_code == 201
+    assert _register_endorser(client, auditor_key, "391200SQMTUVAUDIT203").status_code == 201
     envelope = _endorsement(auditor_key, made["logIndex"], digest, endorser=_ENDORSER)
     first = client.post("/api/v1/endorsements", json=envelope)
     assert first.status_code == 201, first.json

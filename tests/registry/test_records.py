@@ -30,15 +30,15 @@ from sqm.registry.db import (
 )
 from sqm.registry.log import TransparencyLog
 from sqm.registry.records import MAX_REPORTED, check_records
-from sqm.trust import bundle
 from tests.registry.test_ingest import (
     FEED,
     NOW,
+    _close,
     _endorsement,
     _envelope,
     _next,
-    _raw,
     _register,
+    _register_endorser,
     _revoke,
 )
 
@@ -62,29 +62,13 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
         logged.append(answer.json)
     assert _revoke(client, key, "2099-01-01T00:00:00+00:00").status_code == 201
     auditor = Ed25519PrivateKey.generate()
-    organization = {
-        "name": "Zertifizierung Nord GmbH",
-        "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
-    }
-    public = _raw(auditor)
-    possession = auditor.sign(bundle.registration_message("LEI:529900SQMCERTBODY123", public))
-    registration = {
-        "supplier": organization,
-        "publicKey": base64.b64encode(public).decode(),
-        "proofOfPossession": base64.b64encode(possession).decode(),
-    }
-    assert client.post("/api/v1/endorsers", json=registration).status_code == 201
+    assert _register_endorser(client, auditor, "529900SQMCERTBODY123").status_code == 201
     digest = json.loads(base64.b64decode(logged[0]["leaf"]))["payloadSha256"]
     endorsement = _endorsement(auditor, logged[0]["logIndex"], digest)
     endorsed = client.post("/api/v1/endorsements", json=endorsement)
     assert endorsed.status_code == 201, endorsed.json
     yield made
-    engine = made.extensions["sqm"]["log"].engine
-    if engine.dialect.name == "postgresql":
-        from sqm.registry.db import metadata
-
-        metadata.drop_all(engine)
-    engine.dispose()
+    _close(made)
 
 
 def _log(app: Flask) -> TransparencyLog:
