@@ -518,6 +518,14 @@ def document() -> dict[str, Any]:
                         {"type": "object", "required": ["endorser", "assurance", "logIndex"]},
                         "Logged.",
                     ),
+                    "409": _json(
+                        {
+                            "type": "object",
+                            "required": ["error", "endorser", "assurance", "logIndex"],
+                            "properties": {"error": {"const": "already_logged"}},
+                        },
+                        "The same endorsement, logged before: its entry.",
+                    ),
                     **ERRORS,
                 },
             }
