@@ -160,10 +160,27 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
         # MAX_CONTENT_LENGTH without a word: read it whole here (the limit and one byte more)
         # so that one too large is refused with 413, and every check after sees all of it.
         environ = request.environ
-        if (
-            request.content_length is not None
-            or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        ):
+        codings = [
+            c.strip().lower()
+            for c in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")
+            if c.strip()
+        ]
+        if any(c != "chunked" for c in codings):
+            # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
+            return _refused(
+                501,
+                "unsupported_transfer_coding",
+                f"this registry reads only the chunked transfer coding, not "
+                f"{', '.join(c for c in codings if c != 'chunked')}: send the body as it is",
+            )
+        if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() != "identity":
+            return _refused(
+                415,
+                "unsupported_content_encoding",
+                f"this registry reads request bodies without a content coding, not "
+                f"{environ['HTTP_CONTENT_ENCODING'][:40]!r}: send the body uncompressed",
+            )
+        if request.content_length is not None or "chunked" not in codings:
             return None
         limit = config.max_request_bytes
         stream = environ["wsgi.input"]

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,12 @@ from sqm.registry.indexer import Indexer
 from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetConditionError
 from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import TrustError, bundle, dsse
-from sqm.trust.canonical import canonical_text, loads_with_canonical, unique_members
+from sqm.trust.canonical import (
+    StrictJSONError,
+    canonical_text,
+    loads_with_canonical,
+    strict_loads,
+)
 from sqm.validator import Severity, check_organization, validate
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -116,6 +122,9 @@ REVOCATION_MARGIN = timedelta(minutes=1)
 MAX_IDENTIFIER = 300
 _HEX = re.compile("[0-9a-f]+")
 _UNSAFE_IN_PATHS = frozenset("/?#% \t\n\r")
+_ENDORSEMENT_MEMBERS = frozenset({"endorser", "attestation", "assurance", "scope"})
+MAX_IDENTIFIERS = 20  # an organisation's registered identifiers: LEI, DUNS, VAT, ... once each
+MAX_SCOPE_CHARS = 2000  # what an auditor says it checked: a sentence or a paragraph
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -368,20 +377,39 @@ class Ingest:
                 "errors, as the validator finds them in a feed's header.supplier",
                 {"findings": [f.to_dict() for f in findings]},
             )
-        if not organization["name"].strip() or not organization.get("identifiers"):
+        name, identifiers = organization["name"], organization.get("identifiers")
+        if not name.strip() or not identifiers or any(not i.get("code") for i in identifiers):
             raise RejectionError(
                 422,
                 "invalid_supplier",
-                "supplier needs a name and at least one registered identifier; the first names "
-                "it in the registry (scheme:code)",
+                "supplier needs a name and at least one registered identifier, each with a "
+                "code; the first names it in the registry (scheme:code)",
+            )
+        if len(name) > MAX_IDENTIFIER or not name.isprintable():
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"supplier.name must be at most {MAX_IDENTIFIER} printable characters (no "
+                "control or bidirectional formatting characters)",
+            )
+        pairs = [(i.get("scheme"), i.get("code")) for i in identifiers]
+        if len(pairs) > MAX_IDENTIFIERS or len(set(pairs)) != len(pairs):
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"supplier.identifiers must be at most {MAX_IDENTIFIERS}, each once",
             )
         identity = _identifier(supplier_id(organization), "the supplier's first identifier")
-        if any(c in identity for c in _UNSAFE_IN_PATHS) or not identity.isprintable():
+        if (
+            any(c in identity for c in _UNSAFE_IN_PATHS)
+            or not identity.isprintable()
+            or not unicodedata.is_normalized("NFC", identity)
+        ):
             raise RejectionError(
                 422,
                 "invalid_supplier",
-                f"the first identifier {identity[:80]!r} names the supplier in URLs: it may not "
-                "hold white space, control characters or any of / ? # %",
+                f"the first identifier {identity[:80]!r} names the supplier in URLs: it must be "
+                "NFC-normalised text without white space, control characters or any of / ? # %",
             )
         public, possession, key_id = self._possessed_key(identity, body)
         with self.log.engine.connect() as connection:
@@ -675,6 +703,18 @@ class Ingest:
             raise RejectionError(
                 415, "unsupported_payload_type", f"payloadType must be {bundle.PAYLOAD_TYPE}"
             )
+        try:
+            # json.loads takes more: an encoded surrogate, where a later duplicate key hides it
+            # from the parsed value. Such bytes are no JSON text (RFC 8259 §8.1), and would
+            # not read back as the stored envelope's text. UTF-16 and UTF-32 are not either.
+            envelope.payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RejectionError(
+                400,
+                "malformed_statement",
+                f"the payload is not UTF-8 text, which JSON exchanged between systems must be "
+                f"(RFC 8259 section 8.1): {exc}",
+            ) from None
         if b"\x00" in envelope.payload or b"\\u0000" in envelope.payload:
             raise RejectionError(
                 422,
@@ -721,18 +761,6 @@ class Ingest:
             raise RejectionError(
                 422, "subject_mismatch", "the statement's subject must name the feed's digest"
             )
-        try:
-            # json.loads takes more: an encoded surrogate, where a later duplicate key hides it
-            # from the parsed value. Such bytes are no JSON text (RFC 8259 §8.1), and would
-            # not read back as the stored envelope's text.
-            envelope.payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RejectionError(
-                400,
-                "malformed_statement",
-                f"the payload is not UTF-8 text, which JSON exchanged between systems must be "
-                f"(RFC 8259 section 8.1): {exc}",
-            ) from None
         return feed
 
     def _verify_signature(
@@ -834,15 +862,17 @@ class Ingest:
             )
 
         def write(connection: Connection) -> int:
-            # Under the log's write lock: two submissions of one endorsement log it once.
-            for seen, stored in connection.execute(
-                select(endorsements.c.seq, endorsements.c.envelope).where(
+            # Under the log's write lock: an endorser endorses an attestation at a level once
+            # (a second would raise nothing), however the claim is written or sent.
+            seen = connection.execute(
+                select(endorsements.c.seq).where(
                     endorsements.c.endorser == endorser,
                     endorsements.c.attestation_index == index,
+                    endorsements.c.assurance == assurance,
                 )
-            ):
-                if envelope_of(stored).payload == envelope.payload:
-                    raise _LoggedAlreadyError(int(seen))
+            ).scalar()
+            if seen is not None:
+                raise _LoggedAlreadyError(int(seen))
             seq = self.log.sequence(
                 bundle.endorsement_leaf(endorser, index, digest, assurance, envelope),
                 connection=connection,
@@ -1097,16 +1127,32 @@ def _endorsement_claim(payload: bytes) -> tuple[str, int, str, str]:
     assurance level, each of the type it must have (no coercion: 5.7 is no log index)."""
     shape = (
         'the payload must be {"endorser": id, "attestation": {"logIndex": integer, '
-        '"payloadSha256": 64 hex digits}, "assurance": level}'
+        '"payloadSha256": 64 hex digits}, "assurance": level} and optionally "scope": text, '
+        "and nothing else"
     )
     try:
-        # No member named twice: a first-wins reader would see another endorser or level.
-        claim = json.loads(payload, object_pairs_hook=unique_members)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise RejectionError(400, "malformed_endorsement", f"{shape}: not JSON ({exc})") from None
+        # I-JSON: a first-wins reader of a member named twice would see another endorser.
+        claim = strict_loads(payload)
+    except StrictJSONError as exc:
+        raise RejectionError(400, "malformed_endorsement", f"the payload {exc}") from None
+    if b"\x00" in payload or b"\\u0000" in payload:
+        raise RejectionError(
+            400, "malformed_endorsement", "the payload may not contain U+0000 (NUL)"
+        )
     attestation = claim.get("attestation") if isinstance(claim, dict) else None
-    if not isinstance(attestation, dict):
+    if (
+        not isinstance(attestation, dict)
+        or not set(claim) <= _ENDORSEMENT_MEMBERS
+        or not set(attestation) <= {"logIndex", "payloadSha256"}
+    ):
         raise RejectionError(400, "malformed_endorsement", shape)
+    scope = claim.get("scope")
+    if scope is not None and (not isinstance(scope, str) or len(scope) > MAX_SCOPE_CHARS):
+        raise RejectionError(
+            400,
+            "malformed_endorsement",
+            f"scope, when given, is text of at most {MAX_SCOPE_CHARS} characters",
+        )
     index, digest, assurance = (
         attestation.get("logIndex"),
         attestation.get("payloadSha256"),

@@ -303,6 +303,11 @@ def _instant(value: datetime | None) -> datetime | None:
 
 
 def _parsed(text: Any) -> datetime | None:
+    """A leaf's time as the registry read it when it logged it: RFC 3339 (``t`` and ``z`` in
+    either case), or the ISO 8601 that earlier registries took."""
+    value = bundle.rfc3339(text)
+    if value is not None:
+        return value.astimezone(UTC)
     try:
         value = datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from sqm.registry.blueprints.common import fail, json_answer, json_body
+from sqm.registry.blueprints.common import bearer, fail, json_answer, json_body
 from sqm.registry.ingest import Ingest, RejectionError
 
 blueprint = Blueprint("attest", __name__)
@@ -59,7 +58,7 @@ def revoke(key: str) -> Any:
     """Revoke a key from an effective time: signed by the key, or with the operator token."""
     token = current_app.extensions["sqm"]["config"].operator_token
     given = request.headers.get("Authorization", "")
-    operator = bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    operator = bool(token) and bearer(given, token)
     if given and not operator:
         fail(401, "unauthorised", "the operator token does not match")
     try:

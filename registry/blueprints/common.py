@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import re
+import hmac
 from typing import Any, NoReturn
 
 import orjson
 from flask import Response, abort, current_app, jsonify, make_response, request
 
 from sqm.registry.log import TransparencyLog
-from sqm.trust.canonical import DuplicateMemberError, unique_members
-
-# A \uXXXX escape of a surrogate: paired ones are JSON's way to write characters beyond the
-# BMP; an unpaired one is text no UTF-8 database or encoder takes.
-_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+from sqm.trust.canonical import StrictJSONError, strict_loads
 
 
 def the_log() -> TransparencyLog:
@@ -56,9 +51,9 @@ def integer_arg(args: Any, name: str, minimum: int = 0) -> int:
 
 
 def json_body() -> Any:
-    """The request's body as JSON, read strictly: UTF-8 (RFC 8259 section 8.1), no member named
-    twice, no NaN or Infinity, no unpaired surrogate (I-JSON, RFC 7493 section 2). Otherwise a
-    400 ``malformed_json`` that says what is wrong and where."""
+    """The request's body as JSON, read strictly (:func:`strict_loads`: UTF-8, no member
+    named twice, no NaN or Infinity, no unpaired surrogate); otherwise a 400
+    ``malformed_json`` that says what is wrong and where."""
     if not request.is_json:
         fail(
             400,
@@ -66,38 +61,17 @@ def json_body() -> Any:
             f"send the body as JSON with Content-Type: application/json (got "
             f"{request.mimetype or 'no Content-Type'})",
         )
-    raw = request.get_data(cache=True)
     try:
-        # utf-8-sig: a parser MAY ignore a byte order mark (RFC 8259 section 8.1), and some
-        # clients (PowerShell, .NET) send one.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        fail(
-            400,
-            "malformed_json",
-            f"the body is not UTF-8 text, which JSON between systems must be (RFC 8259 section "
-            f"8.1): byte {exc.start} is {raw[exc.start : exc.start + 1]!r}",
-        )
-    try:
-        value = json.loads(text, object_pairs_hook=unique_members, parse_constant=_no_constant)
-    except DuplicateMemberError as exc:
-        fail(400, "malformed_json", f"the body is ambiguous JSON: {exc} (RFC 7493 section 2.3)")
-    except ValueError as exc:  # json.JSONDecodeError names the line and column
-        fail(400, "malformed_json", f"the body is not JSON: {exc}")
-    except RecursionError:
-        fail(400, "malformed_json", "the body nests arrays or objects too deeply to read")
-    if _ESCAPED_SURROGATE.search(text) is not None:
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            fail(
-                400,
-                "malformed_json",
-                f"the body holds an unpaired surrogate ({exc.object[exc.start : exc.end]!r}), "
-                "which is no Unicode text (RFC 7493 section 2.1)",
-            )
-    return value
+        return strict_loads(request.get_data(cache=True))
+    except StrictJSONError as exc:
+        fail(400, "malformed_json", f"the body {exc}")
 
 
-def _no_constant(literal: str) -> Any:
-    raise ValueError(f"{literal} is not a JSON number (RFC 8259 section 6)")
+def bearer(header: str, token: str) -> bool:
+    """Whether an Authorization header carries ``token`` as a bearer token (RFC 6750 section
+    2.1; the scheme's name is case-insensitive, RFC 9110 section 11.1), compared in constant
+    time."""
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from sqm.registry.blueprints.common import fail, json_body
+from sqm.registry.blueprints.common import bearer, fail, json_body
 from sqm.registry.ingest import RejectionError
 
 blueprint = Blueprint("operator", __name__)
@@ -18,7 +17,7 @@ def _authorise() -> None:
     given = request.headers.get("Authorization", "")
     if not token:
         fail(403, "operator_api_disabled", "no operator token is configured on this registry")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not bearer(given, token):
         fail(401, "unauthorised", "send the operator token as 'Authorization: Bearer <token>'")
 
 

@@ -27,9 +27,12 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
     then check the registry's key, attestation and endorsement tables against the entries
     that record them.
 
-    Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered.
+    Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered, 2
+    when there is no store to check or its database cannot be read.
     """
     import dataclasses
+
+    from sqlalchemy.exc import SQLAlchemyError
 
     from sqm.registry.app import timestampers
     from sqm.registry.config import RegistryConfig
@@ -47,15 +50,21 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
     )
     if not (config.data_dir / "keys" / "log.key").exists():
         raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
+    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
+        # make_engine would create an empty one, which fsck would then call intact.
+        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
     keys = load_or_create(config.data_dir / "keys", config.origin)
-    log = TransparencyLog(
-        make_engine(config.url),
-        config.origin,
-        keys.log_key,
-        keys.authority,
-        timestampers=timestampers(config, keys.authority),
-    )
-    problems = log.fsck() + check_records(log.engine)
+    try:
+        log = TransparencyLog(
+            make_engine(config.url),
+            config.origin,
+            keys.log_key,
+            keys.authority,
+            timestampers=timestampers(config, keys.authority),
+        )
+        problems = log.fsck() + check_records(log.engine)
+    except SQLAlchemyError as exc:  # no such database, not a database, a URL it cannot use
+        raise RegistryError(f"cannot read the registry's database: {exc}") from None
     for problem in problems:
         click.echo(f"PROBLEM  {problem}")
     click.echo(

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.trust import TrustError, bundle
+from sqm.trust.canonical import unique_members
 from sqm.validator import Severity, validate
 
 
@@ -44,7 +45,8 @@ def generate_command(private_key: Path) -> None:
 
 def _load_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        # A member named twice could show this reader one value and another reader the other.
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_members)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TrustError(f"{path}: cannot be read as a {what}: {exc}") from exc
     except RecursionError:

@@ -92,6 +92,50 @@ def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return made
 
 
+class StrictJSONError(ValueError):
+    """Bytes that are not I-JSON (RFC 7493): the message says what is wrong and where, as the
+    end of a sentence that begins with what was read ("the body ...")."""
+
+
+# A \uXXXX escape of a surrogate: paired ones are JSON's way to write characters beyond the
+# BMP; an unpaired one is text no UTF-8 database or encoder takes.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def strict_loads(raw: bytes) -> Any:
+    """JSON read as I-JSON (RFC 7493 section 2): UTF-8 (a leading byte order mark ignored, as
+    RFC 8259 section 8.1 allows), no member named twice, no NaN or Infinity, no unpaired
+    surrogate. StrictJSONError otherwise."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError(
+            f"is not UTF-8 text, which JSON between systems must be (RFC 8259 section 8.1): "
+            f"byte {exc.start} is {raw[exc.start : exc.start + 1]!r}"
+        ) from None
+    try:
+        value = json.loads(text, object_pairs_hook=unique_members, parse_constant=_no_constant)
+    except DuplicateMemberError as exc:
+        raise StrictJSONError(f"is ambiguous JSON: {exc} (RFC 7493 section 2.3)") from None
+    except RecursionError:
+        raise StrictJSONError("nests arrays or objects too deeply to read") from None
+    except ValueError as exc:  # json.JSONDecodeError names the line and column
+        raise StrictJSONError(f"is not JSON: {exc}") from None
+    if _ESCAPED_SURROGATE.search(text) is not None:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise StrictJSONError(
+                f"holds an unpaired surrogate ({exc.object[exc.start : exc.end]!r}), which is "
+                "no Unicode text (RFC 7493 section 2.1)"
+            ) from None
+    return value
+
+
+def _no_constant(literal: str) -> Any:
+    raise ValueError(f"{literal} is not a JSON number (RFC 8259 section 6)")
+
+
 # A member name's closing quote with white space before its colon, which the count below
 # would miss.
 _SPACED_COLON = re.compile(rb'"[ \t\n\r]+:')

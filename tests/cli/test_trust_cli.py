@@ -78,3 +78,15 @@ def test_keys_generate_writes_a_private_key_only_the_owner_can_read(tmp_path: Pa
     assert b"PUBLIC KEY" in (tmp_path / "supplier.key.pub").read_bytes()
     again = CliRunner().invoke(main, ["keys", "generate", str(key)])
     assert again.exit_code == 2 and "refusing to overwrite" in again.output
+
+
+def test_a_bundle_naming_a_member_twice_is_unreadable(
+    made: tuple[bundle.Bundle, bundle.TrustRoot], tmp_path: Path
+) -> None:
+    """A reader that keeps the first of two logIndex members would see another entry."""
+    path, root = _write(tmp_path, *made)
+    text = Path(path).read_text()
+    assert text.startswith("{")
+    Path(path).write_text('{"logIndex": 3, ' + text[1:])
+    result = CliRunner().invoke(main, ["verify", path, "--trust-root", root])
+    assert result.exit_code == 2 and "names the member 'logIndex' twice" in result.output

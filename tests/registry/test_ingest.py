@@ -833,3 +833,118 @@ def test_a_body_may_start_with_a_byte_order_mark(app: Flask) -> None:
         "/api/v1/suppliers", data=b'\xef\xbb\xbf{"supplier": 7}', content_type="application/json"
     )
     assert answer.status_code == 422 and answer.json["error"] == "invalid_supplier"
+
+
+def _endorsing(app: Flask) -> tuple[FlaskClient, Ed25519PrivateKey, int, str]:
+    client = app.test_client()
+    supplier_key, auditor_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, supplier_key)
+    made = client.post("/api/v1/attestations", json=_envelope(supplier_key, FEED)).json
+    assert _register_endorser(client, auditor_key, "391200SQMTUVAUDIT203").status_code == 201
+    return (
+        client,
+        auditor_key,
+        made["logIndex"],
+        json.loads(base64.b64decode(made["leaf"]))["payloadSha256"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"endorser": @E, "attestation": @A, "assurance": "third_party", "scope": NaN}', "NaN"),
+        ('{"endorser": @E, "attestation": @A, "assurance": "third_party", "x": 1}', "nothing else"),
+        ('{"endorser": @E, "attestation": @A, "assurance": "third_party", "scope": 7}', "scope"),
+        (
+            '{"endorser": @E, "attestation": @A, "assurance": "third_party", "scope": "\\ud800"}',
+            "surrogate",
+        ),
+        (
+            '{"endorser": @E, "attestation": @A, "assurance": "third_party", "scope": "a\\u0000"}',
+            "NUL",
+        ),
+        ("UTF16", "not UTF-8"),
+    ],
+)
+def test_an_endorsement_payload_is_read_strictly(app: Flask, payload: str, message: str) -> None:
+    client, key, index, digest = _endorsing(app)
+    attestation = json.dumps({"logIndex": index, "payloadSha256": digest})
+    if payload == "UTF16":
+        claim = {"endorser": _ENDORSER, "attestation": json.loads(attestation), "assurance": "x"}
+        raw = json.dumps(claim).encode("utf-16")
+    else:
+        raw = payload.replace("@E", json.dumps(_ENDORSER)).replace("@A", attestation).encode()
+    envelope = dsse.sign(bundle.ENDORSEMENT_TYPE, raw, key, bundle.key_id(_raw(key)))
+    size = app.extensions["sqm"]["log"].size()
+    refused = client.post("/api/v1/endorsements", json=envelope.to_json())
+    assert refused.status_code == 400 and refused.json["error"] == "malformed_endorsement"
+    assert message in refused.json["message"], refused.json["message"]
+    assert app.extensions["sqm"]["log"].size() == size
+
+
+def test_the_same_endorsement_written_otherwise_is_logged_once(app: Flask) -> None:
+    client, key, index, digest = _endorsing(app)
+    first = client.post(
+        "/api/v1/endorsements", json=_endorsement(key, index, digest, endorser=_ENDORSER)
+    )
+    assert first.status_code == 201
+    claim = {
+        "assurance": "third_party_accredited",
+        "attestation": {"payloadSha256": digest, "logIndex": index},
+        "endorser": _ENDORSER,
+        "scope": "looked again",
+    }
+    for raw in (json.dumps(claim).encode(), b"\xef\xbb\xbf" + json.dumps(claim, indent=2).encode()):
+        envelope = dsse.sign(bundle.ENDORSEMENT_TYPE, raw, key, bundle.key_id(_raw(key)))
+        again = client.post("/api/v1/endorsements", json=envelope.to_json())
+        assert again.status_code == 409 and again.json["logIndex"] == first.json["logIndex"]
+
+
+@pytest.mark.parametrize(
+    ("organization", "message"),
+    [
+        ({"name": "K", "identifiers": [{"scheme": "OTHER", "code": ""}]}, "each with a code"),
+        (
+            {"name": "K" * 301, "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}]},
+            "at most 300",
+        ),
+        (
+            {"name": "K\a", "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}]},
+            "printable",
+        ),
+        (
+            {"name": "K\u202e", "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}]},
+            "printable",
+        ),
+        (
+            {"name": "K", "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}] * 2},
+            "each once",
+        ),
+        (
+            {
+                "name": "K",
+                "identifiers": [{"scheme": "OTHER", "code": f"x:{n}"} for n in range(21)],
+            },
+            "at most 20",
+        ),
+        ({"name": "K", "identifiers": [{"scheme": "OTHER", "code": "acme:Cafe\u0301"}]}, "NFC"),
+    ],
+)
+def test_a_registration_is_bounded_and_plain(
+    app: Flask, organization: dict[str, Any], message: str
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    refused = _register(app.test_client(), key, organization)
+    assert refused.status_code == 422 and refused.json["error"] == "invalid_supplier"
+    assert message in refused.json["message"], refused.json["message"]
+
+
+def test_a_payload_in_utf16_is_said_to_be_not_utf8(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    payload = json.dumps(bundle.statement(FEED)).encode("utf-16")
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(_raw(key)))
+    refused = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert (refused.status_code, refused.json["error"]) == (400, "malformed_statement")
+    assert "not UTF-8" in refused.json["message"]

@@ -35,7 +35,7 @@ def test_verification_status_needs_the_operator_token(tmp_path: Path) -> None:
     assert client.put(path, json={"status": "verified"}).status_code == 401
     wrong = client.put(path, json={"status": "verified"}, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json["error"] == "unauthorised"
-    auth = {"Authorization": "Bearer s3cret"}
+    auth = {"Authorization": "bearer s3cret"}  # the scheme's name is case-insensitive
     assert (
         client.put(path, json={"status": "trusted"}, headers=auth).json["error"] == "invalid_status"
     )
@@ -96,6 +96,18 @@ def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
     assert "1 entries sequenced and not yet integrated" in waiting.output
     nowhere = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path / "nowhere")])
     assert nowhere.exit_code == 2 and "Traceback" not in nowhere.output
+    keys_only = tmp_path / "keys-only"
+    keys_only.mkdir()
+    (keys_only / "keys").symlink_to(tmp_path / "keys")
+    empty = runner.invoke(main, ["registry", "fsck", "--data", str(keys_only)])
+    assert empty.exit_code == 2 and "holds no registry.sqlite3" in empty.output
+    assert not (keys_only / "registry.sqlite3").exists()  # nothing created to call intact
+    for database in ("notaurl", f"sqlite:///{tmp_path / 'keys' / 'log.key'}"):
+        unreadable = runner.invoke(
+            main, ["registry", "fsck", "--data", str(tmp_path), "--database", database]
+        )
+        assert unreadable.exit_code == 2, unreadable.output
+        assert "cannot read the registry's database" in unreadable.output
 
 
 def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:

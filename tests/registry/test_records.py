@@ -30,6 +30,7 @@ from sqm.registry.db import (
 )
 from sqm.registry.log import TransparencyLog
 from sqm.registry.records import MAX_REPORTED, check_records
+from sqm.trust import bundle
 from tests.registry.test_ingest import (
     FEED,
     NOW,
@@ -37,6 +38,7 @@ from tests.registry.test_ingest import (
     _endorsement,
     _envelope,
     _next,
+    _raw,
     _register,
     _register_endorser,
     _revoke,
@@ -259,3 +261,18 @@ def test_a_verification_status_is_checked_against_its_latest_entry(app: Flask) -
     assert len(problems) == 1
     assert "is 'verified' in the suppliers table" in problems[0]
     assert "says 'suspended'" in problems[0]
+
+
+def test_a_revocation_time_in_lowercase_rfc3339_is_read_as_logged(app: Flask) -> None:
+    """RFC 3339 allows "t" and "z"; fsck reads a leaf's time as the registry did."""
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    other = copy.deepcopy(FEED["header"]["supplier"])
+    other["identifiers"][0]["code"] = "529900SQMOTHERSUPP09"
+    assert _register(client, key, other).status_code == 201
+    key_id = bundle.key_id(_raw(key))
+    revoked_at = "2099-12-07t10:00:00z"
+    signature = key.sign(bundle.revocation_message("LEI:529900SQMOTHERSUPP09", key_id, revoked_at))
+    body = {"revokedAt": revoked_at, "signature": base64.b64encode(signature).decode()}
+    assert client.post(f"/api/v1/keys/{key_id}/revocation", json=body).status_code == 201
+    assert _log(app).fsck() + check_records(_log(app).engine) == []
