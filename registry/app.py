@@ -21,7 +21,7 @@ from sqm.registry.integrator import BackgroundIndexer, Integrator
 from sqm.registry.log import TransparencyLog
 from sqm.registry.profiles import Profiles
 from sqm.registry.search import SupplierSearch
-from sqm.registry.secrets import load_or_create
+from sqm.registry.secrets import RegistryKeys, load_or_create
 from sqm.registry.sparql import SparqlService
 from sqm.registry.timestampers import ExternalTSA, OwnTSA, Timestamper, TimestampUnavailableError
 from sqm.trust.timestamp import Authority
@@ -53,6 +53,18 @@ class BoundedJSONProvider(DefaultJSONProvider):
             raise ValueError("the JSON nests arrays or objects too deeply") from None
 
 
+def open_log(config: RegistryConfig, keys: RegistryKeys) -> TransparencyLog:
+    """The log of the registry that ``config`` and ``keys`` describe: its database, origin,
+    log key and TSAs, as the registry runs them."""
+    return TransparencyLog(
+        make_engine(config.url),
+        config.origin,
+        keys.log_key,
+        keys.authority,
+        timestampers=timestampers(config, keys.authority),
+    )
+
+
 def timestampers(config: RegistryConfig, authority: Authority) -> list[Timestamper]:
     """The TSAs that stamp checkpoints, the primary first, as configured."""
     own = OwnTSA(authority, lambda: datetime.now(UTC))
@@ -77,13 +89,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.url_map.converters["int"] = BoundedInteger
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     keys = load_or_create(config.data_dir / "keys", config.origin)
-    log = TransparencyLog(
-        make_engine(config.url),
-        config.origin,
-        keys.log_key,
-        keys.authority,
-        timestampers=timestampers(config, keys.authority),
-    )
+    log = open_log(config, keys)
     indexer = Indexer(log.engine)
     indexer.upgrade()  # an index made by an earlier version, brought up in place
     # With a background sweep the index follows the log within a second, in batches, off the

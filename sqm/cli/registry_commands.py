@@ -34,11 +34,9 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from sqm.registry.app import timestampers
+    from sqm.registry.app import open_log
     from sqm.registry.config import RegistryConfig
-    from sqm.registry.db import make_engine
     from sqm.registry.errors import RegistryError
-    from sqm.registry.log import TransparencyLog
     from sqm.registry.records import check_records
     from sqm.registry.secrets import load_or_create
 
@@ -55,13 +53,7 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
         raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
     keys = load_or_create(config.data_dir / "keys", config.origin)
     try:
-        log = TransparencyLog(
-            make_engine(config.url),
-            config.origin,
-            keys.log_key,
-            keys.authority,
-            timestampers=timestampers(config, keys.authority),
-        )
+        log = open_log(config, keys)
         problems = log.fsck() + check_records(log.engine)
     except SQLAlchemyError as exc:  # no such database, not a database, a URL it cannot use
         raise RegistryError(f"cannot read the registry's database: {exc}") from None
