@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
-from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
@@ -39,18 +38,6 @@ class BoundedInteger(IntegerConverter):
     def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_BIGINT)
         super().__init__(url_map, *args, **kwargs)
-
-
-class BoundedJSONProvider(DefaultJSONProvider):
-    """Flask's JSON, with a body nested beyond the interpreter's recursion limit refused as
-    malformed (ValueError: a 400 where the endpoint reads it) rather than raising
-    RecursionError, which reached the client as a 500."""
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("the JSON nests arrays or objects too deeply") from None
 
 
 def open_log(config: RegistryConfig, keys: RegistryKeys) -> TransparencyLog:
@@ -84,7 +71,6 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     """A registry for ``config`` (default: from the environment)."""
     config = config or RegistryConfig.from_env()
     app = Flask(__name__)
-    app.json = BoundedJSONProvider(app)
     # Path integers beyond a database BIGINT are no entry of this log: 404, not an overflow.
     app.url_map.converters["int"] = BoundedInteger
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes

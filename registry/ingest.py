@@ -1026,7 +1026,7 @@ class Ingest:
             if current is None:
                 raise RejectionError(404, "no_such_supplier", f"no supplier {supplier!r}")
             if current == status:
-                raise _LoggedAlreadyError(-1)
+                raise _UnchangedError
             seq = self.log.sequence(leaf, connection=connection)
             connection.execute(
                 suppliers.update().where(suppliers.c.id == supplier).values(verification=status)
@@ -1035,7 +1035,7 @@ class Ingest:
 
         try:
             seq, integration = self._logged(write)
-        except _LoggedAlreadyError:  # the status it has: nothing to log
+        except _UnchangedError:  # the status it has: nothing to log
             return {"supplier": supplier, "verification": status, "changed": False}
         return {
             "supplier": supplier,
@@ -1114,8 +1114,12 @@ class Ingest:
         }
 
 
+class _UnchangedError(Exception):
+    """A write found nothing to change, so nothing to log."""
+
+
 class _LoggedAlreadyError(Exception):
-    """What a write was to log is logged already, as entry ``seq`` (-1: no entry to name)."""
+    """What a write was to log is logged already, as entry ``seq``."""
 
     def __init__(self, seq: int) -> None:
         super().__init__(seq)

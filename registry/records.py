@@ -303,18 +303,6 @@ def _instant(value: datetime | None) -> datetime | None:
 
 
 def _parsed(text: Any) -> datetime | None:
-    """A leaf's time as the registry read it when it logged it: RFC 3339 (``t`` and ``z`` in
-    either case), or the ISO 8601 that earlier registries took."""
-    value = bundle.rfc3339(text)
-    if value is not None:
-        return value.astimezone(UTC)
-    try:
-        value = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    if value is None or value.tzinfo is None:
-        return None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        return None
+    """A leaf's time as the registry read it when it logged it, in UTC."""
+    value = bundle.leaf_time(text)
+    return None if value is None else value.astimezone(UTC)

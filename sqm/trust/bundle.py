@@ -301,20 +301,21 @@ def _instant(text: Any, what: str) -> datetime:
     return value
 
 
-def _logged_instant(text: Any, what: str) -> datetime:
-    """A time in a log leaf: RFC 3339, or any ISO 8601 time with an offset that Python reads,
-    as registries before 2026-12 accepted and logged for good (``2099-01-01 00:00:00+00:00``)."""
+def leaf_time(text: Any) -> datetime | None:
+    """A time as a log leaf holds it: RFC 3339, or any ISO 8601 time with an offset that
+    Python reads, as registries before 2026-12 accepted and logged for good
+    (``2099-01-01 00:00:00+00:00``); None for anything else."""
     value = rfc3339(text)
     if value is not None:
         return value
     try:
         value = datetime.fromisoformat(text) if isinstance(text, str) else None
         if value is not None and value.tzinfo is not None:
-            value.astimezone(UTC)
+            value.astimezone(UTC)  # an offset that leaves year 1 to 9999 in UTC raises
             return value
     except (ValueError, OverflowError):
         pass
-    raise TrustError(f"{what} must be a time with an offset, got {text!r}")
+    return None
 
 
 def _ca_json(ca: x509.Certificate) -> dict[str, str]:
@@ -661,7 +662,12 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             "keyId"
         ):
             raise VerificationError("the revocation entry is not about this key")
-        revoked_at = _logged_instant(revocation.get("revokedAt"), "the revocation's revokedAt")
+        revoked_at = leaf_time(revocation.get("revokedAt"))
+        if revoked_at is None:
+            raise TrustError(
+                f"the revocation's revokedAt must be a time with an offset, got "
+                f"{revocation.get('revokedAt')!r}"
+            )
         if revoked_at <= logged_time:
             raise VerificationError(
                 f"the key was revoked from {revoked_at.isoformat()}, before the attestation was logged at {logged_time.isoformat()}"
