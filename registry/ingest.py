@@ -477,6 +477,19 @@ class Ingest:
                     supplier_keys.c.key_id == authorizer, supplier_keys.c.supplier == identity
                 )
             ).first()
+            known = (
+                row is not None
+                or connection.execute(
+                    select(suppliers.c.id).where(suppliers.c.id == identity)
+                ).scalar()
+                is not None
+            )
+        if not known:
+            raise RejectionError(
+                404,
+                "no_such_supplier",
+                f"no supplier {identity!r}: register it with POST /api/v1/suppliers",
+            )
         if row is None or (row[1] is not None and _aware(row[1]) <= self.now()):
             raise RejectionError(
                 403, "unknown_key", f"{authorizer!r} is not a current key of {identity}"
@@ -715,6 +728,14 @@ class Ingest:
                 f"the payload is not UTF-8 text, which JSON exchanged between systems must be "
                 f"(RFC 8259 section 8.1): {exc}",
             ) from None
+        if envelope.payload.startswith(b"\xef\xbb\xbf"):
+            raise RejectionError(
+                400,
+                "malformed_statement",
+                "the payload starts with a byte order mark, which JSON text sent between "
+                "systems must not (RFC 8259 section 8.1), and strict readers refuse: sign the "
+                "JSON without it",
+            )
         if b"\x00" in envelope.payload or b"\\u0000" in envelope.payload:
             raise RejectionError(
                 422,

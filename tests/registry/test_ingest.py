@@ -948,3 +948,23 @@ def test_a_payload_in_utf16_is_said_to_be_not_utf8(app: Flask) -> None:
     refused = client.post("/api/v1/attestations", json=envelope.to_json())
     assert (refused.status_code, refused.json["error"]) == (400, "malformed_statement")
     assert "not UTF-8" in refused.json["message"]
+
+
+def test_a_rotation_for_an_unknown_supplier_is_404(app: Flask) -> None:
+    key = Ed25519PrivateKey.generate()
+    refused = app.test_client().post(
+        f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(key, Ed25519PrivateKey.generate())
+    )
+    assert refused.status_code == 404 and refused.json["error"] == "no_such_supplier"
+
+
+def test_a_payload_with_a_byte_order_mark_is_refused(app: Flask) -> None:
+    """Logged for good, and strict readers (Go's, for one) refuse JSON that starts with one."""
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    payload = b"\xef\xbb\xbf" + json.dumps(bundle.statement(FEED)).encode()
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, key, bundle.key_id(_raw(key)))
+    refused = client.post("/api/v1/attestations", json=envelope.to_json())
+    assert (refused.status_code, refused.json["error"]) == (400, "malformed_statement")
+    assert "byte order mark" in refused.json["message"]
