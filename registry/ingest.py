@@ -154,28 +154,17 @@ def _b64(value: Any, what: str) -> bytes:
 
 
 def _identifier(value: Any, what: str) -> str:
-    """A supplier's or endorser's id as a client names it: text that a database can hold."""
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= MAX_IDENTIFIER
-        or "\x00" in value
-        or not _encodable(value)
-    ):
+    """A supplier's or endorser's id as a client names it: text that a database can hold.
+    (No unpaired surrogate reaches here: bodies and payloads are read as I-JSON, and Werkzeug
+    decodes paths with replacement characters.)"""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_IDENTIFIER or "\x00" in value:
         raise RejectionError(
             400,
             "malformed_request",
             f"{what} must be a registered id (scheme:code), 1 to {MAX_IDENTIFIER} characters of "
-            "text without NUL characters or unpaired surrogates",
+            "text without NUL characters",
         )
     return value
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # an unpaired surrogate, which JSON's \ud800 escapes can make
-        return False
-    return True
 
 
 def is_key_id(value: Any) -> bool:

@@ -27,6 +27,7 @@ from sqm.registry.db import (
     log_pending,
     supplier_keys,
     suppliers,
+    utc,
 )
 from sqm.registry.errors import DamagedStoreError
 from sqm.trust import bundle, dsse
@@ -296,10 +297,8 @@ def _feed_sequence(envelope: dsse.Envelope) -> Any:
 
 
 def _instant(value: datetime | None) -> datetime | None:
-    """A time as read back: SQLite keeps no offset, and the tables store UTC."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    """A time as read back, in UTC (:func:`utc`: SQLite keeps no offset)."""
+    return None if value is None else utc(value)
 
 
 def _parsed(text: Any) -> datetime | None:
