@@ -413,7 +413,18 @@ class Ingest:
                 "authorised by one of its current keys",
             )
         valid_from = self.now()
-        leaf = bundle.key_leaf(identity, public, valid_from.isoformat(), possession)
+        try:
+            leaf = bundle.key_leaf(
+                identity, public, valid_from.isoformat(), possession,
+                organization=organization, role=role,
+            )  # fmt: skip
+        except TrustError as exc:
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"the organisation is logged as canonical JSON (RFC 8785), which it has no "
+                f"form in: {exc}",
+            ) from None
 
         # The identity, its key and the key's log entry commit together or not at all.
         def write(connection: Connection) -> int:

@@ -109,6 +109,9 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
     )
     chains: dict[str, int] = {}  # supplier -> index of its latest attestation so far
     statuses: dict[str, tuple[int, Any]] = {}  # supplier -> its latest verification entry
+    # supplier -> the entry that registered its identity, with the organisation and role it
+    # logged (registries before 2026-12 logged neither: their suppliers have no such entry)
+    identities: dict[str, tuple[int, Any, Any]] = {}
     for row in rows:
         index = int(row[0])
         try:
@@ -118,6 +121,16 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
         kind = leaf.get("kind") if isinstance(leaf, dict) else None
         if kind == "supplier-verification" and isinstance(leaf, dict):
             statuses[str(leaf.get("supplier"))] = (index, leaf.get("verification"))
+        if kind == "supplier-key" and isinstance(leaf, dict) and "organization" in leaf:
+            supplier = str(leaf.get("supplier"))
+            if supplier in identities:
+                problems.add(
+                    "identities",
+                    f"entry {index} registers {supplier} again, as entry "
+                    f"{identities[supplier][0]} did: an identity is registered once",
+                )
+            else:
+                identities[supplier] = (index, leaf.get("organization"), leaf.get("role"))
         check = _CHECKS.get(kind) if isinstance(kind, str) else None
         if check is None or leaf is None:
             continue  # not a leaf the tables record (the tree check covers every leaf)
@@ -134,7 +147,15 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
             chains[supplier] = index
     # Only suppliers whose status the log records: registries before 2026-12 set it in the
     # table alone, and those settings have no entry to compare with.
-    for supplier, status in connection.execute(select(suppliers.c.id, suppliers.c.verification)):
+    table = select(
+        suppliers.c.id, suppliers.c.verification, suppliers.c.name, suppliers.c.identity,
+        suppliers.c.role,
+    )  # fmt: skip
+    for supplier, status, name, identity, role in connection.execute(table):
+        registration = identities.get(supplier)
+        if registration is not None:
+            for text in _identity(registration, name, identity, role):
+                problems.add("identities", f"supplier {supplier}: {text}")
         logged = statuses.pop(supplier, None)
         if logged is not None and logged[1] != status:
             problems.add(
@@ -178,6 +199,23 @@ def _key(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
         yield f"its supplier_keys row is valid from {valid_from}, the leaf from {leaf.get('validFrom')}"
     if row["key_revoked_at"] is not None and row["key_revocation_seq"] is None:
         yield "its supplier_keys row is revoked, but no log entry revokes it"
+
+
+def _identity(
+    registration: tuple[int, Any, Any], name: Any, identity: Any, role: Any
+) -> Iterator[str]:
+    """How a suppliers row differs from the identity its registration entry logged."""
+    index, organization, logged_role = registration
+    try:
+        stored = json.loads(identity)
+    except (TypeError, ValueError):
+        stored = None
+    if stored != organization:
+        yield f"its stored organisation is not the one entry {index} registered"
+    if not isinstance(organization, dict) or name != organization.get("name"):
+        yield f"its name is {name!r}, entry {index} registered another"
+    if role != logged_role:
+        yield f"its role is {role!r}, entry {index} registered it as {logged_role!r}"
 
 
 def _revocation(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:

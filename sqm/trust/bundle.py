@@ -87,9 +87,16 @@ def key_leaf(
     possession: bytes,
     authorized_by: str | None = None,
     authorization: bytes = b"",
+    *,
+    organization: dict[str, Any] | None = None,
+    role: str | None = None,
 ) -> bytes:
     """The log leaf that registers a supplier key; a rotated-in key names the current key that
-    authorised it and carries that key's signature over the rotation message."""
+    authorised it and carries that key's signature over the rotation message. The leaf of an
+    identity's first key also records the identity as registered: its ``organization`` (name,
+    identifiers, country, URL, as the registration gave them) and its ``role`` (``supplier``
+    or ``endorser``), so that the log, not only the registry's tables, says who holds the key.
+    TrustError when the organisation has no canonical JSON form."""
     leaf: dict[str, Any] = {
         "kind": "supplier-key",
         "supplier": supplier,
@@ -98,6 +105,9 @@ def key_leaf(
         "validFrom": valid_from,
         "proofOfPossession": base64.b64encode(possession).decode(),
     }
+    if organization is not None:
+        leaf["organization"] = organization
+        leaf["role"] = role or "supplier"
     if authorized_by is not None:
         leaf["authorizedBy"] = authorized_by
         leaf["authorization"] = base64.b64encode(authorization).decode()
@@ -566,7 +576,13 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         except Exception as exc:  # cryptography raises InvalidSignature
             raise VerificationError("the key's proof of possession does not verify") from exc
         state["key"], state["key_leaf"] = key, leaf
-        return f"key {leaf['keyId'][:16]}... registered for {leaf.get('supplier')}, valid from {leaf.get('validFrom')}"
+        organization = leaf.get("organization")
+        holder = (
+            f"{leaf.get('supplier')} ({organization['name']!r}, as {leaf.get('role')})"
+            if isinstance(organization, dict) and isinstance(organization.get("name"), str)
+            else leaf.get("supplier")
+        )
+        return f"key {leaf['keyId'][:16]}... registered for {holder}, valid from {leaf.get('validFrom')}"
 
     def signature_step() -> str:
         key_leaf = state.get("key_leaf")

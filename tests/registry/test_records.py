@@ -31,9 +31,12 @@ from sqm.registry.db import (
 from sqm.registry.log import TransparencyLog
 from sqm.registry.records import MAX_REPORTED, check_records
 from sqm.trust import bundle
+from sqm.trust.canonical import canonical
 from tests.registry.test_ingest import (
+    AUDITOR,
     FEED,
     NOW,
+    SUPPLIER,
     _close,
     _endorsement,
     _envelope,
@@ -276,3 +279,70 @@ def test_a_revocation_time_in_lowercase_rfc3339_is_read_as_logged(app: Flask) ->
     body = {"revokedAt": revoked_at, "signature": base64.b64encode(signature).decode()}
     assert client.post(f"/api/v1/keys/{key_id}/revocation", json=body).status_code == 201
     assert _log(app).fsck() + check_records(_log(app).engine) == []
+
+
+def test_a_registration_entry_logs_the_identity_and_its_role(app: Flask) -> None:
+    log = _log(app)
+    with log.engine.connect() as connection:
+        leaves = [
+            json.loads(bytes(leaf))
+            for leaf in connection.execute(select(log_entries.c.leaf)).scalars()
+        ]
+    registrations = {leaf["supplier"]: leaf for leaf in leaves if leaf["kind"] == "supplier-key"}
+    assert registrations[SUPPLIER]["organization"] == FEED["header"]["supplier"]
+    assert registrations[SUPPLIER]["role"] == "supplier"
+    auditor = registrations["LEI:529900SQMCERTBODY123"]
+    assert auditor["role"] == "endorser" and auditor["organization"]["name"] == AUDITOR["name"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"name": "Bosch GmbH"}, "its name is 'Bosch GmbH', entry 0 registered another"),
+        ({"role": "endorser"}, "its role is 'endorser', entry 0 registered it as 'supplier'"),
+    ],
+    ids=["renamed", "made-an-endorser"],
+)
+def test_an_identity_changed_in_its_table_is_found(
+    app: Flask, values: dict[str, str], expected: str
+) -> None:
+    problems = _tampered(
+        app, lambda c: c.execute(update(suppliers).where(suppliers.c.id == SUPPLIER).values(values))
+    )
+    assert f"supplier {SUPPLIER}: {expected}" in problems
+    assert len(problems) == 1
+
+
+def test_changed_identifiers_are_found(app: Flask) -> None:
+    changed = copy.deepcopy(FEED["header"]["supplier"])
+    changed["identifiers"].append({"scheme": "DUNS", "code": "150483782"})
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(suppliers).where(suppliers.c.id == SUPPLIER).values(identity=json.dumps(changed))
+        ),
+    )
+    assert problems == [
+        f"supplier {SUPPLIER}: its stored organisation is not the one entry 0 registered"
+    ]
+
+
+def test_suppliers_registered_before_identities_were_logged_pass(app: Flask) -> None:
+    """A registry before 2026-12 logged a key's supplier id alone: its suppliers have nothing
+    logged to compare with, and fsck does not fault them."""
+    log = _log(app)
+
+    def older(connection: Connection) -> None:
+        for seq, leaf in connection.execute(select(log_entries.c.seq, log_entries.c.leaf)).all():
+            value = json.loads(bytes(leaf))
+            if value["kind"] == "supplier-key":
+                del value["organization"], value["role"]
+                connection.execute(
+                    update(log_entries)
+                    .where(log_entries.c.seq == seq)
+                    .values(leaf=canonical(value))
+                )
+
+    with log.engine.begin() as connection:
+        older(connection)
+    assert check_records(log.engine) == []
