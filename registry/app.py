@@ -76,6 +76,7 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     keys = load_or_create(config.data_dir / "keys", config.origin)
     log = open_log(config, keys)
+    log.start_tsa_requirements()
     indexer = Indexer(log.engine)
     indexer.upgrade()  # an index made by an earlier version, brought up in place
     # With a background sweep the index follows the log within a second, in batches, off the

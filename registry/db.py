@@ -247,6 +247,16 @@ log_checkpoint_stamps = Table(
     Column("timestamp", LargeBinary, nullable=False),
 )
 
+# Since when each further TSA (``SQM_REGISTRY_TSA_MODE=also``) stamps every checkpoint, by
+# the SHA-256 of its CA certificate: the trust root requires its tokens from then on. Written
+# once, by the first process that starts with that TSA; RFC 3339 text, as trust roots hold it.
+log_tsa_requirements = Table(
+    "log_tsa_requirements",
+    metadata,
+    Column("ca_sha256", Text, primary_key=True),
+    Column("required_from", Text, nullable=False),
+)
+
 suppliers = Table(
     "suppliers",
     metadata,

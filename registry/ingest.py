@@ -707,7 +707,7 @@ class Ingest:
         ]
         return bundle.Bundle(
             envelope, included[0], included[1], signed.note, signed.timestamp,
-            bundle.LoggedAt(signed.note, signed.timestamp, ()),
+            bundle.LoggedAt(signed.note, signed.timestamp, (), signed.additional_timestamps),
             included[2] if len(included) > 2 else None, signed.additional_timestamps,
         )  # fmt: skip
 
@@ -1023,7 +1023,9 @@ class Ingest:
         ]
         return bundle.Bundle(
             envelope, included[0], included[1], signed.note, signed.timestamp,
-            bundle.LoggedAt(first.note, first.timestamp, tuple(consistency)),
+            bundle.LoggedAt(
+                first.note, first.timestamp, tuple(consistency), first.additional_timestamps
+            ),
             included[2] if len(included) > 2 else None, signed.additional_timestamps,
         )  # fmt: skip
 

@@ -10,6 +10,7 @@ Integration resumes from the stored state after a crash: nothing sequenced is lo
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, Insert
 
 from sqm.registry.db import (
@@ -44,6 +46,7 @@ from sqm.registry.db import (
     log_entries,
     log_nodes,
     log_pending,
+    log_tsa_requirements,
     node_key,
     node_of,
     utc,
@@ -54,7 +57,7 @@ from sqm.registry.driver import Prepared, as_columns, in_pipeline, unnested
 from sqm.registry.errors import DamagedStoreError, RegistryError
 from sqm.registry.timestampers import OwnTSA, Timestamper
 from sqm.trust import TrustError, merkle, timestamp
-from sqm.trust.bundle import TrustRoot
+from sqm.trust.bundle import AdditionalTsa, TrustRoot
 from sqm.trust.canonical import canonical
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note, sign
 
@@ -386,6 +389,7 @@ class TransparencyLog:
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._entries: dict[int, tuple[int, bytes]] = {}
         self.remembered_nodes = remembered_nodes
+        self._required_from: tuple[str | None, ...] | None = None
 
     def remember(self, integration: Integration) -> None:
         """Keep a committed batch's entries and subtree hashes for later proofs. Call it only
@@ -744,12 +748,46 @@ class TransparencyLog:
         return self._signed(row, connection)
 
     def trust_root(self) -> TrustRoot:
-        """What verifiers of this log trust: its origin and key, and its TSAs' CAs."""
+        """What verifiers of this log trust: its origin and key, and its TSAs' CAs, each
+        further TSA's tokens required from when this log began to use it."""
         ca = self.timestampers[0].ca_certificate
-        extra = tuple(tsa.ca_certificate for tsa in self.timestampers[1:])
+        extra = tuple(
+            AdditionalTsa(tsa.ca_certificate, required)
+            for tsa, required in zip(self.timestampers[1:], self.tsa_requirements(), strict=True)
+        )
         return TrustRoot(
             self.origin, self.verifier, ca, ca.not_valid_before_utc.isoformat(), None, extra
         )
+
+    def start_tsa_requirements(self) -> None:
+        """Record, for each further TSA that no process of this log used before, that its
+        tokens are required from now on: every checkpoint this process signs carries one (a
+        submission waits for the TSA otherwise). Call it before the first checkpoint. The
+        first process to record a TSA sets its time; later ones read it."""
+        for tsa in self.timestampers[1:]:
+            try:
+                with writing(self.engine) as connection:
+                    if _required_from(connection, tsa) is None:
+                        connection.execute(
+                            log_tsa_requirements.insert().values(
+                                ca_sha256=_ca_sha256(tsa),
+                                required_from=_whole_second(self.clock()),
+                            )
+                        )
+            except IntegrityError:
+                pass  # another process recorded it first: its time stands
+        self._required_from = None
+
+    def tsa_requirements(self) -> tuple[str | None, ...]:
+        """For each further TSA, from when on (RFC 3339) its tokens are required; None where
+        no process recorded it (:meth:`start_tsa_requirements`)."""
+        if self._required_from is None:
+            with self.engine.connect() as connection:
+                required = tuple(_required_from(connection, t) for t in self.timestampers[1:])
+            if all(r is not None for r in required):  # recorded times never change
+                self._required_from = required
+            return required
+        return self._required_from
 
     # --- checking -----------------------------------------------------------------------------
 
@@ -802,6 +840,11 @@ class TransparencyLog:
                     f"the newest checkpoint is of size {newest}, but the log holds "
                     f"{tree.size} entries: a checkpoint row was dropped"
                 )
+            further = [
+                (position, AdditionalTsa(tsa.ca_certificate, _required_from(connection, tsa)))
+                for position, tsa in enumerate(self.timestampers[1:], 1)
+            ]
+            owed: dict[int, list[int]] = {}  # checkpoint size -> further TSAs it must carry
             for size, note, token in connection.execute(
                 select(
                     log_checkpoints.c.size, log_checkpoints.c.note, log_checkpoints.c.timestamp
@@ -809,9 +852,12 @@ class TransparencyLog:
             ):
                 try:
                     checkpoint = open_note(note, self.verifier)
-                    timestamp.verify(
+                    stamped = timestamp.verify(
                         bytes(token), note.encode(), self.timestampers[0].ca_certificate
-                    )
+                    ).gen_time
+                    required = [p for p, tsa in further if tsa.required_at(stamped)]
+                    if required:
+                        owed[size] = required
                 except TrustError as exc:
                     problems.append(f"checkpoint {size}: {exc}")
                     continue
@@ -847,7 +893,38 @@ class TransparencyLog:
                     )
                 except TrustError as exc:
                     problems.append(f"checkpoint {size}: additional timestamp {position}: {exc}")
+                else:
+                    if position in owed.get(size, ()):
+                        owed[size].remove(position)
+            for size, positions in owed.items():
+                for position in positions:
+                    problems.append(
+                        f"checkpoint {size}: no token of the further TSA {position}, which the "
+                        f"trust root requires from {_required_from(connection, self.timestampers[position])} on"
+                    )
         return problems
+
+
+def _whole_second(moment: datetime) -> str:
+    """``moment`` in UTC, to the second below: a TSA may state its genTime in whole seconds
+    (the registry's own does), and the checkpoints stamped within this second are required too."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def _ca_sha256(tsa: Timestamper) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(tsa.ca_certificate.public_bytes(Encoding.DER)).hexdigest()
+
+
+def _required_from(connection: Connection, tsa: Timestamper) -> str | None:
+    """From when on the log requires ``tsa``'s tokens (:meth:`TransparencyLog.start_tsa_requirements`)."""
+    value = connection.execute(
+        select(log_tsa_requirements.c.required_from).where(
+            log_tsa_requirements.c.ca_sha256 == _ca_sha256(tsa)
+        )
+    ).scalar()
+    return None if value is None else str(value)
 
 
 def _merged_nodes(size: int, stored: Iterable[Any]) -> Iterator[tuple[int, int, bytes | None]]:

@@ -370,7 +370,7 @@ def log_page() -> ResponseReturnValue:
             "tsa": root.tsa_ca.subject.rfc4514_string(),
             "tsaValidFrom": _time(root.tsa_ca.not_valid_before_utc),
             "tsaValidUntil": _time(root.tsa_ca.not_valid_after_utc),
-            "additionalTsas": len(root.additional_tsa_cas),
+            "additionalTsas": len(root.additional_tsas),
         },
         recent=_recent(),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -211,6 +211,30 @@ def attestation_leaf(
 
 
 @dataclass(frozen=True)
+class AdditionalTsa:
+    """A further TSA of the log: its CA, and from when on (RFC 3339) every checkpoint carries
+    one of its tokens. Why required: a token that the log may leave out protects against
+    nothing; a verifier that trusts the log's own TSA less than this one requires it for
+    every checkpoint stamped since the log began to use it (None: checked when present)."""
+
+    ca: x509.Certificate
+    required_from: str | None = None
+
+    def required_at(self, stamped: datetime | None) -> bool:
+        """Whether a checkpoint that the primary TSA stamped at ``stamped`` must carry a token
+        of this TSA (when that time is unknown, as when the primary token failed: yes)."""
+        if self.required_from is None:
+            return False
+        return stamped is None or stamped >= _instant(self.required_from, "requiredFrom")
+
+    def to_json(self) -> dict[str, str]:
+        document = _ca_json(self.ca)
+        if self.required_from is not None:
+            document["requiredFrom"] = self.required_from
+        return document
+
+
+@dataclass(frozen=True)
 class TrustRoot:
     """What a verifier trusts: the log (origin and signed-note key) and the TSA's CA."""
 
@@ -219,8 +243,8 @@ class TrustRoot:
     tsa_ca: x509.Certificate
     log_key_valid_from: str
     log_key_valid_until: str | None = None
-    # CAs of further TSAs the registry also stamps its checkpoints with (optional).
-    additional_tsa_cas: tuple[x509.Certificate, ...] = ()
+    # Further TSAs the registry also stamps its checkpoints with (optional).
+    additional_tsas: tuple[AdditionalTsa, ...] = ()
 
     def check_log_key_time(self, when: datetime, what: str) -> None:
         """Raise unless the log key was valid at ``when``, the trusted time of ``what`` (a
@@ -255,8 +279,8 @@ class TrustRoot:
                 "validUntil": self.tsa_ca.not_valid_after_utc.isoformat(),
             },
             **(
-                {"additionalTsas": [_ca_json(ca) for ca in self.additional_tsa_cas]}
-                if self.additional_tsa_cas
+                {"additionalTsas": [tsa.to_json() for tsa in self.additional_tsas]}
+                if self.additional_tsas
                 else {}
             ),
         }
@@ -268,12 +292,18 @@ class TrustRoot:
             verifier = NoteVerifier.parse(log["verifierKey"])
             ca = x509.load_pem_x509_certificate(tsa["caCertificate"].encode())
             extra = tuple(
-                x509.load_pem_x509_certificate(item["caCertificate"].encode())
+                AdditionalTsa(
+                    x509.load_pem_x509_certificate(item["caCertificate"].encode()),
+                    item.get("requiredFrom"),
+                )
                 for item in data.get("additionalTsas", [])
             )
             root = cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"), extra)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise TrustError(f"malformed trust root: {exc}") from exc
+        for number, tsa in enumerate(root.additional_tsas, 1):
+            if tsa.required_from is not None:
+                _instant(tsa.required_from, f"additionalTsas[{number}].requiredFrom")
         if not isinstance(root.origin, str):
             raise TrustError("malformed trust root: log.origin must be text")
         _instant(root.log_key_valid_from, "log.validFrom")
@@ -379,13 +409,20 @@ class LoggedAt:
     checkpoint: str
     timestamp: bytes
     consistency: tuple[bytes, ...]
+    # Tokens over the same checkpoint from further TSAs, as the bundle's own.
+    additional_timestamps: tuple[bytes, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "checkpoint": self.checkpoint,
             "timestamp": base64.b64encode(self.timestamp).decode(),
             "consistency": [base64.b64encode(h).decode() for h in self.consistency],
         }
+        if self.additional_timestamps:
+            document["additionalTimestamps"] = [
+                base64.b64encode(token).decode() for token in self.additional_timestamps
+            ]
+        return document
 
     @classmethod
     def from_json(cls, data: Any) -> LoggedAt:
@@ -394,7 +431,15 @@ class LoggedAt:
         hashes = data.get("consistency")
         if not isinstance(hashes, list):
             raise TrustError("bundle.loggedAt.consistency must be a list")
-        return cls(data["checkpoint"], _b64(data.get("timestamp")), tuple(_b64(h) for h in hashes))
+        additional = data.get("additionalTimestamps", [])
+        if not isinstance(additional, list):
+            raise TrustError("bundle.loggedAt.additionalTimestamps must be a list of base64 tokens")
+        return cls(
+            data["checkpoint"],
+            _b64(data.get("timestamp")),
+            tuple(_b64(h) for h in hashes),
+            tuple(_b64(token) for token in additional),
+        )
 
 
 @dataclass(frozen=True)
@@ -530,19 +575,13 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         return f"checkpoint timestamped at {info.gen_time.isoformat()} by {info.tsa_certificate.subject.rfc4514_string()}"
 
     def additional_timestamps_step() -> str:
-        if not root.additional_tsa_cas:
+        if not root.additional_tsas:
             return f"{len(bundle.additional_timestamps)} not checked: the trust root names no further TSA"
-        times = []
-        for number, token in enumerate(bundle.additional_timestamps, 1):
-            problems = []
-            for ca in root.additional_tsa_cas:
-                try:
-                    times.append(timestamp.verify(token, bundle.checkpoint.encode(), ca).gen_time)
-                    break
-                except VerificationError as exc:
-                    problems.append(str(exc))
-            else:
-                raise VerificationError(f"additional token {number}: {'; '.join(problems)}")
+        times = _further_times(
+            root, bundle.checkpoint, bundle.additional_timestamps, report.timestamp, "checkpoint"
+        )
+        if not times:
+            return "none required of a checkpoint stamped then"
         return "checkpoint also timestamped at " + ", ".join(t.isoformat() for t in times)
 
     def inclusion(included: Included, what: str) -> Callable[[], str]:
@@ -670,6 +709,17 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             logged.timestamp, logged.checkpoint.encode(), root.tsa_ca
         ).gen_time
         root.check_log_key_time(logged_time, "the logging checkpoint")
+        # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
+        # says the checkpoint existed, so that no one TSA can date it earlier alone.
+        logged_time = max(
+            [
+                logged_time,
+                *_further_times(
+                    root, logged.checkpoint, logged.additional_timestamps, logged_time,
+                    "logging checkpoint",
+                ),
+            ]
+        )  # fmt: skip
         if bundle.revocation is None:
             return f"logged at {logged_time.isoformat()}; no revocation of the key in the log"
         inclusion(bundle.revocation, "the key revocation")()
@@ -692,7 +742,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
 
     report.run("checkpoint signature", checkpoint_step)
     report.run("timestamp token", timestamp_step)
-    if bundle.additional_timestamps:
+    if bundle.additional_timestamps or any(t.required_from for t in root.additional_tsas):
         report.run("additional timestamps", additional_timestamps_step)
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
     report.run("key proof of possession", key_step)
@@ -703,6 +753,42 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
     report.run("feed names the signer", signer_step)
     report.run("key valid when logged", key_validity_step)
     return report
+
+
+def _further_times(
+    root: TrustRoot, note: str, tokens: Sequence[bytes], stamped: datetime | None, what: str
+) -> list[datetime]:
+    """The times of ``tokens`` (the further TSAs' tokens over the checkpoint ``note``, which
+    the primary TSA stamped at ``stamped``), each verified against the trust root's further
+    TSAs; VerificationError for a token none of them issued, and for a TSA whose token the
+    trust root requires of a checkpoint stamped then and the bundle lacks. A trust root
+    that names no further TSA checks none (their tokens are evidence it cannot judge)."""
+    if not root.additional_tsas:
+        return []
+    times: list[datetime] = []
+    issued: set[int] = set()
+    for number, token in enumerate(tokens, 1):
+        problems = []
+        for position, tsa in enumerate(root.additional_tsas):
+            try:
+                times.append(timestamp.verify(token, note.encode(), tsa.ca).gen_time)
+            except VerificationError as exc:
+                problems.append(str(exc))
+            else:
+                issued.add(position)
+                break
+        else:
+            raise VerificationError(f"{what}: additional token {number}: {'; '.join(problems)}")
+    for position, tsa in enumerate(root.additional_tsas):
+        if position not in issued and tsa.required_at(stamped):
+            raise VerificationError(
+                f"the {what} carries no token of the TSA {tsa.ca.subject.rfc4514_string()}, "
+                f"which the trust root requires of every checkpoint stamped from "
+                f"{tsa.required_from} on (this one: "
+                f"{stamped.isoformat() if stamped else 'its primary token failed'}): a bundle "
+                "without it may have been dated by the log's own TSA alone"
+            )
+    return times
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def test_also_both_tokens_travel_in_the_bundle_and_both_verify(
     tampered = dataclasses.replace(made, additional_timestamps=(bytes(token),))
     steps = {s.name: s.ok for s in bundle.verify(tampered, root).steps}
     assert steps["additional timestamps"] is False and steps["timestamp token"] is True
-    minimal = dataclasses.replace(root, additional_tsa_cas=())
+    minimal = dataclasses.replace(root, additional_tsas=())
     unchecked = bundle.verify(made, minimal)
     assert unchecked.ok
     assert "not checked" in {s.name: s.detail for s in unchecked.steps}["additional timestamps"]
@@ -243,3 +243,86 @@ def test_a_misconfigured_external_tsa_is_refused_at_start(tmp_path: Path) -> Non
                 external_tsa_mode="sometimes",
             )
         )
+
+
+def test_also_the_trust_root_requires_the_further_tokens_from_its_first_start(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """A further TSA protects against a log that backdates with its own TSA only when its
+    tokens may not be left out: the trust root requires them of every checkpoint stamped
+    since the log began to use it, in the bundle's checkpoint and in its logging one."""
+    before = datetime.now(UTC).replace(microsecond=0)
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    answer = _attest(app)
+    assert answer.status_code == 201, answer.json
+    served = app.test_client().get("/api/v1/trust-root").json
+    required_from = served["additionalTsas"][0]["requiredFrom"]
+    assert before <= datetime.fromisoformat(required_from) <= datetime.now(UTC)
+    root = bundle.TrustRoot.from_json(served)
+    made = bundle.Bundle.from_json(answer.json)
+    assert made.logged_at is not None and len(made.logged_at.additional_timestamps) == 1
+    assert bundle.verify(made, root).ok
+
+    stripped = dataclasses.replace(made, additional_timestamps=())
+    failed = {s.name: s for s in bundle.verify(stripped, root).steps}
+    assert not failed["additional timestamps"].ok
+    assert "carries no token of the TSA" in failed["additional timestamps"].detail
+    assert f"stamped from {required_from} on" in failed["additional timestamps"].detail
+    unlogged = dataclasses.replace(
+        made, logged_at=dataclasses.replace(made.logged_at, additional_timestamps=())
+    )
+    failed = {s.name: s for s in bundle.verify(unlogged, root).steps}
+    assert not failed["key valid when logged"].ok
+    assert "logging checkpoint carries no token" in failed["key valid when logged"].detail
+
+    # A trust root that requires them only from later on lets the same bundle pass without.
+    later = dataclasses.replace(
+        root,
+        additional_tsas=(
+            dataclasses.replace(root.additional_tsas[0], required_from="2999-01-01T00:00:00Z"),
+        ),
+    )
+    passed = bundle.verify(stripped, later)
+    assert passed.ok, passed.steps
+    assert {s.name: s.detail for s in passed.steps}["additional timestamps"] == (
+        "none required of a checkpoint stamped then"
+    )
+
+    # Another process of the same registry keeps the time the first one recorded.
+    again = _registry(engine, tmp_path, external_tsa, "also")
+    assert again.test_client().get("/api/v1/trust-root").json == served
+
+
+def test_fsck_finds_a_further_token_dropped_from_a_checkpoint_that_requires_it(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    from sqlalchemy import delete, func
+
+    from sqm.registry.db import log_checkpoint_stamps
+
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    assert _attest(app).status_code == 201
+    log = app.extensions["sqm"]["log"]
+    assert log.fsck() == []
+    with engine.begin() as connection:
+        newest = connection.execute(select(func.max(log_checkpoint_stamps.c.size))).scalar()
+        connection.execute(
+            delete(log_checkpoint_stamps).where(log_checkpoint_stamps.c.size == newest)
+        )
+    problems = log.fsck()
+    assert problems == [
+        f"checkpoint {newest}: no token of the further TSA 1, which the trust root requires "
+        f"from {log.tsa_requirements()[0]} on"
+    ]
+
+
+def test_a_trust_root_with_a_malformed_required_from_is_refused(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    from sqm.trust import TrustError
+
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    served = app.test_client().get("/api/v1/trust-root").json
+    served["additionalTsas"][0]["requiredFrom"] = "yesterday"
+    with pytest.raises(TrustError, match=r"additionalTsas\[1\].requiredFrom must be an RFC 3339"):
+        bundle.TrustRoot.from_json(served)
