@@ -185,6 +185,8 @@ def create_app(config: RegistryConfig | None = None) -> Flask:
                     break
                 chunks.append(chunk)
                 size += len(chunk)
+        except RequestEntityTooLarge:  # a chunk size over the limit (the registry's worker)
+            raise
         except Exception as exc:  # the server's own error for a malformed chunk (gunicorn's)
             return _refused(400, "malformed_body", f"the chunked body cannot be read: {exc}")
         if size > limit:

@@ -11,6 +11,9 @@ benchmark (SQLite) 0.50-0.57 of the compute ceiling with an even split against 0
 with an uneven one. The kernel wakes every worker that waits on the socket, so a full worker
 that waits a moment before accepting leaves the connection to a sibling with a free thread;
 when every worker is full it accepts after that moment all the same (nothing is refused).
+
+It also answers the requests gunicorn itself refuses as JSON errors, like the app's, not as
+gunicorn's HTML pages (see :mod:`sqm.registry.gunicorn_errors`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
+from sqm.registry.gunicorn_errors import JsonRefusals
+
 # Long enough for a woken sibling to be scheduled and accept() even on busy cores (at 5 ms,
 # one test round in four kept the connection on the full worker with both cores loaded),
 # short enough not to matter: only a worker whose every thread has a connection waits, on a
@@ -29,9 +34,9 @@ from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped
 DEFER_SECONDS = 0.01
 
 
-class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
+class BalancedThreadWorker(JsonRefusals, ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     """``-k gthread`` that defers new connections to siblings while all its threads have
-    one (see the module's docstring)."""
+    one (see the module's docstring), and answers gunicorn's own refusals as JSON errors."""
 
     def accept(self, *args: Any) -> None:
         listener = args[-1]  # accept(listener); gunicorn before 23: accept(server, listener)
