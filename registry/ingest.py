@@ -47,6 +47,7 @@ from sqm.trust import TrustError, bundle, dsse
 from sqm.trust.canonical import (
     StrictJSONError,
     canonical_text,
+    json_error,
     loads_with_canonical,
     strict_loads,
 )
@@ -746,7 +747,7 @@ class Ingest:
             statement, canonical_feed = loads_with_canonical(envelope.payload, "predicate")
         except (ValueError, UnicodeDecodeError) as exc:
             raise RejectionError(
-                400, "malformed_statement", f"the payload is not JSON: {exc}"
+                400, "malformed_statement", f"the payload is not JSON: {json_error(exc)}"
             ) from exc
         except RecursionError:
             raise RejectionError(

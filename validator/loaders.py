@@ -125,10 +125,14 @@ def _finite_float(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
-    # As orjson (the NDJSON parser) does: integers beyond 64 bits are refused.
-    value = int(text)
-    if abs(value) >= 1 << 64:
-        raise ValueError(f"integer {text[:20]}... is out of range")
+    # As orjson (the NDJSON parser) does: integers beyond 64 bits are refused. By their digits
+    # first: int() refuses thousands of them with advice about the interpreter's own settings.
+    digits = len(text.lstrip("-"))
+    if digits > 20 or abs(value := int(text)) >= 1 << 64:
+        raise ValueError(
+            f"integer {text[:20]}... ({digits} digits) is out of range: SQM numbers fit in 64 "
+            "bits; carry a longer code as a string"
+        )
     return value
 
 

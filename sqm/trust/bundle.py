@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sqm.trust import dsse, merkle, timestamp
-from sqm.trust.canonical import canonical, canonical_text, unique_members
+from sqm.trust.canonical import canonical, canonical_text, json_error, unique_members
 from sqm.trust.checkpoint import Checkpoint, NoteVerifier, open_note
 from sqm.trust.errors import TrustError, VerificationError
 
@@ -798,7 +798,7 @@ def _json(raw: bytes, what: str) -> dict[str, Any]:
         # A member named twice would let two readers of the same signed bytes differ.
         value = json.loads(raw, object_pairs_hook=unique_members)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TrustError(f"{what} is not JSON: {exc}") from exc
+        raise TrustError(f"{what} is not JSON: {json_error(exc)}") from exc
     except RecursionError:
         raise TrustError(f"{what} nests arrays or objects too deeply") from None
     if not isinstance(value, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 import orjson
@@ -120,7 +121,7 @@ def strict_loads(raw: bytes) -> Any:
     except RecursionError:
         raise StrictJSONError("nests arrays or objects too deeply to read") from None
     except ValueError as exc:  # json.JSONDecodeError names the line and column
-        raise StrictJSONError(f"is not JSON: {exc}") from None
+        raise StrictJSONError(f"is not JSON: {json_error(exc)}") from None
     if _ESCAPED_SURROGATE.search(text) is not None:
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
@@ -130,6 +131,19 @@ def strict_loads(raw: bytes) -> Any:
                 "no Unicode text (RFC 7493 section 2.1)"
             ) from None
     return value
+
+
+def json_error(exc: ValueError) -> str:
+    """What json.loads's ``exc`` says, in words for whoever sent the text: Python's refusal of
+    an integer of thousands of digits (a guard against slow conversion) advises a setting of
+    the reader's own, which means nothing to a client."""
+    if "integer string conversion" in str(exc):
+        return (
+            f"a number holds more than {sys.get_int_max_str_digits()} digits; no reader keeps "
+            "such a number exact (I-JSON, RFC 7493 section 2.2, keeps integers within 2^53): "
+            "carry it as a string"
+        )
+    return str(exc)
 
 
 def _no_constant(literal: str) -> Any:

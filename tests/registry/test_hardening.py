@@ -163,6 +163,8 @@ def test_a_payload_naming_a_member_twice_is_refused(seeded: Flask) -> None:
         # json.loads takes a surrogate encoded as UTF-8; printing it raised UnicodeEncodeError.
         # Such bytes are not UTF-8, which is said first.
         (b'"\xed\xa0\x80"', 400, "malformed_statement", "not UTF-8"),
+        # Python's refusal of a 5,000-digit integer advised sys.set_int_max_str_digits().
+        (b"9" * 5000, 400, "malformed_statement", "more than 4300 digits"),
     ],
 )
 def test_a_statement_with_no_feed_to_digest_is_a_clear_4xx(
@@ -198,6 +200,16 @@ def test_a_body_nested_too_deeply_to_parse_is_a_400(seeded: Flask, path: str) ->
     answer = seeded.test_client().post(path, data=deep, content_type="application/json")
     assert answer.status_code == 400, answer.json
     assert answer.json["error"] == "malformed_json"
+
+
+def test_a_body_with_a_number_of_thousands_of_digits_is_a_clear_400(seeded: Flask) -> None:
+    body = b'{"supplier": ' + b"9" * 5000 + b"}"
+    answer = seeded.test_client().post(
+        "/api/v1/suppliers", data=body, content_type="application/json"
+    )
+    assert (answer.status_code, answer.json["error"]) == (400, "malformed_json")
+    assert "more than 4300 digits" in answer.json["message"]
+    assert "set_int_max_str_digits" not in answer.json["message"]
 
 
 def test_pages_get_html_errors_and_the_api_json(seeded: Flask) -> None:

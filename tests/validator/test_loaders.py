@@ -79,6 +79,13 @@ def test_json_numbers_out_of_range_are_findings(number: str) -> None:
     assert [f.code for f in loaded.findings] == ["SQM-X001"]
 
 
+def test_an_integer_of_thousands_of_digits_is_out_of_range_in_plain_words() -> None:
+    loaded = parse_json_text('{"header": {"sequence": ' + "9" * 5000 + "}}", "x.json")
+    [finding] = loaded.findings
+    assert "(5000 digits) is out of range" in finding.message
+    assert "set_int_max_str_digits" not in finding.message
+
+
 def test_yaml_python_tags_are_refused() -> None:
     loaded = parse_yaml_text("header: !!python/object/apply:os.system ['true']\n", "x.yaml")
     assert [f.code for f in loaded.findings] == ["SQM-X001"]
