@@ -111,6 +111,8 @@ _NEW_ATTESTATION = EntryRow(attestations, condition=_AS_READ)
 # Suppliers whose keys a worker keeps (see Ingest._keys): more than a registry's busy suppliers,
 # small (a few hundred bytes each).
 KEY_CACHE_SUPPLIERS = 10_000
+_LEAP_SECOND = re.compile(r"[Tt][0-9]{2}:[0-9]{2}:60")
+
 # Payload digests of envelopes a worker saw logged, for answering retries (Ingest._seen):
 # half a minute of the benchmark's fastest ingest, where retries come within seconds; a few
 # hundred bytes each.
@@ -1083,7 +1085,15 @@ class Ingest:
                 400,
                 "invalid_time",
                 "revokedAt must be an RFC 3339 date-time with its offset, e.g. "
-                "2026-11-04T12:00:00Z or 2026-11-04T13:00:00.5+01:00, from year 1 to 9999 in UTC",
+                "2026-11-04T12:00:00Z or 2026-11-04T13:00:00.5+01:00, from year 1 to 9999 in UTC"
+                + (
+                    # RFC 3339 allows :60, but Go's, JavaScript's and Python's readers do not,
+                    # and every verifier must read the leaf that keeps this text.
+                    "; a leap second (:60) is not taken, since common verifiers cannot read "
+                    "it: name the second after it (:00 of the next minute)"
+                    if _LEAP_SECOND.search(body["revokedAt"])
+                    else ""
+                ),
             )
         if not is_key_id(key):
             raise RejectionError(404, "no_such_key", f"no registered key {key[:80]!r}")

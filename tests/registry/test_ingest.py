@@ -968,3 +968,13 @@ def test_a_payload_with_a_byte_order_mark_is_refused(app: Flask) -> None:
     refused = client.post("/api/v1/attestations", json=envelope.to_json())
     assert (refused.status_code, refused.json["error"]) == (400, "malformed_statement")
     assert "byte order mark" in refused.json["message"]
+
+
+def test_a_leap_second_is_refused_and_the_answer_says_why(app: Flask) -> None:
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    refused = _revoke(client, key, "2030-12-31T23:59:60Z")
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_time"
+    assert "a leap second (:60) is not taken" in refused.json["message"]
+    assert _revoke(client, key, "2031-01-01T00:00:00Z").status_code == 201
