@@ -247,14 +247,18 @@ log_checkpoint_stamps = Table(
     Column("timestamp", LargeBinary, nullable=False),
 )
 
-# Since when each further TSA (``SQM_REGISTRY_TSA_MODE=also``) stamps every checkpoint, by
-# the SHA-256 of its CA certificate: the trust root requires its tokens from then on. Written
-# once, by the first process that starts with that TSA; RFC 3339 text, as trust roots hold it.
-log_tsa_requirements = Table(
-    "log_tsa_requirements",
+# The stretches of the log whose checkpoints a further TSA (``SQM_REGISTRY_TSA_MODE=also``)
+# must each stamp: from tree size first_size to last_size (NULL while in use), by the SHA-256
+# of its CA certificate, whose PEM stays to check its tokens once it is retired. Tree sizes,
+# not times: the log key signs a checkpoint's size, which cannot be moved back, where a time
+# would come from the log's own TSA. The trust root lists them (``requiredFromTreeSize``).
+log_tsa_periods = Table(
+    "log_tsa_periods",
     metadata,
     Column("ca_sha256", Text, primary_key=True),
-    Column("required_from", Text, nullable=False),
+    Column("first_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_size", BigInteger, nullable=True),
+    Column("ca_pem", Text, nullable=False),
 )
 
 suppliers = Table(

@@ -126,6 +126,7 @@ MAX_IDENTIFIER = 300
 _HEX = re.compile("[0-9a-f]+")
 _UNSAFE_IN_PATHS = frozenset("/?#% \t\n\r")
 _ENDORSEMENT_MEMBERS = frozenset({"endorser", "attestation", "assurance", "scope"})
+MAX_URL = 2000  # characters of an organisation's URL (browsers' and CDNs' common limit)
 MAX_IDENTIFIERS = 20  # an organisation's registered identifiers: LEI, DUNS, VAT, ... once each
 MAX_SCOPE_CHARS = 2000  # what an auditor says it checked: a sentence or a paragraph
 K = TypeVar("K")
@@ -402,6 +403,18 @@ class Ingest:
                 "invalid_supplier",
                 f"the first identifier {identity[:80]!r} names the supplier in URLs: it must be "
                 "NFC-normalised text without white space, control characters or any of / ? # %",
+            )
+        # The organisation is logged in its key's leaf and travels in every bundle of the key.
+        parts = [str(i.get(part) or "") for i in identifiers for part in ("scheme", "code")]
+        if (
+            max(map(len, parts)) > MAX_IDENTIFIER
+            or len(str(organization.get("url") or "")) > MAX_URL
+        ):
+            raise RejectionError(
+                422,
+                "invalid_supplier",
+                f"an identifier's scheme and code may have at most {MAX_IDENTIFIER} characters "
+                f"each, and supplier.url at most {MAX_URL}",
             )
         public, possession, key_id = self._possessed_key(identity, body)
         with self.log.engine.connect() as connection:

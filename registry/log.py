@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import (
     BigInteger,
     Engine,
@@ -34,7 +37,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, Insert
 
 from sqm.registry.db import (
@@ -46,7 +48,7 @@ from sqm.registry.db import (
     log_entries,
     log_nodes,
     log_pending,
-    log_tsa_requirements,
+    log_tsa_periods,
     node_key,
     node_of,
     utc,
@@ -389,7 +391,7 @@ class TransparencyLog:
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._entries: dict[int, tuple[int, bytes]] = {}
         self.remembered_nodes = remembered_nodes
-        self._required_from: tuple[str | None, ...] | None = None
+        self._tsa_periods: tuple[AdditionalTsa, ...] | None = None
 
     def remember(self, integration: Integration) -> None:
         """Keep a committed batch's entries and subtree hashes for later proofs. Call it only
@@ -748,46 +750,83 @@ class TransparencyLog:
         return self._signed(row, connection)
 
     def trust_root(self) -> TrustRoot:
-        """What verifiers of this log trust: its origin and key, and its TSAs' CAs, each
-        further TSA's tokens required from when this log began to use it."""
+        """What verifiers of this log trust: its origin and key, and its TSAs' CAs, with the
+        stretch of the log each further TSA must stamp (retired ones too: their tokens still
+        date the checkpoints of their stretch)."""
         ca = self.timestampers[0].ca_certificate
-        extra = tuple(
-            AdditionalTsa(tsa.ca_certificate, required)
-            for tsa, required in zip(self.timestampers[1:], self.tsa_requirements(), strict=True)
-        )
         return TrustRoot(
-            self.origin, self.verifier, ca, ca.not_valid_before_utc.isoformat(), None, extra
-        )
+            self.origin, self.verifier, ca, ca.not_valid_before_utc.isoformat(), None,
+            self.tsa_periods(),
+        )  # fmt: skip
 
     def start_tsa_requirements(self) -> None:
-        """Record, for each further TSA that no process of this log used before, that its
-        tokens are required from now on: every checkpoint this process signs carries one (a
-        submission waits for the TSA otherwise). Call it before the first checkpoint. The
-        first process to record a TSA sets its time; later ones read it."""
-        for tsa in self.timestampers[1:]:
-            try:
-                with writing(self.engine) as connection:
-                    if _required_from(connection, tsa) is None:
-                        connection.execute(
-                            log_tsa_requirements.insert().values(
-                                ca_sha256=_ca_sha256(tsa),
-                                required_from=_whole_second(self.clock()),
-                            )
+        """Record that each further TSA this process stamps with, and no stretch of the log
+        requires yet, must stamp every checkpoint from the next tree size on (this process
+        stamps each of its checkpoints with it; a submission waits for the TSA otherwise).
+        Call it at start, before the first checkpoint. RegistryError when the log requires
+        a further TSA this process is not configured with: its checkpoints would lack that
+        TSA's tokens and fail verification; configure it, or end the requirement
+        (:meth:`retire_tsa`)."""
+        configured = {_ca_sha256(tsa.ca_certificate): tsa for tsa in self.timestampers[1:]}
+        with self.writing(exclusive=True) as connection:  # one start at a time, no batch between
+            size = _checkpointed_size(connection)
+            running = {
+                str(fingerprint): int(first)
+                for fingerprint, first in connection.execute(
+                    select(log_tsa_periods.c.ca_sha256, log_tsa_periods.c.first_size).where(
+                        log_tsa_periods.c.last_size.is_(None)
+                    )
+                )
+            }
+            missing = sorted(set(running) - set(configured))
+            if missing:
+                raise RegistryError(
+                    f"the log requires the tokens of further TSAs this registry is not "
+                    f"configured with (CA SHA-256 {', '.join(missing)}) of every checkpoint "
+                    f"from tree size {min(running[m] for m in missing)} on: configure it "
+                    "(SQM_REGISTRY_TSA_URL, SQM_REGISTRY_TSA_CA, SQM_REGISTRY_TSA_MODE=also), or, "
+                    "with the registry stopped, end the requirement: sqm registry retire-tsa "
+                    "SHA256"
+                )
+            for fingerprint, tsa in configured.items():
+                if fingerprint not in running:
+                    connection.execute(
+                        log_tsa_periods.insert().values(
+                            ca_sha256=fingerprint,
+                            first_size=size + 1,
+                            last_size=None,
+                            ca_pem=_pem(tsa.ca_certificate),
                         )
-            except IntegrityError:
-                pass  # another process recorded it first: its time stands
-        self._required_from = None
+                    )
+        self._tsa_periods = None
 
-    def tsa_requirements(self) -> tuple[str | None, ...]:
-        """For each further TSA, from when on (RFC 3339) its tokens are required; None where
-        no process recorded it (:meth:`start_tsa_requirements`)."""
-        if self._required_from is None:
+    def retire_tsa(self, fingerprint: str) -> int:
+        """End the requirement of the further TSA whose CA has SHA-256 ``fingerprint``: the
+        checkpoints logged from now on need not carry its tokens. The last tree size it had
+        to stamp; RegistryError when no running requirement names it. Run it with the
+        registry stopped, then start the registry without that TSA."""
+        with self.writing(exclusive=True) as connection:
+            size = _checkpointed_size(connection)
+            ended = connection.execute(
+                log_tsa_periods.update()
+                .where(
+                    log_tsa_periods.c.ca_sha256 == fingerprint,
+                    log_tsa_periods.c.last_size.is_(None),
+                )
+                .values(last_size=size)
+            ).rowcount
+        if not ended:
+            raise RegistryError(f"no further TSA whose CA has SHA-256 {fingerprint} is required")
+        self._tsa_periods = None
+        return size
+
+    def tsa_periods(self) -> tuple[AdditionalTsa, ...]:
+        """Every further TSA the log requires or required, with its stretch of tree sizes,
+        in the order they began (remembered: they change only at a start or a retirement)."""
+        if self._tsa_periods is None:
             with self.engine.connect() as connection:
-                required = tuple(_required_from(connection, t) for t in self.timestampers[1:])
-            if all(r is not None for r in required):  # recorded times never change
-                self._required_from = required
-            return required
-        return self._required_from
+                self._tsa_periods = _tsa_periods(connection)
+        return self._tsa_periods
 
     # --- checking -----------------------------------------------------------------------------
 
@@ -840,24 +879,30 @@ class TransparencyLog:
                     f"the newest checkpoint is of size {newest}, but the log holds "
                     f"{tree.size} entries: a checkpoint row was dropped"
                 )
-            further = [
-                (position, AdditionalTsa(tsa.ca_certificate, _required_from(connection, tsa)))
-                for position, tsa in enumerate(self.timestampers[1:], 1)
-            ]
-            owed: dict[int, list[int]] = {}  # checkpoint size -> further TSAs it must carry
-            for size, note, token in connection.execute(
+            periods = _tsa_periods(connection)
+            known = {_ca_sha256(t.ca): t.ca for t in periods} | {
+                _ca_sha256(t.ca_certificate): t.ca_certificate for t in self.timestampers[1:]
+            }
+            checkpoints = (
                 select(
-                    log_checkpoints.c.size, log_checkpoints.c.note, log_checkpoints.c.timestamp
-                ).order_by(log_checkpoints.c.size)
-            ):
+                    log_checkpoints.c.size, log_checkpoints.c.note, log_checkpoints.c.timestamp,
+                    log_checkpoint_stamps.c.position, log_checkpoint_stamps.c.timestamp,
+                )
+                .select_from(
+                    log_checkpoints.outerjoin(
+                        log_checkpoint_stamps, log_checkpoint_stamps.c.size == log_checkpoints.c.size
+                    )
+                )
+                .order_by(log_checkpoints.c.size, log_checkpoint_stamps.c.position)
+            )  # fmt: skip
+            for size, rows in itertools.groupby(streamed.execute(checkpoints), lambda r: r[0]):
+                first, *others = list(rows)
+                note = first[1]
                 try:
                     checkpoint = open_note(note, self.verifier)
-                    stamped = timestamp.verify(
-                        bytes(token), note.encode(), self.timestampers[0].ca_certificate
-                    ).gen_time
-                    required = [p for p, tsa in further if tsa.required_at(stamped)]
-                    if required:
-                        owed[size] = required
+                    timestamp.verify(
+                        bytes(first[2]), note.encode(), self.timestampers[0].ca_certificate
+                    )
                 except TrustError as exc:
                     problems.append(f"checkpoint {size}: {exc}")
                     continue
@@ -865,6 +910,24 @@ class TransparencyLog:
                     problems.append(f"checkpoint {size}: size does not match the log")
                 elif checkpoint.root != tree.root(size):
                     problems.append(f"checkpoint {size}: root does not match the entries")
+                stamped: set[str] = set()  # the CAs whose TSAs' tokens it carries
+                for _, _, _, position, token in [first, *others]:
+                    if position is None:
+                        continue
+                    issuer = _issuer(bytes(token), note, known)
+                    if issuer is None:
+                        problems.append(
+                            f"checkpoint {size}: additional timestamp {position} was issued by "
+                            "no TSA this registry uses or used"
+                        )
+                    stamped.add(issuer or "")
+                for period in periods:
+                    if period.required_at(size) and _ca_sha256(period.ca) not in stamped:
+                        problems.append(
+                            f"checkpoint {size}: no token of the further TSA "
+                            f"{period.ca.subject.rfc4514_string()!r}, which the trust root "
+                            f"requires of every checkpoint {period.describe_requirement()}"
+                        )
             integrated = connection.execute(
                 select(func.count())
                 .select_from(log_pending)
@@ -872,59 +935,48 @@ class TransparencyLog:
             ).scalar()
             if integrated:
                 problems.append(f"{integrated} pending entries are in the tree already")
-            for size, position, token in connection.execute(
-                select(
-                    log_checkpoint_stamps.c.size,
-                    log_checkpoint_stamps.c.position,
-                    log_checkpoint_stamps.c.timestamp,
-                )
-            ):
-                note = connection.execute(
-                    select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)
-                ).scalar()
-                if note is None or position >= len(self.timestampers):
-                    problems.append(
-                        f"checkpoint {size}: unexpected additional timestamp {position}"
-                    )
-                    continue
-                try:
-                    timestamp.verify(
-                        bytes(token), note.encode(), self.timestampers[position].ca_certificate
-                    )
-                except TrustError as exc:
-                    problems.append(f"checkpoint {size}: additional timestamp {position}: {exc}")
-                else:
-                    if position in owed.get(size, ()):
-                        owed[size].remove(position)
-            for size, positions in owed.items():
-                for position in positions:
-                    problems.append(
-                        f"checkpoint {size}: no token of the further TSA {position}, which the "
-                        f"trust root requires from {_required_from(connection, self.timestampers[position])} on"
-                    )
         return problems
 
 
-def _whole_second(moment: datetime) -> str:
-    """``moment`` in UTC, to the second below: a TSA may state its genTime in whole seconds
-    (the registry's own does), and the checkpoints stamped within this second are required too."""
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+def _ca_sha256(ca: x509.Certificate) -> str:
+    return hashlib.sha256(ca.public_bytes(Encoding.DER)).hexdigest()
 
 
-def _ca_sha256(tsa: Timestamper) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return hashlib.sha256(tsa.ca_certificate.public_bytes(Encoding.DER)).hexdigest()
+def _pem(ca: x509.Certificate) -> str:
+    return ca.public_bytes(Encoding.PEM).decode()
 
 
-def _required_from(connection: Connection, tsa: Timestamper) -> str | None:
-    """From when on the log requires ``tsa``'s tokens (:meth:`TransparencyLog.start_tsa_requirements`)."""
-    value = connection.execute(
-        select(log_tsa_requirements.c.required_from).where(
-            log_tsa_requirements.c.ca_sha256 == _ca_sha256(tsa)
+def _checkpointed_size(connection: Connection) -> int:
+    """The tree size of the newest checkpoint (0 before the first)."""
+    return int(connection.execute(select(func.max(log_checkpoints.c.size))).scalar() or 0)
+
+
+def _tsa_periods(connection: Connection) -> tuple[AdditionalTsa, ...]:
+    """The further TSAs' stretches of the log (:meth:`TransparencyLog.start_tsa_requirements`)."""
+    rows = connection.execute(
+        select(
+            log_tsa_periods.c.ca_pem, log_tsa_periods.c.first_size, log_tsa_periods.c.last_size
+        ).order_by(log_tsa_periods.c.first_size, log_tsa_periods.c.ca_sha256)
+    )
+    return tuple(
+        AdditionalTsa(
+            x509.load_pem_x509_certificate(str(pem).encode()),
+            int(first),
+            None if last is None else int(last),
         )
-    ).scalar()
-    return None if value is None else str(value)
+        for pem, first, last in rows
+    )
+
+
+def _issuer(token: bytes, note: str, known: Mapping[str, x509.Certificate]) -> str | None:
+    """The SHA-256 of the CA, among ``known``, whose TSA issued ``token`` over ``note``."""
+    for fingerprint, ca in known.items():
+        try:
+            timestamp.verify(token, note.encode(), ca)
+        except TrustError:
+            continue
+        return fingerprint
+    return None
 
 
 def _merged_nodes(size: int, stored: Iterable[Any]) -> Iterator[tuple[int, int, bytes | None]]:

@@ -109,3 +109,52 @@ def reindex_command(data_dir: Path | None, database: str | None, check_only: boo
         + ("consistent" if not problems else f"{len(problems)} problems")
     )
     sys.exit(1 if problems else 0)
+
+
+@registry_group.command("retire-tsa")
+@click.argument("fingerprint")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
+)
+@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+def retire_tsa_command(fingerprint: str, data_dir: Path | None, database: str | None) -> None:
+    """End the log's requirement that a further TSA stamp every checkpoint.
+
+    FINGERPRINT is the SHA-256 (hex) of the TSA's CA certificate (DER), as the registry's
+    refusal to start without it names it. Run it with the registry stopped, then start the
+    registry without that TSA. Checkpoints logged so far still need its tokens (the trust
+    root keeps the TSA with the last tree size it stamped); later ones do not.
+    """
+    import dataclasses
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.db import make_engine
+    from sqm.registry.errors import RegistryError
+    from sqm.registry.log import TransparencyLog
+    from sqm.registry.secrets import load_or_create
+
+    config = dataclasses.replace(
+        RegistryConfig.from_env(),
+        data_dir=data_dir or RegistryConfig.from_env().data_dir,
+        database_url=database or RegistryConfig.from_env().database_url,
+    )
+    if not (config.data_dir / "keys" / "log.key").exists():
+        raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
+    fingerprint = fingerprint.strip().lower()
+    keys = load_or_create(config.data_dir / "keys", config.origin)
+    try:
+        # The log alone, without the configured TSAs: retiring one needs none of them.
+        log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
+        last = log.retire_tsa(fingerprint)
+    except SQLAlchemyError as exc:
+        raise RegistryError(f"cannot read the registry's database: {exc}") from None
+    click.echo(
+        f"the TSA of CA {fingerprint} is no longer required after tree size {last}; start the "
+        "registry without it"
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from sqm.trust import dsse, merkle, timestamp
 from sqm.trust.canonical import canonical, canonical_text, json_error, unique_members
@@ -212,26 +213,66 @@ def attestation_leaf(
 
 @dataclass(frozen=True)
 class AdditionalTsa:
-    """A further TSA of the log: its CA, and from when on (RFC 3339) every checkpoint carries
-    one of its tokens. Why required: a token that the log may leave out protects against
-    nothing; a verifier that trusts the log's own TSA less than this one requires it for
-    every checkpoint stamped since the log began to use it (None: checked when present)."""
+    """A further TSA of the log: its CA, and the stretch of the log whose checkpoints must
+    each carry one of its tokens, by tree size: from ``required_from_size`` to
+    ``required_until_size`` (None: on, while the log uses it). Without a requirement its
+    tokens are checked when present.
+
+    Why required: a token that the log may leave out protects against nothing. Why by tree
+    size, not by time: a checkpoint's size is signed by the log key and cannot be moved back,
+    where a time would come from the log's own TSA, which could date a checkpoint before the
+    requirement and leave the further token out."""
 
     ca: x509.Certificate
-    required_from: str | None = None
+    required_from_size: int | None = None
+    required_until_size: int | None = None
 
-    def required_at(self, stamped: datetime | None) -> bool:
-        """Whether a checkpoint that the primary TSA stamped at ``stamped`` must carry a token
-        of this TSA (when that time is unknown, as when the primary token failed: yes)."""
-        if self.required_from is None:
+    def required_at(self, size: int | None) -> bool:
+        """Whether a checkpoint of tree ``size`` must carry a token of this TSA (a size not
+        known, as of a checkpoint that did not verify: whenever there is a requirement)."""
+        if self.required_from_size is None:
             return False
-        return stamped is None or stamped >= _instant(self.required_from, "requiredFrom")
+        if size is None:
+            return True
+        until = self.required_until_size
+        return self.required_from_size <= size and (until is None or size <= until)
 
-    def to_json(self) -> dict[str, str]:
-        document = _ca_json(self.ca)
-        if self.required_from is not None:
-            document["requiredFrom"] = self.required_from
+    def describe_requirement(self) -> str:
+        """The stretch of the log this TSA must stamp, in words."""
+        until = self.required_until_size
+        return f"from tree size {self.required_from_size}" + (
+            " on" if until is None else f" to {until}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = dict(_ca_json(self.ca))
+        if self.required_from_size is not None:
+            document["requiredFromTreeSize"] = self.required_from_size
+        if self.required_until_size is not None:
+            document["requiredUntilTreeSize"] = self.required_until_size
         return document
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> AdditionalTsa:
+        if not isinstance(data, Mapping) or not isinstance(data.get("caCertificate"), str):
+            raise TrustError(f"malformed trust root: {where} needs caCertificate (PEM)")
+        try:
+            ca = x509.load_pem_x509_certificate(data["caCertificate"].encode())
+        except ValueError as exc:
+            raise TrustError(f"malformed trust root: {where}.caCertificate: {exc}") from exc
+        first, last = data.get("requiredFromTreeSize"), data.get("requiredUntilTreeSize")
+        for name, value in (("requiredFromTreeSize", first), ("requiredUntilTreeSize", last)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise TrustError(
+                    f"malformed trust root: {where}.{name} must be a tree size (an integer "
+                    f"from 1), got {value!r}"
+                )
+        if last is not None and (first is None or last < first):
+            raise TrustError(
+                f"malformed trust root: {where}.requiredUntilTreeSize needs a "
+                "requiredFromTreeSize no larger than it"
+            )
+        return cls(ca, first, last)
 
 
 @dataclass(frozen=True)
@@ -291,19 +332,16 @@ class TrustRoot:
             log, tsa = data["log"], data["tsa"]
             verifier = NoteVerifier.parse(log["verifierKey"])
             ca = x509.load_pem_x509_certificate(tsa["caCertificate"].encode())
+            listed = data.get("additionalTsas", [])
+            if not isinstance(listed, list):
+                raise TrustError("malformed trust root: additionalTsas must be a list")
             extra = tuple(
-                AdditionalTsa(
-                    x509.load_pem_x509_certificate(item["caCertificate"].encode()),
-                    item.get("requiredFrom"),
-                )
-                for item in data.get("additionalTsas", [])
+                AdditionalTsa.from_json(item, f"additionalTsas[{number}]")
+                for number, item in enumerate(listed, 1)
             )
             root = cls(log["origin"], verifier, ca, log["validFrom"], log.get("validUntil"), extra)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise TrustError(f"malformed trust root: {exc}") from exc
-        for number, tsa in enumerate(root.additional_tsas, 1):
-            if tsa.required_from is not None:
-                _instant(tsa.required_from, f"additionalTsas[{number}].requiredFrom")
         if not isinstance(root.origin, str):
             raise TrustError("malformed trust root: log.origin must be text")
         _instant(root.log_key_valid_from, "log.validFrom")
@@ -577,12 +615,19 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
     def additional_timestamps_step() -> str:
         if not root.additional_tsas:
             return f"{len(bundle.additional_timestamps)} not checked: the trust root names no further TSA"
-        times = _further_times(
-            root, bundle.checkpoint, bundle.additional_timestamps, report.timestamp, "checkpoint"
+        checkpoint: Checkpoint | None = state.get("checkpoint")
+        times, ignored = _further_times(
+            root, bundle.checkpoint, bundle.additional_timestamps,
+            None if checkpoint is None else checkpoint.size, "checkpoint",
+        )  # fmt: skip
+        told = (
+            "checkpoint also timestamped at " + ", ".join(t.isoformat() for t in times)
+            if times
+            else "none required of a checkpoint of this size"
         )
-        if not times:
-            return "none required of a checkpoint stamped then"
-        return "checkpoint also timestamped at " + ", ".join(t.isoformat() for t in times)
+        return told + (
+            f"; {ignored} token(s) of TSAs the trust root does not list ignored" if ignored else ""
+        )
 
     def inclusion(included: Included, what: str) -> Callable[[], str]:
         def step() -> str:
@@ -617,7 +662,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         state["key"], state["key_leaf"] = key, leaf
         organization = leaf.get("organization")
         holder = (
-            f"{leaf.get('supplier')} ({organization['name']!r}, as {leaf.get('role')})"
+            f"{leaf.get('supplier')} ({organization['name']!r}, as {leaf.get('role')!r})"
             if isinstance(organization, dict) and isinstance(organization.get("name"), str)
             else leaf.get("supplier")
         )
@@ -711,15 +756,12 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         root.check_log_key_time(logged_time, "the logging checkpoint")
         # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
         # says the checkpoint existed, so that no one TSA can date it earlier alone.
-        logged_time = max(
-            [
-                logged_time,
-                *_further_times(
-                    root, logged.checkpoint, logged.additional_timestamps, logged_time,
-                    "logging checkpoint",
-                ),
-            ]
-        )  # fmt: skip
+        further, _ = _further_times(
+            root, logged.checkpoint, logged.additional_timestamps, first.size, "logging checkpoint"
+        )
+        # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
+        # says the checkpoint existed, so that no one TSA can date it earlier alone.
+        logged_time = max([logged_time, *further])
         if bundle.revocation is None:
             return f"logged at {logged_time.isoformat()}; no revocation of the key in the log"
         inclusion(bundle.revocation, "the key revocation")()
@@ -742,7 +784,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
 
     report.run("checkpoint signature", checkpoint_step)
     report.run("timestamp token", timestamp_step)
-    if bundle.additional_timestamps or any(t.required_from for t in root.additional_tsas):
+    if bundle.additional_timestamps or any(t.required_from_size for t in root.additional_tsas):
         report.run("additional timestamps", additional_timestamps_step)
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
     report.run("key proof of possession", key_step)
@@ -756,39 +798,39 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
 
 
 def _further_times(
-    root: TrustRoot, note: str, tokens: Sequence[bytes], stamped: datetime | None, what: str
-) -> list[datetime]:
-    """The times of ``tokens`` (the further TSAs' tokens over the checkpoint ``note``, which
-    the primary TSA stamped at ``stamped``), each verified against the trust root's further
-    TSAs; VerificationError for a token none of them issued, and for a TSA whose token the
-    trust root requires of a checkpoint stamped then and the bundle lacks. A trust root
-    that names no further TSA checks none (their tokens are evidence it cannot judge)."""
+    root: TrustRoot, note: str, tokens: Sequence[bytes], size: int | None, what: str
+) -> tuple[list[datetime], int]:
+    """The times of ``tokens`` (further TSAs' tokens over the checkpoint ``note`` of tree
+    ``size``) that a TSA the trust root lists issued, and how many tokens none of them did
+    (ignored: a TSA the log used once, or whose CA changed, and the trust root no longer
+    lists, judges nothing). VerificationError when the checkpoint lacks a valid token of a
+    TSA that the trust root requires of a checkpoint of its size. A trust root that lists no
+    further TSA checks none."""
     if not root.additional_tsas:
-        return []
+        return [], 0
     times: list[datetime] = []
-    issued: set[int] = set()
-    for number, token in enumerate(tokens, 1):
-        problems = []
-        for position, tsa in enumerate(root.additional_tsas):
+    issued: set[bytes] = set()  # the CAs (DER) whose TSA stamped the checkpoint
+    ignored = 0
+    cas = {tsa.ca.public_bytes(Encoding.DER): tsa.ca for tsa in root.additional_tsas}
+    for token in tokens:
+        for der, ca in cas.items():
             try:
-                times.append(timestamp.verify(token, note.encode(), tsa.ca).gen_time)
-            except VerificationError as exc:
-                problems.append(str(exc))
-            else:
-                issued.add(position)
-                break
+                times.append(timestamp.verify(token, note.encode(), ca).gen_time)
+            except TrustError:
+                continue
+            issued.add(der)
+            break
         else:
-            raise VerificationError(f"{what}: additional token {number}: {'; '.join(problems)}")
-    for position, tsa in enumerate(root.additional_tsas):
-        if position not in issued and tsa.required_at(stamped):
+            ignored += 1
+    for tsa in root.additional_tsas:
+        if tsa.required_at(size) and tsa.ca.public_bytes(Encoding.DER) not in issued:
             raise VerificationError(
-                f"the {what} carries no token of the TSA {tsa.ca.subject.rfc4514_string()}, "
-                f"which the trust root requires of every checkpoint stamped from "
-                f"{tsa.required_from} on (this one: "
-                f"{stamped.isoformat() if stamped else 'its primary token failed'}): a bundle "
-                "without it may have been dated by the log's own TSA alone"
+                f"the {what} (tree size {size}) carries no valid token of the TSA "
+                f"{tsa.ca.subject.rfc4514_string()!r}, which the trust root requires of every "
+                f"checkpoint {tsa.describe_requirement()}: a bundle without it may have been "
+                "dated by the log's own TSA alone"
             )
-    return times
+    return times, ignored
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

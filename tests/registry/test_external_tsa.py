@@ -6,6 +6,7 @@ behind a switch that can make it fail like an outage would."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
@@ -245,20 +247,61 @@ def test_a_misconfigured_external_tsa_is_refused_at_start(tmp_path: Path) -> Non
         )
 
 
-def test_also_the_trust_root_requires_the_further_tokens_from_its_first_start(
+def _feed(number: int) -> dict[str, Any]:
+    """The example feed as the supplier's ``number``-th further feed, chained to the one before."""
+    feed = json.loads(json.dumps(FEED))
+    feed["header"]["sequence"] = FEED["header"]["sequence"] + number
+    feed["header"]["previous_feed"]["sequence"] = FEED["header"]["sequence"] + number - 1
+    feed["header"]["feed_id"] = f"urn:uuid:6f1c2b1e-8c0a-4f57-9a52-3c7f0e0b2a{number:02d}"
+    return feed
+
+
+def _plain(engine: Engine, tmp_path: Path) -> Flask:
+    """The registry of ``_registry``, with its own TSA alone."""
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    issued = datetime.fromisoformat(FEED["header"]["issued_at"])
+    app.extensions["sqm"]["ingest"].now = lambda: issued.astimezone(UTC)
+    return app
+
+
+def _verified(app: Flask, index: int) -> bundle.Report:
+    client = app.test_client()
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    return bundle.verify(bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root)
+
+
+def test_also_the_trust_root_requires_the_further_tokens_from_the_next_tree_size(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
     """A further TSA protects against a log that backdates with its own TSA only when its
-    tokens may not be left out: the trust root requires them of every checkpoint stamped
-    since the log began to use it, in the bundle's checkpoint and in its logging one."""
-    before = datetime.now(UTC).replace(microsecond=0)
+    tokens may not be left out: the trust root requires them of every checkpoint from the
+    tree size after the one the log had when it began to use the TSA, in the bundle's
+    checkpoint and in its logging one. By size, which the log signs, not by a time, which the
+    log's own TSA would give."""
+    plain = _plain(engine, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    client = plain.test_client()
+    assert (
+        client.post(
+            "/api/v1/suppliers", json=requests.registration(FEED["header"]["supplier"], key)
+        ).status_code
+        == 201
+    )
+    before = client.post("/api/v1/attestations", json=requests.attestation(FEED, key).to_json())
+    assert before.status_code == 201, before.json
     app = _registry(engine, tmp_path, external_tsa, "also")
-    answer = _attest(app)
-    assert answer.status_code == 201, answer.json
     served = app.test_client().get("/api/v1/trust-root").json
-    required_from = served["additionalTsas"][0]["requiredFrom"]
-    assert before <= datetime.fromisoformat(required_from) <= datetime.now(UTC)
+    assert served["additionalTsas"][0]["requiredFromTreeSize"] == 3  # after 2 entries
+    assert "requiredUntilTreeSize" not in served["additionalTsas"][0]
     root = bundle.TrustRoot.from_json(served)
+    # An entry logged before: its logging checkpoint (size 2) needs no further token.
+    earlier = _verified(app, before.json["logIndex"])
+    assert earlier.ok, earlier.steps
+    answer = app.test_client().post(
+        "/api/v1/attestations", json=requests.attestation(_feed(1), key).to_json()
+    )
+    assert answer.status_code == 201, answer.json
     made = bundle.Bundle.from_json(answer.json)
     assert made.logged_at is not None and len(made.logged_at.additional_timestamps) == 1
     assert bundle.verify(made, root).ok
@@ -266,31 +309,85 @@ def test_also_the_trust_root_requires_the_further_tokens_from_its_first_start(
     stripped = dataclasses.replace(made, additional_timestamps=())
     failed = {s.name: s for s in bundle.verify(stripped, root).steps}
     assert not failed["additional timestamps"].ok
-    assert "carries no token of the TSA" in failed["additional timestamps"].detail
-    assert f"stamped from {required_from} on" in failed["additional timestamps"].detail
+    assert (
+        "(tree size 3) carries no valid token of the TSA" in failed["additional timestamps"].detail
+    )
+    assert "checkpoint from tree size 3 on" in failed["additional timestamps"].detail
     unlogged = dataclasses.replace(
         made, logged_at=dataclasses.replace(made.logged_at, additional_timestamps=())
     )
     failed = {s.name: s for s in bundle.verify(unlogged, root).steps}
     assert not failed["key valid when logged"].ok
-    assert "logging checkpoint carries no token" in failed["key valid when logged"].detail
-
-    # A trust root that requires them only from later on lets the same bundle pass without.
+    assert "logging checkpoint (tree size 3) carries no valid token" in (
+        failed["key valid when logged"].detail
+    )
+    # A trust root that requires them only of larger trees lets the same bundle pass without.
     later = dataclasses.replace(
         root,
-        additional_tsas=(
-            dataclasses.replace(root.additional_tsas[0], required_from="2999-01-01T00:00:00Z"),
-        ),
+        additional_tsas=(dataclasses.replace(root.additional_tsas[0], required_from_size=4),),
     )
     passed = bundle.verify(stripped, later)
     assert passed.ok, passed.steps
     assert {s.name: s.detail for s in passed.steps}["additional timestamps"] == (
-        "none required of a checkpoint stamped then"
+        "none required of a checkpoint of this size"
     )
-
-    # Another process of the same registry keeps the time the first one recorded.
+    # Another process of the same registry finds the requirement as it is.
     again = _registry(engine, tmp_path, external_tsa, "also")
     assert again.test_client().get("/api/v1/trust-root").json == served
+
+
+def test_a_registry_without_a_required_tsa_refuses_to_start_until_it_is_retired(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """Its checkpoints would lack the tokens the trust root requires: it fails closed, and an
+    operator ends the requirement explicitly. Bundles of both stretches then verify."""
+    from click.testing import CliRunner
+
+    from sqm.cli import main
+
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    stamped = _attest(app)
+    assert stamped.status_code == 201, stamped.json
+    fingerprint = hashlib.sha256(
+        x509.load_pem_x509_certificate(external_tsa[1].read_bytes()).public_bytes(Encoding.DER)
+    ).hexdigest()
+    with pytest.raises(RegistryError, match=f"not configured with \\(CA SHA-256 {fingerprint}\\)"):
+        _plain(engine, tmp_path)
+    url = engine.url.render_as_string(hide_password=False)
+    retired = CliRunner().invoke(
+        main,
+        ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
+         "--database", url],
+    )  # fmt: skip
+    assert retired.exit_code == 0, retired.output
+    assert "no longer required after tree size 2" in retired.output
+    again = CliRunner().invoke(
+        main,
+        ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
+         "--database", url],
+    )  # fmt: skip
+    assert again.exit_code != 0 and "is required" in again.output
+
+    plain = _plain(engine, tmp_path)
+    served = plain.test_client().get("/api/v1/trust-root").json
+    assert [
+        (t["requiredFromTreeSize"], t["requiredUntilTreeSize"]) for t in served["additionalTsas"]
+    ] == [(1, 2)]
+    key = Ed25519PrivateKey.generate()
+    client = plain.test_client()
+    other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
+        {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
+    assert (
+        client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code == 201
+    )
+    feed = json.loads(json.dumps(FEED))
+    feed["header"]["supplier"] = other
+    later = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+    assert later.status_code == 201, later.json
+    for index in (stamped.json["logIndex"], later.json["logIndex"]):
+        report = _verified(plain, index)
+        assert report.ok, [(s.name, s.detail) for s in report.steps if not s.ok]
+    assert plain.extensions["sqm"]["log"].fsck() == []
 
 
 def test_fsck_finds_a_further_token_dropped_from_a_checkpoint_that_requires_it(
@@ -309,20 +406,94 @@ def test_fsck_finds_a_further_token_dropped_from_a_checkpoint_that_requires_it(
         connection.execute(
             delete(log_checkpoint_stamps).where(log_checkpoint_stamps.c.size == newest)
         )
-    problems = log.fsck()
-    assert problems == [
-        f"checkpoint {newest}: no token of the further TSA 1, which the trust root requires "
-        f"from {log.tsa_requirements()[0]} on"
-    ]
+    [problem] = log.fsck()
+    assert problem.startswith(f"checkpoint {newest}: no token of the further TSA")
+    assert problem.endswith("which the trust root requires of every checkpoint from tree size 1 on")
 
 
-def test_a_trust_root_with_a_malformed_required_from_is_refused(
-    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"requiredFromTreeSize": "3"}, "requiredFromTreeSize must be a tree size"),
+        ({"requiredFromTreeSize": True}, "requiredFromTreeSize must be a tree size"),
+        ({"requiredFromTreeSize": 0}, "requiredFromTreeSize must be a tree size"),
+        ({"requiredFromTreeSize": 5, "requiredUntilTreeSize": 4}, "no larger than it"),
+        ({"requiredFromTreeSize": None, "requiredUntilTreeSize": 4}, "no larger than it"),
+    ],
+)
+def test_a_trust_root_with_a_malformed_requirement_is_refused(
+    engine: Engine,
+    tmp_path: Path,
+    external_tsa: tuple[str, Path, Outage],
+    members: dict[str, Any],
+    message: str,
 ) -> None:
     from sqm.trust import TrustError
 
     app = _registry(engine, tmp_path, external_tsa, "also")
     served = app.test_client().get("/api/v1/trust-root").json
-    served["additionalTsas"][0]["requiredFrom"] = "yesterday"
-    with pytest.raises(TrustError, match=r"additionalTsas\[1\].requiredFrom must be an RFC 3339"):
+    served["additionalTsas"][0].update(members)
+    with pytest.raises(TrustError, match=r"additionalTsas\[1\]\.required") as refused:
         bundle.TrustRoot.from_json(served)
+    assert message in str(refused.value)
+
+
+def test_a_further_tsa_replaced_by_another_keeps_both_stretches_verifying(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """A TSA retired and another configured: the trust root lists both with their stretches,
+    and a bundle re-fetched for an entry of the first stretch (its logging checkpoint stamped
+    by the first TSA, its newest by the second) verifies; a token of a TSA the trust root does
+    not list is ignored, not a failure."""
+    from click.testing import CliRunner
+
+    from sqm.cli import main
+
+    first = _registry(engine, tmp_path, external_tsa, "also")
+    stamped = _attest(first)
+    assert stamped.status_code == 201, stamped.json
+    fingerprint = hashlib.sha256(
+        x509.load_pem_x509_certificate(external_tsa[1].read_bytes()).public_bytes(Encoding.DER)
+    ).hexdigest()
+    url = engine.url.render_as_string(hide_password=False)
+    retired = CliRunner().invoke(
+        main, ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
+               "--database", url],
+    )  # fmt: skip
+    assert retired.exit_code == 0, retired.output
+    provider = create_app(RegistryConfig(data_dir=tmp_path / "second", origin="tsa-b.example"))
+    with serving(provider) as base:
+        second = _registry(
+            engine,
+            tmp_path,
+            (f"{base}/api/v1/tsa", tmp_path / "second/keys/tsa-ca.crt", Outage(provider)),
+            "also",
+        )
+        key = Ed25519PrivateKey.generate()
+        client = second.test_client()
+        other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
+            {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
+        assert (
+            client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code
+            == 201
+        )
+        feed = json.loads(json.dumps(FEED))
+        feed["header"]["supplier"] = other
+        later = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+        assert later.status_code == 201, later.json
+        served = client.get("/api/v1/trust-root").json
+        assert [
+            (t.get("requiredFromTreeSize"), t.get("requiredUntilTreeSize"))
+            for t in served["additionalTsas"]
+        ] == [(1, 2), (3, None)]
+        for index in (stamped.json["logIndex"], later.json["logIndex"]):
+            report = _verified(second, index)
+            assert report.ok, [(s.name, s.detail) for s in report.steps if not s.ok]
+        # A verifier that pinned only the second TSA: the first one's token is ignored.
+        root = bundle.TrustRoot.from_json(served)
+        only_second = dataclasses.replace(root, additional_tsas=root.additional_tsas[1:])
+        old = bundle.Bundle.from_json(
+            client.get(f"/api/v1/bundles/{stamped.json['logIndex']}").json
+        )
+        assert bundle.verify(old, only_second).ok
+        assert second.extensions["sqm"]["log"].fsck() == []

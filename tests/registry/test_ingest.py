@@ -928,6 +928,26 @@ def test_the_same_endorsement_written_otherwise_is_logged_once(app: Flask) -> No
             "at most 20",
         ),
         ({"name": "K", "identifiers": [{"scheme": "OTHER", "code": "acme:Cafe\u0301"}]}, "NFC"),
+        # The organisation is logged in its key's leaf, which every bundle of the key carries:
+        # a 3.9 MB registration was taken before.
+        (
+            {
+                "name": "K",
+                "identifiers": [
+                    {"scheme": "LEI", "code": "529900SQMKRAFTWERK41"},
+                    {"scheme": "OTHER", "code": "x" * 301},
+                ],
+            },
+            "at most 300 characters",
+        ),
+        (
+            {
+                "name": "K",
+                "identifiers": [{"scheme": "LEI", "code": "529900SQMKRAFTWERK41"}],
+                "url": "https://example.com/" + "a" * 2000,
+            },
+            "supplier.url at most 2000",
+        ),
     ],
 )
 def test_a_registration_is_bounded_and_plain(
