@@ -7,7 +7,8 @@ faster to load; `python benchmarks/sparql_engines.py`). Oxigraph has no query ti
 a query that overruns is stopped by ending the child, and the next query starts a fresh one.
 Answers are cut at a result limit. Only queries run (the engine's query entry point refuses
 updates), and SERVICE, which would make the registry call other endpoints, is refused, as is a
-query that nests deeper than MAX_DEPTH (Oxigraph recurses: a deep one crashed the engine).
+query that nests deeper than MAX_DEPTH (Oxigraph recurses: a deep one crashed the engine) or
+has more terms than MAX_TERMS (planning many triple patterns took longer than the timeout).
 
 The store is kept on disk (``<data dir>/sparql/store``), so that an engine that is stopped, or
 a registry that restarts, reopens it and loads only what changed since, instead of the whole
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener, answer_challenge, deliver_challenge
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqm.registry.errors import RegistryError
 
@@ -51,6 +52,16 @@ MAX_QUERY_CHARS = 10_000
 # recursion: 2,200 nested groups overflowed its stack and crashed the engine, and with it
 # every query running there. No sensible query nests more than a dozen.
 MAX_DEPTH = 64
+# Terms a query may have (see scan: variables, IRIs, prefixed names, literals, "a", and each
+# "(" and "["), counted inside {} but not in VALUES data or IN lists. Oxigraph plans
+# a query's triple patterns together, before it reads any data, at a cost that grows with about
+# the fourth power of their number when they share a variable: ?s sqm:cpk ?o1, ?o2, ... took
+# 0.08 s with 50 objects, 1.4 s with 100 and 8.2 s with 150 (1,003 characters), past the
+# timeout, which stops the engine and every query running there. Every pattern has a term of
+# its own (its object, or its step of a path), so this bounds them. At 80 terms the costliest
+# shapes found (stars of 78 objects) took 0.4 to 0.9 s on a 2-core machine, and OPTIONALs,
+# chains, paths, collections and subqueries less; the buyer's guide's query has 33.
+MAX_TERMS = 80
 # The stack of the engine's threads, which run the queries. Some flat queries still make deep
 # trees in Oxigraph: ORDER BY (1)(1)... overflowed the 8 MB default at 2,600 conditions, and
 # a collection ( 1 1 1 ... ) of 5,000 did too. With 16 MB no such query of MAX_QUERY_CHARS
@@ -81,6 +92,17 @@ _IRI = re.compile(r"<[^<>\"{}|^`\x00-\x20]*>")
 _SPACE = re.compile(r"\s+")
 _PLAIN = re.compile(r"[^\s\\#'\"<(){}\[\]!]*")
 _LOCAL_ESCAPES = frozenset("_~.-!$&'()*+,;=/?#@%")  # what a backslash escapes in a name
+# The terms in a run of plain code (see MAX_TERMS), each found at least once: a variable (a "?"
+# or "$" that is not a path's "?"), a prefixed name or blank node label (its ":"), a number,
+# true or false, and "a". What else the run holds (keywords, operators, ".", ",", ";") is not.
+_NAME = r"[\w.:\-?$\\]"
+_TERMS = re.compile(
+    rf"[?$](?![\s/|(),;.^*+?=!<>{{}}\[\]&\\]|$)|:"
+    rf"|(?<!{_NAME})[+-]?\.?\d|(?<!{_NAME})(?:(?i:true|false)|a)(?!{_NAME})"
+)
+# Keywords whose next bracket holds data, not patterns: VALUES (its block) and IN (its list).
+_VALUES = re.compile(r"VALUES(?:[?$]\S*)?", re.IGNORECASE)
+_DATA_BLOCK, _LIST = 1, 2
 # The form of a query: its first keyword after the prologue (BASE, PREFIX and comments).
 _GAP = r"(?:\s|#[^\r\n]*(?:[\r\n]|\Z))*"
 _FORM = re.compile(
@@ -116,7 +138,7 @@ def check_query(text: str) -> None:
         raise SparqlError(
             "query_too_large", f"a query may have at most {MAX_QUERY_CHARS} characters"
         )
-    depth, syntax = scan(text)
+    depth, terms, syntax = scan(text)
     # SERVICE counts wherever some reading of the text takes all its letters as syntax.
     if any(syntax.find(0, hit.start(), hit.end()) < 0 for hit in _SERVICE.finditer(text)):
         raise SparqlError(
@@ -129,6 +151,15 @@ def check_query(text: str) -> None:
             f"the query nests {depth} levels of (), {{}}, [] and ! (counted outside strings, "
             f"IRIs and comments); at most {MAX_DEPTH} are allowed: flatten it",
         )
+    if terms > MAX_TERMS:
+        raise SparqlError(
+            "query_too_complex",
+            f'the query has {terms} terms (variables, IRIs, prefixed names, literals, "a", '
+            "( and [, counted inside {} but not in VALUES data or IN lists); at most "
+            f"{MAX_TERMS} are allowed, because planning many triple patterns together takes "
+            "the engine longer than its timeout: split the query into smaller ones, or list "
+            "values in VALUES or IN",
+        )
 
 
 def query_form(text: str) -> str | None:
@@ -138,9 +169,42 @@ def query_form(text: str) -> str | None:
     return None if found is None else found.group(1).upper()
 
 
-def scan(text: str) -> tuple[int, bytearray]:
+class Scanned(NamedTuple):
+    """What scan finds in a query (see there)."""
+
+    depth: int
+    terms: int
+    syntax: bytearray
+
+
+class _Reading(NamedTuple):
+    """One reading's state at a place in the query (see scan)."""
+
+    depth: int  # brackets open
+    bangs: int  # the !s just read in a row
+    terms: int  # counted so far
+    groups: int  # {s open: terms count inside one
+    data: int  # the depth of the VALUES block or IN list it is in, 0 outside one
+    opens: int  # what the keyword just read opens: _DATA_BLOCK, _LIST or 0
+
+    def merge(self, other: _Reading) -> _Reading:
+        """This and ``other``, which reached the same place, as one that overstates both:
+        the greater of each number, in data only when both are at the same depth."""
+        same = (self.depth, self.data) == (other.depth, other.data)
+        return _Reading(
+            max(self.depth, other.depth),
+            max(self.bangs, other.bangs),
+            max(self.terms, other.terms),
+            max(self.groups, other.groups),
+            self.data if same else 0,
+            self.opens if self.opens == other.opens else 0,
+        )
+
+
+def scan(text: str) -> Scanned:
     """How deeply ``text`` nests (), {}, [] and runs of ! outside strings, IRIs and comments;
-    and which of its characters are query syntax (1), not inside one of those (0).
+    how many terms it has inside {}, outside VALUES data and IN lists (see MAX_TERMS); and
+    which of its characters are query syntax (1), not inside one of those (0).
 
     Hand-written because pyoxigraph offers no depth limit (nor a parse that does not run the
     query), and a regular expression can neither count nor follow two readings at once.
@@ -149,56 +213,89 @@ def scan(text: str) -> tuple[int, bytearray]:
     same characters are a comparison and brackets; a quote or # inside means a string or a
     comment in one reading and not in the other. A backslash in a prefixed name escapes a
     quote (ex:a\\'b is one name). So the scanner follows every reading at once (one state per
-    kind of place, the deepest kept) and answers for all of them: the greatest depth any
-    reaches, and as syntax what any takes as such. In the less-than reading, what the other
-    reads as an IRI is not syntax for SERVICE until a ")": less-than is inside an expression,
-    and only a ")" leads out of one, back to a graph pattern."""
+    kind of place, the greatest numbers kept) and answers for all of them: the greatest depth
+    and count any reaches, and as syntax what any takes as such. In the less-than reading, what
+    the other reads as an IRI is not syntax for SERVICE until a ")": less-than is inside an
+    expression, and only a ")" leads out of one, back to a graph pattern.
+
+    Terms are counted, not triple patterns, because every pattern has a term of its own (its
+    object, or its step of a path) and counting them needs no grammar. Patterns are only inside
+    {}, and not in the brackets of VALUES and IN, which hold data: those are left out, an IN
+    list only until a "{" (an EXISTS) opens in it. Two readings that meet in data at different
+    depths count what follows."""
     size = len(text)
     syntax = bytearray(size)
-    deepest = 0
-    # position -> {(kind of place, where a less-than reading's other IRI ends): (depth, !s)}
-    pending: dict[int, dict[tuple[int, int], tuple[int, int]]] = {0: {(_CODE, -1): (0, 0)}}
+    deepest = most = 0
+    # position -> {(kind of place, where a less-than reading's other IRI ends): reading}
+    pending: dict[int, dict[tuple[int, int], _Reading]] = {
+        0: {(_CODE, -1): _Reading(0, 0, 0, 0, 0, 0)}
+    }
 
-    def add(at: int, kind: int, iri_end: int, depth: int, bangs: int) -> None:
+    def add(at: int, kind: int, iri_end: int, reading: _Reading) -> None:
+        nonlocal most
         key = (kind, iri_end if at < iri_end else -1)
         states = pending.setdefault(at, {})
-        old = states.get(key, (0, 0))
-        states[key] = (max(old[0], depth), max(old[1], bangs))
+        old = states.get(key)
+        states[key] = reading if old is None else old.merge(reading)
+        most = max(most, reading.terms)
 
     while pending:
         at = min(pending)
         states = pending.pop(at)
         if at >= size:
             continue
-        for (kind, iri_end), (depth, bangs) in states.items():
+        for (kind, iri_end), now in states.items():
+            depth, bangs, terms, groups, data, opens = now
+            counted = int(groups > 0 and not data)  # what a term here adds to the count
             if kind != _CODE:
                 rest = _REST[kind].match(text, at)
-                if rest is not None:
-                    add(rest.end(), _CODE, iri_end, depth, bangs if kind == _COMMENT else 0)
+                if rest is not None:  # a comment keeps the !s and the keyword before it
+                    add(
+                        rest.end(),
+                        _CODE,
+                        iri_end,
+                        now if kind == _COMMENT else now._replace(bangs=0),
+                    )
                 continue
             char = text[at]
             found = _SPACE.match(text, at)
             if found is not None:
-                add(found.end(), _CODE, iri_end, depth, bangs)
+                add(found.end(), _CODE, iri_end, now)
             elif char == "#":
-                add(at + 1, _COMMENT, iri_end, depth, bangs)
+                add(at + 1, _COMMENT, iri_end, now)
             elif char in "'\"":
                 long = text.startswith(char * 3, at)
                 single, triple = (_SHORT1, _LONG1) if char == "'" else (_SHORT2, _LONG2)
-                add(at + (3 if long else 1), triple if long else single, iri_end, depth, 0)
+                string = now._replace(bangs=0, terms=terms + counted, opens=0)
+                add(at + (3 if long else 1), triple if long else single, iri_end, string)
             elif char == "<" and (iri := _IRI.match(text, at)) is not None:
-                add(iri.end(), _CODE, -1, depth, 0)  # an IRI
-                add(at + 1, _CODE, iri.end() - 1, depth, 0)  # less-than
+                after = now._replace(bangs=0, opens=0)
+                add(iri.end(), _CODE, -1, after._replace(terms=terms + counted))  # an IRI
+                add(at + 1, _CODE, iri.end() - 1, after)  # less-than
             elif char == "!" and not text.startswith("=", at + 1):
                 deepest = max(deepest, depth + bangs + 1)
-                add(at + 1, _CODE, iri_end, depth, bangs + 1)
+                add(at + 1, _CODE, iri_end, now._replace(bangs=bangs + 1, opens=0))
             elif char in "({[":
                 deepest = max(deepest, depth + 1)
-                add(at + 1, _CODE, iri_end, depth + 1, 0)
+                if char == "{":  # the data after VALUES, else a group: where patterns are
+                    data = depth + 1 if opens == _DATA_BLOCK and not data else 0
+                    groups += 1
+                else:  # ( and [ are terms: () and [] as objects are rdf:nil and a blank node
+                    terms += counted
+                    if char == "(" and opens == _LIST and not data:
+                        data = depth + 1
+                # VALUES (?a ?b) { ... }: the { after the variables still opens data.
+                opens = opens if char == "(" and opens == _DATA_BLOCK else 0
+                add(at + 1, _CODE, iri_end, _Reading(depth + 1, 0, terms, groups, data, opens))
             elif char in ")}]":
-                add(at + 1, _CODE, -1 if char == ")" else iri_end, max(0, depth - 1), 0)
+                depth = max(0, depth - 1)
+                groups = max(0, groups - 1) if char == "}" else groups
+                opens = opens if char == ")" and opens == _DATA_BLOCK else 0
+                closed = _Reading(depth, 0, terms, groups, data if depth >= data else 0, opens)
+                add(at + 1, _CODE, -1 if char == ")" else iri_end, closed)
             else:
-                if char == "\\" and text[at + 1 : at + 2] in _LOCAL_ESCAPES:
+                escaped = char == "\\" and text[at + 1 : at + 2] in _LOCAL_ESCAPES
+                if escaped:
                     end = at + 2
                 else:
                     plain = _PLAIN.match(text, at)
@@ -207,8 +304,29 @@ def scan(text: str) -> tuple[int, bytearray]:
                     end = min(end, iri_end)
                 else:
                     syntax[at:end] = b"\x01" * (end - at)
-                add(end, _CODE, iri_end, depth, 0)
-    return deepest, syntax
+                if escaped:
+                    opens = 0  # a character of a name
+                else:
+                    terms += counted * len(_TERMS.findall(text, at, end))
+                    opens = _keyword(text, at, end, opens)
+                add(end, _CODE, iri_end, _Reading(depth, 0, terms, groups, data, opens))
+    return Scanned(deepest, most, syntax)
+
+
+def _keyword(text: str, at: int, end: int, opens: int) -> int:
+    """What the run of plain code text[at:end] opens: _LIST for IN, _DATA_BLOCK for VALUES (or
+    a variable after it), else 0. A keyword begins after a space or a bracket; after anything
+    else (an escaped character, ex:a\\.IN) it is part of a name."""
+    before = text[at - 1] if at else " "
+    clean = before.isspace() or (before in "(){}[]" and text[at - 2 : at - 1] != "\\")
+    word = text[at:end]
+    if clean and word.upper() == "IN":
+        return _LIST
+    if clean and _VALUES.fullmatch(word):
+        return _DATA_BLOCK
+    if opens == _DATA_BLOCK and word[:1] in ("?", "$"):
+        return opens
+    return 0
 
 
 # --- the child process --------------------------------------------------------------------------
@@ -624,9 +742,10 @@ class SparqlService:
     timeout): a query that arrives meanwhile waits at most ``timeout`` seconds, then gets 503
     ``sparql_loading`` with Retry-After while the engine goes on loading; a load that has
     loaded no feed for ``load_timeout`` seconds is stopped and started again. A query that
-    overruns stops the engine (Oxigraph cannot cancel one): the queries other processes had
-    running there get 503 ``sparql_unavailable``, and the next query starts a new engine, which
-    reopens the store and loads only what changed (see the module's docstring). Without a
+    overruns stops the engine (Oxigraph cannot cancel one); the next query starts a new engine,
+    which reopens the store and loads only what changed (see the module's docstring), and the
+    queries other processes had running there are sent to it once more (an engine stopped
+    under the same query twice gives it 503 ``sparql_unavailable``). Without a
     ``folder`` the engine is this service's own, its store in memory, loaded in full each time.
     """
 
@@ -702,7 +821,12 @@ class SparqlService:
             else:
                 try:
                     _handshake(connection, key, max(1.0, deadline - _now()), engine=False)
-                except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
+                except (ConnectionResetError, BrokenPipeError, EOFError):
+                    # An engine that ended as it was reached: one just stopped (a query past
+                    # its timeout) still takes connections until the kernel closes its socket.
+                    # As when none listens: start one (it waits for the address to be free).
+                    connection.close()
+                except (OSError, multiprocessing.AuthenticationError) as exc:
                     connection.close()
                     raise SparqlError(
                         "sparql_unavailable",
@@ -710,8 +834,9 @@ class SparqlService:
                         503,
                         30,
                     ) from None
-                self._connection = connection
-                return connection
+                else:
+                    self._connection = connection
+                    return connection
             self._start()
             starting = self._starting
             if starting is not None and starting.poll(max(0.0, min(0.05, deadline - _now()))):
@@ -823,39 +948,8 @@ class SparqlService:
             raise SparqlError(
                 "sparql_busy", "the SPARQL engine is busy with other queries; retry shortly", 503
             )
-        sent = False
         try:
-            try:
-                connection = self._ready(_now() + self.timeout)
-                connection.send(("query", text, cap, rdf_format))
-                sent = True
-                if not connection.poll(self.timeout):
-                    self.stop()
-                    raise SparqlError(
-                        "query_timeout",
-                        f"the query ran longer than {self.timeout:g} s and was stopped; narrow "
-                        "it (filter by supplier or metric, add LIMIT)",
-                    )
-                kind, *rest = connection.recv()
-            except (EOFError, OSError):
-                crash = self._crash() if sent else None
-                self._forget()
-                if crash is not None:
-                    raise SparqlError(
-                        "sparql_engine_crashed",
-                        f"the SPARQL engine crashed ({crash}) while it ran this query; it "
-                        "restarts with the next query. Please report the query rather than "
-                        "send it again",
-                        500,
-                    ) from None
-                raise SparqlError(
-                    "sparql_unavailable",
-                    f"the SPARQL engine stopped {'while it ran' if sent else 'before it ran'} "
-                    "this query (another registry process stops it for a query past its "
-                    "timeout); retry",
-                    503,
-                    retry_after=1,
-                ) from None
+            kind, rest = self._send(text, cap, rdf_format)
         finally:
             self._lock.release()
         if kind == "ok":
@@ -868,6 +962,48 @@ class SparqlService:
             raise SparqlError("sparql_unavailable", str(rest[0]), 503, retry_after=30)
         name, message = rest
         raise SparqlError("query_failed", f"the query failed ({name}): {message}")
+
+    def _send(self, text: str, cap: int, rdf_format: str) -> tuple[str, list[Any]]:
+        """The engine's reply to the query. An engine that ends under it, stopped by another
+        registry process for a query of its own past the timeout, is asked again once: the
+        next engine starts at once (it reopens the store), a query only reads, and so a
+        runaway query costs the queries beside it a second run instead of a 503."""
+        for again in (False, True):
+            sent = False
+            try:
+                connection = self._ready(_now() + self.timeout)
+                connection.send(("query", text, cap, rdf_format))
+                sent = True
+                if not connection.poll(self.timeout):
+                    self.stop()
+                    raise SparqlError(
+                        "query_timeout",
+                        f"the query ran longer than {self.timeout:g} s and was stopped; narrow "
+                        "it (filter by supplier or metric, add LIMIT)",
+                    )
+                kind, *rest = connection.recv()
+                return kind, rest
+            except (EOFError, OSError):
+                crash = self._crash() if sent else None
+                self._forget()
+                if crash is not None:  # never again: the query may be what crashes it
+                    raise SparqlError(
+                        "sparql_engine_crashed",
+                        f"the SPARQL engine crashed ({crash}) while it ran this query; it "
+                        "restarts with the next query. Please report the query rather than "
+                        "send it again",
+                        500,
+                    ) from None
+                if again:
+                    raise SparqlError(
+                        "sparql_unavailable",
+                        f"the SPARQL engine stopped {'while it ran' if sent else 'before it ran'} "
+                        "this query, for the second time in a row (other registry processes "
+                        "stop it for queries past their timeout); retry",
+                        503,
+                        retry_after=1,
+                    ) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _now() -> float:
