@@ -7,7 +7,7 @@ import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -46,17 +46,33 @@ class OwnTSA:
         return timestamp.stamp(self.authority, message, self.clock(), serial)
 
 
+# How far an external TSA's genTime may be from this machine's clock. Why bounded: a bundle's
+# logging time is the latest of its checkpoint's tokens' times, and a key is refused for
+# signing a minute before its revocation (ingest.REVOCATION_MARGIN); a TSA whose clock ran
+# ahead by more would date entries after revocations they preceded. Well under that minute,
+# well over a token's whole-second genTime and a request's round trip.
+MAX_CLOCK_SKEW = timedelta(seconds=20)
+
+
 class ExternalTSA:
     """An RFC 3161 TSA at ``url``. Each token is verified (imprint, nonce, signature, chain to
-    ``ca_certificate``, ESSCertIDv2, validity at genTime) before the log keeps it."""
+    ``ca_certificate``, ESSCertIDv2, validity at genTime, and a genTime within MAX_CLOCK_SKEW
+    of this machine's clock while it was asked) before the log keeps it."""
 
-    def __init__(self, url: str, ca_certificate: x509.Certificate, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        ca_certificate: x509.Certificate,
+        timeout: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise RegistryError(f"the external TSA URL must be http(s): {url!r}")
         self.name = url
         self.url = url
         self.ca_certificate = ca_certificate
         self.timeout = timeout
+        self.clock = clock
 
     @classmethod
     def from_files(cls, url: str, ca_file: Path) -> ExternalTSA:
@@ -77,15 +93,23 @@ class ExternalTSA:
             headers={"Content-Type": QUERY, "Accept": REPLY},
             method="POST",
         )
+        asked = self.clock()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 token: bytes = response.read(timestamp.MAX_RESPONSE_BYTES + 1)
         except (urllib.error.URLError, OSError) as exc:
             raise TimestampUnavailableError(f"the TSA at {self.url} did not answer: {exc}") from exc
+        answered = self.clock()
         try:
-            timestamp.verify(token, message, self.ca_certificate, nonce=nonce)
+            stamped = timestamp.verify(token, message, self.ca_certificate, nonce=nonce).gen_time
         except TrustError as exc:
             raise TimestampUnavailableError(
                 f"the TSA at {self.url} gave a bad token: {exc}"
             ) from exc
+        if not asked - MAX_CLOCK_SKEW <= stamped <= answered + MAX_CLOCK_SKEW:
+            raise TimestampUnavailableError(
+                f"the TSA at {self.url} dated its token {stamped.isoformat()}, asked between "
+                f"{asked.isoformat()} and {answered.isoformat()} by this machine's clock: one of "
+                f"the two clocks is off by more than {MAX_CLOCK_SKEW.total_seconds():g} s"
+            )
         return token

@@ -497,3 +497,29 @@ def test_a_further_tsa_replaced_by_another_keeps_both_stretches_verifying(
         )
         assert bundle.verify(old, only_second).ok
         assert second.extensions["sqm"]["log"].fsck() == []
+
+
+def test_a_token_dated_far_from_this_machines_clock_is_not_kept(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """A bundle's logging time is the latest of its tokens' times: a further TSA whose clock ran
+    a minute ahead would date an entry after a revocation it preceded. Such a token is not
+    kept; the entry waits, as in an outage, until the clocks agree."""
+    from datetime import timedelta
+
+    from sqm.registry.timestampers import ExternalTSA
+
+    app, key = _registered(engine, tmp_path, external_tsa)
+    log, client = app.extensions["sqm"]["log"], app.test_client()
+    external = log.timestampers[1]
+    assert isinstance(external, ExternalTSA)
+    external.clock = lambda: datetime.now(UTC) - timedelta(minutes=2)  # the TSA runs ahead
+    envelope = requests.attestation(FEED, key).to_json()
+    refused = client.post("/api/v1/attestations", json=envelope)
+    assert refused.status_code == 503 and refused.json["error"] == "timestamp_unavailable"
+    assert "one of the two clocks is off by more than 20 s" in refused.json["message"]
+    assert log.waiting() == 1
+    external.clock = lambda: datetime.now(UTC)
+    again = client.post("/api/v1/attestations", json=envelope)
+    assert again.status_code == 409 and again.json["error"] == "already_logged"
+    assert log.waiting() == 0 and log.fsck() == []
