@@ -27,7 +27,7 @@ from typing import Any
 from sqm.client import Hit, RegistryClient
 from sqm.registry.facts import extract
 from sqm.schema.artifacts import units
-from sqm.trust import TrustError, timestamp
+from sqm.trust import TrustError
 from sqm.trust import bundle as trust_bundle
 from sqm.trust.bundle import Bundle, Report, Step
 from sqm.trust.errors import VerificationError
@@ -351,9 +351,9 @@ class RegistryTools:
             "steps": _steps(checked.report),
             "stepsPassed": len(checked.report.steps),
             "timestamp": _iso(checked.report.timestamp),
-            "loggedAt": _iso(self._logged_at(checked.bundle)),
-            "timeMeaning": "loggedAt: the TSA's time of the first checkpoint that held the "
-            "attestation (when it was logged, provably); timestamp: the TSA's time of the "
+            "loggedAt": _iso(checked.report.logged),
+            "timeMeaning": "loggedAt: the TSAs' (latest) time of the first checkpoint that held "
+            "the attestation (when it was logged, provably); timestamp: the TSA's time of the "
             "newer checkpoint this bundle proves against",
             "checkpointSize": checked.bundle.attestation.tree_size,
             "trustRoot": self._trust(),
@@ -370,16 +370,6 @@ class RegistryTools:
         if include_feed:
             answer["fullFeed"] = feed
         return answer
-
-    def _logged_at(self, made: Bundle) -> datetime | None:
-        # The step "key valid when logged" checked this token; read its time for the answer.
-        if made.logged_at is None:
-            return None
-        checkpoint = made.logged_at.checkpoint.encode()
-        stamp = timestamp.verify(
-            made.logged_at.timestamp, checkpoint, self.client.trust_root.tsa_ca
-        )
-        return stamp.gen_time
 
     # --- explain_finding and validate_feed (local, no registry) -----------------------------------
 

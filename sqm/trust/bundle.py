@@ -568,7 +568,10 @@ class Report:
 
     steps: list[Step] = field(default_factory=list)
     feed: dict[str, Any] | None = None
-    timestamp: datetime | None = None
+    timestamp: datetime | None = None  # the trusted time of the bundle's checkpoint
+    # When the attestation was logged, as step "key valid when logged" judged it: the latest
+    # of its logging checkpoint's tokens' times (None when that step did not get so far).
+    logged: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -762,6 +765,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
         # says the checkpoint existed, so that no one TSA can date it earlier alone.
         logged_time = max([logged_time, *further])
+        report.logged = logged_time
         if bundle.revocation is None:
             return f"logged at {logged_time.isoformat()}; no revocation of the key in the log"
         inclusion(bundle.revocation, "the key revocation")()

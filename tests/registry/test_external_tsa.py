@@ -26,7 +26,7 @@ from sqm.registry.config import RegistryConfig
 from sqm.registry.db import attestations
 from sqm.registry.errors import RegistryError
 from sqm.registry.ingest import RejectionError
-from sqm.trust import bundle
+from sqm.trust import bundle, timestamp
 from tests.conftest import EXAMPLES
 from tests.registry.servers import serving
 from tests.trust.test_timestamp import _openssl_verify
@@ -304,7 +304,17 @@ def test_also_the_trust_root_requires_the_further_tokens_from_the_next_tree_size
     assert answer.status_code == 201, answer.json
     made = bundle.Bundle.from_json(answer.json)
     assert made.logged_at is not None and len(made.logged_at.additional_timestamps) == 1
-    assert bundle.verify(made, root).ok
+    report = bundle.verify(made, root)
+    assert report.ok
+    # Logged when every TSA says the checkpoint existed: the latest of their times.
+    note = made.logged_at.checkpoint.encode()
+    times = [
+        timestamp.verify(made.logged_at.timestamp, note, root.tsa_ca).gen_time,
+        timestamp.verify(
+            made.logged_at.additional_timestamps[0], note, root.additional_tsas[0].ca
+        ).gen_time,
+    ]
+    assert report.logged == max(times)
 
     stripped = dataclasses.replace(made, additional_timestamps=())
     failed = {s.name: s for s in bundle.verify(stripped, root).steps}
