@@ -57,7 +57,7 @@ from sqm.registry.db import (
 )
 from sqm.registry.driver import Prepared, as_columns, in_pipeline, unnested
 from sqm.registry.errors import DamagedStoreError, RegistryError
-from sqm.registry.timestampers import OwnTSA, Timestamper
+from sqm.registry.timestampers import OwnTSA, Timestamper, TimestampUnavailableError
 from sqm.trust import TrustError, merkle, timestamp
 from sqm.trust.bundle import AdditionalTsa, TrustRoot
 from sqm.trust.canonical import canonical
@@ -254,7 +254,7 @@ _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.lea
 def _pending(limit: int) -> Prepared:
     """What integration reads, in one statement: the entries waiting, in sequence order, each
     with the index of its chain's newest entry (NULL: none yet, or no chain), and the tree's
-    largest index (NULL: empty). Why one: on PostgreSQL each statement is a round trip, and
+    largest index (NULL: empty), and how many further TSAs the log requires now. Why one: on PostgreSQL each statement is a round trip, and
     on busy cores one took 0.7-3 ms while the log's lock was held (the server waits to be
     scheduled); three reads were a third of integration's round trips."""
     return Prepared(
@@ -264,6 +264,10 @@ def _pending(limit: int) -> Prepared:
             log_pending.c.chain,
             log_chain_heads.c.last_index,
             select(func.max(log_entries.c.idx)).scalar_subquery(),
+            select(func.count())
+            .select_from(log_tsa_periods)
+            .where(log_tsa_periods.c.last_size.is_(None))
+            .scalar_subquery(),
         )
         .select_from(
             log_pending.outerjoin(log_chain_heads, log_chain_heads.c.chain == log_pending.c.chain)
@@ -509,12 +513,24 @@ class TransparencyLog:
         self._remember_nodes(read)  # committed: the lock keeps other writers out
         if not pending:
             return None
-        top = pending[0][4]
+        top, required = pending[0][4], int(pending[0][5])
+        if required != len(self.timestampers) - 1:
+            # Another process started with other TSA settings (a rolling restart, a host
+            # configured apart): this one's checkpoints would lack a token the trust root
+            # requires, or it would serve a trust root without the requirement. Nothing is
+            # signed; the entries wait for a process with the log's settings.
+            self._tsa_periods = None
+            raise TimestampUnavailableError(
+                f"the log requires {required} further TSA(s) now, and this registry process "
+                f"stamps with {len(self.timestampers) - 1}: another process started with "
+                "other TSA settings; restart every process with the same SQM_REGISTRY_TSA_* "
+                "settings"
+            )
         size = 0 if top is None else int(top) + 1
         frontier = self._frontier(connection, size, read)
-        rows = [(seq, raw, chain) for seq, raw, chain, _, _ in pending]
+        rows = [(seq, raw, chain) for seq, raw, chain, *_ in pending]
         chains = {chain for _, _, chain in rows if chain is not None}
-        heads = {chain: int(head) for _, _, chain, head, _ in pending if head is not None}
+        heads = {chain: int(head) for _, _, chain, head, *_ in pending if head is not None}
         known_heads = set(heads)
         new_entries: list[dict[str, Any]] = []
         integrated: dict[int, tuple[int, bytes]] = {}
@@ -785,11 +801,23 @@ class TransparencyLog:
                     f"configured with (CA SHA-256 {', '.join(missing)}) of every checkpoint "
                     f"from tree size {min(running[m] for m in missing)} on: configure it "
                     "(SQM_REGISTRY_TSA_URL, SQM_REGISTRY_TSA_CA, SQM_REGISTRY_TSA_MODE=also), or, "
-                    "with the registry stopped, end the requirement: sqm registry retire-tsa "
-                    "SHA256"
+                    "to stop using it or make it the primary TSA (instead), first end the "
+                    f"requirement with the registry stopped: sqm registry retire-tsa {missing[0]} "
+                    "(with the --data or --database the registry runs with)"
                 )
             for fingerprint, tsa in configured.items():
-                if fingerprint not in running:
+                if fingerprint in running:
+                    continue
+                # A stretch of this TSA that ended at the newest checkpoint goes on, unbroken.
+                reopened = connection.execute(
+                    log_tsa_periods.update()
+                    .where(
+                        log_tsa_periods.c.ca_sha256 == fingerprint,
+                        log_tsa_periods.c.last_size == size,
+                    )
+                    .values(last_size=None)
+                ).rowcount
+                if not reopened:
                     connection.execute(
                         log_tsa_periods.insert().values(
                             ca_sha256=fingerprint,
@@ -807,18 +835,36 @@ class TransparencyLog:
         registry stopped, then start the registry without that TSA."""
         with self.writing(exclusive=True) as connection:
             size = _checkpointed_size(connection)
-            ended = connection.execute(
-                log_tsa_periods.update()
-                .where(
-                    log_tsa_periods.c.ca_sha256 == fingerprint,
-                    log_tsa_periods.c.last_size.is_(None),
-                )
-                .values(last_size=size)
+            running = (
+                log_tsa_periods.c.ca_sha256 == fingerprint,
+                log_tsa_periods.c.last_size.is_(None),
+            )
+            # A stretch that no checkpoint reached was never required of any: it goes.
+            unused = connection.execute(
+                log_tsa_periods.delete().where(*running, log_tsa_periods.c.first_size > size)
             ).rowcount
+            ended = (
+                unused
+                or connection.execute(
+                    log_tsa_periods.update().where(*running).values(last_size=size)
+                ).rowcount
+            )
         if not ended:
-            raise RegistryError(f"no further TSA whose CA has SHA-256 {fingerprint} is required")
+            open_ones = ", ".join(str(t.ca_sha256) for t in self._open_stretches()) or "none"
+            raise RegistryError(
+                f"no further TSA whose CA has SHA-256 {fingerprint} is required (required now: "
+                f"{open_ones})"
+            )
         self._tsa_periods = None
         return size
+
+    def _open_stretches(self) -> list[Any]:
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(log_tsa_periods.c.ca_sha256).where(log_tsa_periods.c.last_size.is_(None))
+                )
+            )
 
     def tsa_periods(self) -> tuple[AdditionalTsa, ...]:
         """Every further TSA the log requires or required, with its stretch of tree sizes,
@@ -880,6 +926,18 @@ class TransparencyLog:
                     f"{tree.size} entries: a checkpoint row was dropped"
                 )
             periods = _tsa_periods(connection)
+            for period in periods:
+                last = period.required_until_size
+                if (
+                    period.required_from_size is None
+                    or period.required_from_size < 1
+                    or (last is not None and last < period.required_from_size)
+                ):
+                    problems.append(
+                        f"the stretch of the further TSA {period.ca.subject.rfc4514_string()!r} "
+                        f"is {period.required_from_size} to {last}: it must start at 1 or later "
+                        "and end no earlier, or the trust root cannot be read"
+                    )
             known = {_ca_sha256(t.ca): t.ca for t in periods} | {
                 _ca_sha256(t.ca_certificate): t.ca_certificate for t in self.timestampers[1:]
             }
@@ -914,11 +972,12 @@ class TransparencyLog:
                 for _, _, _, position, token in [first, *others]:
                     if position is None:
                         continue
-                    issuer = _issuer(bytes(token), note, known)
-                    if issuer is None:
+                    issuer, failures = _issuer(bytes(token), note, known)
+                    if issuer is None and known:
+                        # Not of a TSA the trust root lists (verify ignores it), or damaged.
                         problems.append(
-                            f"checkpoint {size}: additional timestamp {position} was issued by "
-                            "no TSA this registry uses or used"
+                            f"checkpoint {size}: additional timestamp {position} verifies with "
+                            f"no TSA this registry uses or used: {'; '.join(failures)}"
                         )
                     stamped.add(issuer or "")
                 for period in periods:
@@ -968,15 +1027,20 @@ def _tsa_periods(connection: Connection) -> tuple[AdditionalTsa, ...]:
     )
 
 
-def _issuer(token: bytes, note: str, known: Mapping[str, x509.Certificate]) -> str | None:
-    """The SHA-256 of the CA, among ``known``, whose TSA issued ``token`` over ``note``."""
+def _issuer(
+    token: bytes, note: str, known: Mapping[str, x509.Certificate]
+) -> tuple[str | None, list[str]]:
+    """The SHA-256 of the CA, among ``known``, whose TSA issued ``token`` over ``note``
+    (None: none did), and why the others' checks failed."""
+    failures = []
     for fingerprint, ca in known.items():
         try:
             timestamp.verify(token, note.encode(), ca)
-        except TrustError:
+        except TrustError as exc:
+            failures.append(str(exc))
             continue
-        return fingerprint
-    return None
+        return fingerprint, failures
+    return None, failures
 
 
 def _merged_nodes(size: int, stored: Iterable[Any]) -> Iterator[tuple[int, int, bytes | None]]:

@@ -146,13 +146,22 @@ def retire_tsa_command(fingerprint: str, data_dir: Path | None, database: str | 
     )
     if not (config.data_dir / "keys" / "log.key").exists():
         raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
-    fingerprint = fingerprint.strip().lower()
+    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
+        # make_engine would create an empty one, and this would find nothing to retire in it.
+        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
+    # As the registry names it, or as `openssl x509 -fingerprint -sha256` prints it.
+    fingerprint = fingerprint.strip().lower().removeprefix("sha256 fingerprint=").replace(":", "")
+    if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+        raise RegistryError(
+            "FINGERPRINT must be the SHA-256 of the TSA's CA certificate: 64 hex digits, as the "
+            "registry's refusal to start names it"
+        )
     keys = load_or_create(config.data_dir / "keys", config.origin)
     try:
         # The log alone, without the configured TSAs: retiring one needs none of them.
         log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)
         last = log.retire_tsa(fingerprint)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError, ImportError) as exc:
         raise RegistryError(f"cannot read the registry's database: {exc}") from None
     click.echo(
         f"the TSA of CA {fingerprint} is no longer required after tree size {last}; start the "

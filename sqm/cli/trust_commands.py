@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.trust import TrustError, bundle
-from sqm.trust.canonical import unique_members
+from sqm.trust.canonical import json_error, unique_members
 from sqm.validator import Severity, validate
 
 
@@ -48,7 +48,8 @@ def _load_json(path: Path, what: str) -> Any:
         # A member named twice could show this reader one value and another reader the other.
         return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_members)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise TrustError(f"{path}: cannot be read as a {what}: {exc}") from exc
+        reason = json_error(exc) if isinstance(exc, ValueError) else str(exc)
+        raise TrustError(f"{path}: cannot be read as a {what}: {reason}") from exc
     except RecursionError:
         raise TrustError(
             f"{path}: cannot be read as a {what}: it nests arrays or objects too deeply"

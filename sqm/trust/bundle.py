@@ -629,7 +629,9 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             else "none required of a checkpoint of this size"
         )
         return told + (
-            f"; {ignored} token(s) of TSAs the trust root does not list ignored" if ignored else ""
+            f"; {ignored} token(s) that no TSA the trust root lists issued, ignored"
+            if ignored
+            else ""
         )
 
     def inclusion(included: Included, what: str) -> Callable[[], str]:
@@ -757,11 +759,10 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             logged.timestamp, logged.checkpoint.encode(), root.tsa_ca
         ).gen_time
         root.check_log_key_time(logged_time, "the logging checkpoint")
-        # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
-        # says the checkpoint existed, so that no one TSA can date it earlier alone.
         further, _ = _further_times(
             root, logged.checkpoint, logged.additional_timestamps, first.size, "logging checkpoint"
         )
+        _within_ended_stretches(root, bundle.attestation.index, first.size)
         # The latest of the TSAs' times: the entry is judged logged when every trusted TSA
         # says the checkpoint existed, so that no one TSA can date it earlier alone.
         logged_time = max([logged_time, *further])
@@ -835,6 +836,23 @@ def _further_times(
                 "dated by the log's own TSA alone"
             )
     return times, ignored
+
+
+def _within_ended_stretches(root: TrustRoot, index: int, logged_size: int) -> None:
+    """VerificationError when the logging checkpoint cited for entry ``index`` (of tree size
+    ``logged_size``) lies past the end of a further TSA's stretch that the entry was logged
+    in or before. Why: a log could otherwise cite a later checkpoint, outside every stretch,
+    and date it with its own TSA alone; the first checkpoint that held the entry is no larger
+    than the end of any stretch that began before the entry's index plus one."""
+    for tsa in root.additional_tsas:
+        until = tsa.required_until_size
+        if until is not None and index + 1 <= until < logged_size:
+            raise VerificationError(
+                f"the logging checkpoint (tree size {logged_size}) lies past the stretch of the "
+                f"TSA {tsa.ca.subject.rfc4514_string()!r} ({tsa.describe_requirement()}), "
+                f"within which entry {index} was logged: the first checkpoint that held it is "
+                f"of size {until} at most"
+            )
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

@@ -533,3 +533,124 @@ def test_a_token_dated_far_from_this_machines_clock_is_not_kept(
     again = client.post("/api/v1/attestations", json=envelope)
     assert again.status_code == 409 and again.json["error"] == "already_logged"
     assert log.waiting() == 0 and log.fsck() == []
+
+
+def _retire(engine: Engine, tmp_path: Path, fingerprint: str) -> Any:
+    from click.testing import CliRunner
+
+    from sqm.cli import main
+
+    url = engine.url.render_as_string(hide_password=False)
+    return CliRunner().invoke(
+        main, ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
+               "--database", url],
+    )  # fmt: skip
+
+
+def _fingerprint(external_tsa: tuple[str, Path, Outage]) -> str:
+    ca = x509.load_pem_x509_certificate(external_tsa[1].read_bytes())
+    return hashlib.sha256(ca.public_bytes(Encoding.DER)).hexdigest()
+
+
+def test_a_logging_checkpoint_past_an_ended_stretch_is_refused(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """Once a stretch has ended, a log could cite a later checkpoint, outside every stretch,
+    as an entry's logging checkpoint, and date it with its own TSA alone. The first checkpoint
+    that held an entry logged within a stretch is no larger than the stretch's end."""
+    stamped = _attest(_registry(engine, tmp_path, external_tsa, "also"))
+    assert stamped.status_code == 201, stamped.json
+    assert _retire(engine, tmp_path, _fingerprint(external_tsa)).exit_code == 0
+    plain = _plain(engine, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    client = plain.test_client()
+    other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
+        {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
+    assert (
+        client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code == 201
+    )
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    honest = bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{stamped.json['logIndex']}").json)
+    assert bundle.verify(honest, root).ok
+    # The registration's checkpoint (size 3, past the stretch 1 to 2) also holds entry 1, and
+    # proves consistent with the same newest checkpoint: cited as the logging checkpoint.
+    later = client.get("/api/v1/log/checkpoint").get_data(as_text=True)
+    token = plain.extensions["sqm"]["log"].latest().timestamp
+    forged = dataclasses.replace(honest, logged_at=bundle.LoggedAt(later, token, ()))
+    failed = {s.name: s for s in bundle.verify(forged, root).steps}
+    assert not failed["key valid when logged"].ok
+    assert "lies past the stretch" in failed["key valid when logged"].detail
+    assert "within which entry 1 was logged" in failed["key valid when logged"].detail
+
+
+def test_a_tsa_retired_before_it_stamped_anything_leaves_no_stretch(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    # The stretch began after the newest checkpoint and no checkpoint reached it: ending it
+    # at that checkpoint made a trust root no verifier could read, and the TSA unusable.
+    _registry(engine, tmp_path, external_tsa, "also")
+    retired = _retire(engine, tmp_path, _fingerprint(external_tsa).upper())
+    assert retired.exit_code == 0, retired.output
+    plain = _plain(engine, tmp_path)
+    served = plain.test_client().get("/api/v1/trust-root").json
+    assert "additionalTsas" not in served
+    again = _registry(engine, tmp_path, external_tsa, "also")
+    served = again.test_client().get("/api/v1/trust-root").json
+    assert served["additionalTsas"][0]["requiredFromTreeSize"] == 1
+    assert _attest(again).status_code == 201
+    assert again.extensions["sqm"]["log"].fsck() == []
+
+
+def test_a_process_started_before_the_stretch_signs_nothing_in_it(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """A process still running with the old settings (a rolling restart) would sign
+    checkpoints without the token the trust root now requires: its entries wait instead, for
+    a process with the log's settings."""
+    old = _plain(engine, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    assert old.test_client().post("/api/v1/suppliers", json=body).status_code == 201
+    new = _registry(engine, tmp_path, external_tsa, "also")
+    envelope = requests.attestation(FEED, key).to_json()
+    refused = old.test_client().post("/api/v1/attestations", json=envelope)
+    assert refused.status_code == 503 and refused.json["error"] == "timestamp_unavailable"
+    assert "another process started with other TSA settings" in refused.json["message"]
+    logged = new.test_client().post("/api/v1/attestations", json=envelope)
+    assert logged.status_code == 409 and logged.json["error"] == "already_logged"
+    root = bundle.TrustRoot.from_json(new.test_client().get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(logged.json["bundle"]), root).ok
+    assert new.extensions["sqm"]["log"].fsck() == []
+
+
+def test_retire_tsa_refuses_a_folder_without_a_store_and_a_malformed_fingerprint(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from sqm.cli import main
+    from sqm.registry.secrets import load_or_create
+
+    load_or_create(tmp_path / "keys", "registry.test/log")
+    runner = CliRunner()
+    missing = runner.invoke(main, ["registry", "retire-tsa", "a" * 64, "--data", str(tmp_path)])
+    assert missing.exit_code == 2 and "holds no registry.sqlite3" in missing.output
+    assert not (tmp_path / "registry.sqlite3").exists()
+    (tmp_path / "registry.sqlite3").touch()
+    malformed = runner.invoke(main, ["registry", "retire-tsa", "xyz", "--data", str(tmp_path)])
+    assert malformed.exit_code == 2 and "64 hex digits" in malformed.output
+
+
+def test_fsck_finds_a_stretch_no_verifier_could_read(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    from sqlalchemy import update
+
+    from sqm.registry.db import log_tsa_periods
+
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    assert _attest(app).status_code == 201
+    with engine.begin() as connection:
+        connection.execute(update(log_tsa_periods).values(first_size=5, last_size=3))
+    problems = app.extensions["sqm"]["log"].fsck()
+    assert any("is 5 to 3: it must start at 1 or later and end no earlier" in p for p in problems)
