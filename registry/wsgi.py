@@ -6,10 +6,19 @@ database's own lock.
 """
 
 import gc
+import sys
 
 from sqm.registry.app import create_app
+from sqm.registry.errors import RegistryError
 
-app = create_app()
+try:
+    app = create_app()
+except RegistryError as exc:
+    # A configuration the registry refuses (a TSA its log requires, missing; a malformed
+    # setting): said once, without a traceback. Exit status 3 is gunicorn's "worker failed to
+    # boot", on which it stops rather than start the worker again and again.
+    print(f"sqm registry: cannot start: {exc}", file=sys.stderr, flush=True)
+    sys.exit(3)
 
 # What the worker holds from here on (modules, schema, compiled statements, the app) lives as
 # long as the worker: moved out of the collector's sight, a full collection no longer walks
