@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from sqm.registry.config import RegistryConfig
+    from sqm.registry.secrets import RegistryKeys
 
 
 @click.group("registry")
@@ -13,15 +20,51 @@ def registry_group() -> None:
     """Operate a registry's storage."""
 
 
+def _store_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--data`` and ``--database``: which registry's store a command works on."""
+    command = click.option(
+        "--database", default=None, help="A database URL (default: SQLite in --data)."
+    )(command)
+    return click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default=None,
+        help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
+    )(command)
+
+
+def _config(data_dir: Path | None, database: str | None) -> RegistryConfig:
+    """The registry's settings as it runs (``SQM_REGISTRY_*``), with the store named here."""
+    from sqm.registry.config import RegistryConfig
+
+    config = RegistryConfig.from_env()
+    return dataclasses.replace(
+        config,
+        data_dir=data_dir or config.data_dir,
+        database_url=database or config.database_url,
+    )
+
+
+def _existing_store(
+    data_dir: Path | None, database: str | None
+) -> tuple[RegistryConfig, RegistryKeys]:
+    """The settings and keys of a registry whose store exists; RegistryError otherwise."""
+    from sqm.registry.errors import RegistryError
+    from sqm.registry.secrets import load_or_create
+
+    config = _config(data_dir, database)
+    if not (config.data_dir / "keys" / "log.key").exists():
+        raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
+    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
+        # make_engine would create an empty one, which a check would call intact and a
+        # change would find nothing in.
+        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
+    return config, load_or_create(config.data_dir / "keys", config.origin)
+
+
 @registry_group.command("fsck")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
-)
-@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+@_store_options
 def fsck_command(data_dir: Path | None, database: str | None) -> None:
     """Recompute the log from its stored entries and check every subtree hash and checkpoint,
     then check the registry's key, attestation and endorsement tables against the entries
@@ -30,28 +73,14 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
     Exit status 0 when the log is intact, 1 when a row was changed, dropped or reordered, 2
     when there is no store to check or its database cannot be read.
     """
-    import dataclasses
-
     from sqlalchemy.exc import SQLAlchemyError
 
     from sqm.registry.app import open_log
-    from sqm.registry.config import RegistryConfig
     from sqm.registry.errors import RegistryError
     from sqm.registry.records import check_records
-    from sqm.registry.secrets import load_or_create
 
     # Origin and TSAs as the registry runs them (SQM_REGISTRY_* variables).
-    config = dataclasses.replace(
-        RegistryConfig.from_env(),
-        data_dir=data_dir or RegistryConfig.from_env().data_dir,
-        database_url=database or RegistryConfig.from_env().database_url,
-    )
-    if not (config.data_dir / "keys" / "log.key").exists():
-        raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
-    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
-        # make_engine would create an empty one, which fsck would then call intact.
-        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
-    keys = load_or_create(config.data_dir / "keys", config.origin)
+    config, keys = _existing_store(data_dir, database)
     try:
         log = open_log(config, keys)
         problems = log.fsck() + check_records(log.engine)
@@ -71,14 +100,7 @@ def fsck_command(data_dir: Path | None, database: str | None) -> None:
 
 
 @registry_group.command("reindex")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
-)
-@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+@_store_options
 @click.option("--check", "check_only", is_flag=True, help="Only compare the index with the log.")
 def reindex_command(data_dir: Path | None, database: str | None, check_only: bool) -> None:
     """Rebuild the search index from the log, then check it against the log.
@@ -86,18 +108,10 @@ def reindex_command(data_dir: Path | None, database: str | None, check_only: boo
     The log is authoritative; the index is derived from it and can be rebuilt at any time.
     Exit status 0 when the index matches the log, 1 when it does not.
     """
-    import dataclasses
-
-    from sqm.registry.config import RegistryConfig
     from sqm.registry.db import make_engine
     from sqm.registry.indexer import Indexer
 
-    config = dataclasses.replace(
-        RegistryConfig.from_env(),
-        data_dir=data_dir or RegistryConfig.from_env().data_dir,
-        database_url=database or RegistryConfig.from_env().database_url,
-    )
-    indexer = Indexer(make_engine(config.url))
+    indexer = Indexer(make_engine(_config(data_dir, database).url))
     if not check_only:
         applied = indexer.rebuild()
         click.echo(f"rebuilt the index from {applied} log entries")
@@ -113,14 +127,7 @@ def reindex_command(data_dir: Path | None, database: str | None, check_only: boo
 
 @registry_group.command("retire-tsa")
 @click.argument("fingerprint")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="The registry's data folder  [default: $SQM_REGISTRY_DATA, else var/registry]",
-)
-@click.option("--database", default=None, help="A database URL (default: SQLite in --data).")
+@_store_options
 def retire_tsa_command(fingerprint: str, data_dir: Path | None, database: str | None) -> None:
     """End the log's requirement that a further TSA stamp every checkpoint.
 
@@ -129,26 +136,13 @@ def retire_tsa_command(fingerprint: str, data_dir: Path | None, database: str | 
     registry without that TSA. Checkpoints logged so far still need its tokens (the trust
     root keeps the TSA with the last tree size it stamped); later ones do not.
     """
-    import dataclasses
-
     from sqlalchemy.exc import SQLAlchemyError
 
-    from sqm.registry.config import RegistryConfig
     from sqm.registry.db import make_engine
     from sqm.registry.errors import RegistryError
     from sqm.registry.log import TransparencyLog
-    from sqm.registry.secrets import load_or_create
 
-    config = dataclasses.replace(
-        RegistryConfig.from_env(),
-        data_dir=data_dir or RegistryConfig.from_env().data_dir,
-        database_url=database or RegistryConfig.from_env().database_url,
-    )
-    if not (config.data_dir / "keys" / "log.key").exists():
-        raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
-    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
-        # make_engine would create an empty one, and this would find nothing to retire in it.
-        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
+    config, keys = _existing_store(data_dir, database)
     # As the registry names it, or as `openssl x509 -fingerprint -sha256` prints it.
     fingerprint = fingerprint.strip().lower().removeprefix("sha256 fingerprint=").replace(":", "")
     if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
@@ -156,7 +150,6 @@ def retire_tsa_command(fingerprint: str, data_dir: Path | None, database: str | 
             "FINGERPRINT must be the SHA-256 of the TSA's CA certificate: 64 hex digits, as the "
             "registry's refusal to start names it"
         )
-    keys = load_or_create(config.data_dir / "keys", config.origin)
     try:
         # The log alone, without the configured TSAs: retiring one needs none of them.
         log = TransparencyLog(make_engine(config.url), config.origin, keys.log_key, keys.authority)

@@ -271,6 +271,37 @@ def _verified(app: Flask, index: int) -> bundle.Report:
     return bundle.verify(bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root)
 
 
+def _retire(engine: Engine, tmp_path: Path, fingerprint: str) -> Any:
+    from click.testing import CliRunner
+
+    from sqm.cli import main
+
+    url = engine.url.render_as_string(hide_password=False)
+    return CliRunner().invoke(
+        main, ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
+               "--database", url],
+    )  # fmt: skip
+
+
+def _fingerprint(external_tsa: tuple[str, Path, Outage]) -> str:
+    ca = x509.load_pem_x509_certificate(external_tsa[1].read_bytes())
+    return hashlib.sha256(ca.public_bytes(Encoding.DER)).hexdigest()
+
+
+def _attest_as_another(app: Flask) -> Any:
+    """Register another supplier with a key of its own and submit its feed: the answer."""
+    key = Ed25519PrivateKey.generate()
+    client = app.test_client()
+    other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
+        {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
+    assert (
+        client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code == 201
+    )
+    feed = json.loads(json.dumps(FEED))
+    feed["header"]["supplier"] = other
+    return client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+
+
 def test_also_the_trust_root_requires_the_further_tokens_from_the_next_tree_size(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
@@ -351,31 +382,16 @@ def test_a_registry_without_a_required_tsa_refuses_to_start_until_it_is_retired(
 ) -> None:
     """Its checkpoints would lack the tokens the trust root requires: it fails closed, and an
     operator ends the requirement explicitly. Bundles of both stretches then verify."""
-    from click.testing import CliRunner
-
-    from sqm.cli import main
-
     app = _registry(engine, tmp_path, external_tsa, "also")
     stamped = _attest(app)
     assert stamped.status_code == 201, stamped.json
-    fingerprint = hashlib.sha256(
-        x509.load_pem_x509_certificate(external_tsa[1].read_bytes()).public_bytes(Encoding.DER)
-    ).hexdigest()
+    fingerprint = _fingerprint(external_tsa)
     with pytest.raises(RegistryError, match=f"not configured with \\(CA SHA-256 {fingerprint}\\)"):
         _plain(engine, tmp_path)
-    url = engine.url.render_as_string(hide_password=False)
-    retired = CliRunner().invoke(
-        main,
-        ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
-         "--database", url],
-    )  # fmt: skip
+    retired = _retire(engine, tmp_path, fingerprint)
     assert retired.exit_code == 0, retired.output
     assert "no longer required after tree size 2" in retired.output
-    again = CliRunner().invoke(
-        main,
-        ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
-         "--database", url],
-    )  # fmt: skip
+    again = _retire(engine, tmp_path, fingerprint)
     assert again.exit_code != 0 and "is required" in again.output
 
     plain = _plain(engine, tmp_path)
@@ -383,16 +399,7 @@ def test_a_registry_without_a_required_tsa_refuses_to_start_until_it_is_retired(
     assert [
         (t["requiredFromTreeSize"], t["requiredUntilTreeSize"]) for t in served["additionalTsas"]
     ] == [(1, 2)]
-    key = Ed25519PrivateKey.generate()
-    client = plain.test_client()
-    other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
-        {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
-    assert (
-        client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code == 201
-    )
-    feed = json.loads(json.dumps(FEED))
-    feed["header"]["supplier"] = other
-    later = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+    later = _attest_as_another(plain)
     assert later.status_code == 201, later.json
     for index in (stamped.json["logIndex"], later.json["logIndex"]):
         report = _verified(plain, index)
@@ -455,21 +462,10 @@ def test_a_further_tsa_replaced_by_another_keeps_both_stretches_verifying(
     and a bundle re-fetched for an entry of the first stretch (its logging checkpoint stamped
     by the first TSA, its newest by the second) verifies; a token of a TSA the trust root does
     not list is ignored, not a failure."""
-    from click.testing import CliRunner
-
-    from sqm.cli import main
-
     first = _registry(engine, tmp_path, external_tsa, "also")
     stamped = _attest(first)
     assert stamped.status_code == 201, stamped.json
-    fingerprint = hashlib.sha256(
-        x509.load_pem_x509_certificate(external_tsa[1].read_bytes()).public_bytes(Encoding.DER)
-    ).hexdigest()
-    url = engine.url.render_as_string(hide_password=False)
-    retired = CliRunner().invoke(
-        main, ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
-               "--database", url],
-    )  # fmt: skip
+    retired = _retire(engine, tmp_path, _fingerprint(external_tsa))
     assert retired.exit_code == 0, retired.output
     provider = create_app(RegistryConfig(data_dir=tmp_path / "second", origin="tsa-b.example"))
     with serving(provider) as base:
@@ -479,17 +475,8 @@ def test_a_further_tsa_replaced_by_another_keeps_both_stretches_verifying(
             (f"{base}/api/v1/tsa", tmp_path / "second/keys/tsa-ca.crt", Outage(provider)),
             "also",
         )
-        key = Ed25519PrivateKey.generate()
         client = second.test_client()
-        other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
-            {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
-        assert (
-            client.post("/api/v1/suppliers", json=requests.registration(other, key)).status_code
-            == 201
-        )
-        feed = json.loads(json.dumps(FEED))
-        feed["header"]["supplier"] = other
-        later = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+        later = _attest_as_another(second)
         assert later.status_code == 201, later.json
         served = client.get("/api/v1/trust-root").json
         assert [
@@ -535,23 +522,6 @@ def test_a_token_dated_far_from_this_machines_clock_is_not_kept(
     assert log.waiting() == 0 and log.fsck() == []
 
 
-def _retire(engine: Engine, tmp_path: Path, fingerprint: str) -> Any:
-    from click.testing import CliRunner
-
-    from sqm.cli import main
-
-    url = engine.url.render_as_string(hide_password=False)
-    return CliRunner().invoke(
-        main, ["registry", "retire-tsa", fingerprint, "--data", str(tmp_path / "registry"),
-               "--database", url],
-    )  # fmt: skip
-
-
-def _fingerprint(external_tsa: tuple[str, Path, Outage]) -> str:
-    ca = x509.load_pem_x509_certificate(external_tsa[1].read_bytes())
-    return hashlib.sha256(ca.public_bytes(Encoding.DER)).hexdigest()
-
-
 def test_a_logging_checkpoint_past_an_ended_stretch_is_refused(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
@@ -562,8 +532,8 @@ def test_a_logging_checkpoint_past_an_ended_stretch_is_refused(
     assert stamped.status_code == 201, stamped.json
     assert _retire(engine, tmp_path, _fingerprint(external_tsa)).exit_code == 0
     plain = _plain(engine, tmp_path)
-    key = Ed25519PrivateKey.generate()
     client = plain.test_client()
+    key = Ed25519PrivateKey.generate()
     other = {**FEED["header"]["supplier"], "name": "Another", "identifiers": [
         {"scheme": "LEI", "code": "529900SQMCERTBODY123"}]}  # fmt: skip
     assert (

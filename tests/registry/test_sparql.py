@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -408,6 +408,18 @@ def test_the_documented_and_benchmarked_queries_pass_the_checks() -> None:
         assert scan(query).terms <= MAX_TERMS // 2, where  # and with room to grow
 
 
+def _started_on(engine: int, run: Callable[[], None]) -> threading.Thread:
+    """``run`` in a thread of its own, once the engine process ``engine`` works on its query."""
+    idle = _cpu_seconds(engine)
+    running = threading.Thread(target=run)
+    running.start()
+    deadline = time.monotonic() + 20
+    while _cpu_seconds(engine) < idle + 0.3:
+        assert time.monotonic() < deadline, "the query never ran"
+        time.sleep(0.02)
+    return running
+
+
 def _cpu_seconds(pid: int) -> float:
     """The processor time ``pid`` has used (utime and stime in /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -428,13 +440,7 @@ def test_an_engine_that_crashes_under_a_query_says_so(seeded: Flask, tmp_path: P
     try:
         service.query("ASK {}")  # started and loaded
         engine = service._child.pid
-        idle = _cpu_seconds(engine)
-        running = threading.Thread(target=run)
-        running.start()
-        deadline = time.monotonic() + 20
-        while _cpu_seconds(engine) < idle + 0.3:  # until the engine works on the query
-            assert time.monotonic() < deadline, "the query never ran"
-            time.sleep(0.05)
+        running = _started_on(engine, run)
         os.kill(engine, signal.SIGSEGV)
         running.join(timeout=20)
         assert [(f.code, f.status) for f in failures] == [("sparql_engine_crashed", 500)]
@@ -468,13 +474,7 @@ def test_a_query_beside_one_that_stops_the_engine_is_sent_to_the_next_engine(
         engine = overrun._child.pid
         quads = beside.query("SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c }").body
         assert beside._pid == engine
-        idle = _cpu_seconds(engine)
-        running = threading.Thread(target=run)
-        running.start()
-        deadline = time.monotonic() + 20
-        while _cpu_seconds(engine) < idle + 0.3:  # until the engine works on the query
-            assert time.monotonic() < deadline, "the query never ran"
-            time.sleep(0.02)
+        running = _started_on(engine, run)
         assert running.is_alive(), "the query ended before the engine was stopped"
         overrun.stop()
         running.join(timeout=60)
