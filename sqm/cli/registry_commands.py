@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from sqm.cli.registry_options import Command
 
 if TYPE_CHECKING:
     from sqm.registry.config import RegistryConfig
@@ -20,7 +21,7 @@ def registry_group() -> None:
     """Operate a registry's storage."""
 
 
-def _store_options(command: Callable[..., None]) -> Callable[..., None]:
+def _store_options(command: Command) -> Command:
     """``--data`` and ``--database``: which registry's store a command works on."""
     command = click.option(
         "--database", default=None, help="A database URL (default: SQLite in --data)."
