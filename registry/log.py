@@ -30,6 +30,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    false,
     func,
     literal,
     literal_column,
@@ -251,12 +252,14 @@ _ENTRIES_BY_SEQ = select(log_entries.c.seq, log_entries.c.idx, log_entries.c.lea
 
 
 @functools.cache
-def _pending(limit: int) -> Prepared:
+def _pending(limit: int, further: tuple[str, ...]) -> Prepared:
     """What integration reads, in one statement: the entries waiting, in sequence order, each
     with the index of its chain's newest entry (NULL: none yet, or no chain), and the tree's
-    largest index (NULL: empty), and how many further TSAs the log requires now. Why one: on PostgreSQL each statement is a round trip, and
-    on busy cores one took 0.7-3 ms while the log's lock was held (the server waits to be
-    scheduled); three reads were a third of integration's round trips."""
+    largest index (NULL: empty), and how many further TSAs the log requires now, in all and
+    among ``further`` (the SHA-256s of this process's further TSAs' CAs). Why one: on
+    PostgreSQL each statement is a round trip, and on busy cores one took 0.7-3 ms while the
+    log's lock was held (the server waits to be scheduled); three reads were a third of
+    integration's round trips."""
     return Prepared(
         select(
             log_pending.c.seq,
@@ -267,6 +270,16 @@ def _pending(limit: int) -> Prepared:
             select(func.count())
             .select_from(log_tsa_periods)
             .where(log_tsa_periods.c.last_size.is_(None))
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(log_tsa_periods)
+            .where(
+                log_tsa_periods.c.last_size.is_(None),
+                # Hex digits only (SHA-256s), written in: no parameter, as the LIMIT below.
+                log_tsa_periods.c.ca_sha256.in_([literal_column(f"'{f}'") for f in further])
+                if further
+                else false(),
+            )
             .scalar_subquery(),
         )
         .select_from(
@@ -396,6 +409,7 @@ class TransparencyLog:
         self._entries: dict[int, tuple[int, bytes]] = {}
         self.remembered_nodes = remembered_nodes
         self._tsa_periods: tuple[AdditionalTsa, ...] | None = None
+        self._further = tuple(_ca_sha256(t.ca_certificate) for t in self.timestampers[1:])
 
     def remember(self, integration: Integration) -> None:
         """Keep a committed batch's entries and subtree hashes for later proofs. Call it only
@@ -503,7 +517,7 @@ class TransparencyLog:
     def _integrate(self, connection: Connection, limit: int) -> Integration | None:
         # Everything still pending, whatever its sequence number: on PostgreSQL a smaller
         # number may commit after a larger one was integrated.
-        waiting = _pending(limit).later(connection)
+        waiting = _pending(limit, self._further).later(connection)
         # In a pipeline the right edge's subtrees are asked for in the same round trip (the
         # other workers' batches add those that this process does not remember); outside
         # one, only those it does not remember are read, and only when some are missing.
@@ -513,18 +527,19 @@ class TransparencyLog:
         self._remember_nodes(read)  # committed: the lock keeps other writers out
         if not pending:
             return None
-        top, required = pending[0][4], int(pending[0][5])
-        if required != len(self.timestampers) - 1:
+        top, required, mine = pending[0][4], int(pending[0][5]), int(pending[0][6])
+        if not required == mine == len(self._further):
             # Another process started with other TSA settings (a rolling restart, a host
-            # configured apart): this one's checkpoints would lack a token the trust root
-            # requires, or it would serve a trust root without the requirement. Nothing is
-            # signed; the entries wait for a process with the log's settings.
+            # configured apart), or this one's TSA was retired under it: its checkpoints would
+            # lack a token the trust root requires, or it would serve a trust root without the
+            # requirement. Nothing is signed; the entries wait for a process with the log's
+            # settings.
             self._tsa_periods = None
             raise TimestampUnavailableError(
-                f"the log requires {required} further TSA(s) now, and this registry process "
-                f"stamps with {len(self.timestampers) - 1}: another process started with "
-                "other TSA settings; restart every process with the same SQM_REGISTRY_TSA_* "
-                "settings"
+                f"the log requires {required} further TSA(s) now, {mine} of them among the "
+                f"{len(self._further)} this registry process stamps with: another process "
+                "started with other TSA settings; restart every process with the same "
+                "SQM_REGISTRY_TSA_* settings"
             )
         size = 0 if top is None else int(top) + 1
         frontier = self._frontier(connection, size, read)

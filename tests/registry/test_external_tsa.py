@@ -624,3 +624,27 @@ def test_fsck_finds_a_stretch_no_verifier_could_read(
         connection.execute(update(log_tsa_periods).values(first_size=5, last_size=3))
     problems = app.extensions["sqm"]["log"].fsck()
     assert any("is 5 to 3: it must start at 1 or later and end no earlier" in p for p in problems)
+
+
+def test_a_process_whose_tsa_was_retired_under_it_signs_nothing(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    """retire-tsa is for a stopped registry; run beside a live process, and another process
+    started without that TSA, the live one's checkpoints would still carry the retired TSA's
+    token and fall in no stretch it stamps for: it signs nothing until restarted."""
+    live = _registry(engine, tmp_path, external_tsa, "also")
+    key = Ed25519PrivateKey.generate()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    assert live.test_client().post("/api/v1/suppliers", json=body).status_code == 201
+    assert _retire(engine, tmp_path, _fingerprint(external_tsa)).exit_code == 0
+    provider = create_app(RegistryConfig(data_dir=tmp_path / "second", origin="tsa-b.example"))
+    with serving(provider) as base:
+        second = (f"{base}/api/v1/tsa", tmp_path / "second/keys/tsa-ca.crt", Outage(provider))
+        other = _registry(engine, tmp_path, second, "also")
+        envelope = requests.attestation(FEED, key).to_json()
+        refused = live.test_client().post("/api/v1/attestations", json=envelope)
+        assert refused.status_code == 503, refused.json
+        assert "1 further TSA(s) now, 0 of them among the 1" in refused.json["message"]
+        logged = other.test_client().post("/api/v1/attestations", json=envelope)
+        assert logged.status_code == 409 and logged.json["error"] == "already_logged"
+        assert other.extensions["sqm"]["log"].fsck() == []

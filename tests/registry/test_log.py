@@ -241,5 +241,9 @@ def test_integrations_reads_take_no_parameters_on_postgresql() -> None:
     # PostgreSQL plans a prepared statement with parameters afresh on every run: for the
     # right edge's subtrees that was 135 µs of the server's time per batch, inside the
     # log's lock, against 20 µs to run it. Without parameters, one plan serves every run.
-    for statement in (_FRONTIER_NODES.statement, _pending(10_000).statement):
+    statements = [
+        _FRONTIER_NODES.statement,
+        *(_pending(10_000, further).statement for further in ((), ("ab" * 32, "cd" * 32))),
+    ]
+    for statement in statements:
         assert statement.compile(dialect=postgresql.dialect()).params == {}
