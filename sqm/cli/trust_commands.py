@@ -11,6 +11,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sqm.client.registry import RegistryClient
 from sqm.trust import TrustError, bundle
 from sqm.trust.canonical import json_error, unique_members
 from sqm.validator import Severity, validate
@@ -66,14 +67,27 @@ def _load_json(path: Path, what: str) -> Any:
     required=True,
     help="The registry's trust root (log key and TSA CA).",
 )
-def verify_command(bundle_path: Path, trust_root: Path) -> None:
+@click.option(
+    "--registry",
+    metavar="URL",
+    help="Also check the bundle online against this registry's log now: the current tree "
+    "extends the bundle's checkpoint, still holds the entry, and holds no revocation of the "
+    "key from before the attestation was logged.",
+)
+def verify_command(bundle_path: Path, trust_root: Path, registry: str | None) -> None:
     """Verify an attestation bundle offline: checkpoint signature, timestamp, key registration,
-    envelope signature, leaf binding, inclusion, statement and the feed's validity.
+    envelope signature, leaf binding, inclusion, statement and the feed's validity; with
+    --registry, also against the registry's current log.
 
-    Exit status 0 when every step passes, 1 when one fails, 2 for unreadable input.
+    Exit status 0 when every step passes, 1 when one fails, 2 for unreadable input or a
+    registry that cannot be asked.
     """
     made = bundle.Bundle.from_json(_load_json(bundle_path, "bundle"))
     root = bundle.TrustRoot.from_json(_load_json(trust_root, "trust root"))
+    online = None
+    if registry is not None:
+        # Asked first: a registry that cannot be asked ends the command before any verdict.
+        online = RegistryClient(registry, trust_root=root).recheck(made)
     report = bundle.verify(made, root)
     if report.feed is not None:
         # Time rules are judged as of the trusted timestamp: a bundle stays valid as it ages.
@@ -85,8 +99,11 @@ def verify_command(bundle_path: Path, trust_root: Path) -> None:
             else f"{len(errors)} errors, first: {errors[0].code} {errors[0].message}"
         )
         report.steps.append(bundle.Step("feed valid", not errors, detail))
+    if online is not None:
+        report.steps.extend(online.steps)
     for step in report.steps:
         mark = click.style("PASS", fg="green") if step.ok else click.style("FAIL", fg="red")
         click.echo(f"{mark}  {step.name}: {step.detail}", color=sys.stdout.isatty())
-    click.echo("bundle verified" if report.ok else "bundle NOT verified")
+    checked = "" if online is None else ", offline and against the registry's log now"
+    click.echo(f"bundle verified{checked}" if report.ok else "bundle NOT verified")
     sys.exit(0 if report.ok else 1)

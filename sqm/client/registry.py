@@ -8,6 +8,7 @@ returned, so a caller never holds an unverified bundle by accident. Pin the trus
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from sqm.client.search import Hit, SearchPage, check_page
 from sqm.trust import TrustError
 from sqm.trust import bundle as trust_bundle
 from sqm.trust.bundle import Bundle, Report, TrustRoot
+from sqm.trust.checkpoint import open_note
 from sqm.trust.errors import VerificationError
+from sqm.trust.recheck import recheck, unavailable
 
 API_PREFIX = "/api/v1"
 
@@ -184,6 +187,44 @@ class RegistryClient:
             return Bundle.from_json(answer)
         except TrustError as exc:
             raise ClientError(200, "malformed_answer", f"not a bundle: {exc}") from exc
+
+    def consistency(self, old_size: int, new_size: int) -> tuple[bytes, ...]:
+        """The registry's proof that its tree of ``new_size`` entries extends the tree of
+        ``old_size``, NOT verified (:func:`sqm.trust.merkle.verify_consistency` checks it)."""
+        query = urlencode({"old": old_size, "new": new_size})
+        _, answer = self.transport.request("GET", f"/log/consistency?{query}")
+        try:
+            hashes = answer["hashes"]
+            if not isinstance(hashes, list):
+                raise TypeError("hashes is not a list")
+            return tuple(base64.b64decode(h, validate=True) for h in hashes)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClientError(200, "malformed_answer", f"not a consistency proof: {exc}") from exc
+
+    def recheck(self, held: Bundle) -> Report:
+        """Check a bundle saved earlier against the registry's log now: the current tree
+        extends the bundle's checkpoint, still holds the entry unchanged, and holds no
+        revocation of the key from before the attestation was logged. Every step is in the
+        report (:func:`sqm.trust.recheck.recheck`); the bundle's own offline checks are
+        :meth:`verify`'s. Raises ClientError when the registry cannot be asked."""
+        index = held.attestation.index
+        try:
+            current = self.fetch_bundle(index)
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
+            return unavailable(index, str(exc))
+        proof: tuple[bytes, ...] = ()
+        try:
+            # The sizes to ask a proof between; recheck verifies both notes and the proof.
+            old = open_note(held.checkpoint, self.trust_root.log_key).size
+            new = open_note(current.checkpoint, self.trust_root.log_key).size
+        except TrustError:
+            pass  # recheck reports the note that does not verify
+        else:
+            if 0 < old < new:
+                proof = self.consistency(old, new)
+        return recheck(held, current, proof, self.trust_root)
 
     def supplier(self, identity: str, as_of: str | None = None) -> dict[str, Any]:
         """A supplier's quality profile (identity, keys, latest attestation, metrics,

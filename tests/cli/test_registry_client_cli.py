@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,78 @@ def test_client_commands_fail_cleanly_on_bad_input(tmp_path: Path) -> None:
     assert bad_time.exit_code == 2 and "not an RFC 3339 time" in bad_time.output
     for result in (unreachable, not_a_url, bad_key, no_identity, bad_time):
         assert "Traceback" not in result.output
+
+
+def _whole_second_passed() -> str:
+    """Wait until the clock has passed a whole second; that second, RFC 3339."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    while datetime.now(UTC) < start + timedelta(seconds=1, milliseconds=50):
+        time.sleep(0.05)
+    return (start + timedelta(seconds=1)).isoformat()
+
+
+def test_a_saved_bundle_checked_again_against_the_registry_now(
+    live_registry: str, tmp_path: Path, made: Any
+) -> None:
+    key = str(tmp_path / "supplier.key")
+    assert _sqm("keys", "generate", key).exit_code == 0
+    root = tmp_path / "trust-root.json"
+    root.write_text(_sqm("trust-root", "--registry", live_registry).output)
+    at = ("--registry", live_registry, "--trust-root", str(root))
+    assert _sqm("supplier", "register", _feed(tmp_path, 20), "--key", key, *at).exit_code == 0
+    # A time after the key's registration and before the attestation was logged.
+    stolen_from = _whole_second_passed()
+    _whole_second_passed()
+    saved = tmp_path / "saved.bundle.json"
+    assert (
+        _sqm("attest", _feed(tmp_path, 20), "--key", key, "--out", str(saved), *at).exit_code == 0
+    )
+    offline = ("verify", str(saved), "--trust-root", str(root))
+
+    same = _sqm(*offline, "--registry", live_registry)
+    assert same.exit_code == 0, same.output
+    assert "PASS  current log extends the bundle's: the current tree is the bundle's own" in (
+        same.output
+    )
+    assert "bundle verified, offline and against the registry's log now" in same.output
+
+    later = tmp_path / "later.bundle.json"
+    assert (
+        _sqm("attest", _feed(tmp_path, 21), "--key", key, "--out", str(later), *at).exit_code == 0
+    )
+    grown = _sqm(*offline, "--registry", live_registry)
+    assert grown.exit_code == 0, grown.output
+    assert "the current tree (size 3) extends the bundle's (size 2)" in grown.output
+    assert "PASS  entry unchanged: entry 1 and its key's registration (entry 0)" in grown.output
+    assert "holds no revocation of the key" in grown.output
+
+    # The key was found stolen, and revoked from a time before the saved attestation was
+    # logged: offline the saved bundle cannot show it; against the registry now it fails.
+    revoked = _sqm("supplier", "revoke-key", SUPPLIER, "--key", key, "--at", stolen_from, *at)
+    assert revoked.exit_code == 0, revoked.output
+    assert _sqm(*offline).exit_code == 0
+    caught = _sqm(*offline, "--registry", live_registry)
+    assert caught.exit_code == 1, caught.output
+    assert "FAIL  key not revoked before logging: the key was revoked from" in caught.output
+    assert "before the attestation was logged" in caught.output
+    assert "bundle NOT verified" in caught.output
+
+    # Another log's bundle (its own trust root) against this registry: not this log.
+    other, other_root = made
+    other_path, other_root_path = tmp_path / "other.bundle.json", tmp_path / "other-root.json"
+    other_path.write_text(json.dumps(other.to_json()))
+    other_root_path.write_text(json.dumps(other_root.to_json()))
+    foreign = _sqm(
+        "verify", str(other_path), "--trust-root", str(other_root_path),
+        "--registry", live_registry,
+    )  # fmt: skip
+    assert foreign.exit_code == 1, foreign.output
+    assert "FAIL  registry's current checkpoint: the registry's current bundle fails" in (
+        foreign.output
+    )
+
+    # A registry that cannot be asked: a clean error, no verdict.
+    unreachable = _sqm(*offline, "--registry", f"http://127.0.0.1:{free_port()}")
+    assert unreachable.exit_code == 2
+    assert "error:" in unreachable.output and "Traceback" not in unreachable.output
+    assert "bundle verified" not in unreachable.output

@@ -171,7 +171,7 @@ def test_the_walk_through_s_commands_print_what_the_guide_shows(
 
 def test_the_guide_is_read_as_it_is_written() -> None:
     # The parsing above sees every example: four Python blocks before the walk-through and one
-    # in it, and the walk-through's five commands besides the export.
+    # in it, and the walk-through's six commands besides the export.
     assert len(_python_cases()) == 5
     markdown = GUIDE.read_text(encoding="utf-8")
     start = markdown.count("\n", 0, markdown.index(WALK_THROUGH))
@@ -182,5 +182,5 @@ def test_the_guide_is_read_as_it_is_written() -> None:
         for command, _ in _commands(block.text)
     ]
     assert [shlex.split(c)[0] for c in commands] == [
-        "export", "sqm", "sqm", "sqm", "curl", "sqm",
+        "export", "sqm", "sqm", "sqm", "curl", "sqm", "sqm",
     ]  # fmt: skip

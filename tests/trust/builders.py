@@ -76,3 +76,80 @@ def build_bundle(
         "2026-01-01T00:00:00Z",
     )
     return made_bundle, root
+
+
+class GrowingLog:
+    """A log that grows between bundles: Kraftwerk's key and one attestation, then whatever a
+    test appends; :meth:`bundle` makes the attestation's bundle at the log's size then, with
+    its logging checkpoint as the first that held it. For checks of a bundle held since."""
+
+    def __init__(self, log_key: Ed25519PrivateKey | None = None) -> None:
+        self.log_key = log_key or Ed25519PrivateKey.generate()
+        self.authority = timestamp.create_authority("SQM test", NOW - timedelta(days=30))[0]
+        self.supplier = "LEI:529900SQMKRAFTWERK41"
+        self.supplier_key = Ed25519PrivateKey.generate()
+        self.public = raw_public(self.supplier_key)
+        self.tree = merkle.MemoryTree()
+        self.leaves: list[bytes] = []
+        self.append(b"an earlier entry")
+        possession = self.supplier_key.sign(bundle.registration_message(self.supplier, self.public))
+        self.key_leaf = bundle.key_leaf(
+            self.supplier, self.public, "2026-11-01T00:00:00Z", possession
+        )
+        self.key_index = self.append(self.key_leaf)
+        feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+        payload = json.dumps(bundle.statement(feed)).encode()
+        self.envelope = dsse.sign(
+            bundle.PAYLOAD_TYPE, payload, self.supplier_key, bundle.key_id(self.public)
+        )
+        self.leaf = bundle.attestation_leaf(self.supplier, self.envelope, None)
+        self.index = self.append(self.leaf)
+        self.logged_size = self.tree.size
+        self.revocation: int | None = None
+        self.clock = NOW  # each checkpoint is stamped a minute after the one before
+
+    def append(self, leaf: bytes) -> int:
+        self.leaves.append(leaf)
+        return self.tree.append(leaf)
+
+    def revoke(self, revoked_at: str) -> None:
+        """Log a revocation of the key from ``revoked_at``."""
+        leaf = bundle.revocation_leaf(
+            self.supplier, bundle.key_id(self.public), revoked_at, "operator", b""
+        )
+        self.revocation = self.append(leaf)
+
+    def _stamped(self, size: int) -> tuple[str, bytes]:
+        note = sign(Checkpoint(ORIGIN, size, self.tree.root(size)), ORIGIN, self.log_key)
+        self.clock += timedelta(minutes=1)
+        return note, timestamp.stamp(self.authority, note.encode(), self.clock, size)
+
+    def _included(self, index: int, size: int) -> bundle.Included:
+        proof = tuple(merkle.inclusion_proof(self.tree, index, size))
+        return bundle.Included(self.leaves[index], index, size, proof)
+
+    def bundle(self) -> bundle.Bundle:
+        size = self.tree.size
+        logged_note, logged_token = self._stamped(self.logged_size)
+        note, token = self._stamped(size)
+        proof = tuple(merkle.consistency_proof(self.tree, self.logged_size, size))
+        return bundle.Bundle(
+            self.envelope,
+            self._included(self.index, size),
+            self._included(self.key_index, size),
+            note,
+            token,
+            bundle.LoggedAt(logged_note, logged_token, proof),
+            None if self.revocation is None else self._included(self.revocation, size),
+        )
+
+    def consistency(self, old: int, new: int) -> tuple[bytes, ...]:
+        return tuple(merkle.consistency_proof(self.tree, old, new))
+
+    def trust_root(self) -> bundle.TrustRoot:
+        return bundle.TrustRoot(
+            ORIGIN,
+            NoteVerifier(ORIGIN, raw_public(self.log_key)),
+            self.authority.ca_certificate,
+            "2026-01-01T00:00:00Z",
+        )
