@@ -76,7 +76,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "Envelope": {
         "type": "object",
-        "description": "A DSSE envelope.",
+        "description": "A DSSE envelope. Its payload and signatures are base64 in the "
+        "standard or the URL-safe alphabet (DSSE envelope.md), padded, with zero bits after the "
+        "last byte; the registry answers with the standard alphabet.",
         "required": ["payloadType", "payload", "signatures"],
         "properties": {
             "payloadType": {"type": "string"},

@@ -7,6 +7,7 @@ JSON canonicalisation is involved and the payload bytes are signed exactly as se
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +70,8 @@ class Envelope:
             keyid = entry.get("keyid", "")
             if not isinstance(keyid, str):
                 raise TrustError(f"envelope.signatures[{index}].keyid must be a string")
-            parsed.append(Signature(keyid, _b64(entry["sig"], f"signatures[{index}].sig")))
-        return cls(payload_type, _b64(payload, "payload"), tuple(parsed))
+            parsed.append(Signature(keyid, decode_base64(entry["sig"], f"signatures[{index}].sig")))
+        return cls(payload_type, decode_base64(payload, "payload"), tuple(parsed))
 
     def check_bounds(self) -> None:
         """Raise TrustError when the signatures exceed what a log takes in (MAX_SIGNATURES,
@@ -101,11 +102,38 @@ MAX_SIGNATURE_BYTES = 1024
 MAX_KEYID_CHARS = 256
 
 
-def _b64(text: str, where: str) -> bytes:
+# RFC 4648 section 4 (standard) and section 5 (URL-safe) alphabets, padded.
+_STANDARD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def decode_base64(text: str, where: str) -> bytes:
+    """The bytes of an envelope field: "either standard or URL-safe encoding is allowed"
+    (DSSE envelope.md), padded, as the specification's reference implementation reads them.
+
+    Its bits beyond the last byte must be zero (RFC 4648 section 3.5): a lenient decoder
+    reads ``eA==`` and ``eB==`` alike, which would make two envelopes of one signature."""
+    if _STANDARD.fullmatch(text):
+        standard = text
+    elif _URL_SAFE.fullmatch(text):
+        standard = text.replace("-", "+").replace("_", "/")
+    else:
+        raise TrustError(
+            f"envelope.{where} is not base64: use RFC 4648's standard alphabet (A-Z a-z 0-9 + /) "
+            "or its URL-safe one (- _ for + /), padded with = to a multiple of 4 characters"
+        )
     try:
-        return base64.b64decode(text, validate=True)
-    except ValueError as exc:  # binascii.Error, or text that is not ASCII
+        raw = base64.b64decode(standard, validate=True)
+    except ValueError as exc:  # binascii.Error: the length or the padding
         raise TrustError(f"envelope.{where} is not valid base64: {exc}") from exc
+    padding = len(standard) - len(standard.rstrip("="))
+    if padding and _ALPHABET.index(standard[-padding - 1]) & (0b1111 if padding == 2 else 0b11):
+        raise TrustError(
+            f"envelope.{where} is not canonical base64: the bits after its last byte are not "
+            "zero (encode the bytes afresh)"
+        )
+    return raw
 
 
 def sign(payload_type: str, payload: bytes, key: Ed25519PrivateKey, keyid: str) -> Envelope:

@@ -99,6 +99,40 @@ def test_register_attest_and_verify_offline(app: Flask) -> None:
     assert app.extensions["sqm"]["log"].fsck() == []
 
 
+def test_an_envelope_in_url_safe_base64_is_logged_as_the_same_envelope(app: Flask) -> None:
+    # DSSE allows either alphabet; the log keeps the standard one, so the two texts are one
+    # envelope: the second is an exact resubmission. Non-canonical text is refused.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    assert _register(client, key).status_code == 201
+    standard = _envelope(key, FEED)
+    url_safe = {
+        **standard,
+        "payload": standard["payload"].replace("+", "-").replace("/", "_"),
+        "signatures": [
+            {**s, "sig": s["sig"].replace("+", "-").replace("/", "_")}
+            for s in standard["signatures"]
+        ],
+    }
+    assert url_safe != standard  # the payload holds + or / in the standard alphabet
+    first = client.post("/api/v1/attestations", json=url_safe)
+    assert first.status_code == 201, first.json
+    assert first.json["envelope"] == standard
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(first.json), root).ok
+    again = client.post("/api/v1/attestations", json=standard)
+    assert again.status_code == 409 and again.json["error"] == "already_logged"
+    assert again.json["bundle"]["logIndex"] == first.json["logIndex"]
+    padded = standard["signatures"][0]["sig"]
+    assert padded.endswith("==")  # 64 bytes: two bits after the last byte's six
+    last = padded[-3]
+    bent = padded[:-3] + chr(ord(last) + 1) + "=="
+    bits = {**standard, "signatures": [{**standard["signatures"][0], "sig": bent}]}
+    refused = client.post("/api/v1/attestations", json=bits)
+    assert refused.status_code == 400 and refused.json["error"] == "malformed_envelope"
+    assert "not canonical base64" in refused.json["message"]
+
+
 @pytest.mark.parametrize("app", ["postgresql"], indirect=True)
 def test_an_attestation_opens_one_transaction_its_write(app: Flask) -> None:
     # Its reads run outside a transaction: each a round trip, with no BEGIN before them and

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -54,6 +57,49 @@ def test_changed_payload_type_or_body_or_key_fails() -> None:
 def test_malformed_envelopes_are_trust_errors(data: object) -> None:
     with pytest.raises(TrustError):
         Envelope.from_json(data)
+
+
+def test_an_envelope_in_url_safe_base64_reads_as_in_standard_base64() -> None:
+    # DSSE envelope.md: "Either standard or URL-safe encoding is allowed". These bytes encode
+    # with + and / in the standard alphabet, - and _ in the URL-safe one.
+    key = Ed25519PrivateKey.generate()
+    envelope = sign("application/vnd.in-toto+json", bytes([0xFB, 0xFF, 0xBF] * 8), key, "k")
+    standard = envelope.to_json()
+    assert "+" in standard["payload"] and "/" in standard["payload"]
+    url_safe = {
+        **standard,
+        "payload": base64.urlsafe_b64encode(envelope.payload).decode(),
+        "signatures": [
+            {"keyid": "k", "sig": base64.urlsafe_b64encode(envelope.signatures[0].sig).decode()}
+        ],
+    }
+    assert "-" in url_safe["payload"] and "_" in url_safe["payload"]
+    again = Envelope.from_json(url_safe)
+    assert again == envelope
+    assert verify(again, {"k": key.public_key()}) == "k"
+    assert again.to_json() == standard  # written back in the standard alphabet
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        # One byte, "x": its canonical form is eA==; eB== sets a bit after the byte.
+        ("eB==", "not canonical base64: the bits after its last byte are not zero"),
+        ("eAB=", "not canonical base64"),
+        ("eA", "not valid base64"),  # unpadded
+        ("eA=", "not valid base64"),
+        ("+-AA", "not base64: use RFC 4648's standard alphabet"),  # two alphabets mixed
+        ("eA==\n", "not base64"),
+        ("e A==", "not base64"),
+    ],
+)
+def test_base64_that_is_not_one_canonical_padded_encoding_is_refused(
+    payload: str, reason: str
+) -> None:
+    data = {"payloadType": "t", "payload": payload, "signatures": [{"sig": "AA=="}]}
+    with pytest.raises(TrustError, match=re.escape(f"envelope.payload is {reason}")):
+        Envelope.from_json(data)
+    assert Envelope.from_json({**data, "payload": "eA=="}).payload == b"x"
 
 
 def test_an_envelope_bounds_what_its_signatures_may_add() -> None:
