@@ -38,7 +38,7 @@ from sqm.registry.db import (
     utc,
 )
 from sqm.registry.driver import Prepared
-from sqm.registry.errors import RegistryError
+from sqm.registry.errors import DamagedStoreError, RegistryError
 from sqm.registry.group_commit import GroupCommit, Write
 from sqm.registry.indexer import Indexer
 from sqm.registry.log import EntryRow, Integration, TransparencyLog, UnmetConditionError
@@ -991,7 +991,7 @@ class Ingest:
         return bundle.Included(self.log.leaf(index), index, size, proof)
 
     def bundle_at(self, index: int) -> bundle.Bundle:
-        """The bundle of the attestation at log index ``index``."""
+        """The bundle of the attestation or endorsement at log index ``index``."""
         with self.log.engine.connect() as connection:
             seq = connection.execute(
                 select(log_entries.c.seq).where(log_entries.c.idx == index)
@@ -1001,7 +1001,8 @@ class Ingest:
         return self.bundle_for(int(seq))
 
     def bundle_for(self, seq: int) -> bundle.Bundle:
-        """The offline bundle of an attestation, against the newest checkpoint."""
+        """The offline bundle of an attestation or an endorsement, against the newest
+        checkpoint."""
         # One connection for the bundle's reads: taking one from the pool and giving it back
         # cost about as much as a read.
         with self.log.reading() as connection:
@@ -1010,9 +1011,12 @@ class Ingest:
                 .join(supplier_keys, supplier_keys.c.key_id == attestations.c.key_id)
                 .where(attestations.c.seq == seq)
             ).first()
-            if row is None:
-                raise RejectionError(404, "no_such_attestation", "no such attestation")
-            wanted = [seq, int(row[1])] + ([] if row[2] is None else [int(row[2])])
+            if row is not None:
+                envelope, endorsed = envelope_of(row[0]), None
+                key, revocation = int(row[1]), None if row[2] is None else int(row[2])
+            else:
+                envelope, key, revocation, endorsed = self._endorsement_parts(seq, connection)
+            wanted = [seq, key] + [s for s in (revocation, endorsed) if s is not None]
             entries = self.log.entries_by_seq(wanted, connection)
             # The checkpoint is read after the entries (on SQLite in the same snapshot): an
             # entry and the checkpoint of its batch commit together, so it holds them all. A
@@ -1032,18 +1036,58 @@ class Ingest:
                 [(first.checkpoint.size, size)],
                 connection=connection,
             )
-        envelope = envelope_of(row[0])
-        included = [
-            bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
+        included = {
+            s: bundle.Included(entries[s][1], entries[s][0], size, tuple(path))
             for s, path in zip(wanted, paths, strict=True)
-        ]
+        }
         return bundle.Bundle(
-            envelope, included[0], included[1], signed.note, signed.timestamp,
+            envelope, included[seq], included[key], signed.note, signed.timestamp,
             bundle.LoggedAt(
                 first.note, first.timestamp, tuple(consistency), first.additional_timestamps
             ),
-            included[2] if len(included) > 2 else None, signed.additional_timestamps,
+            None if revocation is None else included[revocation], signed.additional_timestamps,
+            None if endorsed is None else included[endorsed],
         )  # fmt: skip
+
+    def _endorsement_parts(
+        self, seq: int, connection: Connection
+    ) -> tuple[dsse.Envelope, int, int | None, int]:
+        """An endorsement's envelope, and the entries its bundle proves with it: the
+        endorser's key that signed it, that key's revocation if any, and the endorsed
+        attestation. RejectionError 404 when ``seq`` is no endorsement either."""
+        row = connection.execute(
+            select(endorsements.c.envelope, endorsements.c.endorser, log_entries.c.seq)
+            .join(log_entries, log_entries.c.idx == endorsements.c.attestation_index)
+            .where(endorsements.c.seq == seq)
+        ).first()
+        if row is None:
+            raise RejectionError(
+                404, "no_such_attestation", "the entry is neither an attestation nor an endorsement"
+            )
+        envelope = envelope_of(row[0])
+        # The table does not name the key that signed: the one whose signature verifies.
+        rows = {key_id: rest for key_id, *rest in _signing_keys(connection, envelope, row[1])}
+        try:
+            signer = dsse.verify(
+                envelope,
+                {
+                    key_id: Ed25519PublicKey.from_public_bytes(bytes(r[0]))
+                    for key_id, r in rows.items()
+                },
+            )
+        except (TrustError, ValueError):
+            raise DamagedStoreError(
+                f"no registered key of {row[1]} verifies a stored endorsement: the database was "
+                "changed outside the registry; restore it from a backup (`sqm registry fsck` "
+                "checks the log)"
+            ) from None
+        _, _, key_seq, revocation_seq = rows[signer]
+        return (
+            envelope,
+            int(key_seq),
+            None if revocation_seq is None else int(revocation_seq),
+            int(row[2]),
+        )
 
     def set_verification(self, supplier: str, status: Any) -> dict[str, Any]:
         """Set a supplier identity's verification status (the operator's call), logged as an

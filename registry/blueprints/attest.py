@@ -94,7 +94,8 @@ def endorsements_of(index: int) -> Any:
 
 @blueprint.get("/bundles/<int:index>")
 def bundle_at(index: int) -> Any:
-    """The offline bundle of the attestation at a log index, against the newest checkpoint."""
+    """The offline bundle of the attestation or endorsement at a log index, against the newest
+    checkpoint."""
     try:
         return json_answer(_ingest().bundle_at(index).to_json())
     except RejectionError as error:

@@ -75,9 +75,10 @@ def _load_json(path: Path, what: str) -> Any:
     "key from before the attestation was logged.",
 )
 def verify_command(bundle_path: Path, trust_root: Path, registry: str | None) -> None:
-    """Verify an attestation bundle offline: checkpoint signature, timestamp, key registration,
-    envelope signature, leaf binding, inclusion, statement and the feed's validity; with
-    --registry, also against the registry's current log.
+    """Verify an attestation's bundle offline: checkpoint signature, timestamp, key
+    registration, envelope signature, leaf binding, inclusion, statement and the feed's
+    validity (an endorsement's bundle: its claim, the endorsed attestation's entry and the
+    endorser's key instead); with --registry, also against the registry's current log.
 
     Exit status 0 when every step passes, 1 when one fails, 2 for unreadable input or a
     registry that cannot be asked.

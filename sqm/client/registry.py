@@ -296,6 +296,12 @@ class RegistryClient:
                 f"assurance must be one of {', '.join(trust_bundle.ENDORSEMENT_LEVELS)}",
             )
         made, _ = self.bundle(index)
+        if made.endorsing:
+            raise ClientError(
+                0,
+                "not_an_attestation",
+                f"log entry {index} is an endorsement: endorse the attestation it names",
+            )
         digest = hashlib.sha256(made.envelope.payload).hexdigest()
         envelope = requests.endorsement(endorser, index, digest, assurance, key, scope)
         status, answer = self.transport.request("POST", "/endorsements", envelope.to_json())

@@ -114,7 +114,7 @@ time, period, record counts, each metric's min and max with its unit, certificat
 validity, product classifications, countries), plus the validator's warnings (explain their
 codes with explain_finding). include_feed=true adds the whole signed feed. A bundle that fails
 any step is a tool error listing every step as PASS or FAIL: do not rely on that attestation.
-An index that is not an attestation is a tool error from the registry."""
+An index that is not an attestation (a key registration, an endorsement) is a tool error."""
 
 EXPLAIN = """\
 Explain an SQM validator finding code (SQM- plus a layer letter X syntax, S structure,

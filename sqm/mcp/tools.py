@@ -338,6 +338,14 @@ class RegistryTools:
     def fetch_and_verify_bundle(self, index: int, include_feed: bool) -> dict[str, Any]:
         """The verified bundle's steps, timestamp and the key facts of its signed feed."""
         checked = self.check_bundle(index)
+        claim = checked.report.endorsement
+        if checked.bundle.endorsing:
+            # Its claim is about another entry's feed: named, so the agent asks for that one.
+            about = "" if claim is None else f" of entry {claim.index} ({claim.assurance})"
+            raise ArgumentError(
+                f"log entry {index} is an endorsement{about}, not an attestation: ask for the "
+                "attestation's log index (`sqm verify` checks an endorsement's bundle)"
+            )
         if not checked.ok:
             raise VerificationError(
                 f"the bundle of log entry {index} does NOT verify; do not rely on it:\n"

@@ -187,6 +187,50 @@ def endorsement_leaf(
     )
 
 
+@dataclass(frozen=True)
+class EndorsementClaim:
+    """What an endorsement's payload says: who endorses which logged attestation (by its log
+    index and payload digest), at which assurance level, and within which scope."""
+
+    endorser: str
+    index: int
+    payload_sha256: str
+    assurance: str
+    scope: str | None = None
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> EndorsementClaim:
+        """Read an endorsement payload; VerificationError naming what is wrong."""
+        claim = _json(payload, "the endorsement payload")
+        attestation = claim.get("attestation")
+        if not isinstance(attestation, dict):
+            attestation = {}
+        endorser, assurance, scope = (
+            claim.get("endorser"),
+            claim.get("assurance"),
+            claim.get("scope"),
+        )
+        index, digest = attestation.get("logIndex"), attestation.get("payloadSha256")
+        if not (
+            isinstance(endorser, str)
+            and isinstance(index, int)
+            and not isinstance(index, bool)
+            and index >= 0
+            and isinstance(digest, str)
+            and isinstance(assurance, str)
+            and (scope is None or isinstance(scope, str))
+        ):
+            raise VerificationError(
+                'an endorsement payload is {"endorser": id, "attestation": {"logIndex": '
+                'integer, "payloadSha256": hex}, "assurance": level} and optionally "scope": text'
+            )
+        if assurance not in ENDORSEMENT_LEVELS:
+            raise VerificationError(
+                f"assurance {assurance!r} is none of {', '.join(ENDORSEMENT_LEVELS)}"
+            )
+        return cls(endorser, index, digest, assurance, scope)
+
+
 def attestation_leaf(
     supplier: str,
     envelope: dsse.Envelope,
@@ -493,6 +537,13 @@ class Bundle:
     revocation: Included | None = None  # the key's revocation, when the log holds one
     # Tokens over the same checkpoint from further TSAs (a registry may use several).
     additional_timestamps: tuple[bytes, ...] = ()
+    # An endorsement's bundle: the entry of the attestation it endorses, in the same tree.
+    endorsed: Included | None = None
+
+    @property
+    def endorsing(self) -> bool:
+        """Whether this is an endorsement's bundle (by its envelope's payload type)."""
+        return self.envelope.payload_type == ENDORSEMENT_TYPE
 
     def to_json(self) -> dict[str, Any]:
         document = {
@@ -511,6 +562,8 @@ class Bundle:
             document["additionalTimestamps"] = [
                 base64.b64encode(token).decode() for token in self.additional_timestamps
             ]
+        if self.endorsed is not None:
+            document["endorsed"] = self.endorsed.to_json()
         return document
 
     @classmethod
@@ -526,6 +579,9 @@ class Bundle:
         additional = data.get("additionalTimestamps", [])
         if not isinstance(additional, list):
             raise TrustError("bundle.additionalTimestamps must be a list of base64 tokens")
+        endorsed = data.get("endorsed")
+        if endorsed is not None and not isinstance(endorsed, Mapping):
+            raise TrustError("bundle.endorsed must be an object")
         return cls(
             dsse.Envelope.from_json(data.get("envelope")),
             Included.from_json(data, "bundle"),
@@ -535,6 +591,7 @@ class Bundle:
             None if logged is None else LoggedAt.from_json(logged),
             None if revocation is None else Included.from_json(revocation, "bundle.keyRevocation"),
             tuple(_b64(token) for token in additional),
+            None if endorsed is None else Included.from_json(endorsed, "bundle.endorsed"),
         )
 
 
@@ -572,6 +629,8 @@ class Report:
     # When the attestation was logged, as step "key valid when logged" judged it: the latest
     # of its logging checkpoint's tokens' times (None when that step did not get so far).
     logged: datetime | None = None
+    # An endorsement's bundle: its claim, once step "endorsement" read it.
+    endorsement: EndorsementClaim | None = None
 
     @property
     def ok(self) -> bool:
@@ -595,7 +654,8 @@ class Report:
 
 
 def verify(bundle: Bundle, root: TrustRoot) -> Report:
-    """Verify every cryptographic step of a bundle offline. The feed's own validity is a
+    """Verify every cryptographic step of a bundle offline: an attestation's, or an
+    endorsement's (its envelope's payload type says which). The feed's own validity is a
     separate step the caller runs with the validator on ``report.feed``."""
     report = Report()
     state: dict[str, Any] = {}
@@ -741,6 +801,78 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             raise VerificationError(f"the log entry is for {attested}, the feed names {named}")
         return f"the feed's supplier {named} holds the signing key"
 
+    def endorsement_step() -> str:
+        claim = EndorsementClaim.from_payload(bundle.envelope.payload)
+        report.endorsement = claim
+        scope = "" if claim.scope is None else f", scope {claim.scope!r}"
+        return (
+            f"{claim.endorser} endorses entry {claim.index} (payload sha256 "
+            f"{claim.payload_sha256[:16]}...) as {claim.assurance}{scope}"
+        )
+
+    def endorsement_binding_step() -> str:
+        claim = report.endorsement
+        if claim is None:
+            raise VerificationError("needs a readable endorsement")
+        leaf = _json(bundle.attestation.leaf, "endorsement leaf")
+        expected = endorsement_leaf(
+            claim.endorser, claim.index, claim.payload_sha256, claim.assurance, bundle.envelope
+        )
+        if leaf != _json(expected, ""):
+            raise VerificationError(
+                "the log leaf does not bind this endorsement (its claim or signatures differ)"
+            )
+        return f"leaf binds endorsement sha256 {leaf['envelopeSha256'][:16]}..."
+
+    def endorsed_step() -> str:
+        claim, endorsed = report.endorsement, bundle.endorsed
+        if claim is None:
+            raise VerificationError("needs a readable endorsement")
+        if endorsed is None:
+            raise VerificationError("the bundle does not carry the endorsed attestation's entry")
+        if endorsed.index != claim.index:
+            raise VerificationError(
+                f"the bundle carries entry {endorsed.index}, the endorsement names {claim.index}"
+            )
+        if not claim.index < bundle.attestation.index:
+            raise VerificationError("the endorsement was logged before what it endorses")
+        leaf = _json(endorsed.leaf, "endorsed attestation leaf")
+        if leaf.get("kind") != "attestation" or leaf.get("payloadSha256") != claim.payload_sha256:
+            raise VerificationError(
+                f"entry {claim.index} is not the attestation the endorsement names (its kind "
+                "or payload digest differs)"
+            )
+        inclusion(endorsed, "the endorsed attestation")()
+        return (
+            f"entry {claim.index} is {leaf.get('supplier')}'s attestation of that payload, "
+            f"in the same tree"
+        )
+
+    def endorser_step() -> str:
+        # A key speaks only for its own holder, and only a registered endorser's raises the
+        # assurance of another's claim.
+        key_leaf, claim = state.get("key_leaf"), report.endorsement
+        if key_leaf is None or claim is None:
+            raise VerificationError("needs a verified key and endorsement")
+        if claim.endorser != key_leaf.get("supplier"):
+            raise VerificationError(
+                f"the endorsement names {claim.endorser}, but the key is registered for "
+                f"{key_leaf.get('supplier')}"
+            )
+        role = key_leaf.get("role")
+        if role is None:
+            return (
+                f"{claim.endorser} holds the signing key (its leaf records no role: a "
+                f"rotated-in key, or a registry before 2026-12)"
+            )
+        if role != "endorser":
+            raise VerificationError(
+                f"{claim.endorser} is registered as {role!r}, not as an endorser"
+            )
+        return f"{claim.endorser} holds the signing key, registered as an endorser"
+
+    entry = "endorsement" if bundle.endorsing else "attestation"
+
     def key_validity_step() -> str:
         key_leaf = state.get("key_leaf")
         checkpoint: Checkpoint | None = state.get("checkpoint")
@@ -748,10 +880,10 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             raise VerificationError("needs a verified key and checkpoint")
         logged = bundle.logged_at
         if logged is None:
-            raise VerificationError("the bundle does not say when the attestation was logged")
+            raise VerificationError(f"the bundle does not say when the {entry} was logged")
         first = open_note(logged.checkpoint, root.log_key)
         if not bundle.attestation.index < first.size <= checkpoint.size:
-            raise VerificationError("the logging checkpoint does not hold the attestation")
+            raise VerificationError(f"the logging checkpoint does not hold the {entry}")
         merkle.verify_consistency(
             first.size, checkpoint.size, logged.consistency, first.root, checkpoint.root
         )
@@ -783,7 +915,7 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
             )
         if revoked_at <= logged_time:
             raise VerificationError(
-                f"the key was revoked from {revoked_at.isoformat()}, before the attestation was logged at {logged_time.isoformat()}"
+                f"the key was revoked from {revoked_at.isoformat()}, before the {entry} was logged at {logged_time.isoformat()}"
             )
         return f"logged at {logged_time.isoformat()}, before the key's revocation from {revoked_at.isoformat()}"
 
@@ -794,10 +926,17 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
     report.run("key proof of possession", key_step)
     report.run("envelope signature", signature_step)
-    report.run("leaf binds envelope", binding_step)
-    report.run("attestation included", inclusion(bundle.attestation, "the attestation"))
-    report.run("statement", statement_step)
-    report.run("feed names the signer", signer_step)
+    if bundle.endorsing:
+        report.run("endorsement", endorsement_step)
+        report.run("leaf binds endorsement", endorsement_binding_step)
+        report.run("endorsement included", inclusion(bundle.attestation, "the endorsement"))
+        report.run("endorsed attestation included", endorsed_step)
+        report.run("endorsement names the signer", endorser_step)
+    else:
+        report.run("leaf binds envelope", binding_step)
+        report.run("attestation included", inclusion(bundle.attestation, "the attestation"))
+        report.run("statement", statement_step)
+        report.run("feed names the signer", signer_step)
     report.run("key valid when logged", key_validity_step)
     return report
 

@@ -89,6 +89,26 @@ def test_a_supplier_and_an_auditor_at_a_live_registry(live_registry: str, tmp_pa
     assert [(e["endorser"], e["assurance"]) for e in listed] == [
         ("LEI:529900SQMCERTBODY123", "third_party_accredited")
     ]
+    # The endorsement has a bundle of its own, verified offline and against the log now.
+    endorsement = tmp_path / "endorsement.bundle.json"
+    with urllib.request.urlopen(f"{live_registry}/api/v1/bundles/{listed[0]['logIndex']}") as r:
+        endorsement.write_bytes(r.read())
+    checked = _sqm(
+        "verify", str(endorsement), "--trust-root", str(root), "--registry", live_registry
+    )
+    assert checked.exit_code == 0, checked.output
+    assert (
+        "PASS  endorsement: LEI:529900SQMCERTBODY123 endorses entry "
+        f"{index} (payload sha256 " in checked.output
+    )
+    assert "as third_party_accredited, scope 'capability audited on site'" in checked.output
+    assert "PASS  endorsed attestation included" in checked.output
+    assert "registered as an endorser" in checked.output and "feed valid" not in checked.output
+    of_endorsement = _sqm(
+        "endorse", str(listed[0]["logIndex"]), "--endorser", "LEI:529900SQMCERTBODY123",
+        "--key", keys["auditor"], "--assurance", "third_party", *at,
+    )  # fmt: skip
+    assert of_endorsement.exit_code == 2 and "not_an_attestation" in of_endorsement.output
     wrong = _sqm(
         "endorse", str(index), "--endorser", SUPPLIER, "--key", keys["supplier"],
         "--assurance", "third_party", *at,

@@ -18,20 +18,29 @@ from typing import Any, get_args
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 from sqlalchemy import Engine
 
+from sqm.client import RegistryClient
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.facts import ASSURANCE_ORDER
 from sqm.registry.query import CHARACTERISTIC_CLASSES, SORTS
 from sqm.registry.seed import seed
+from sqm.trust.bundle import TrustRoot
 from tests.conftest import EXAMPLES, INVALID_DIR, REPO
 from tests.registry.servers import free_port, serving
 
 KRAFTWERK = "LEI:529900SQMKRAFTWERK41"
+AUDITOR_ID = "LEI:529900SQMCERTBODY123"
+AUDITOR = {
+    "name": "Certa Industrie-Zertifizierung GmbH",
+    "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
+    "country": "DE",
+}
 TOOLS = {
     "search_suppliers",
     "list_metrics",
@@ -241,6 +250,18 @@ async def test_tools_answer_with_verified_content(
         assert whole["fullFeed"]["header"]["sequence"] == 14
         key_entry = _error(await session.call_tool("fetch_and_verify_bundle", {"log_index": 0}))
         assert "error code no_such_attestation" in key_entry
+        # An endorsement's entry has a bundle too, but no feed: the tool names what it endorses.
+        auditor = Ed25519PrivateKey.generate()
+        client = RegistryClient(base, TrustRoot.from_json(json.loads(root.read_text())))
+        client.register(AUDITOR, auditor, endorser=True)
+        endorsed = client.endorse(AUDITOR_ID, hit["logIndex"], "third_party", auditor)
+        endorsement = _error(
+            await session.call_tool("fetch_and_verify_bundle", {"log_index": endorsed["logIndex"]})
+        )
+        assert (
+            f"log entry {endorsed['logIndex']} is an endorsement of entry {hit['logIndex']} "
+            "(third_party), not an attestation"
+        ) in endorsement
 
         # A registry that serves a forged signature: every step reported, nothing relied on.
         tamper.on = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -537,6 +538,64 @@ def test_a_registered_auditor_endorses_a_logged_attestation(app: Flask) -> None:
         }
     ]
     assert app.extensions["sqm"]["log"].fsck() == []
+
+
+def _failed(report: bundle.Report) -> list[str]:
+    return [step.name for step in report.steps if not step.ok]
+
+
+def test_an_endorsement_has_a_bundle_that_verifies_offline(app: Flask) -> None:
+    client = app.test_client()
+    supplier_key, auditor_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, supplier_key)
+    made = client.post("/api/v1/attestations", json=_envelope(supplier_key, FEED)).json
+    other = client.post("/api/v1/attestations", json=_envelope(supplier_key, _next(FEED, 15))).json
+    index, digest = made["logIndex"], json.loads(base64.b64decode(made["leaf"]))["payloadSha256"]
+    assert _register_endorser(client, auditor_key, "391200SQMTUVAUDIT203").status_code == 201
+    endorser = "LEI:391200SQMTUVAUDIT203"
+    done = client.post(
+        "/api/v1/endorsements", json=_endorsement(auditor_key, index, digest, endorser=endorser)
+    )
+    assert done.status_code == 201, done.json
+    answer = client.get(f"/api/v1/bundles/{done.json['logIndex']}")
+    assert answer.status_code == 200, answer.json
+    made_bundle = bundle.Bundle.from_json(answer.json)
+    assert made_bundle.endorsing and made_bundle.endorsed is not None
+    assert made_bundle.endorsed.index == index
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    report = bundle.verify(made_bundle, root)
+    assert report.ok, report.steps
+    assert [step.name for step in report.steps][-6:] == [
+        "endorsement", "leaf binds endorsement", "endorsement included",
+        "endorsed attestation included", "endorsement names the signer", "key valid when logged",
+    ]  # fmt: skip
+    assert report.endorsement == bundle.EndorsementClaim(
+        endorser, index, digest, "third_party_accredited", "capability records audited on site"
+    )
+    assert report.feed is None
+    details = {step.name: step.detail for step in report.steps}
+    assert "registered as an endorser" in details["endorsement names the signer"]
+
+    # Tampers, each caught at its step: the endorsed entry swapped for another attestation,
+    # or left out; the endorsement leaf of another claim; the claim's level raised.
+    swapped = bundle.Bundle.from_json(
+        {**answer.json, "endorsed": client.get(f"/api/v1/bundles/{other['logIndex']}").json}
+    )
+    assert _failed(bundle.verify(swapped, root)) == ["endorsed attestation included"]
+    bare = bundle.Bundle.from_json({k: v for k, v in answer.json.items() if k != "endorsed"})
+    assert _failed(bundle.verify(bare, root)) == ["endorsed attestation included"]
+    releafed = bundle.Bundle.from_json({**answer.json, "leaf": made["leaf"]})
+    assert "leaf binds endorsement" in _failed(bundle.verify(releafed, root))
+    claim = json.loads(made_bundle.envelope.payload)
+    claim["assurance"] = "second_party"
+    raised = dataclasses.replace(
+        made_bundle,
+        envelope=dataclasses.replace(made_bundle.envelope, payload=json.dumps(claim).encode()),
+    )
+    assert _failed(bundle.verify(raised, root)) == ["envelope signature", "leaf binds endorsement"]
+    # Neither kind at an entry: a key registration's index.
+    key_entry = client.get(f"/api/v1/bundles/{made_bundle.key.index}")
+    assert key_entry.status_code == 404 and key_entry.json["error"] == "no_such_attestation"
 
 
 @pytest.mark.parametrize("number", ["9007199254740993", "NaN", "1e400"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,3 +154,46 @@ class GrowingLog:
             self.authority.ca_certificate,
             "2026-01-01T00:00:00Z",
         )
+
+
+def build_endorsement_bundle(
+    role: str | None = "endorser", endorser: str = "LEI:529900SQMCERTBODY123"
+) -> tuple[bundle.Bundle, bundle.TrustRoot]:
+    """A real bundle of an endorsement of Kraftwerk's attestation, signed by a key registered
+    for ``endorser`` in the ``role`` its leaf records (None: a leaf that records none, as a
+    rotated-in key's); the endorsement names ``endorser`` as given."""
+    log = GrowingLog()
+    key = Ed25519PrivateKey.generate()
+    public = raw_public(key)
+    holder = "LEI:529900SQMCERTBODY123"
+    possession = key.sign(bundle.registration_message(holder, public))
+    organization = None if role is None else {"name": "Certa", "identifiers": []}
+    key_index = log.append(
+        bundle.key_leaf(
+            holder, public, "2026-11-01T00:00:00Z", possession,
+            organization=organization, role=role,
+        )
+    )  # fmt: skip
+    digest = json.loads(log.leaf)["payloadSha256"]
+    claim = {
+        "endorser": endorser,
+        "attestation": {"logIndex": log.index, "payloadSha256": digest},
+        "assurance": "third_party",
+    }
+    envelope = dsse.sign(
+        bundle.ENDORSEMENT_TYPE, json.dumps(claim).encode(), key, bundle.key_id(public)
+    )
+    leaf = bundle.endorsement_leaf(endorser, log.index, digest, "third_party", envelope)
+    index = log.append(leaf)
+    log.logged_size = log.tree.size
+    made = log.bundle()
+    return (
+        dataclasses.replace(
+            made,
+            envelope=envelope,
+            attestation=log._included(index, log.tree.size),
+            key=log._included(key_index, log.tree.size),
+            endorsed=log._included(log.index, log.tree.size),
+        ),
+        log.trust_root(),
+    )
