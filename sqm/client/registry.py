@@ -23,12 +23,20 @@ from sqm.client.http import Transport
 from sqm.client.search import Hit, SearchPage, check_page
 from sqm.trust import TrustError
 from sqm.trust import bundle as trust_bundle
-from sqm.trust.bundle import Bundle, Report, TrustRoot
+from sqm.trust.bundle import Bundle, Report, Step, TrustRoot
 from sqm.trust.checkpoint import open_note
 from sqm.trust.errors import VerificationError
 from sqm.trust.recheck import recheck, unavailable
 
 API_PREFIX = "/api/v1"
+
+
+def _unless_answered(error: ClientError) -> None:
+    """Raise ``error`` unless the registry answered it: an unreachable registry, or one that
+    says to come back later (429, 5xx), gives no verdict, while an answer that does not hold
+    up is a failed check."""
+    if error.status == 0 or error.status == 429 or error.status >= 500:
+        raise error
 
 
 def api_root(registry: str) -> str:
@@ -206,24 +214,30 @@ class RegistryClient:
         extends the bundle's checkpoint, still holds the entry unchanged, and holds no
         revocation of the key from before the attestation was logged. Every step is in the
         report (:func:`sqm.trust.recheck.recheck`); the bundle's own offline checks are
-        :meth:`verify`'s. Raises ClientError when the registry cannot be asked."""
+        :meth:`verify`'s. An answer that does not hold up (a refusal, junk) is a failed step;
+        ClientError when the registry cannot be asked now (unreachable, 429, 5xx): no verdict."""
         index = held.attestation.index
         try:
             current = self.fetch_bundle(index)
         except ClientError as exc:
-            if exc.status != 404:
-                raise
+            _unless_answered(exc)
             return unavailable(index, str(exc))
         proof: tuple[bytes, ...] = ()
         try:
             # The sizes to ask a proof between; recheck verifies both notes and the proof.
             old = open_note(held.checkpoint, self.trust_root.log_key).size
             new = open_note(current.checkpoint, self.trust_root.log_key).size
-        except TrustError:
+        except (TrustError, ValueError):  # ValueError: text no encoder takes (a lone surrogate)
             pass  # recheck reports the note that does not verify
         else:
             if 0 < old < new:
-                proof = self.consistency(old, new)
+                try:
+                    proof = self.consistency(old, new)
+                except ClientError as exc:
+                    _unless_answered(exc)
+                    return Report(
+                        [Step("current log extends the bundle's", False, f"no proof: {exc}")]
+                    )
         return recheck(held, current, proof, self.trust_root)
 
     def supplier(self, identity: str, as_of: str | None = None) -> dict[str, Any]:

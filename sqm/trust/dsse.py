@@ -114,6 +114,8 @@ def decode_base64(text: str, where: str) -> bytes:
 
     Its bits beyond the last byte must be zero (RFC 4648 section 3.5): a lenient decoder
     reads ``eA==`` and ``eB==`` alike, which would make two envelopes of one signature."""
+    if not isinstance(text, str):
+        raise TrustError(f"envelope.{where} must be base64 text")
     if _STANDARD.fullmatch(text):
         standard = text
     elif _URL_SAFE.fullmatch(text):

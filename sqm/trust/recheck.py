@@ -109,6 +109,17 @@ def recheck(held: Bundle, current: Bundle, consistency: Sequence[bytes], root: T
             raise VerificationError(failed[KEY_STEP].detail)
         if KEY_STEP not in {step.name for step in verified.steps}:
             raise VerificationError("the registry's current bundle was not checked so far")
+        # A revocation the saved bundle proves is in the log: the current tree extends that
+        # one, so an answer without it withholds it.
+        kept = held.revocation
+        if kept is not None and (
+            current.revocation is None
+            or (current.revocation.index, current.revocation.leaf) != (kept.index, kept.leaf)
+        ):
+            raise VerificationError(
+                f"the bundle proves a revocation of the key (entry {kept.index}) that the "
+                "registry's current bundle leaves out or replaces"
+            )
         if current.revocation is None:
             return (
                 "the registry's current bundle holds no revocation of the key (it shows what "

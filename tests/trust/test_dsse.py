@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.trust import TrustError, VerificationError
-from sqm.trust.dsse import Envelope, pae, sign, verify
+from sqm.trust.dsse import Envelope, decode_base64, pae, sign, verify
 
 
 def test_pae_matches_the_dsse_specification_example() -> None:
@@ -100,6 +100,12 @@ def test_base64_that_is_not_one_canonical_padded_encoding_is_refused(
     with pytest.raises(TrustError, match=re.escape(f"envelope.payload is {reason}")):
         Envelope.from_json(data)
     assert Envelope.from_json({**data, "payload": "eA=="}).payload == b"x"
+
+
+@pytest.mark.parametrize("value", [None, 1, b"AA==", ["AA=="]])
+def test_base64_of_another_type_than_text_is_a_trust_error(value: object) -> None:
+    with pytest.raises(TrustError, match=re.escape("envelope.sig must be base64 text")):
+        decode_base64(value, "sig")  # type: ignore[arg-type]
 
 
 def test_an_envelope_bounds_what_its_signatures_may_add() -> None:
