@@ -1160,13 +1160,21 @@ class Ingest:
                     supplier_keys.c.supplier,
                     supplier_keys.c.public_key,
                     supplier_keys.c.revocation_seq,
+                    supplier_keys.c.revoked_at,
                 ).where(supplier_keys.c.key_id == key)
             ).first()
         if row is None:
             raise RejectionError(404, "no_such_key", f"no registered key {key}")
-        supplier, public, already = row
-        if already is not None:
-            raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
+        supplier, public, already, already_at = row
+        # A revoked key may be revoked again from an earlier time only: a key found stolen
+        # after its holder scheduled its retirement. A later time would reopen what is shut.
+        if already is not None and revoked_at >= _aware(already_at):
+            raise RejectionError(
+                409,
+                "already_revoked",
+                f"key {key} is already revoked from {_aware(already_at).isoformat()}; a further "
+                "revocation must take effect earlier",
+            )
         message = bundle.revocation_message(supplier, key, body["revokedAt"])
         signature = b""
         if not operator:
@@ -1185,13 +1193,20 @@ class Ingest:
 
         def write(connection: Connection) -> int:
             seq = self.log.sequence(leaf, connection=connection)
+            unchanged = (
+                supplier_keys.c.revocation_seq.is_(None)
+                if already is None
+                else supplier_keys.c.revocation_seq == already
+            )
             updated = connection.execute(
                 supplier_keys.update()
-                .where(supplier_keys.c.key_id == key, supplier_keys.c.revocation_seq.is_(None))
+                .where(supplier_keys.c.key_id == key, unchanged)
                 .values(revoked_at=utc(revoked_at), revocation_seq=seq)
             )
             if updated.rowcount != 1:  # revoked by a concurrent request: log nothing
-                raise RejectionError(409, "already_revoked", f"key {key} is already revoked")
+                raise RejectionError(
+                    409, "already_revoked", f"key {key} was revoked meanwhile: ask again"
+                )
             return seq
 
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,6 +109,7 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
         .order_by(log_entries.c.idx)
     )
     chains: dict[str, int] = {}  # supplier -> index of its latest attestation so far
+    revocations = _Revocations()
     statuses: dict[str, tuple[int, Any]] = {}  # supplier -> its latest verification entry
     # supplier -> the entry that registered its identity, with the organisation and role it
     # logged (registries before 2026-12 logged neither: their suppliers have no such entry)
@@ -131,6 +133,12 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
                 )
             else:
                 identities[supplier] = (index, leaf.get("organization"), leaf.get("role"))
+        if (
+            kind == "key-revocation"
+            and isinstance(leaf, dict)
+            and not _revocation_in_turn(index, leaf, row._mapping, revocations, problems)
+        ):
+            continue  # superseded: the key's row names a later one, checked when it comes
         check = _CHECKS.get(kind) if isinstance(kind, str) else None
         if check is None or leaf is None:
             continue  # not a leaf the tables record (the tree check covers every leaf)
@@ -145,6 +153,13 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
                     f"but {supplier}'s previous attestation is entry {chains.get(supplier)}",
                 )
             chains[supplier] = index
+    for key_id, index in revocations.unrecorded.items():
+        problems.add(
+            "key-revocation entries",
+            f"entry {index} (key-revocation): the leaf revokes key {key_id}, but no "
+            "supplier_keys row records this revocation or a later one: the registry would "
+            "accept the key's signatures",
+        )
     # Only suppliers whose status the log records: registries before 2026-12 set it in the
     # table alone, and those settings have no entry to compare with.
     table = select(
@@ -218,14 +233,46 @@ def _identity(
         yield f"its role is {role!r}, entry {index} registered it as {logged_role!r}"
 
 
-def _revocation(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
-    key_id, revoked_at = row["revoked_key_id"], row["revoked_at"]
-    if key_id is None:
-        yield (
-            f"the leaf revokes key {leaf.get('keyId')}, but no supplier_keys row records "
-            "this revocation: the registry would accept the key's signatures"
+@dataclass
+class _Revocations:
+    """The key revocations read so far, in log order."""
+
+    # key id -> (index, effective time) of its latest revocation
+    latest: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+    # key id -> index of a revocation that no row records: a later one of the key must
+    unrecorded: dict[str, int] = field(default_factory=dict)
+
+
+def _revocation_in_turn(
+    index: int,
+    leaf: dict[str, Any],
+    row: RowMapping,
+    revocations: _Revocations,
+    problems: _Problems,
+) -> bool:
+    """Check a revocation against the key's revocations before it: a key may be revoked again
+    from an earlier time only (a key found stolen after its retirement was scheduled), and its
+    row then records the latest. False when no row records this one (a later one must)."""
+    key_id, when = str(leaf.get("keyId")), _parsed(leaf.get("revokedAt"))
+    before = revocations.latest.get(key_id)
+    if before is not None and (when is None or before[1] is None or when >= before[1]):
+        problems.add(
+            "key-revocation entries",
+            f"entry {index} (key-revocation): it revokes key {key_id} from "
+            f"{leaf.get('revokedAt')}, no earlier than entry {before[0]} did: a further "
+            "revocation must take effect earlier",
         )
-        return
+    revocations.latest[key_id] = (index, when)
+    if row["revoked_key_id"] is None:
+        revocations.unrecorded[key_id] = index
+        return False
+    revocations.unrecorded.pop(key_id, None)
+    return True
+
+
+def _revocation(leaf: dict[str, Any], row: RowMapping) -> Iterator[str]:
+    # A revocation that no row records is :func:`_revocation_in_turn`'s.
+    key_id, revoked_at = row["revoked_key_id"], row["revoked_at"]
     if key_id != leaf.get("keyId"):
         yield f"the supplier_keys row of key {key_id} names this revocation, the leaf another key"
     if _instant(revoked_at) != _parsed(leaf.get("revokedAt")):

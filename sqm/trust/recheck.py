@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqm.trust import merkle
-from sqm.trust.bundle import Bundle, Report, Step, TrustRoot, verify
+from sqm.trust.bundle import Bundle, Report, Step, TrustRoot, leaf_time, verify
 from sqm.trust.checkpoint import Checkpoint, open_note
 from sqm.trust.errors import VerificationError
 
@@ -110,16 +110,25 @@ def recheck(held: Bundle, current: Bundle, consistency: Sequence[bytes], root: T
         if KEY_STEP not in {step.name for step in verified.steps}:
             raise VerificationError("the registry's current bundle was not checked so far")
         # A revocation the saved bundle proves is in the log: the current tree extends that
-        # one, so an answer without it withholds it.
-        kept = held.revocation
-        if kept is not None and (
-            current.revocation is None
-            or (current.revocation.index, current.revocation.leaf) != (kept.index, kept.leaf)
-        ):
-            raise VerificationError(
-                f"the bundle proves a revocation of the key (entry {kept.index}) that the "
-                "registry's current bundle leaves out or replaces"
-            )
+        # one, so an answer without it withholds it. Only a later revocation of the key from
+        # an earlier time (a key found stolen after its retirement was scheduled) stands in
+        # for it, as the registry's newest.
+        kept, now = held.revocation, current.revocation
+        if kept is not None and (now is None or (now.index, now.leaf) != (kept.index, kept.leaf)):
+            kept_at = leaf_time(_leaf(kept.leaf).get("revokedAt"))
+            now_at = None if now is None else leaf_time(_leaf(now.leaf).get("revokedAt"))
+            if (
+                now is None
+                or now.index < kept.index
+                or kept_at is None
+                or now_at is None
+                or now_at >= kept_at
+            ):
+                raise VerificationError(
+                    f"the bundle proves a revocation of the key (entry {kept.index}) that the "
+                    "registry's current bundle leaves out, or replaces with one that is not "
+                    "later in the log and earlier in effect"
+                )
         if current.revocation is None:
             return (
                 "the registry's current bundle holds no revocation of the key (it shows what "

@@ -22,6 +22,7 @@ from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.ingest import REVOCATION_MARGIN, Ingest, RejectionError, _Recent
 from sqm.registry.log import UnmetConditionError
+from sqm.registry.records import check_records
 from sqm.trust import bundle, dsse
 from tests.conftest import EXAMPLES
 from tests.registry.wire import traced
@@ -389,6 +390,39 @@ def test_a_future_revocation_leaves_earlier_attestations_valid(app: Flask) -> No
     )
     assert report.ok, report.steps
     assert "before the key's revocation" in report.steps[-1].detail
+
+
+def test_a_revoked_key_is_revoked_again_from_an_earlier_time_only(app: Flask) -> None:
+    # Its holder scheduled the key's retirement; then the key turned out stolen since 2026-01-01.
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    _register(client, key)
+    index = client.post("/api/v1/attestations", json=_envelope(key, FEED)).json["logIndex"]
+    scheduled = _revoke(client, key, "2099-01-01T00:00:00+00:00")
+    assert scheduled.status_code == 201, scheduled.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(
+        bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json), root
+    ).ok
+    for not_earlier in (
+        "2099-01-01T00:00:00+00:00",
+        "2099-01-01T01:00:00+01:00",
+        "2100-01-01T00:00:00Z",
+    ):
+        refused = _revoke(client, key, not_earlier)
+        assert refused.status_code == 409 and refused.json["error"] == "already_revoked"
+        assert "already revoked from 2099-01-01T00:00:00+00:00" in refused.json["message"]
+        assert "must take effect earlier" in refused.json["message"]
+    stolen = _revoke(client, key, "2026-01-01T00:00:00+00:00")
+    assert stolen.status_code == 201, stolen.json
+    assert stolen.json["logIndex"] > scheduled.json["logIndex"]
+    made = bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{index}").json)
+    assert made.revocation is not None and made.revocation.index == stolen.json["logIndex"]
+    report = bundle.verify(made, root)
+    assert [s.name for s in report.steps if not s.ok] == ["key valid when logged"]
+    assert "revoked from 2026-01-01T00:00:00+00:00" in report.steps[-1].detail
+    assert app.extensions["sqm"]["log"].fsck() == []
+    assert check_records(app.extensions["sqm"]["log"].engine) == []
 
 
 def test_revocation_needs_the_key_or_the_operator(app: Flask) -> None:

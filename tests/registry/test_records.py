@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,12 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     revoked (from 2099) and one rotated in, attestations and an endorsement."""
     url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     made = create_app(
-        RegistryConfig(data_dir=tmp_path / "data", database_url=url, origin="registry.test/log")
+        RegistryConfig(
+            data_dir=tmp_path / "data",
+            database_url=url,
+            origin="registry.test/log",
+            operator_token="operator-secret",
+        )
     )
     made.extensions["sqm"]["ingest"].now = lambda: NOW
     client = made.test_client()
@@ -115,6 +121,36 @@ def test_a_revocation_moved_in_its_table_is_found(app: Flask) -> None:
         ),
     )
     assert len(problems) == 1 and "is revoked from 2100" in problems[0]
+
+
+def test_a_key_revoked_again_earlier_is_checked_against_its_latest_revocation(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    with _log(app).engine.connect() as connection:
+        key_id = connection.execute(
+            select(supplier_keys.c.key_id).where(supplier_keys.c.revocation_seq.is_not(None))
+        ).scalar_one()
+    first = {"revokedAt": "2050-01-01T00:00:00Z"}
+    token = {"Authorization": "Bearer operator-secret"}
+    again = client.post(f"/api/v1/keys/{key_id}/revocation", json=first, headers=token)
+    assert again.status_code == 201, again.json
+    assert check_records(_log(app).engine) == []
+    # The row set back to the superseded revocation: the later one is then unrecorded.
+    with _log(app).engine.connect() as connection:
+        earlier = connection.execute(
+            select(log_entries.c.seq).where(log_entries.c.idx == 3)  # the first revocation
+        ).scalar_one()
+    problems = _tampered(
+        app,
+        lambda c: c.execute(
+            update(supplier_keys)
+            .where(supplier_keys.c.key_id == key_id)
+            .values(revoked_at=datetime(2099, 1, 1, tzinfo=UTC), revocation_seq=earlier)
+        ),
+    )
+    assert len(problems) == 1, problems
+    assert "no supplier_keys row records this revocation or a later one" in problems[0]
 
 
 def test_a_revocation_without_its_entry_is_found(app: Flask) -> None:

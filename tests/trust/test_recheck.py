@@ -161,3 +161,34 @@ def test_an_entry_the_registry_does_not_serve_is_a_failed_step() -> None:
     assert not report.ok
     assert report.steps[0].name == "entry unchanged"
     assert "serves no bundle of entry 9: 404 no_such_entry" in report.steps[0].detail
+
+
+def test_a_saved_revocation_may_give_way_only_to_a_later_earlier_one() -> None:
+    log = GrowingLog()
+    log.append(b"an entry")
+    log.revoke("2099-01-01T00:00:00Z")  # scheduled: the attestation stands
+    held = log.bundle()
+    root = log.trust_root()
+    assert bundle.verify(held, root).ok
+    log.revoke("2098-01-01T00:00:00Z")  # still after the logging: it stands
+    report = recheck(held, log.bundle(), log.consistency(5, 6), root)
+    assert report.ok, _failed(report)
+    assert "revoked from 2098-01-01T00:00:00Z (entry 5)" in report.steps[3].detail
+    log.revoke("2026-11-02T00:00:00Z")  # found stolen from before the logging
+    stolen = recheck(held, log.bundle(), log.consistency(5, 7), root)
+    assert list(_failed(stolen)) == ["key not revoked before logging"]
+    assert "before the attestation was logged" in _failed(stolen)["key not revoked before logging"]
+
+
+def test_a_saved_revocation_replaced_by_a_later_one_in_effect_fails() -> None:
+    log = GrowingLog()
+    log.append(b"an entry")
+    log.revoke("2098-01-01T00:00:00Z")
+    held = log.bundle()
+    log.revoke("2099-01-01T00:00:00Z")  # a registry that let the time move later
+    report = recheck(held, log.bundle(), log.consistency(5, 6), log.trust_root())
+    assert list(_failed(report)) == ["key not revoked before logging"]
+    assert (
+        "replaces with one that is not later in the log and earlier in effect"
+        in (_failed(report)["key not revoked before logging"])
+    )
