@@ -95,7 +95,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "Bundle": {
         "type": "object",
-        "description": "Everything needed to verify an attestation offline (see docs/bundle.md).",
+        "description": "Everything needed to verify an attestation, or an endorsement, offline "
+        "(see docs/bundle.md).",
         "required": [
             "mediaType",
             "envelope",
@@ -121,6 +122,10 @@ SCHEMAS: dict[str, Any] = {
             "loggedAt": {"type": "object"},
             "keyRevocation": _ref("Included"),
             "additionalTimestamps": {"type": "array", "items": B64},
+            "endorsed": {
+                **_ref("Included"),
+                "description": "An endorsement's bundle: the endorsed attestation's entry.",
+            },
         },
     },
     "AlreadyLogged": {
@@ -534,7 +539,8 @@ def document() -> dict[str, Any]:
         },
         "/bundles/{index}": {
             "get": {
-                "summary": "The offline bundle of the attestation at a log index, against the newest checkpoint.",
+                "summary": "The offline bundle of the attestation or endorsement at a log index, "
+                "against the newest checkpoint.",
                 "parameters": [index],
                 "responses": {"200": _json(_ref("Bundle"), "The bundle."), **ERRORS},
             }
