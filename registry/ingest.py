@@ -883,24 +883,44 @@ class Ingest:
                 select(suppliers.c.role).where(suppliers.c.id == endorser)
             ).scalar()
             logged = connection.execute(
-                select(attestations.c.payload_sha256)
+                select(attestations.c.payload_sha256, attestations.c.supplier)
                 .join(log_entries, log_entries.c.seq == attestations.c.seq)
                 .where(log_entries.c.idx == index)
-            ).scalar()
+            ).first()
             registered = _signing_keys(connection, envelope, endorser)
         if role != "endorser":
             raise RejectionError(
                 403, "not_an_endorser", f"{endorser!r} is not a registered endorser"
             )
-        self._verify_signature(envelope, endorser, registered)
-        if logged is None or logged != digest:
+        signer = self._verify_signature(envelope, endorser, registered)
+        if logged is None or logged[0] != digest:
             raise RejectionError(
                 422, "no_such_attestation", f"no attestation with that digest at log index {index}"
+            )
+        if logged[1] == endorser:
+            raise RejectionError(
+                422,
+                "self_endorsement",
+                f"log index {index} is {endorser}'s own attestation: an endorsement is another "
+                "party's word",
             )
 
         def write(connection: Connection) -> int:
             # Under the log's write lock: an endorser endorses an attestation at a level once
-            # (a second would raise nothing), however the claim is written or sent.
+            # (a second would raise nothing), however the claim is written or sent; and the
+            # key that signed is still unrevoked (a revocation may have come since the check).
+            revoked = connection.execute(
+                select(supplier_keys.c.revoked_at).where(supplier_keys.c.key_id == signer.key_id)
+            ).first()
+            if revoked is None or (
+                revoked[0] is not None and _aware(revoked[0]) <= self.now() + REVOCATION_MARGIN
+            ):
+                raise RejectionError(
+                    409,
+                    "key_changed",
+                    "the signing key was revoked while the endorsement was being stored; "
+                    "nothing was stored: sign with a current key",
+                )
             seen = connection.execute(
                 select(endorsements.c.seq).where(
                     endorsements.c.endorser == endorser,
@@ -1065,23 +1085,30 @@ class Ingest:
                 404, "no_such_attestation", "the entry is neither an attestation nor an endorsement"
             )
         envelope = envelope_of(row[0])
-        # The table does not name the key that signed: the one whose signature verifies.
-        rows = {key_id: rest for key_id, *rest in _signing_keys(connection, envelope, row[1])}
-        try:
-            signer = dsse.verify(
-                envelope,
-                {
-                    key_id: Ed25519PublicKey.from_public_bytes(bytes(r[0]))
-                    for key_id, r in rows.items()
-                },
+        # The table does not name the key that signed. Of the endorser's keys whose signature
+        # verifies, the registry accepted one registered before the endorsement and unrevoked
+        # then: the one registered before it and revoked last (or not at all) is valid
+        # whenever any is.
+        verifying = []
+        for key_id, public, revoked_at, key_seq, revocation_seq in _signing_keys(
+            connection, envelope, row[1]
+        ):
+            try:
+                dsse.verify(envelope, {key_id: Ed25519PublicKey.from_public_bytes(bytes(public))})
+            except (TrustError, ValueError):
+                continue
+            verifying.append(
+                (key_seq < seq, revoked_at is None, revoked_at, key_seq, revocation_seq)
             )
-        except (TrustError, ValueError):
+        if not verifying:
             raise DamagedStoreError(
                 f"no registered key of {row[1]} verifies a stored endorsement: the database was "
                 "changed outside the registry; restore it from a backup (`sqm registry fsck` "
                 "checks the log)"
-            ) from None
-        _, _, key_seq, revocation_seq = rows[signer]
+            )
+        *_, key_seq, revocation_seq = max(
+            verifying, key=lambda k: (k[0], k[1], k[2] and _aware(k[2]))
+        )
         return (
             envelope,
             int(key_seq),
@@ -1174,6 +1201,15 @@ class Ingest:
                 "already_revoked",
                 f"key {key} is already revoked from {_aware(already_at).isoformat()}; a further "
                 "revocation must take effect earlier",
+            )
+        if already is not None and not operator and _aware(already_at) <= self.now():
+            # A retired key's private half may leak long after: were it to move its revocation
+            # earlier, it would disown what it signed while it was in use.
+            raise RejectionError(
+                403,
+                "operator_required",
+                f"key {key} is retired since {_aware(already_at).isoformat()}: only the operator "
+                "may revoke it from an earlier time",
             )
         message = bundle.revocation_message(supplier, key, body["revokedAt"])
         signature = b""

@@ -153,6 +153,13 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
                     f"but {supplier}'s previous attestation is entry {chains.get(supplier)}",
                 )
             chains[supplier] = index
+    # A later revocation that waits to be integrated (a TSA outage) records it too.
+    waiting = select(supplier_keys.c.key_id).where(
+        supplier_keys.c.key_id.in_(list(revocations.unrecorded)),
+        exists().where(log_pending.c.seq == supplier_keys.c.revocation_seq),
+    )
+    for (key_id,) in connection.execute(waiting) if revocations.unrecorded else ():
+        del revocations.unrecorded[key_id]
     for key_id, index in revocations.unrecorded.items():
         problems.add(
             "key-revocation entries",

@@ -842,6 +842,11 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
                 f"entry {claim.index} is not the attestation the endorsement names (its kind "
                 "or payload digest differs)"
             )
+        if leaf.get("supplier") == claim.endorser:
+            raise VerificationError(
+                f"entry {claim.index} is {claim.endorser}'s own attestation: its endorsement "
+                "of itself raises no assurance"
+            )
         inclusion(endorsed, "the endorsed attestation")()
         return (
             f"entry {claim.index} is {leaf.get('supplier')}'s attestation of that payload, "

@@ -162,6 +162,9 @@ def unavailable(index: int, reason: str) -> Report:
 
 
 def _leaf(raw: bytes) -> dict[str, Any]:
-    # Already read by the current bundle's verification; a leaf that is no object names nothing.
-    value = json.loads(raw)
+    # A leaf that is not a JSON object (nested beyond the parser's depth, say) names nothing.
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
     return value if isinstance(value, dict) else {}

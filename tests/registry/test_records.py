@@ -31,6 +31,7 @@ from sqm.registry.db import (
 )
 from sqm.registry.log import TransparencyLog
 from sqm.registry.records import MAX_REPORTED, check_records
+from sqm.registry.timestampers import TimestampUnavailableError
 from sqm.trust import bundle
 from sqm.trust.canonical import canonical
 from tests.registry.test_ingest import (
@@ -151,6 +152,36 @@ def test_a_key_revoked_again_earlier_is_checked_against_its_latest_revocation(
     )
     assert len(problems) == 1, problems
     assert "no supplier_keys row records this revocation or a later one" in problems[0]
+
+
+def test_a_further_revocation_waiting_to_be_logged_is_no_problem(app: Flask) -> None:
+    # Sequenced during a TSA outage: the key's row names it while it waits in log_pending.
+    client, log = app.test_client(), _log(app)
+    with log.engine.connect() as connection:
+        key_id = connection.execute(
+            select(supplier_keys.c.key_id).where(supplier_keys.c.revocation_seq.is_not(None))
+        ).scalar_one()
+    stamper = log.timestampers[0]
+    working = stamper.stamp
+
+    def down(message: bytes, serial: int) -> bytes:
+        raise TimestampUnavailableError("the TSA is down")
+
+    stamper.stamp = down  # type: ignore[method-assign]
+    try:
+        waiting = client.post(
+            f"/api/v1/keys/{key_id}/revocation",
+            json={"revokedAt": "2050-01-01T00:00:00Z"},
+            headers={"Authorization": "Bearer operator-secret"},
+        )
+        assert waiting.status_code == 503, waiting.json
+        assert log.waiting()
+        assert check_records(log.engine) == []
+    finally:
+        stamper.stamp = working  # type: ignore[method-assign]
+    log.integrate()
+    assert not log.waiting()
+    assert log.fsck() == [] and check_records(log.engine) == []
 
 
 def test_a_revocation_without_its_entry_is_found(app: Flask) -> None:

@@ -157,15 +157,16 @@ class GrowingLog:
 
 
 def build_endorsement_bundle(
-    role: str | None = "endorser", endorser: str = "LEI:529900SQMCERTBODY123"
+    role: str | None = "endorser",
+    endorser: str = "LEI:529900SQMCERTBODY123",
+    holder: str = "LEI:529900SQMCERTBODY123",
 ) -> tuple[bundle.Bundle, bundle.TrustRoot]:
     """A real bundle of an endorsement of Kraftwerk's attestation, signed by a key registered
-    for ``endorser`` in the ``role`` its leaf records (None: a leaf that records none, as a
+    for ``holder`` in the ``role`` its leaf records (None: a leaf that records none, as a
     rotated-in key's); the endorsement names ``endorser`` as given."""
     log = GrowingLog()
     key = Ed25519PrivateKey.generate()
     public = raw_public(key)
-    holder = "LEI:529900SQMCERTBODY123"
     possession = key.sign(bundle.registration_message(holder, public))
     organization = None if role is None else {"name": "Certa", "identifiers": []}
     key_index = log.append(

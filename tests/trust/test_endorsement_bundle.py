@@ -59,3 +59,13 @@ def test_an_endorsed_entry_that_is_no_attestation_fails() -> None:
     failed = _failed(bundle.verify(moved, root))
     assert list(failed) == ["endorsed attestation included"]
     assert "is not the attestation the endorsement names" in failed["endorsed attestation included"]
+
+
+def test_an_endorsement_of_the_endorser_s_own_attestation_fails() -> None:
+    kraftwerk = "LEI:529900SQMKRAFTWERK41"
+    made, root = build_endorsement_bundle(endorser=kraftwerk, holder=kraftwerk)
+    failed = _failed(bundle.verify(made, root))
+    assert list(failed) == ["endorsed attestation included"]
+    assert (
+        "its endorsement of itself raises no assurance" in failed["endorsed attestation included"]
+    )

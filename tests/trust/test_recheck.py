@@ -192,3 +192,16 @@ def test_a_saved_revocation_replaced_by_a_later_one_in_effect_fails() -> None:
         "replaces with one that is not later in the log and earlier in effect"
         in (_failed(report)["key not revoked before logging"])
     )
+
+
+def test_a_saved_revocation_leaf_nested_too_deep_is_a_failed_step() -> None:
+    log = GrowingLog()
+    log.revoke("2099-01-01T00:00:00Z")
+    held = log.bundle()
+    assert held.revocation is not None
+    deep = dataclasses.replace(
+        held, revocation=dataclasses.replace(held.revocation, leaf=b"[" * 100_000)
+    )
+    log.revoke("2098-01-01T00:00:00Z")
+    report = recheck(deep, log.bundle(), log.consistency(4, 5), log.trust_root())
+    assert "key not revoked before logging" in _failed(report)
