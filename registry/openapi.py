@@ -122,6 +122,12 @@ SCHEMAS: dict[str, Any] = {
             "loggedAt": {"type": "object"},
             "keyRevocation": _ref("Included"),
             "additionalTimestamps": {"type": "array", "items": B64},
+            "keyChain": {
+                "type": "array",
+                "items": _ref("Included"),
+                "description": "For a rotated-in key: the registrations from the identity's "
+                "first key to the key that authorised it, oldest first.",
+            },
             "endorsed": {
                 **_ref("Included"),
                 "description": "An endorsement's bundle: the endorsed attestation's entry.",

@@ -539,6 +539,9 @@ class Bundle:
     additional_timestamps: tuple[bytes, ...] = ()
     # An endorsement's bundle: the entry of the attestation it endorses, in the same tree.
     endorsed: Included | None = None
+    # For a rotated-in key: the registrations from the identity's first key to the key that
+    # authorised this one, oldest first, in the same tree.
+    key_chain: tuple[Included, ...] = ()
 
     @property
     def endorsing(self) -> bool:
@@ -564,6 +567,8 @@ class Bundle:
             ]
         if self.endorsed is not None:
             document["endorsed"] = self.endorsed.to_json()
+        if self.key_chain:
+            document["keyChain"] = [link.to_json() for link in self.key_chain]
         return document
 
     @classmethod
@@ -582,6 +587,9 @@ class Bundle:
         endorsed = data.get("endorsed")
         if endorsed is not None and not isinstance(endorsed, Mapping):
             raise TrustError("bundle.endorsed must be an object")
+        chain = data.get("keyChain", [])
+        if not isinstance(chain, list) or not all(isinstance(link, Mapping) for link in chain):
+            raise TrustError("bundle.keyChain must be a list of key registration entries")
         return cls(
             dsse.Envelope.from_json(data.get("envelope")),
             Included.from_json(data, "bundle"),
@@ -592,6 +600,9 @@ class Bundle:
             None if revocation is None else Included.from_json(revocation, "bundle.keyRevocation"),
             tuple(_b64(token) for token in additional),
             None if endorsed is None else Included.from_json(endorsed, "bundle.endorsed"),
+            tuple(
+                Included.from_json(link, f"bundle.keyChain[{n}]") for n, link in enumerate(chain)
+            ),
         )
 
 
@@ -733,6 +744,57 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         )
         return f"key {leaf['keyId'][:16]}... registered for {holder}, valid from {leaf.get('validFrom')}"
 
+    def key_chain_step() -> str:
+        # A rotated-in key speaks for its supplier only if each key from the identity's first
+        # one authorised the next: otherwise the log's operator could add keys at will.
+        key_leaf = state.get("key_leaf")
+        if key_leaf is None:
+            raise VerificationError("needs a verified key")
+        if not bundle.key_chain:
+            raise VerificationError(
+                f"the key was rotated in (authorised by key {str(key_leaf.get('authorizedBy'))[:16]}"
+                "...), but the bundle carries no keyChain back to the identity's first key "
+                "(bundles from registries before 2026-12-07 do not: fetch it again)"
+            )
+        supplier = key_leaf.get("supplier")
+        first = _json(bundle.key_chain[0].leaf, "the key chain's first entry")
+        if first.get("kind") != "supplier-key" or "authorizedBy" in first:
+            raise VerificationError("the key chain does not start at the identity's first key")
+        if first.get("supplier") != supplier:
+            raise VerificationError(f"the key chain starts at a key of {first.get('supplier')}")
+        _possessed(first)
+        previous, previous_index = first, bundle.key_chain[0].index
+        inclusion(bundle.key_chain[0], "the identity's first key")()
+        for link in (*bundle.key_chain[1:], bundle.key):
+            leaf = key_leaf if link is bundle.key else _json(link.leaf, "a key chain entry")
+            if leaf.get("kind") != "supplier-key" or leaf.get("supplier") != supplier:
+                raise VerificationError(f"entry {link.index} is not a key of {supplier}")
+            if link.index <= previous_index:
+                raise VerificationError(f"entry {link.index} comes before the key authorising it")
+            if leaf.get("authorizedBy") != previous.get("keyId"):
+                raise VerificationError(
+                    f"entry {link.index} is not authorised by the key before it in the chain"
+                )
+            if link is not bundle.key:
+                _possessed(leaf)
+                inclusion(link, f"key chain entry {link.index}")()
+            try:
+                _ed25519(_b64(previous.get("publicKey"))).verify(
+                    _b64(leaf.get("authorization")),
+                    rotation_message(str(supplier), str(leaf.get("keyId"))),
+                )
+            except Exception as exc:  # cryptography raises InvalidSignature
+                raise VerificationError(
+                    f"the authorisation of the key of entry {link.index} does not verify with "
+                    "the key before it"
+                ) from exc
+            previous, previous_index = leaf, link.index
+        state["identity_leaf"] = first
+        return (
+            f"authorised through {len(bundle.key_chain)} earlier key(s) back to {supplier}'s "
+            f"first key (entry {bundle.key_chain[0].index})"
+        )
+
     def signature_step() -> str:
         key_leaf = state.get("key_leaf")
         if key_leaf is None:
@@ -864,11 +926,12 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
                 f"the endorsement names {claim.endorser}, but the key is registered for "
                 f"{key_leaf.get('supplier')}"
             )
-        role = key_leaf.get("role")
+        identity = state.get("identity_leaf") or {}
+        role = key_leaf.get("role", identity.get("role"))
         if role is None:
             return (
-                f"{claim.endorser} holds the signing key (its leaf records no role: a "
-                f"rotated-in key, or a registry before 2026-12)"
+                f"{claim.endorser} holds the signing key (its identity's first key records no "
+                f"role: a registry before 2026-12)"
             )
         if role != "endorser":
             raise VerificationError(
@@ -930,6 +993,8 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
         report.run("additional timestamps", additional_timestamps_step)
     report.run("key registration included", inclusion(bundle.key, "the key registration"))
     report.run("key proof of possession", key_step)
+    if bundle.key_chain or _rotated_in(bundle.key.leaf):
+        report.run("key authorised by its supplier", key_chain_step)
     report.run("envelope signature", signature_step)
     if bundle.endorsing:
         report.run("endorsement", endorsement_step)
@@ -997,6 +1062,33 @@ def _within_ended_stretches(root: TrustRoot, index: int, logged_size: int) -> No
                 f"within which entry {index} was logged: the first checkpoint that held it is "
                 f"of size {until} at most"
             )
+
+
+def _rotated_in(leaf: bytes) -> bool:
+    """Whether a key leaf names a key that authorised it (False for one that does not read)."""
+    try:
+        return "authorizedBy" in _json(leaf, "key leaf")
+    except TrustError:
+        return False
+
+
+def _possessed(leaf: Mapping[str, Any]) -> None:
+    """Raise unless a key leaf's keyId names its public key and its proof of possession
+    verifies (the key signed its registration for the supplier)."""
+    public = _b64(leaf.get("publicKey"))
+    if leaf.get("keyId") != key_id(public):
+        raise VerificationError(
+            f"key leaf {str(leaf.get('keyId'))[:16]}...: its keyId is not the hash of its key"
+        )
+    try:
+        _ed25519(public).verify(
+            _b64(leaf.get("proofOfPossession")),
+            registration_message(str(leaf.get("supplier")), public),
+        )
+    except Exception as exc:  # cryptography raises InvalidSignature
+        raise VerificationError(
+            f"the proof of possession of key {str(leaf.get('keyId'))[:16]}... does not verify"
+        ) from exc
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

@@ -500,6 +500,31 @@ def test_a_second_key_needs_the_current_key(app: Flask) -> None:
     assert bundle.verify(bundle.Bundle.from_json(response.json), root).ok
 
 
+def test_a_twice_rotated_key_s_bundle_carries_its_chain(app: Flask) -> None:
+    client = app.test_client()
+    first, second, third = (Ed25519PrivateKey.generate() for _ in range(3))
+    registered = _register(client, first)
+    for old, new in ((first, second), (second, third)):
+        answer = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(old, new))
+        assert answer.status_code == 201, answer.json
+    response = client.post("/api/v1/attestations", json=_envelope(third, FEED))
+    assert response.status_code == 201, response.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    for answer in (response.json, client.get(f"/api/v1/bundles/{response.json['logIndex']}").json):
+        made = bundle.Bundle.from_json(answer)
+        chain = [json.loads(link.leaf)["keyId"] for link in made.key_chain]
+        assert chain == [bundle.key_id(_raw(first)), bundle.key_id(_raw(second))]
+        assert made.key_chain[0].index == registered.json["logIndex"]
+        report = bundle.verify(made, root)
+        assert report.ok, report.steps
+        assert "through 2 earlier key(s)" in next(
+            s.detail for s in report.steps if s.name == "key authorised by its supplier"
+        )
+    reversed_chain = dataclasses.replace(made, key_chain=made.key_chain[::-1])
+    failed = [s.name for s in bundle.verify(reversed_chain, root).steps if not s.ok]
+    assert failed == ["key authorised by its supplier"]
+
+
 def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
     client = app.test_client()
     first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()

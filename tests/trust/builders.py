@@ -198,3 +198,40 @@ def build_endorsement_bundle(
         ),
         log.trust_root(),
     )
+
+
+def build_rotated_bundle(
+    authorised_by: Ed25519PrivateKey | None = None,
+) -> tuple[bundle.Bundle, bundle.TrustRoot]:
+    """A real bundle of Kraftwerk's attestation signed by a rotated-in key, with its key chain
+    (the identity's first key). ``authorised_by``: the key that signs the rotation (default:
+    the first key, as the registry requires; another makes a forged rotation)."""
+    log = GrowingLog()
+    first_id = bundle.key_id(log.public)
+    new_key = Ed25519PrivateKey.generate()
+    public = raw_public(new_key)
+    signer = authorised_by or log.supplier_key
+    rotation = signer.sign(bundle.rotation_message(log.supplier, bundle.key_id(public)))
+    possession = new_key.sign(bundle.registration_message(log.supplier, public))
+    key_index = log.append(
+        bundle.key_leaf(
+            log.supplier, public, "2026-11-10T00:00:00Z", possession, first_id, rotation
+        )
+    )
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    payload = json.dumps(bundle.statement(feed)).encode()
+    envelope = dsse.sign(bundle.PAYLOAD_TYPE, payload, new_key, bundle.key_id(public))
+    index = log.append(bundle.attestation_leaf(log.supplier, envelope, log.index))
+    log.logged_size = log.tree.size
+    made = log.bundle()
+    size = log.tree.size
+    return (
+        dataclasses.replace(
+            made,
+            envelope=envelope,
+            attestation=log._included(index, size),
+            key=log._included(key_index, size),
+            key_chain=(log._included(log.key_index, size),),
+        ),
+        log.trust_root(),
+    )

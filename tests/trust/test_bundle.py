@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sqm.trust import TrustError, bundle, dsse
 from tests.conftest import EXAMPLES
-from tests.trust.builders import NOW, build_bundle, raw_public
+from tests.trust.builders import NOW, build_bundle, build_rotated_bundle, raw_public
 
 
 def _failed(report: bundle.Report) -> list[str]:
@@ -207,3 +207,31 @@ def test_a_revocation_time_logged_by_an_earlier_registry_still_reads(
     report = bundle.verify(*build_bundle(revoked_at="next week"))
     step = report.steps[-1]
     assert not step.ok and "must be a time with an offset" in step.detail
+
+
+def test_a_rotated_in_key_verifies_through_its_key_chain() -> None:
+    made, root = build_rotated_bundle()
+    report = bundle.verify(made, root)
+    assert report.ok, [s for s in report.steps if not s.ok]
+    step = next(s for s in report.steps if s.name == "key authorised by its supplier")
+    assert "through 1 earlier key(s) back to LEI:529900SQMKRAFTWERK41's first key" in step.detail
+
+
+def test_a_rotation_the_first_key_did_not_sign_fails() -> None:
+    # What a log's operator could add at will, were rotations not checked offline.
+    made, root = build_rotated_bundle(authorised_by=Ed25519PrivateKey.generate())
+    failed = {s.name: s.detail for s in bundle.verify(made, root).steps if not s.ok}
+    assert list(failed) == ["key authorised by its supplier"]
+    assert "does not verify with the key before it" in failed["key authorised by its supplier"]
+
+
+def test_a_rotated_in_key_without_its_chain_fails() -> None:
+    made, root = build_rotated_bundle()
+    bare = dataclasses.replace(made, key_chain=())
+    failed = {s.name: s.detail for s in bundle.verify(bare, root).steps if not s.ok}
+    assert list(failed) == ["key authorised by its supplier"]
+    assert (
+        "carries no keyChain back to the identity's first key"
+        in (failed["key authorised by its supplier"])
+    )
+    assert bundle.Bundle.from_json(made.to_json()) == made  # keyChain round-trips

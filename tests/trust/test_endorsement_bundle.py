@@ -23,12 +23,12 @@ def test_an_endorsement_by_a_registered_endorser_verifies() -> None:
     assert report.logged is not None
 
 
-def test_a_key_whose_leaf_records_no_role_verifies_and_says_so() -> None:
+def test_a_key_of_a_registry_that_recorded_no_role_verifies_and_says_so() -> None:
     made, root = build_endorsement_bundle(role=None)
     report = bundle.verify(made, root)
     assert report.ok, _failed(report)
     detail = next(s.detail for s in report.steps if s.name == "endorsement names the signer")
-    assert "its leaf records no role" in detail
+    assert "first key records no role: a registry before 2026-12" in detail
 
 
 @pytest.mark.parametrize(
