@@ -88,9 +88,11 @@ def test_an_envelope_in_url_safe_base64_reads_as_in_standard_base64() -> None:
         ("eAB=", "not canonical base64"),
         ("eA", "not valid base64"),  # unpadded
         ("eA=", "not valid base64"),
-        ("+-AA", "not base64: use RFC 4648's standard alphabet"),  # two alphabets mixed
-        ("eA==\n", "not base64"),
-        ("e A==", "not base64"),
+        ("+-AA", "not valid base64 (Only base64 data is allowed): use RFC 4648's"),  # mixed
+        ("eA==\n", "not valid base64"),
+        ("e A==", "not valid base64"),
+        ("AAAA====", "not valid base64 (excess padding)"),
+        ("=", "not valid base64 (Leading padding not allowed)"),
     ],
 )
 def test_base64_that_is_not_one_canonical_padded_encoding_is_refused(
