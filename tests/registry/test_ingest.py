@@ -466,17 +466,20 @@ def test_revocation_needs_the_key_or_the_operator(app: Flask) -> None:
     assert naive.status_code == 400 and naive.json["error"] == "invalid_time"
 
 
-def _rotation(old: Ed25519PrivateKey, new: Ed25519PrivateKey) -> dict[str, Any]:
+def _rotation(
+    old: Ed25519PrivateKey, new: Ed25519PrivateKey, supplier: str = SUPPLIER
+) -> dict[str, Any]:
+    """The body of POST /suppliers/<supplier>/keys: ``new`` rotated in, authorised by ``old``."""
     public = _raw(new)
     return {
         "publicKey": base64.b64encode(public).decode(),
         "proofOfPossession": base64.b64encode(
-            new.sign(bundle.registration_message(SUPPLIER, public))
+            new.sign(bundle.registration_message(supplier, public))
         ).decode(),
         "authorization": {
             "keyId": bundle.key_id(_raw(old)),
             "signature": base64.b64encode(
-                old.sign(bundle.rotation_message(SUPPLIER, bundle.key_id(public)))
+                old.sign(bundle.rotation_message(supplier, bundle.key_id(public)))
             ).decode(),
         },
     }
@@ -688,18 +691,7 @@ def test_an_endorsement_s_bundle_names_a_key_valid_when_it_was_logged(app: Flask
     endorser = f"LEI:{code}"
     assert _register_endorser(client, first, code).status_code == 201
     public = _raw(current)
-    rotation = {
-        "publicKey": base64.b64encode(public).decode(),
-        "proofOfPossession": base64.b64encode(
-            current.sign(bundle.registration_message(endorser, public))
-        ).decode(),
-        "authorization": {
-            "keyId": bundle.key_id(_raw(first)),
-            "signature": base64.b64encode(
-                first.sign(bundle.rotation_message(endorser, bundle.key_id(public)))
-            ).decode(),
-        },
-    }
+    rotation = _rotation(first, current, endorser)
     assert client.post(f"/api/v1/suppliers/{endorser}/keys", json=rotation).status_code == 201
     first_id = bundle.key_id(_raw(first))
     revoked = client.post(
