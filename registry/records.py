@@ -114,6 +114,7 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
     # supplier -> the entry that registered its identity, with the organisation and role it
     # logged (registries before 2026-12 logged neither: their suppliers have no such entry)
     identities: dict[str, tuple[int, Any, Any]] = {}
+    first_keys: dict[str, int] = {}  # supplier -> the entry of its first key, in any format
     for row in rows:
         index = int(row[0])
         try:
@@ -123,16 +124,20 @@ def _check_entries(connection: Connection, problems: _Problems) -> None:
         kind = leaf.get("kind") if isinstance(leaf, dict) else None
         if kind == "supplier-verification" and isinstance(leaf, dict):
             statuses[str(leaf.get("supplier"))] = (index, leaf.get("verification"))
-        if kind == "supplier-key" and isinstance(leaf, dict) and "organization" in leaf:
+        if kind == "supplier-key" and isinstance(leaf, dict) and "authorizedBy" not in leaf:
+            # A key no other authorised is an identity's first: one per identity, or a second
+            # would speak for it with no word from the first (offline, a bundle cannot tell).
             supplier = str(leaf.get("supplier"))
-            if supplier in identities:
+            if supplier in first_keys:
                 problems.add(
                     "identities",
                     f"entry {index} registers {supplier} again, as entry "
-                    f"{identities[supplier][0]} did: an identity is registered once",
+                    f"{first_keys[supplier]} did: an identity is registered once",
                 )
             else:
-                identities[supplier] = (index, leaf.get("organization"), leaf.get("role"))
+                first_keys[supplier] = index
+                if "organization" in leaf:
+                    identities[supplier] = (index, leaf.get("organization"), leaf.get("role"))
         if (
             kind == "key-revocation"
             and isinstance(leaf, dict)

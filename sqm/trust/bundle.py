@@ -926,8 +926,10 @@ def verify(bundle: Bundle, root: TrustRoot) -> Report:
                 f"the endorsement names {claim.endorser}, but the key is registered for "
                 f"{key_leaf.get('supplier')}"
             )
-        identity = state.get("identity_leaf") or {}
-        role = key_leaf.get("role", identity.get("role"))
+        # The identity's first key records the role; a later key's leaf carries none the
+        # authorisation signs, so the first key's word stands.
+        identity = state.get("identity_leaf") or key_leaf
+        role = identity.get("role")
         if role is None:
             return (
                 f"{claim.endorser} holds the signing key (its identity's first key records no "

@@ -184,6 +184,18 @@ def test_a_further_revocation_waiting_to_be_logged_is_no_problem(app: Flask) -> 
     assert log.fsck() == [] and check_records(log.engine) == []
 
 
+def test_a_second_first_key_of_an_identity_is_found(app: Flask) -> None:
+    # A key that no key authorised, for an identity that has one: logged by the operator, say,
+    # in the format of registries before 2026-12 (no organisation), which fsck also reads.
+    log, key = _log(app), Ed25519PrivateKey.generate()
+    public = _raw(key)
+    possession = key.sign(bundle.registration_message(SUPPLIER, public))
+    log.sequence(bundle.key_leaf(SUPPLIER, public, "2026-11-28T00:00:00Z", possession))
+    log.integrate()
+    problems = log.fsck() + check_records(log.engine)
+    assert f"entry 6 registers {SUPPLIER} again, as entry 0 did" in " ".join(problems), problems
+
+
 def test_a_revocation_without_its_entry_is_found(app: Flask) -> None:
     problems = _tampered(
         app,

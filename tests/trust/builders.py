@@ -160,10 +160,13 @@ def build_endorsement_bundle(
     role: str | None = "endorser",
     endorser: str = "LEI:529900SQMCERTBODY123",
     holder: str = "LEI:529900SQMCERTBODY123",
+    rotated_role: str | None = None,
 ) -> tuple[bundle.Bundle, bundle.TrustRoot]:
     """A real bundle of an endorsement of Kraftwerk's attestation, signed by a key registered
     for ``holder`` in the ``role`` its leaf records (None: a leaf that records none, as a
-    rotated-in key's); the endorsement names ``endorser`` as given."""
+    registry's before 2026-12); the endorsement names ``endorser`` as given. With
+    ``rotated_role``, the endorsement is signed by a key that first key rotated in, whose own
+    leaf claims that role."""
     log = GrowingLog()
     key = Ed25519PrivateKey.generate()
     public = raw_public(key)
@@ -175,6 +178,20 @@ def build_endorsement_bundle(
             organization=organization, role=role,
         )
     )  # fmt: skip
+    chain: tuple[int, ...] = ()
+    if rotated_role is not None:
+        first_id, first = bundle.key_id(public), key
+        key = Ed25519PrivateKey.generate()
+        public = raw_public(key)
+        rotation = first.sign(bundle.rotation_message(holder, bundle.key_id(public)))
+        chain = (key_index,)
+        key_index = log.append(
+            bundle.key_leaf(
+                holder, public, "2026-11-02T00:00:00Z",
+                key.sign(bundle.registration_message(holder, public)), first_id, rotation,
+                organization={"name": "Certa", "identifiers": []}, role=rotated_role,
+            )
+        )  # fmt: skip
     digest = json.loads(log.leaf)["payloadSha256"]
     claim = {
         "endorser": endorser,
@@ -195,6 +212,7 @@ def build_endorsement_bundle(
             attestation=log._included(index, log.tree.size),
             key=log._included(key_index, log.tree.size),
             endorsed=log._included(log.index, log.tree.size),
+            key_chain=tuple(log._included(link, log.tree.size) for link in chain),
         ),
         log.trust_root(),
     )

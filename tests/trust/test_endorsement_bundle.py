@@ -69,3 +69,16 @@ def test_an_endorsement_of_the_endorser_s_own_attestation_fails() -> None:
     assert (
         "its endorsement of itself raises no assurance" in failed["endorsed attestation included"]
     )
+
+
+def test_a_rotated_in_key_is_judged_by_its_identity_s_first_key() -> None:
+    made, root = build_endorsement_bundle(role="endorser", rotated_role="endorser")
+    report = bundle.verify(made, root)
+    assert report.ok, _failed(report)
+    # A supplier's later key whose leaf claims the role endorser: no authorisation signs it.
+    made, root = build_endorsement_bundle(role="supplier", rotated_role="endorser")
+    failed = _failed(bundle.verify(made, root))
+    assert list(failed) == ["endorsement names the signer"]
+    assert (
+        "is registered as 'supplier', not as an endorser" in failed["endorsement names the signer"]
+    )
