@@ -32,6 +32,7 @@ from sqm.registry.db import (
     endorsements,
     envelope_of,
     log_entries,
+    log_pending,
     stored_envelope,
     supplier_keys,
     suppliers,
@@ -1273,8 +1274,10 @@ class Ingest:
                 raise RejectionError(
                     409, "already_revoked", f"key {key} was revoked meanwhile: ask again"
                 )
+            cascaded.extend(self._revoke_authorised(connection, supplier, key, revoked_at))
             return seq
 
+        cascaded: list[tuple[str, str]] = []
         try:
             seq, integration = self._logged(write)
         finally:  # this worker's attestations read the key afresh (others', see Ingest._keys)
@@ -1283,7 +1286,56 @@ class Ingest:
             "keyId": key,
             "revokedAt": body["revokedAt"],
             **self._included(seq, integration).to_json(),
+            "alsoRevoked": [{"keyId": k, "revokedAt": at} for k, at in cascaded],
         }
+
+    def _revoke_authorised(
+        self, connection: Connection, supplier: str, key: str, revoked_at: datetime
+    ) -> list[tuple[str, str]]:
+        """Revoke, under the log's write lock, each key that ``key`` authorised once its
+        revocation from ``revoked_at`` was in effect (a thief's key, rotated in with a stolen
+        one), from that key's own start, and so on down what those authorised: none was ever
+        authorised. Each is a log entry of its own (``by`` "authoriser-revoked"). The keys
+        revoked, with the time each is revoked from."""
+        rows = connection.execute(
+            select(
+                supplier_keys.c.key_id,
+                supplier_keys.c.seq,
+                supplier_keys.c.revoked_at,
+            ).where(supplier_keys.c.supplier == supplier)
+        ).all()
+        seqs = [int(row[1]) for row in rows]
+        leaves = {
+            int(entry_seq): json.loads(bytes(leaf))
+            for table in (log_entries, log_pending)
+            for entry_seq, leaf in connection.execute(
+                select(table.c.seq, table.c.leaf).where(table.c.seq.in_(seqs))
+            )
+        }
+        revoked: list[tuple[str, str]] = []
+        waiting = [(key, revoked_at)]
+        while waiting:
+            authoriser, since = waiting.pop()
+            for key_id, key_seq, key_revoked_at in rows:
+                leaf = leaves.get(int(key_seq), {})
+                start = bundle.leaf_time(leaf.get("validFrom"))
+                if leaf.get("authorizedBy") != authoriser or start is None or start < since:
+                    continue
+                if key_revoked_at is not None and _aware(key_revoked_at) <= start:
+                    continue  # revoked from its start already
+                when = str(leaf["validFrom"])
+                entry = self.log.sequence(
+                    bundle.revocation_leaf(supplier, key_id, when, "authoriser-revoked", b""),
+                    connection=connection,
+                )
+                connection.execute(
+                    supplier_keys.update()
+                    .where(supplier_keys.c.key_id == key_id)
+                    .values(revoked_at=utc(start), revocation_seq=entry)
+                )
+                revoked.append((str(key_id), when))
+                waiting.append((str(key_id), start))
+        return revoked
 
 
 class _UnchangedError(Exception):

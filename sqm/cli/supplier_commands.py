@@ -104,7 +104,9 @@ def revoke_command(
     trust_root_path: Path | None,
 ) -> None:
     """Revoke one of SUPPLIER's keys from an effective time on, signed by the key itself."""
-    when = revoked_at or datetime.now(UTC).replace(microsecond=0).isoformat()
+    # Now to the microsecond: a key rotated in a moment before is not one the revoked key
+    # authorised after its revocation (those are revoked with it).
+    when = revoked_at or datetime.now(UTC).isoformat()
     try:
         parsed = datetime.fromisoformat(when)
     except ValueError:

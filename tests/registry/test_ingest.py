@@ -8,7 +8,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -528,6 +528,47 @@ def test_a_twice_rotated_key_s_bundle_carries_its_chain(app: Flask) -> None:
     assert failed == ["key authorised by its supplier"]
 
 
+def test_revoking_a_stolen_key_revokes_the_keys_it_authorised_since(app: Flask) -> None:
+    # K3 rotated in by K1 before the theft; the thief, holding K1, rotated in K2 a day later
+    # and signed with it. The operator revokes K1 from the theft: K2 goes with it, from its
+    # own start; K3 stays.
+    client, ingest = app.test_client(), app.extensions["sqm"]["ingest"]
+    k1, k2, k3 = (Ed25519PrivateKey.generate() for _ in range(3))
+    _register(client, k1)
+    assert (
+        client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(k1, k3)).status_code == 201
+    )
+    ingest.now = lambda: NOW + timedelta(days=1)
+    assert (
+        client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(k1, k2)).status_code == 201
+    )
+    stolen = client.post("/api/v1/attestations", json=_envelope(k2, FEED))
+    assert stolen.status_code == 201, stolen.json
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    assert bundle.verify(bundle.Bundle.from_json(stolen.json), root).ok
+    theft = (NOW + timedelta(hours=12)).isoformat()
+    revoked = client.post(
+        f"/api/v1/keys/{bundle.key_id(_raw(k1))}/revocation",
+        json={"revokedAt": theft},
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
+    assert revoked.status_code == 201, revoked.json
+    k2_start = json.loads(bundle.Bundle.from_json(stolen.json).key.leaf)["validFrom"]
+    assert revoked.json["alsoRevoked"] == [
+        {"keyId": bundle.key_id(_raw(k2)), "revokedAt": k2_start}
+    ]
+    refused = client.post("/api/v1/attestations", json=_envelope(k2, _next(FEED, 15)))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+    again = bundle.Bundle.from_json(client.get(f"/api/v1/bundles/{stolen.json['logIndex']}").json)
+    failed = [s.name for s in bundle.verify(again, root).steps if not s.ok]
+    assert failed == ["key valid when logged"]
+    kept = client.post("/api/v1/attestations", json=_envelope(k3, _next(FEED, 15)))
+    assert kept.status_code == 201, kept.json
+    assert bundle.verify(bundle.Bundle.from_json(kept.json), root).ok
+    assert app.extensions["sqm"]["log"].fsck() == []
+    assert check_records(app.extensions["sqm"]["log"].engine) == []
+
+
 def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
     client = app.test_client()
     first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -694,9 +735,9 @@ def test_an_endorsement_s_bundle_names_a_key_valid_when_it_was_logged(app: Flask
     rotation = _rotation(first, current, endorser)
     assert client.post(f"/api/v1/suppliers/{endorser}/keys", json=rotation).status_code == 201
     first_id = bundle.key_id(_raw(first))
-    revoked = client.post(
+    revoked = client.post(  # retired a minute after the rotation: the current key stays
         f"/api/v1/keys/{first_id}/revocation",
-        json={"revokedAt": "2026-01-01T00:00:00Z"},
+        json={"revokedAt": (NOW + timedelta(minutes=1)).isoformat()},
         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
     )
     assert revoked.status_code == 201, revoked.json
