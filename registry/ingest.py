@@ -23,7 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import BigInteger, and_, bindparam, literal_column, select
+from sqlalchemy import BigInteger, and_, bindparam, func, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -121,6 +121,10 @@ LOGGED_DIGESTS = 10_000
 # How long a key must stay unrevoked for the registry to log what it signs: offline
 # verification judges a key at the timestamp of the checkpoint that first logs the entry, which
 # comes within about a second (longer only while a TSA is down).
+# An identity's keys, its first and those rotated in: a rotated-in key's bundle carries the
+# chain back to the first, so the bound keeps bundles and their reads small (a key a year for
+# a century).
+MAX_KEYS_PER_IDENTITY = 100
 REVOCATION_MARGIN = timedelta(minutes=1)
 # Longer than any scheme:code the standard's identifiers make; bounds what a request may name.
 MAX_IDENTIFIER = 300
@@ -523,9 +527,24 @@ class Ingest:
         leaf = bundle.key_leaf(
             identity, public, valid_from.isoformat(), possession, authorizer, signature
         )
-        seq, integration = self._logged(
-            lambda connection: self._log_key(connection, identity, leaf, key_id, public, valid_from)
-        )
+
+        def write(connection: Connection) -> int:
+            # Under the log's write lock, so that concurrent rotations cannot pass the bound.
+            keys = connection.execute(
+                select(func.count())
+                .select_from(supplier_keys)
+                .where(supplier_keys.c.supplier == identity)
+            ).scalar_one()
+            if keys >= MAX_KEYS_PER_IDENTITY:
+                raise RejectionError(
+                    409,
+                    "too_many_keys",
+                    f"{identity} has {keys} keys, the most an identity may have: every bundle "
+                    "of a rotated-in key carries the chain of keys back to the first",
+                )
+            return self._log_key(connection, identity, leaf, key_id, public, valid_from)
+
+        seq, integration = self._logged(write)
         return {
             "supplier": identity,
             "keyId": key_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sqm.registry import ingest as ingest_module
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.ingest import REVOCATION_MARGIN, Ingest, RejectionError, _Recent
@@ -567,6 +569,21 @@ def test_revoking_a_stolen_key_revokes_the_keys_it_authorised_since(app: Flask) 
     assert bundle.verify(bundle.Bundle.from_json(kept.json), root).ok
     assert app.extensions["sqm"]["log"].fsck() == []
     assert check_records(app.extensions["sqm"]["log"].engine) == []
+
+
+def test_an_identity_has_a_bounded_number_of_keys(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "MAX_KEYS_PER_IDENTITY", 3)
+    client = app.test_client()
+    keys = [Ed25519PrivateKey.generate() for _ in range(4)]
+    _register(client, keys[0])
+    for old, new in itertools.pairwise(keys[:3]):
+        added = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(old, new))
+        assert added.status_code == 201, added.json
+    refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(keys[2], keys[3]))
+    assert refused.status_code == 409 and refused.json["error"] == "too_many_keys"
+    assert f"{SUPPLIER} has 3 keys" in refused.json["message"]
 
 
 def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
