@@ -121,6 +121,11 @@ def revoke_command(
     click.echo(
         f"revoked key {answer['keyId']} from {answer['revokedAt']} as log entry {answer['logIndex']}"
     )
+    for cascaded in answer.get("alsoRevoked", []):
+        click.echo(
+            f"also revoked key {cascaded['keyId']} from {cascaded['revokedAt']}: the revoked key "
+            "authorised it after its revocation took effect"
+        )
 
 
 @click.command("trust-root")

@@ -120,6 +120,7 @@ def test_a_supplier_and_an_auditor_at_a_live_registry(live_registry: str, tmp_pa
     assert rotated.exit_code == 0, rotated.output
     revoked = _sqm("supplier", "revoke-key", SUPPLIER, "--key", keys["supplier"], *at)
     assert revoked.exit_code == 0, revoked.output
+    assert "also revoked" not in revoked.output  # the key rotated in just before stays
     second = _feed(tmp_path, 22)
     late = _sqm("attest", second, "--key", keys["supplier"], "--out", str(tmp_path / "y"), *at)
     assert late.exit_code == 1 and "403" in late.output, late.output
