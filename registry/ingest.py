@@ -121,9 +121,10 @@ LOGGED_DIGESTS = 10_000
 # How long a key must stay unrevoked for the registry to log what it signs: offline
 # verification judges a key at the timestamp of the checkpoint that first logs the entry, which
 # comes within about a second (longer only while a TSA is down).
-# An identity's keys, its first and those rotated in: a rotated-in key's bundle carries the
-# chain back to the first, so the bound keeps bundles and their reads small (a key a year for
-# a century).
+# An identity's current keys, and the keys in a line of rotations from its first: a rotated-in
+# key's bundle carries that line, so the bound keeps bundles and their reads small (a key a year
+# for a century). Revoked keys do not count against the first, so that a thief's keys, once
+# revoked, cannot lock the identity out.
 MAX_KEYS_PER_IDENTITY = 100
 REVOCATION_MARGIN = timedelta(minutes=1)
 # Longer than any scheme:code the standard's identifiers make; bounds what a request may name.
@@ -494,9 +495,9 @@ class Ingest:
         signature = _b64(body["authorization"].get("signature"), "authorization.signature")
         with self.log.engine.connect() as connection:
             row = connection.execute(
-                select(supplier_keys.c.public_key, supplier_keys.c.revoked_at).where(
-                    supplier_keys.c.key_id == authorizer, supplier_keys.c.supplier == identity
-                )
+                select(
+                    supplier_keys.c.public_key, supplier_keys.c.revoked_at, supplier_keys.c.seq
+                ).where(supplier_keys.c.key_id == authorizer, supplier_keys.c.supplier == identity)
             ).first()
             known = (
                 row is not None
@@ -523,24 +524,47 @@ class Ingest:
             raise RejectionError(
                 403, "signature_invalid", "the authorisation does not verify"
             ) from None
-        valid_from = self.now()
+        valid_from, authorizer_seq = self.now(), int(row[2])
         leaf = bundle.key_leaf(
             identity, public, valid_from.isoformat(), possession, authorizer, signature
         )
 
         def write(connection: Connection) -> int:
-            # Under the log's write lock, so that concurrent rotations cannot pass the bound.
-            keys = connection.execute(
+            # Under the log's write lock: a revocation of the authoriser committed since the
+            # check above would otherwise miss this key in its cascade.
+            revoked = connection.execute(
+                select(supplier_keys.c.revoked_at).where(supplier_keys.c.key_id == authorizer)
+            ).scalar()
+            if revoked is not None and _aware(revoked) <= valid_from:
+                raise RejectionError(
+                    403,
+                    "unknown_key",
+                    f"{authorizer!r} was revoked meanwhile: it authorises nothing",
+                )
+            current = connection.execute(
                 select(func.count())
                 .select_from(supplier_keys)
-                .where(supplier_keys.c.supplier == identity)
+                .where(
+                    supplier_keys.c.supplier == identity,
+                    (supplier_keys.c.revoked_at.is_(None))
+                    | (supplier_keys.c.revoked_at > utc(valid_from)),
+                )
             ).scalar_one()
-            if keys >= MAX_KEYS_PER_IDENTITY:
+            if current >= MAX_KEYS_PER_IDENTITY:
                 raise RejectionError(
                     409,
                     "too_many_keys",
-                    f"{identity} has {keys} keys, the most an identity may have: every bundle "
-                    "of a rotated-in key carries the chain of keys back to the first",
+                    f"{identity} has {current} current keys, the most an identity may have: "
+                    "revoke one first",
+                )
+            depth = len(self._key_chain(authorizer_seq, connection)) + 1
+            if depth >= MAX_KEYS_PER_IDENTITY:
+                raise RejectionError(
+                    409,
+                    "too_many_keys",
+                    f"the new key's bundles would carry a chain of {depth} keys back to "
+                    f"{identity}'s first key, at most {MAX_KEYS_PER_IDENTITY - 1} are carried: "
+                    "rotate from a key nearer the first",
                 )
             return self._log_key(connection, identity, leaf, key_id, public, valid_from)
 
@@ -1100,11 +1124,19 @@ class Ingest:
         seq = key_seq
         while True:
             entry = self.log.entries_by_seq([seq], connection).get(seq)
-            if entry is None:
-                raise RejectionError(
-                    503, "not_yet_integrated", "the entry is sequenced but not yet in the tree"
+            leaf = (
+                entry[1]
+                if entry is not None
+                else connection.execute(
+                    select(log_pending.c.leaf).where(log_pending.c.seq == seq)
+                ).scalar()
+            )
+            if leaf is None:
+                raise DamagedStoreError(
+                    f"the key registered as entry sequence {seq} is neither in the log nor "
+                    "waiting for it: restore the database from a backup"
                 )
-            authorized_by = json.loads(entry[1]).get("authorizedBy")
+            authorized_by = json.loads(bytes(leaf)).get("authorizedBy")
             if authorized_by is None:
                 return chain[::-1]
             found = connection.execute(
@@ -1293,7 +1325,10 @@ class Ingest:
                 raise RejectionError(
                     409, "already_revoked", f"key {key} was revoked meanwhile: ask again"
                 )
-            cascaded.extend(self._revoke_authorised(connection, supplier, key, revoked_at))
+            if operator:
+                # The operator's call, not a key holder's: a thief holding the key could
+                # otherwise revoke the successor its holder rotated in.
+                cascaded.extend(self._revoke_authorised(connection, supplier, key, revoked_at))
             return seq
 
         cascaded: list[tuple[str, str]] = []
@@ -1311,8 +1346,8 @@ class Ingest:
     def _revoke_authorised(
         self, connection: Connection, supplier: str, key: str, revoked_at: datetime
     ) -> list[tuple[str, str]]:
-        """Revoke, under the log's write lock, each key that ``key`` authorised once its
-        revocation from ``revoked_at`` was in effect (a thief's key, rotated in with a stolen
+        """Revoke, under the log's write lock, each key that ``key`` authorised after its
+        revocation from ``revoked_at`` took effect (a thief's key, rotated in with a stolen
         one), from that key's own start, and so on down what those authorised: none was ever
         authorised. Each is a log entry of its own (``by`` "authoriser-revoked"). The keys
         revoked, with the time each is revoked from."""
@@ -1338,8 +1373,8 @@ class Ingest:
             for key_id, key_seq, key_revoked_at in rows:
                 leaf = leaves.get(int(key_seq), {})
                 start = bundle.leaf_time(leaf.get("validFrom"))
-                if leaf.get("authorizedBy") != authoriser or start is None or start < since:
-                    continue
+                if leaf.get("authorizedBy") != authoriser or start is None or start <= since:
+                    continue  # authorised while its authoriser was still valid
                 if key_revoked_at is not None and _aware(key_revoked_at) <= start:
                     continue  # revoked from its start already
                 when = str(leaf["validFrom"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
-import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -571,19 +570,74 @@ def test_revoking_a_stolen_key_revokes_the_keys_it_authorised_since(app: Flask) 
     assert check_records(app.extensions["sqm"]["log"].engine) == []
 
 
-def test_an_identity_has_a_bounded_number_of_keys(
+def test_an_identity_has_a_bounded_number_of_current_keys_and_line(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest_module, "MAX_KEYS_PER_IDENTITY", 3)
     client = app.test_client()
-    keys = [Ed25519PrivateKey.generate() for _ in range(4)]
+    keys = [Ed25519PrivateKey.generate() for _ in range(5)]
     _register(client, keys[0])
-    for old, new in itertools.pairwise(keys[:3]):
-        added = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(old, new))
-        assert added.status_code == 201, added.json
-    refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(keys[2], keys[3]))
-    assert refused.status_code == 409 and refused.json["error"] == "too_many_keys"
-    assert f"{SUPPLIER} has 3 keys" in refused.json["message"]
+
+    def rotate(old: int, new: int) -> Any:
+        return client.post(
+            f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(keys[old], keys[new])
+        )
+
+    def retire(key: int) -> None:  # by its holder: nothing else is revoked with it
+        answer = _revoke(client, keys[key], (NOW - timedelta(hours=1)).isoformat())
+        assert answer.status_code == 201 and answer.json["alsoRevoked"] == [], answer.json
+
+    assert rotate(0, 1).status_code == 201 and rotate(0, 2).status_code == 201
+    crowded = rotate(0, 3)
+    assert crowded.status_code == 409 and crowded.json["error"] == "too_many_keys"
+    assert f"{SUPPLIER} has 3 current keys" in crowded.json["message"]
+    retire(2)  # revoked keys do not count: a thief's, once revoked, lock nobody out
+    assert rotate(1, 3).status_code == 201  # a line of three: 0, 1, 3
+    retire(0)  # the line 0, 1, 3 stays what 3's bundles carry
+    deep = rotate(3, 4)
+    assert deep.status_code == 409 and deep.json["error"] == "too_many_keys"
+    assert "would carry a chain of 3 keys" in deep.json["message"]
+
+
+def test_a_key_holder_s_revocation_revokes_that_key_alone(app: Flask) -> None:
+    # Whoever holds a key can revoke it, a thief too: were the holder's word to cascade, a
+    # thief could revoke the successor the true holder rotated in.
+    client = app.test_client()
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, first)
+    assert (
+        client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second)).status_code
+        == 201
+    )
+    backdated = _revoke(client, first, (NOW - timedelta(days=30)).isoformat())
+    assert backdated.status_code == 201 and backdated.json["alsoRevoked"] == []
+    signed = client.post("/api/v1/attestations", json=_envelope(second, FEED))
+    assert signed.status_code == 201, signed.json
+
+
+def test_a_rotation_whose_authoriser_is_revoked_meanwhile_is_refused(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The authoriser passes the check; its revocation commits before the rotation's write,
+    # which must then see it, or the revocation's cascade would miss the new key.
+    client, ingest = app.test_client(), app.extensions["sqm"]["ingest"]
+    first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(client, first)
+    logged = ingest._logged
+    racing = [True]
+
+    def revoked_first(write: Any) -> Any:
+        if racing and racing.pop():
+            ingest.revoke_key(
+                bundle.key_id(_raw(first)), {"revokedAt": NOW.isoformat()}, operator=True
+            )
+        return logged(write)
+
+    monkeypatch.setattr(ingest, "_logged", revoked_first)
+    refused = client.post(f"/api/v1/suppliers/{SUPPLIER}/keys", json=_rotation(first, second))
+    assert refused.status_code == 403 and refused.json["error"] == "unknown_key"
+    assert "revoked meanwhile" in refused.json["message"]
+    assert app.extensions["sqm"]["log"].fsck() == []
 
 
 def test_a_revoked_key_cannot_authorise_a_new_one(app: Flask) -> None:
