@@ -18,7 +18,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 POSTGRES_ADMIN = os.environ.get(
@@ -47,22 +48,29 @@ def die_with_parent() -> None:
 
 @contextlib.contextmanager
 def gunicorn(
-    scratch: Path, settings: dict[str, str], workers: int, options: list[str], boot_seconds: float
+    scratch: Path,
+    settings: dict[str, str],
+    workers: int,
+    options: list[str],
+    boot_seconds: float,
+    app: str = "sqm.registry.wsgi:app",
 ) -> Iterator[tuple[int, Path]]:
-    """``gunicorn -w workers [options] 'sqm.registry.wsgi:app'`` on a free port, configured by
-    the ``SQM_REGISTRY_*`` ``settings`` only, its files in ``scratch``; yields (port, log
-    file) once every worker has booted and the registry answers, and stops the server's whole
-    process group on the way out."""
+    """``gunicorn -w workers [options] APP`` (the registry's ``sqm.registry.wsgi:app`` unless
+    said) on a free port, configured by the ``SQM_REGISTRY_*`` ``settings`` only (and the
+    benchmarks' folder on ``PYTHONPATH``, for an app of theirs), its files in ``scratch``;
+    yields (port, log file) once every worker has booted and the app answers ``GET
+    /api/v1/trust-root``, and stops the server's whole process group on the way out."""
     ready = scratch / "ready"
     ready.mkdir()
     config = scratch / "gunicorn.conf.py"
     config.write_text(GUNICORN_CONFIG.format(folder=str(ready)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQM_REGISTRY_")} | settings
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     port = free_port()
     log_path = scratch / "gunicorn.log"
     command = [str(BIN / "gunicorn"), "-c", str(config), "-w", str(workers), *options]
     command += ["--pid", str(scratch / "gunicorn.pid")]  # for server_cpu()
-    command += ["-b", f"{HOST}:{port}", "sqm.registry.wsgi:app"]
+    command += ["-b", f"{HOST}:{port}", app]
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             command,

@@ -80,8 +80,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from stdnum.iso7064 import mod_97_10
 
 from sqm.trust import bundle, dsse
-from sqm.trust.canonical import canonical_text
-from sqm.validator import Severity, validate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -95,6 +93,7 @@ from harness import (  # noqa: E402
     postgres_database,
     server_cpu,
 )
+from ingest_compute import server_compute  # noqa: E402
 
 ATTEST = "/api/v1/attestations"
 HEADERS = {"Content-Type": "application/json"}
@@ -225,49 +224,34 @@ class Ceiling:
     subject_ms: float  # the statement's subject digest check: computed by the server too
 
 
-def server_compute(body: bytes, public: bytes, now: datetime) -> tuple[list[float], list[Any]]:
-    """What ``Ingest.attest`` computes for one attestation besides storage, with the same
-    library calls: its stage times (decode, verify, validate, subject check) and its errors."""
-    start = time.perf_counter()
-    envelope = dsse.Envelope.from_json(json.loads(body))  # Flask's get_json, then the envelope
-    statement = json.loads(envelope.payload)
-    feed = statement["predicate"]
-    decoded = time.perf_counter()
-    key_id = bundle.key_id(public)
-    dsse.verify(envelope, {key_id: Ed25519PublicKey.from_public_bytes(public)})
-    verified = time.perf_counter()
-    result = validate(feed, now=now)
-    errors = [f for f in result.findings if f.severity is Severity.ERROR]
-    validated = time.perf_counter()
-    if statement != bundle.statement(feed, canonical_text(envelope.payload, "predicate")):
-        errors.append("the statement's subject does not name the feed's digest")
-    checked = time.perf_counter()
-    return [decoded - start, verified - decoded, validated - verified, checked - validated], errors
+def public_keys(prepared: Prepared) -> dict[str, Ed25519PublicKey]:
+    """The suppliers' public keys by key id, as the registry looks a signature's key up."""
+    return {s.key_id: Ed25519PublicKey.from_public_bytes(s.public) for s in prepared.suppliers}
 
 
 def measure_ceiling(prepared: Prepared, sample: int | None = None) -> Ceiling:
     """Run the server's per-attestation compute over every envelope (or ``sample`` of them,
     evenly spaced); abort on any error."""
     now = datetime.now(UTC)
-    publics = [s.public for s in prepared.suppliers]
-    pairs = list(zip(prepared.bodies, prepared.signers, strict=True))
-    if sample is not None and len(pairs) > sample:
-        pairs = pairs[:: math.ceil(len(pairs) / sample)]
-    for body, owner in pairs[:20]:  # warm-up: schema compilation, first imports
-        server_compute(body, publics[owner], now)
+    keys = public_keys(prepared)
+    bodies = prepared.bodies
+    if sample is not None and len(bodies) > sample:
+        bodies = bodies[:: math.ceil(len(bodies) / sample)]
+    for body in bodies[:20]:  # warm-up: schema compilation, first imports
+        server_compute(body, keys, now)
     # As the registry's workers do once started (registry/wsgi.py): what lives on is frozen.
     gc.collect()
     gc.freeze()
     totals = [0.0] * 4
-    for number, (body, owner) in enumerate(pairs):
-        stages, errors = server_compute(body, publics[owner], now)
+    for number, body in enumerate(bodies):
+        stages, errors = server_compute(body, keys, now)
         if errors:
             raise SystemExit(
                 f"ABORT: prepared feed {number} has {len(errors)} validation errors, "
                 f"the benchmark measures accepted feeds only: {errors[:3]}"
             )
         totals = [t + s for t, s in zip(totals, stages, strict=True)]
-    count = len(pairs)
+    count = len(bodies)
     decode, verify, check, subject = (1000 * t / count for t in totals)
     return Ceiling(1000 / (decode + verify + check), decode, verify, check, subject)
 
@@ -295,25 +279,41 @@ def gunicorn(
     threads: int = 1,
     index_trail: int | None = None,
     balanced: bool = True,
+    compute: str | None = None,
+    compute_keys: dict[str, Ed25519PublicKey] | None = None,
 ) -> Iterator[tuple[int, Path]]:
     """The registry over ``data`` (and ``database``) under gunicorn (``harness.gunicorn``),
     its keys and tables made first; yields the port and its log file. ``index_trail``: the
-    registry's ``SQM_REGISTRY_INDEX_TRAIL`` (None: its default)."""
-    initialise(data, database)
-    settings = {"SQM_REGISTRY_DATA": str(data)}
-    if database:
-        settings["SQM_REGISTRY_DATABASE"] = database
-    if index_trail is not None:
-        settings["SQM_REGISTRY_INDEX_TRAIL"] = str(index_trail)
+    registry's ``SQM_REGISTRY_INDEX_TRAIL`` (None: its default). With ``compute`` (an app of
+    ``COMPUTE_APPS``) and ``compute_keys``, the same gunicorn serves that compute-only app
+    with those suppliers' keys instead of the registry."""
+    app = "sqm.registry.wsgi:app"
+    if compute is not None and compute_keys is not None:
+        app = COMPUTE_APPS[compute]
+        keys = data / "compute-keys.json"
+        raw = {k: v.public_bytes(Encoding.Raw, PublicFormat.Raw) for k, v in compute_keys.items()}
+        keys.write_text(json.dumps({k: base64.b64encode(v).decode() for k, v in raw.items()}))
+        settings = {"SQM_BENCH_KEYS": str(keys)}
+    else:
+        initialise(data, database)
+        settings = {"SQM_REGISTRY_DATA": str(data)}
+        if database:
+            settings["SQM_REGISTRY_DATABASE"] = database
+        if index_trail is not None:
+            settings["SQM_REGISTRY_INDEX_TRAIL"] = str(index_trail)
     options = []
     if threads > 1:  # threaded workers: more requests in flight, larger integration batches
         kind = BALANCED_WORKER if balanced else "gthread"
         options = ["--worker-class", kind, "--threads", str(threads)]
-    with harness.gunicorn(data, settings, workers, options, boot_seconds=120) as served:
+    with harness.gunicorn(data, settings, workers, options, 120, app) as served:
         yield served
 
 
 BALANCED_WORKER = "sqm.registry.balanced_worker.BalancedThreadWorker"
+# The floor: the same gunicorn serving only the ceiling's work (benchmarks/compute_server.py),
+# as a bare WSGI app, and (on request) as a Flask app, as the registry is one.
+COMPUTE = "compute"
+COMPUTE_APPS = {COMPUTE: "compute_server:app", "compute-flask": "compute_server:flask_app"}
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -364,7 +364,7 @@ class Run:
     latencies: list[float]
     statuses: Counter[int]
     samples: list[str]
-    log_size: int
+    log_size: int | None  # None: the compute-only app keeps no log
     fsck: str
     fsck_ok: bool
     server_errors: int
@@ -486,7 +486,8 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
     if args.threads > 1:
         worker = "BalancedThreadWorker" if args.balanced else "gthread"
         kind = f"{worker}, {args.threads} threads each"
-    print(f"{backend}: gunicorn with {args.workers} workers ({kind})")
+    what = "the compute-only app (no storage)" if backend in COMPUTE_APPS else "the registry"
+    print(f"{backend}: gunicorn with {args.workers} workers ({kind}) serving {what}")
     with (
         tempfile.TemporaryDirectory(prefix="sqm_bench_") as folder,
         contextlib.ExitStack() as stack,
@@ -495,18 +496,25 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
         database = None
         if backend == "postgresql":
             database = stack.enter_context(postgres_database(args.postgres))
+        compute_keys = public_keys(prepared) if backend in COMPUTE_APPS else None
         served = gunicorn(
-            data, database, args.workers, args.threads, args.index_trail, args.balanced
-        )
+            data, database, args.workers, args.threads, args.index_trail, args.balanced,
+            backend if backend in COMPUTE_APPS else None, compute_keys,
+        )  # fmt: skip
         with served as (port, log_path):
-            for supplier in prepared.suppliers:
+            for supplier in prepared.suppliers if backend not in COMPUTE_APPS else []:
                 body = json.dumps(supplier.registration()).encode()
                 status, answer = request(port, "POST", "/api/v1/suppliers", body)
                 if status != 201:
                     raise SystemExit(f"registering {supplier.identity} failed: {status} {answer!r}")
+            registered = (
+                f"{len(prepared.suppliers)} suppliers registered over HTTP"
+                if backend not in COMPUTE_APPS
+                else f"{len(prepared.suppliers)} suppliers' keys given to the app"
+            )
             print(
-                f"  {len(prepared.suppliers)} suppliers registered over HTTP; {args.clients} "
-                f"client processes submit {len(prepared.bodies):,} attestations"
+                f"  {registered}; {args.clients} client processes submit "
+                f"{len(prepared.bodies):,} attestations"
             )
             # Where the machine's time went while the clients submitted: the server's
             # processes by role, and the client processes (children of this one, reaped).
@@ -525,12 +533,18 @@ def run_backend(backend: str, prepared: Prepared, args: argparse.Namespace) -> R
             cpu["clients"] = (clients_after.ru_utime + clients_after.ru_stime) - (
                 clients_before.ru_utime + clients_before.ru_stime
             )
-            status, note = request(port, "GET", "/api/v1/log/checkpoint")
-            log_size = int(note.decode().split("\n")[1]) if status == 200 else -1
-            index_lag = wait_for_index(data, database, log_size)
+            log_size, index_lag = None, None
+            if backend not in COMPUTE_APPS:
+                status, note = request(port, "GET", "/api/v1/log/checkpoint")
+                log_size = int(note.decode().split("\n")[1]) if status == 200 else -1
+                index_lag = wait_for_index(data, database, log_size)
             # The server log goes with the scratch folder: keep its end when something failed.
-            log_tail = log_path.read_text(errors="replace")[-2000:] if index_lag is None else ""
-        intact, summary = run_fsck(data, database) if args.fsck else (True, "skipped")
+            log_tail = ""
+            if backend not in COMPUTE_APPS and index_lag is None:
+                log_tail = log_path.read_text(errors="replace")[-2000:]
+        intact, summary = True, "skipped"
+        if args.fsck and backend not in COMPUTE_APPS:
+            intact, summary = run_fsck(data, database)
         statuses: Counter[int] = Counter()
         for report in reports:
             statuses.update(report[3])
@@ -576,7 +590,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=6, help="threads per worker (gthread when above 1)"
     )
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--backends",
+        default=f"sqlite,postgresql,{COMPUTE}",
+        help=f"any of sqlite, postgresql, {COMPUTE} (the same gunicorn serving only the "
+        "ceiling's work, storing nothing: what no registry under it can exceed) and "
+        "compute-flask (that work in a Flask app)",
+    )
     parser.add_argument("--records", type=int, default=20, help="records per feed")
     parser.add_argument("--suppliers", type=int, default=64)
     parser.add_argument(
@@ -600,7 +620,7 @@ def main() -> None:
     if args.clients is None:
         args.clients = args.workers * args.threads
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if unknown := set(backends) - {"sqlite", "postgresql"}:
+    if unknown := set(backends) - {"sqlite", "postgresql", *COMPUTE_APPS}:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
     if not 1 <= args.suppliers <= 9999 or args.attestations < 1 or args.clients < 1:
         parser.error("need 1-9999 suppliers, at least one attestation and one client")
@@ -644,16 +664,17 @@ def main() -> None:
     expected = args.suppliers + args.attestations
     print()
     print(
-        f"{'backend':10} {'attest.':>7} {'seconds':>8} {'att/s':>7} {'p50 ms':>7} "
+        f"{'backend':13} {'attest.':>7} {'seconds':>8} {'att/s':>7} {'p50 ms':>7} "
         f"{'p99 ms':>7} {'ceiling':>8} {'ratio':>6} {'ratio 1 proc':>12} {'indexed/s':>9}"
     )
     failed = False
     for run in runs:
+        indexed = "-" if run.backend in COMPUTE_APPS else f"{run.indexed_rate or 0:.1f}"
         print(
-            f"{run.backend:10} {run.accepted:7,} {run.seconds:8.2f} {run.rate:7.1f} "
+            f"{run.backend:13} {run.accepted:7,} {run.seconds:8.2f} {run.rate:7.1f} "
             f"{run.percentile(0.5):7.1f} {run.percentile(0.99):7.1f} {run.ceiling * cores:8.0f} "
             f"{run.rate / (run.ceiling * cores):6.3f} {run.rate / run.ceiling:12.3f} "
-            f"{run.indexed_rate or 0:9.1f}"
+            f"{indexed:>9}"
         )
     print(
         f"ceiling = the one-process compute ceiling (the mean of its measurements just before "
@@ -662,19 +683,22 @@ def main() -> None:
         "indexed/s = attestations / (seconds + time until the search index held them all)"
     )
     print()
+    floor = next((run for run in runs if run.backend == COMPUTE), None)
     for run in runs:
         problems = []
         others = {s: n for s, n in run.statuses.items() if s != 201}
         if others:
             problems.append(f"answers other than 201: {others}; e.g. {run.samples[:3]}")
-        if run.log_size != expected:
-            problems.append(f"checkpoint size {run.log_size}, expected {expected}")
-        if not run.fsck_ok:
-            problems.append(f"fsck: {run.fsck}")
-        if run.index_lag is None:
-            problems.append(
-                f"the search index did not catch up with the log; the server log ends:\n{run.log_tail}"
-            )
+        if run.backend not in COMPUTE_APPS:
+            if run.log_size != expected:
+                problems.append(f"checkpoint size {run.log_size}, expected {expected}")
+            if not run.fsck_ok:
+                problems.append(f"fsck: {run.fsck}")
+            if run.index_lag is None:
+                problems.append(
+                    "the search index did not catch up with the log; the server log ends:\n"
+                    f"{run.log_tail}"
+                )
         failed = failed or bool(problems)
         scaled = run.ceiling * cores
         unit = "cores" if cores > 1 else "core"
@@ -682,31 +706,56 @@ def main() -> None:
         def verdict(ratio: float) -> str:
             return "MET" if ratio >= TARGET else "NOT MET"
 
-        # The issue's ceiling is an in-process cost, which reads as one process's rate; the
-        # stricter reading scales it by the cores the workers use. Both verdicts, each by
-        # its ratio, so that neither is read for the other.
-        print(
-            f"{run.backend}: ingest / ceiling(1 process) = {run.rate / run.ceiling:.3f} "
-            f"(target >= {TARGET}: {verdict(run.rate / run.ceiling)}), "
-            f"ingest / ceiling({cores} {unit}) = {run.rate / scaled:.3f} "
-            f"(target >= {TARGET}: {verdict(run.rate / scaled)}); mean latency "
-            f"{1000 * sum(run.latencies) / len(run.latencies):.1f} ms; one-process ceiling "
-            f"{run.ceilings[0]:,.0f}/s before the run, {run.ceilings[1]:,.0f}/s after it"
+        latency = (
+            f"mean latency {1000 * sum(run.latencies) / len(run.latencies):.1f} ms; one-process "
+            f"ceiling {run.ceilings[0]:,.0f}/s before the run, {run.ceilings[1]:,.0f}/s after it"
         )
-        print(
-            f"  {run.accepted:,}/{len(run.latencies):,} answered 201; checkpoint size "
-            f"{run.log_size:,} = {args.suppliers} registrations + {args.attestations:,} "
-            f"attestations: {'yes' if run.log_size == expected else 'NO'}; fsck: {run.fsck}; "
-            f"tracebacks in the server log: {run.server_errors}; the search index held every "
-            f"entry {run.index_lag or 0:.1f} s after the last answer"
-        )
+        if run.backend in COMPUTE_APPS:
+            # Not the registry, so no verdict: the most that any app doing the ceiling's
+            # work under this gunicorn configuration serves on this machine.
+            alone = "alone" if run.backend == COMPUTE else "alone in a Flask app"
+            print(
+                f"{run.backend} (the floor: this gunicorn serving the ceiling's work {alone}, "
+                f"nothing stored): served / ceiling(1 process) = {run.rate / run.ceiling:.3f}, "
+                f"served / ceiling({cores} {unit}) = {run.rate / scaled:.3f}; {latency}"
+            )
+            print(
+                f"  {run.accepted:,}/{len(run.latencies):,} answered 201; tracebacks in the "
+                f"server log: {run.server_errors}"
+            )
+        else:
+            # The issue's ceiling is an in-process cost, which reads as one process's rate;
+            # the stricter reading scales it by the cores the workers use. Both verdicts,
+            # each by its ratio, so that neither is read for the other.
+            print(
+                f"{run.backend}: ingest / ceiling(1 process) = {run.rate / run.ceiling:.3f} "
+                f"(target >= {TARGET}: {verdict(run.rate / run.ceiling)}), "
+                f"ingest / ceiling({cores} {unit}) = {run.rate / scaled:.3f} "
+                f"(target >= {TARGET}: {verdict(run.rate / scaled)}); {latency}"
+            )
+            size = run.log_size or 0
+            print(
+                f"  {run.accepted:,}/{len(run.latencies):,} answered 201; checkpoint size "
+                f"{size:,} = {args.suppliers} registrations + {args.attestations:,} "
+                f"attestations: {'yes' if size == expected else 'NO'}; fsck: {run.fsck}; "
+                f"tracebacks in the server log: {run.server_errors}; the search index held "
+                f"every entry {run.index_lag or 0:.1f} s after the last answer"
+            )
+            if floor is not None and floor.rate > 0:
+                print(
+                    f"  against the floor ({COMPUTE}, the same gunicorn doing only the "
+                    f"ceiling's work): {run.rate / floor.rate:.3f} of its rate"
+                )
         per = {role: 1000 * used / max(run.accepted, 1) for role, used in run.cpu.items()}
         busy = sum(run.cpu.values()) / (run.seconds * usable_cores())
-        database = f", database server {per['database']:.2f} ms" if run.backend != "sqlite" else ""
+        database = (
+            f", database server {per['database']:.2f} ms" if run.backend == "postgresql" else ""
+        )
+        indexer = f", indexer {per['indexer']:.2f} ms" if run.backend not in COMPUTE_APPS else ""
         print(
-            f"  CPU per attestation while submitting: workers {per['workers']:.2f} ms, "
-            f"indexer {per['indexer']:.2f} ms{database}, clients {per['clients']:.2f} ms (the "
-            f"compute ceiling's share: {1000 / run.ceiling:.2f} ms); these kept {busy:.0%} of "
+            f"  CPU per attestation while submitting: workers {per['workers']:.2f} ms"
+            f"{indexer}{database}, clients {per['clients']:.2f} ms (the compute ceiling's "
+            f"share: {1000 / run.ceiling:.2f} ms); these kept {busy:.0%} of "
             f"{usable_cores()} cores busy"
         )
         shares = " / ".join(map(str, run.split)) or "not read"

@@ -43,12 +43,12 @@ def _databases_left(output: str) -> list[str]:
     return [name for name in created if name in names]
 
 
-def test_registry_ingest_runs_on_both_backends() -> None:
+def test_registry_ingest_runs_on_both_backends_and_the_floor() -> None:
     # One worker, its threads (the default 6) sharing write transactions: a quick smoke run.
     output = _run(
         "registry_ingest.py",
         "--attestations", "12", "--clients", "2", "--workers", "1", "--suppliers", "3",
-        "--records", "5", "--backends", "sqlite,postgresql",
+        "--records", "5",
     )  # fmt: skip
     assert "every feed validates without errors" in output
     assert re.search(r"compute ceiling in one process: [\d,]+ attestations/s", output)
@@ -69,15 +69,28 @@ def test_registry_ingest_runs_on_both_backends() -> None:
             if abs(float(ratio) - 0.5) >= 0.0005:  # printed to three places
                 assert verdict == ("MET" if float(ratio) >= 0.5 else "NOT MET"), output
     # Each run against the ceiling measured around it.
-    assert len(re.findall(r"ceiling [\d,]+/s before the run, [\d,]+/s after it", output)) == 2
+    assert len(re.findall(r"ceiling [\d,]+/s before the run, [\d,]+/s after it", output)) == 3
     assert output.count("12/12 answered 201; checkpoint size 15 = 3 registrations") == 2, output
     assert output.count("entries checked: intact") == 2, output
     # Read 2 s into the run, which a smoke run may not last: then it says so.
     splits = re.findall(r"^  client connections held by each worker.*: (.+)$", output, re.M)
-    assert len(splits) == 2 and all(
+    assert len(splits) == 3 and all(
         s == "not read" or sum(map(int, s.split(" / "))) <= 2 for s in splits
     ), output
     assert "FAILED" not in output
+    # The floor: the same gunicorn serving only the ceiling's work, every feed accepted, set
+    # against both readings of the ceiling without a verdict, and each backend against it.
+    assert re.search(
+        r"^compute +12 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +\d+ +[\d.]+ +[\d.]+ +-$", output, re.M
+    )
+    assert re.search(
+        r"^compute \(the floor: .*\): served / ceiling\(1 process\) = [\d.]+, "
+        r"served / ceiling\(1 core\) = [\d.]+;",
+        output,
+        re.M,
+    ), output
+    assert "12/12 answered 201; tracebacks in the server log: 0" in output
+    assert len(re.findall(r"against the floor \(compute, .*\): [\d.]+ of its rate", output)) == 2
     assert _databases_left(output) == []
 
 
