@@ -1,7 +1,7 @@
 """Registry ingest under gunicorn, against the compute ceiling measured in the same run.
 
     python benchmarks/registry_ingest.py [--attestations 2000] [--clients W*T] [--workers 2]
-        [--threads 6] [--backends sqlite,postgresql] [--records 20] [--suppliers 64]
+        [--threads 6] [--backends sqlite,postgresql,compute] [--records 20] [--suppliers 64]
         [--index-trail N]
 
 Everything is prepared before the clock starts: ``--suppliers`` suppliers, each with its own
@@ -34,6 +34,12 @@ submitters' time, on spare CPU while the index trails the log by at most ``--ind
 entries (the registry's ``SQM_REGISTRY_INDEX_TRAIL``, 5,000 by default) and at normal priority
 beyond: the run also waits until the index holds every entry and reports the rate including
 that wait (indexed/s).
+
+The floor (``compute``, run last by default): the same gunicorn, the same workers and clients,
+serving ``compute_server.py``, an app that does for each request only the ceiling's work (and
+the subject check) and stores nothing; ``compute-flask`` is that app in Flask. What it serves
+is the most any registry under this gunicorn configuration could ingest on this machine; each
+backend is printed against it too.
 
 Target (the registry ingest issue): sustained ingest >= 0.5 of the compute ceiling, printed
 against the one-process ceiling and against it scaled by the cores the workers can use, each
