@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqm.trust import merkle
-from sqm.trust.bundle import Bundle, Report, Step, TrustRoot, leaf_time, verify
+from sqm.trust.bundle import Bundle, Included, Report, Step, TrustRoot, leaf_time, verify
 from sqm.trust.checkpoint import Checkpoint, open_note
 from sqm.trust.errors import VerificationError
 
@@ -96,13 +96,31 @@ def recheck(held: Bundle, current: Bundle, consistency: Sequence[bytes], root: T
                 f"the registry names another registration of the signing key (entry "
                 f"{current.key.index}, the bundle's is entry {held.key.index})"
             )
+        # The entries a bundle stands on besides its own are the log's too: an append-only
+        # log answers them byte for byte. A bundle saved before bundles carried key chains
+        # holds none, and the current one's is checked by its own verification.
+        if held.key_chain and _entries(current.key_chain) != _entries(held.key_chain):
+            raise VerificationError(
+                "the registry's chain of authorisations of the signing key is not the "
+                f"bundle's (entries {_indexes(current.key_chain)}, the bundle's "
+                f"{_indexes(held.key_chain)})"
+            )
+        if held.endorsed is not None and (
+            current.endorsed is None or _entries((current.endorsed,)) != _entries((held.endorsed,))
+        ):
+            raise VerificationError(
+                f"the registry's endorsed entry is not the bundle's (entry {held.endorsed.index})"
+            )
         first_failure(
             [name for name in failed if name not in _CHECKPOINT_STEPS and name != KEY_STEP]
         )
-        return (
-            f"entry {index} and its key's registration (entry {held.key.index}) are in the "
-            f"current tree as in the bundle"
-        )
+        parts = [f"entry {index}", f"its key's registration (entry {held.key.index})"]
+        if held.key_chain:
+            parts.append(f"the key's chain of authorisations (entries {_indexes(held.key_chain)})")
+        if held.endorsed is not None:
+            parts.append(f"the endorsed entry {held.endorsed.index}")
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1]
+        return f"{listed} are in the current tree as in the bundle"
 
     def key_step() -> str:
         if KEY_STEP in failed:
@@ -159,6 +177,14 @@ def unavailable(index: int, reason: str) -> Report:
             )
         ]
     )
+
+
+def _entries(included: Sequence[Included]) -> list[tuple[int, bytes]]:
+    return [(entry.index, entry.leaf) for entry in included]
+
+
+def _indexes(included: Sequence[Included]) -> str:
+    return ", ".join(str(entry.index) for entry in included) or "none"
 
 
 def _leaf(raw: bytes) -> dict[str, Any]:

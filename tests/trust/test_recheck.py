@@ -7,7 +7,7 @@ import dataclasses
 
 from sqm.trust import bundle, merkle
 from sqm.trust.recheck import recheck, unavailable
-from tests.trust.builders import GrowingLog
+from tests.trust.builders import GrowingLog, build_endorsement_bundle, build_rotated_bundle
 
 STEPS = [
     "registry's current checkpoint",
@@ -205,3 +205,40 @@ def test_a_saved_revocation_leaf_nested_too_deep_is_a_failed_step() -> None:
     log.revoke("2098-01-01T00:00:00Z")
     report = recheck(deep, log.bundle(), log.consistency(4, 5), log.trust_root())
     assert "key not revoked before logging" in _failed(report)
+
+
+def test_a_rotated_keys_chain_must_be_the_held_one() -> None:
+    held, root = build_rotated_bundle()
+    report = recheck(held, held, (), root)
+    assert report.ok, _failed(report)
+    chain = ", ".join(str(link.index) for link in held.key_chain)
+    assert f"the key's chain of authorisations (entries {chain}) are in" in report.steps[2].detail
+    # A bundle saved before bundles carried key chains holds none: the current one's own
+    # verification judges the chain it carries.
+    assert recheck(dataclasses.replace(held, key_chain=()), held, (), root).ok
+    # Another entry of the same tree in the chain's place: the log answers differently now.
+    swapped = dataclasses.replace(held, key_chain=(held.attestation,))
+    failed = _failed(recheck(held, swapped, (), root))
+    assert list(failed) == ["entry unchanged"], failed
+    assert (
+        "chain of authorisations of the signing key is not the bundle's"
+        in failed["entry unchanged"]
+    )
+    dropped = _failed(recheck(held, dataclasses.replace(held, key_chain=()), (), root))
+    assert "(entries none, the bundle's " in dropped["entry unchanged"], dropped
+
+
+def test_an_endorsements_endorsed_entry_must_be_the_held_one() -> None:
+    held, root = build_endorsement_bundle()
+    report = recheck(held, held, (), root)
+    assert report.ok, _failed(report)
+    assert held.endorsed is not None
+    assert f"and the endorsed entry {held.endorsed.index} are in" in report.steps[2].detail
+    for other in (None, held.key):
+        current = dataclasses.replace(held, endorsed=other)
+        failed = _failed(recheck(held, current, (), root))
+        assert "entry unchanged" in failed, failed
+        assert (
+            f"the registry's endorsed entry is not the bundle's (entry {held.endorsed.index})"
+            in failed["entry unchanged"]
+        )
