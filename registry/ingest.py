@@ -320,13 +320,34 @@ class Ingest:
         key_id = bundle.key_id(public)
         with self.log.engine.connect() as connection:
             known = connection.execute(
-                select(supplier_keys.c.supplier).where(supplier_keys.c.key_id == key_id)
-            ).scalar()
+                select(supplier_keys.c.supplier, supplier_keys.c.seq).where(
+                    supplier_keys.c.key_id == key_id
+                )
+            ).first()
         if known is not None:
+            if known[0] != identity:
+                raise RejectionError(
+                    409, "key_already_registered", f"key {key_id} is registered for {known[0]}"
+                )
+            # The same key for the same identity (its proof of possession says so): a client
+            # that lost the answer, or resent after a 503, gets the registration's entry.
+            entry = self._known_entry(int(known[1]))
             raise RejectionError(
-                409, "key_already_registered", f"key {key_id} is registered for {known}"
+                409,
+                "key_already_registered",
+                f"key {key_id} is registered for {identity} already, as log entry "
+                f"{entry['logIndex']}",
+                {"supplier": identity, "keyId": key_id, **entry},
             )
         return public, possession, key_id
+
+    def _known_entry(self, seq: int) -> dict[str, Any]:
+        """The logged entry ``seq`` with its inclusion proof, as a refusal of its resubmission
+        names it; what waits is integrated first (stored during a TSA outage: 503 while the
+        TSA still fails)."""
+        if self.log.waiting():
+            self._integrate()
+        return self._included(seq).to_json()
 
     def _log_key(
         self,
@@ -1278,11 +1299,15 @@ class Ingest:
         # A revoked key may be revoked again from an earlier time only: a key found stolen
         # after its holder scheduled its retirement. A later time would reopen what is shut.
         if already is not None and revoked_at >= _aware(already_at):
+            # Named with its entry and proof: a client that lost the answer, or resent after
+            # a 503, gets what the revocation logged.
+            entry = self._known_entry(int(already))
             raise RejectionError(
                 409,
                 "already_revoked",
-                f"key {key} is already revoked from {_aware(already_at).isoformat()}; a further "
-                "revocation must take effect earlier",
+                f"key {key} is already revoked from {_aware(already_at).isoformat()} (log entry "
+                f"{entry['logIndex']}); a further revocation must take effect earlier",
+                {"keyId": key, **entry},
             )
         if already is not None and not operator and _aware(already_at) <= self.now():
             # A retired key's private half may leak long after: were it to move its revocation
@@ -1328,19 +1353,26 @@ class Ingest:
             if operator:
                 # The operator's call, not a key holder's: a thief holding the key could
                 # otherwise revoke the successor its holder rotated in.
-                cascaded.extend(self._revoke_authorised(connection, supplier, key, revoked_at))
+                # Assigned, not added to: a batch refused elsewhere runs this write again.
+                cascaded[:] = self._revoke_authorised(connection, supplier, key, revoked_at)
             return seq
 
         cascaded: list[tuple[str, str]] = []
         try:
             seq, integration = self._logged(write)
+        except RejectionError as refusal:
+            if refusal.code == "timestamp_unavailable":
+                # Stored, with the keys revoked with it: a resubmission answers with the
+                # entry, but only this answer can name those keys.
+                refusal.details["alsoRevoked"] = _also_revoked(cascaded)
+            raise
         finally:  # this worker's attestations read the key afresh (others', see Ingest._keys)
             self._keys.forget(supplier)
         return {
             "keyId": key,
             "revokedAt": body["revokedAt"],
             **self._included(seq, integration).to_json(),
-            "alsoRevoked": [{"keyId": k, "revokedAt": at} for k, at in cascaded],
+            "alsoRevoked": _also_revoked(cascaded),
         }
 
     def _revoke_authorised(
@@ -1454,6 +1486,10 @@ def _endorsement_claim(payload: bytes) -> tuple[str, int, str, str]:
     except RejectionError as refusal:
         raise RejectionError(400, "malformed_endorsement", refusal.message) from None
     return endorser, index, digest, assurance
+
+
+def _also_revoked(cascaded: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"keyId": key, "revokedAt": at} for key, at in cascaded]
 
 
 def _unavailable(exc: TimestampUnavailableError) -> RejectionError:

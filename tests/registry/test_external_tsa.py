@@ -5,6 +5,7 @@ behind a switch that can make it fail like an outage would."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -26,7 +27,8 @@ from sqm.registry.config import RegistryConfig
 from sqm.registry.db import attestations
 from sqm.registry.errors import RegistryError
 from sqm.registry.ingest import RejectionError
-from sqm.trust import bundle, timestamp
+from sqm.trust import bundle, merkle, timestamp
+from sqm.trust.checkpoint import open_note
 from tests.conftest import EXAMPLES
 from tests.registry.servers import serving
 from tests.trust.test_timestamp import _openssl_verify
@@ -56,6 +58,9 @@ def external_tsa(tmp_path: Path) -> Iterator[tuple[str, Path, Outage]]:
         yield f"{base}/api/v1/tsa", tmp_path / "provider" / "keys" / "tsa-ca.crt", switch
 
 
+OPERATOR_TOKEN = "operator-secret"
+
+
 def _registry(engine: Engine, tmp_path: Path, tsa: tuple[str, Path, Outage], mode: str) -> Flask:
     url = engine.url.render_as_string(hide_password=False)
     config = RegistryConfig(
@@ -64,6 +69,7 @@ def _registry(engine: Engine, tmp_path: Path, tsa: tuple[str, Path, Outage], mod
         external_tsa_url=tsa[0],
         external_tsa_ca=tsa[1],
         external_tsa_mode=mode,
+        operator_token=OPERATOR_TOKEN,
     )
     app = create_app(config)
     issued = datetime.fromisoformat(FEED["header"]["issued_at"])
@@ -157,6 +163,85 @@ def test_an_outage_answers_503_keeps_the_entry_and_logs_it_when_the_tsa_is_back(
     assert again.status_code == 409 and again.json["error"] == "already_logged"
     root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
     assert bundle.verify(bundle.Bundle.from_json(again.json["bundle"]), root).ok
+    assert log.waiting() == 0 and log.fsck() == []
+
+
+def _proven(client: Any, answer: dict[str, Any]) -> int:
+    """The log index of the entry ``answer`` names, its inclusion proof checked against the
+    registry's signed checkpoint now."""
+    note = client.get("/api/v1/log/checkpoint").get_data(as_text=True)
+    root = bundle.TrustRoot.from_json(client.get("/api/v1/trust-root").json)
+    checkpoint = open_note(note, root.log_key)
+    assert answer["inclusionProof"]["treeSize"] == checkpoint.size
+    merkle.verify_inclusion(
+        merkle.leaf_hash(base64.b64decode(answer["leaf"])),
+        answer["logIndex"],
+        checkpoint.size,
+        [base64.b64decode(h) for h in answer["inclusionProof"]["hashes"]],
+        checkpoint.root,
+    )
+    return int(answer["logIndex"])
+
+
+def test_a_registration_resent_after_an_outage_answers_with_its_entry(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    # The 503 says: resubmit the same request later to get its proof. For a registration
+    # that answer was a bare 409 key_already_registered, with no entry and no proof.
+    app = _registry(engine, tmp_path, external_tsa, "also")
+    log, client = app.extensions["sqm"]["log"], app.test_client()
+    key = Ed25519PrivateKey.generate()
+    body = requests.registration(FEED["header"]["supplier"], key)
+    external_tsa[2].down = True
+    refused = client.post("/api/v1/suppliers", json=body)
+    assert refused.status_code == 503 and refused.json["error"] == "timestamp_unavailable"
+    assert "resubmit the same request later to get its proof" in refused.json["message"]
+    assert client.post("/api/v1/suppliers", json=body).status_code == 503  # still down
+    external_tsa[2].down = False
+    again = client.post("/api/v1/suppliers", json=body)
+    assert again.status_code == 409 and again.json["error"] == "key_already_registered"
+    assert again.json["keyId"] == requests.key_id(key)
+    index = _proven(client, again.json)
+    assert f"as log entry {index}" in again.json["message"]
+    assert json.loads(base64.b64decode(again.json["leaf"]))["keyId"] == requests.key_id(key)
+    assert log.waiting() == 0 and log.fsck() == []
+    # The same key under another identity names no entry of that identity's.
+    other = dict(FEED["header"]["supplier"], identifiers=[{"scheme": "DUNS", "code": "150483782"}])
+    elsewhere = client.post("/api/v1/suppliers", json=requests.registration(other, key))
+    assert elsewhere.status_code == 409 and "logIndex" not in elsewhere.json
+
+
+def test_a_revocation_during_an_outage_names_the_keys_revoked_with_it(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    app, key = _registered(engine, tmp_path, external_tsa)
+    log, client = app.extensions["sqm"]["log"], app.test_client()
+    identity = "LEI:" + FEED["header"]["supplier"]["identifiers"][0]["code"]
+    successor = Ed25519PrivateKey.generate()
+    added = client.post(
+        f"/api/v1/suppliers/{identity}/keys", json=requests.rotation(identity, key, successor)
+    )
+    assert added.status_code == 201, added.json
+    start = json.loads(base64.b64decode(added.json["leaf"]))["validFrom"]
+    # The operator revokes the first key from before the successor was authorised: the
+    # successor goes with it, and the answer must say so even when the TSA is down.
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    path = f"/api/v1/keys/{requests.key_id(key)}/revocation"
+    body = {"revokedAt": "2020-01-01T00:00:00Z"}
+    external_tsa[2].down = True
+    refused = client.post(path, json=body, headers=operator)
+    assert refused.status_code == 503 and refused.json["error"] == "timestamp_unavailable"
+    assert refused.json["alsoRevoked"] == [
+        {"keyId": requests.key_id(successor), "revokedAt": start}
+    ]
+    assert log.waiting() == 2
+    external_tsa[2].down = False
+    again = client.post(path, json=body, headers=operator)
+    assert again.status_code == 409 and again.json["error"] == "already_revoked"
+    index = _proven(client, again.json)
+    assert f"(log entry {index})" in again.json["message"]
+    revocation = json.loads(base64.b64decode(again.json["leaf"]))
+    assert (revocation["keyId"], revocation["by"]) == (requests.key_id(key), "operator")
     assert log.waiting() == 0 and log.fsck() == []
 
 
