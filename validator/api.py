@@ -90,7 +90,19 @@ def iter_findings(
     worker processes, with the same findings."""
     requested_profiles(profiles)
     if isinstance(source, Mapping):
-        yield from check_document(json_shaped(source), profiles, now=now, baseline=baseline)
+        # Parsed data comes with no parser's guard against nesting: a few kilobytes of
+        # objects inside objects exhaust the interpreter's stack in the checks that walk them
+        # (a registry answered such a signed feed with a 500). Caught once, at no cost to
+        # any other feed: no SQM feed nests more than a few levels.
+        try:
+            yield from check_document(json_shaped(source), profiles, now=now, baseline=baseline)
+        except RecursionError:
+            yield loaders.syntax(
+                "SQM-X001",
+                "the feed nests objects or arrays too deeply to check (hundreds of levels); "
+                "no SQM feed needs more than a few",
+                "",
+            )
         return
     path = Path(source)
     suffix = path.suffix.lower()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +290,36 @@ def test_codings_the_registry_does_not_read_are_refused(seeded: Flask) -> None:
         )  # fmt: skip
         assert answer.status_code == status and answer.json["error"] == code
     assert seeded.extensions["sqm"]["log"].size() == size
+
+
+@pytest.mark.parametrize(
+    ("depth", "status", "error"),
+    [(600, 422, "invalid_feed"), (950, 400, "malformed_statement")],
+)
+def test_a_signed_feed_nested_too_deeply_is_a_clear_4xx(
+    seeded: Flask, depth: int, status: int, error: str
+) -> None:
+    # 600 levels: within what the payload's parsers take, beyond what the validator's walk
+    # could (a 500); 950: beyond the parsers too.
+    client = seeded.test_client()
+    feed = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
+    feed["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMDEEPNEST131"
+    feed["header"]["issued_at"] = datetime.now(UTC).isoformat()
+    key = Ed25519PrivateKey.generate()
+    registered = client.post(
+        "/api/v1/suppliers", json=requests.registration(feed["header"]["supplier"], key)
+    )
+    assert registered.status_code == 201, registered.json
+    nested: dict[str, Any] = {}
+    innermost = nested
+    for _ in range(depth):
+        innermost["a"] = {}
+        innermost = innermost["a"]
+    feed["header"]["x_nested"] = nested
+    answer = client.post("/api/v1/attestations", json=requests.attestation(feed, key).to_json())
+    assert (answer.status_code, answer.json["error"]) == (status, error), answer.json
+    if status == 422:
+        codes = {finding["code"] for finding in answer.json["findings"]}
+        assert "SQM-X001" in codes, answer.json
+    else:
+        assert "too deeply to parse" in answer.json["message"]

@@ -137,3 +137,20 @@ def test_an_organisation_is_checked_on_its_own() -> None:
     assert ("SQM-E013", "/supplier/country") in found
     assert ("SQM-S002", "/supplier/motto") in found
     assert [f.code for f in check_organization({"identifiers": []})] == ["SQM-S001"]
+
+
+@pytest.mark.parametrize("depth", [600, 990, 5000])
+def test_parsed_data_nested_too_deeply_to_check_is_a_finding_not_a_crash(depth: int) -> None:
+    # Parsed data meets no parser's guard: a registry handed such a signed feed to the
+    # validator, whose walk over it exhausted the stack (a 500 to the client).
+    feed = json.loads(AUTOMOTIVE.read_text())
+    nested: dict[str, object] = {}
+    innermost = nested
+    for _ in range(depth):
+        innermost["a"] = {}
+        innermost = innermost["a"]  # type: ignore[assignment]
+    feed["header"]["x_nested"] = nested
+    findings = validate(feed, now=NOW).findings
+    deep = [f for f in findings if f.code == "SQM-X001"]
+    assert len(deep) == 1 and "nests objects or arrays too deeply" in deep[0].message, findings
+    assert deep[0].severity is Severity.ERROR
