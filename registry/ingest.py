@@ -699,6 +699,14 @@ class Ingest:
     ) -> _SigningKey:
         """The key that signed, among ``keys`` (the supplier's key rows as read, by this
         request or kept from an earlier one), once the feed passed its checks."""
+        if not keys:  # every registered identity has a key, revoked or not
+            raise RejectionError(
+                403,
+                "unknown_supplier",
+                f"{identity} (the feed's header.supplier, by its first identifier) is not "
+                "registered: register it with its key first (POST /api/v1/suppliers, or `sqm "
+                "supplier register`)",
+            )
         wanted = {signature.keyid for signature in envelope.signatures}
         key = self._verify_signature(envelope, identity, [row for row in keys if row[0] in wanted])
         self._check_feed(feed)

@@ -282,6 +282,13 @@ def test_resubmission_replay_and_rejections(app: Flask) -> None:
     stranger = Ed25519PrivateKey.generate()
     unknown = client.post("/api/v1/attestations", json=_envelope(stranger, broken))
     assert unknown.status_code == 403 and unknown.json["error"] == "unknown_key"
+    # A supplier nobody registered: said so, not taken for a wrong key.
+    unregistered = copy.deepcopy(broken)
+    unregistered["header"]["supplier"]["identifiers"][0]["code"] = "529900SQMDEEPNEST131"
+    nobody = client.post("/api/v1/attestations", json=_envelope(stranger, unregistered))
+    assert (nobody.status_code, nobody.json["error"]) == (403, "unknown_supplier"), nobody.json
+    assert "LEI:529900SQMDEEPNEST131 (the feed's header.supplier" in nobody.json["message"]
+    assert "sqm supplier register" in nobody.json["message"]
 
     forged = _envelope(key, broken)
     forged["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
