@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +54,37 @@ class RegistryConfig:
             else None,
             external_tsa_mode=env.get("SQM_REGISTRY_TSA_MODE", "also"),
             index_trail=_entries(env.get("SQM_REGISTRY_INDEX_TRAIL", "5000")),
+            max_request_bytes=int(
+                _positive("SQM_REGISTRY_MAX_REQUEST_BYTES", env, cls.max_request_bytes, int)
+            ),
+            issued_window_hours=_positive(
+                "SQM_REGISTRY_ISSUED_WINDOW_HOURS", env, cls.issued_window_hours, float
+            ),
+            sparql_timeout_seconds=_positive(
+                "SQM_REGISTRY_SPARQL_TIMEOUT", env, cls.sparql_timeout_seconds, float
+            ),
+            sparql_max_results=int(
+                _positive("SQM_REGISTRY_SPARQL_MAX_RESULTS", env, cls.sparql_max_results, int)
+            ),
         )
+
+
+def _positive(
+    name: str, env: Mapping[str, str], default: float, kind: type[int] | type[float]
+) -> float:
+    """The positive number the variable ``name`` holds (a whole one when ``kind`` is int),
+    or ``default`` when it is unset or empty."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise RegistryError(f"{name} must be {what} above 0, got {raw!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise RegistryError(f"{name} must be {what} above 0, got {raw!r}")
+    return value
 
 
 def _entries(raw: str) -> int:

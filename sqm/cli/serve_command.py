@@ -40,7 +40,10 @@ def serve_command(
       SQM_REGISTRY_DATA, SQM_REGISTRY_DATABASE, SQM_REGISTRY_ORIGIN,
       SQM_REGISTRY_OPERATOR_TOKEN, SQM_REGISTRY_INTEGRATE_EVERY (default 1),
       SQM_REGISTRY_INDEX_TRAIL, SQM_REGISTRY_TSA_URL, SQM_REGISTRY_TSA_CA,
-      SQM_REGISTRY_TSA_MODE (see docs/registry.md).
+      SQM_REGISTRY_TSA_MODE, SQM_REGISTRY_MAX_REQUEST_BYTES (default 4194304),
+      SQM_REGISTRY_ISSUED_WINDOW_HOURS (default 72), SQM_REGISTRY_SPARQL_TIMEOUT
+      (seconds, default 5), SQM_REGISTRY_SPARQL_MAX_RESULTS (default 10000)
+      (see docs/registry.md).
     --data and --database, when given, take precedence over their variables.
     """
     import dataclasses

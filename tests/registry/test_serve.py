@@ -176,5 +176,9 @@ def test_sqm_serve_help_names_the_variables() -> None:
         "TSA_URL",
         "TSA_CA",
         "TSA_MODE",
+        "MAX_REQUEST_BYTES",
+        "ISSUED_WINDOW_HOURS",
+        "SPARQL_TIMEOUT",
+        "SPARQL_MAX_RESULTS",
     ):
         assert f"SQM_REGISTRY_{name}" in result.output
