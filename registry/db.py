@@ -331,8 +331,28 @@ index_attestations = Table(
     Column("issued_at", DateTime(timezone=True), nullable=False),
     Column("previous_index", BigInteger),
     Column("payload_sha256", Text, nullable=False),
-    # The strongest endorsement logged for it (0 self-declared ... 4 accredited third party).
+    # The strongest endorsement logged for it by a verified endorser (0 self-declared ... 4
+    # accredited third party): see index_endorsements.
     Column("assurance_rank", Integer, nullable=False),
+)
+# The endorsements and the identities' verification statuses, as the log states them: an
+# attestation's assurance_rank is the strongest level vouched for by an endorser whose
+# identity the operator verified. Anyone may register as an endorser; only the operator's
+# check of who it is makes its word raise what buyers filter on.
+index_endorsements = Table(
+    "index_endorsements",
+    metadata,
+    Column("log_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("attestation_index", BigInteger, nullable=False, index=True),
+    Column("endorser", Text, nullable=False, index=True),
+    Column("assurance_rank", Integer, nullable=False),
+)
+index_verifications = Table(
+    "index_verifications",
+    metadata,
+    Column("supplier", Text, primary_key=True),
+    Column("verification", Text, nullable=False),
+    Column("log_index", BigInteger, nullable=False),  # the entry that set it
 )
 index_facts = Table(
     "index_facts",

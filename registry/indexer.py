@@ -3,7 +3,10 @@ the log at will, and checked against it.
 
 The log is authoritative. Each attestation's feed is read from the stored envelope whose
 payload hash the log leaf binds (checked on every apply), so the index holds nothing the log
-does not prove. Endorsements raise the endorsed attestation's assurance.
+does not prove. Endorsements raise the endorsed attestation's assurance, each as far as its
+endorser's identity is verified: the index keeps every endorsement and the operator's latest
+verification status of every identity, both from the log, and ranks an attestation by the
+endorsements of verified endorsers only, again whenever a status changes.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from sqm.registry.db import (
     index_certifications,
     index_classifications,
     index_countries,
+    index_endorsements,
     index_facts,
     index_latest_filters,
     index_state,
     index_suppliers,
+    index_verifications,
     inflate,
     insert_many,
     insert_tuples,
@@ -57,7 +62,8 @@ from sqm.registry.facts import ASSURANCE_ORDER, Certification, Fact, FeedFacts, 
 T = TypeVar("T")
 STATE = "log"
 FORMAT = "format"  # index_state row: the index's format, upgraded in place at start
-CURRENT_FORMAT = 2  # 2: index_latest_filters
+CURRENT_FORMAT = 3  # 2: index_latest_filters; 3: assurance from verified endorsers only
+VERIFIED = "verified"
 ROW_TABLES = (index_facts, index_certifications, index_classifications, index_countries)
 # Each table's rows are built as tuples in its column order (index_facts' by facts.fact_rows):
 # a column added or moved must stop the indexer here, not store values in the wrong columns.
@@ -150,7 +156,41 @@ class _Batch:
     by_table: dict[str, list[tuple[Any, ...]]]  # as Rows.by_table
     # supplier: newest attestation's FeedFacts (of fact_rows: its facts are rows), index, count
     latest: dict[str, tuple[FeedFacts, int, int]]
-    raised: list[tuple[int, int]]  # endorsements: (attestation index, assurance rank)
+    trust: _Trust
+
+
+@dataclass
+class _Trust:
+    """The endorsements and verification statuses of a run of log entries."""
+
+    # index_endorsements rows: (log index, attestation index, endorser, assurance rank)
+    endorsements: list[tuple[int, int, str, int]]
+    # identity: (its newest verification status among the entries, the entry that set it)
+    verifications: dict[str, tuple[str, int]]
+
+    def add(self, index: int, leaf: dict[str, Any]) -> None:
+        """Take the log entry ``index`` (its leaf) if it endorses or sets a status."""
+        kind = leaf.get("kind")
+        if kind == "endorsement":
+            self.endorsements.append(
+                (
+                    index,
+                    int(leaf["attestationIndex"]),
+                    str(leaf.get("endorser")),
+                    rank(str(leaf.get("assurance"))),
+                )
+            )
+        elif kind == "supplier-verification":
+            self.verifications[str(leaf.get("supplier"))] = (str(leaf.get("verification")), index)
+
+    def ranks(self) -> dict[int, int]:
+        """Each endorsed attestation's rank by verified endorsers (0 when none is verified),
+        for a run that starts at the log's first entry."""
+        ranked: dict[int, int] = {}
+        for _, attestation, endorser, level in self.endorsements:
+            verified = self.verifications.get(endorser, ("",))[0] == VERIFIED
+            ranked[attestation] = max(ranked.get(attestation, 0), level if verified else 0)
+        return ranked
 
 
 class Indexer:
@@ -247,7 +287,7 @@ class Indexer:
         attestation_rows: list[dict[str, Any]] = []
         by_table: dict[str, list[tuple[Any, ...]]] = {table.name: [] for table in ROW_TABLES}
         latest: dict[str, tuple[FeedFacts, int, int]] = {}  # supplier: newest facts, index, count
-        raised: list[tuple[int, int]] = []  # (attestation index, assurance rank)
+        trust = _Trust([], {})
         for index, leaf, envelope in entries:
             kind = leaf.get("kind")
             if kind == "attestation":
@@ -261,9 +301,9 @@ class Indexer:
                     by_table[name].extend(table_rows)
                 count = latest[facts.supplier][2] if facts.supplier in latest else 0
                 latest[facts.supplier] = (facts, index, count + 1)
-            elif kind == "endorsement":
-                raised.append((int(leaf["attestationIndex"]), rank(str(leaf.get("assurance")))))
-        return _Batch(attestation_rows, by_table, latest, raised)
+            else:
+                trust.add(index, leaf)
+        return _Batch(attestation_rows, by_table, latest, trust)
 
     def _store(self, connection: Connection, batch: _Batch) -> None:
         """Write a prepared batch, with one insert per table."""
@@ -273,15 +313,30 @@ class Indexer:
         self._latest(connection, batch.latest)
         self._latest_filters(connection, batch.latest)
         # After the inserts: an endorsement may name an attestation of this very batch.
-        for attestation_index, level in batch.raised:
+        trust = batch.trust
+        insert_tuples(connection, index_endorsements, trust.endorsements)
+        affected = {attestation for _, attestation, _, _ in trust.endorsements}
+        names = sorted(trust.verifications)
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
             connection.execute(
-                update(index_attestations)
-                .where(
-                    index_attestations.c.log_index == attestation_index,
-                    index_attestations.c.assurance_rank < level,
-                )
-                .values(assurance_rank=level)
+                delete(index_verifications).where(index_verifications.c.supplier.in_(chunk))
             )
+            affected.update(
+                connection.execute(
+                    select(index_endorsements.c.attestation_index).where(
+                        index_endorsements.c.endorser.in_(chunk)
+                    )
+                ).scalars()
+            )
+        insert_tuples(
+            connection,
+            index_verifications,
+            [(name, *trust.verifications[name]) for name in names],
+        )
+        ordered = sorted(affected)
+        for start in range(0, len(ordered), 500):
+            _rank(connection, index_attestations.c.log_index.in_(ordered[start : start + 500]))
 
     @staticmethod
     def _latest(connection: Connection, latest: dict[str, tuple[FeedFacts, int, int]]) -> None:
@@ -343,7 +398,9 @@ class Indexer:
 
     def upgrade(self) -> None:
         """Bring an index made by an earlier version to the current format, in place: the
-        latest filter values (format 2) are derived from the rows already indexed."""
+        latest filter values (format 2) are derived from the rows already indexed; the
+        endorsements and verification statuses (format 3) from the log up to the index's
+        position, and every attestation's assurance ranked by them."""
         if self._format() >= CURRENT_FORMAT:  # the usual case: no lock, no wait
             return
         with exclusive(self.engine, "indexer", INDEX_LOCK):
@@ -351,8 +408,19 @@ class Indexer:
             if found >= CURRENT_FORMAT:
                 return
             with writing(self.engine, index=True) as connection:
-                connection.execute(delete(index_latest_filters))
-                derive_latest_filters(connection)
+                if found < 2:
+                    connection.execute(delete(index_latest_filters))
+                    derive_latest_filters(connection)
+                trust = _logged_trust(connection, self._position(connection))
+                connection.execute(delete(index_endorsements))
+                connection.execute(delete(index_verifications))
+                insert_tuples(connection, index_endorsements, trust.endorsements)
+                insert_tuples(
+                    connection,
+                    index_verifications,
+                    [(name, *status) for name, status in sorted(trust.verifications.items())],
+                )
+                _rank(connection, None)
                 if found < 0:
                     connection.execute(
                         index_state.insert().values(name=FORMAT, last_index=CURRENT_FORMAT)
@@ -376,7 +444,13 @@ class Indexer:
         """Drop the index and apply the whole log again; how many entries were applied."""
         with exclusive(self.engine, "indexer", INDEX_LOCK):
             with writing(self.engine, index=True) as connection:
-                for table in (*ROW_TABLES, index_attestations, index_suppliers):
+                for table in (
+                    *ROW_TABLES,
+                    index_attestations,
+                    index_suppliers,
+                    index_endorsements,
+                    index_verifications,
+                ):
                     connection.execute(delete(table))
                 connection.execute(delete(index_latest_filters))
                 connection.execute(delete(index_state).where(index_state.c.name == STATE))
@@ -449,7 +523,73 @@ class Indexer:
                     f"index_latest_filters differs from the latest attestations' rows "
                     f"({len(kept - derived)} extra, {len(derived - kept)} missing)"
                 )
+            problems.extend(_trust_problems(connection, position))
         return problems
+
+
+def _rank(connection: Connection, which: Any) -> None:
+    """Set the assurance_rank of the attestations ``which`` selects (None: all) to their
+    strongest endorsement by a verified endorser, 0 when there is none."""
+    best = (
+        select(func.max(index_endorsements.c.assurance_rank))
+        .join(
+            index_verifications,
+            index_verifications.c.supplier == index_endorsements.c.endorser,
+        )
+        .where(
+            index_endorsements.c.attestation_index == index_attestations.c.log_index,
+            index_verifications.c.verification == VERIFIED,
+        )
+        .scalar_subquery()
+    )
+    statement = update(index_attestations).values(assurance_rank=func.coalesce(best, 0))
+    connection.execute(statement if which is None else statement.where(which))
+
+
+def _logged_trust(connection: Connection, position: int) -> _Trust:
+    """The endorsements and verification statuses of the log up to entry ``position``: read
+    from the entries that are no attestations (keys, revocations, statuses, endorsements)."""
+    trust = _Trust([], {})
+    entries = connection.execute(
+        select(log_entries.c.idx, log_entries.c.leaf)
+        .outerjoin(attestations, attestations.c.seq == log_entries.c.seq)
+        .where(attestations.c.seq.is_(None), log_entries.c.idx <= position)
+        .order_by(log_entries.c.idx)
+    )
+    for index, leaf in entries:
+        trust.add(int(index), _leaf(bytes(leaf)))
+    return trust
+
+
+def _trust_problems(connection: Connection, position: int) -> list[str]:
+    """How the index's endorsements, statuses and assurance ranks differ from the log's."""
+    problems = []
+    trust = _logged_trust(connection, position)
+    stored = {tuple(row) for row in connection.execute(select(index_endorsements))}
+    if stored != set(trust.endorsements):
+        problems.append("index_endorsements differs from the log's endorsements")
+    statuses = {
+        str(name): (str(status), int(index))
+        for name, status, index in connection.execute(select(index_verifications))
+    }
+    if statuses != trust.verifications:
+        problems.append("index_verifications differs from the log's verification statuses")
+    expected = {index: level for index, level in trust.ranks().items() if level}
+    ranked = {
+        int(index): int(level)
+        for index, level in connection.execute(
+            select(index_attestations.c.log_index, index_attestations.c.assurance_rank).where(
+                index_attestations.c.assurance_rank != 0
+            )
+        )
+    }
+    for index in sorted(set(expected) | set(ranked)):
+        if expected.get(index, 0) != ranked.get(index, 0):
+            problems.append(
+                f"entry {index}: assurance rank {ranked.get(index, 0)}, the log's verified "
+                f"endorsements give {expected.get(index, 0)}"
+            )
+    return problems
 
 
 def filter_values(facts: FeedFacts) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -25,10 +26,12 @@ from sqm.registry.db import (
     envelope_of,
     exclusive,
     index_attestations,
+    index_endorsements,
     index_facts,
     index_latest_filters,
     index_state,
     index_suppliers,
+    index_verifications,
     stored_envelope,
     writing,
 )
@@ -96,31 +99,122 @@ def test_an_envelope_changed_behind_the_log_is_refused(engine: Engine, tmp_path:
         indexer.rebuild()
 
 
-def test_an_endorsement_raises_the_attestation_assurance(engine: Engine, tmp_path: Path) -> None:
-    app, indexer = _seeded(engine, tmp_path)
-    client = app.test_client()  # type: ignore[attr-defined]
+OPERATOR = {"Authorization": "Bearer operator-secret"}
+CERTA = "LEI:529900SQMCERTBODY123"
+
+
+def _endorsed(engine: Engine, tmp_path: Path, level: str = "third_party") -> tuple[Any, int]:
+    """A seeded registry (operator token ``operator-secret``) in which an endorser, not
+    verified, endorsed the Mexican supplier's attestation at ``level``: its log index."""
+    url = engine.url.render_as_string(hide_password=False)
+    config = RegistryConfig(
+        data_dir=tmp_path / "registry", database_url=url, operator_token="operator-secret"
+    )
+    app = create_app(config)
+    seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
+    client = app.test_client()
     auditor = Ed25519PrivateKey.generate()
     organisation = {
         "name": "Certa Industrie-Zertifizierung GmbH",
-        "identifiers": [{"scheme": "LEI", "code": "529900SQMCERTBODY123"}],
+        "identifiers": [{"scheme": "LEI", "code": CERTA.removeprefix("LEI:")}],
     }
-    assert (
-        client.post(
-            "/api/v1/endorsers", json=requests.registration(organisation, auditor)
-        ).status_code
-        == 201
-    )
+    registered = client.post("/api/v1/endorsers", json=requests.registration(organisation, auditor))
+    assert registered.status_code == 201, registered.json
     hit = client.get("/api/v1/search/suppliers?country=MX").json["hits"][0]
     digest = json.loads(base64.b64decode(client.get(hit["bundle"]).json["leaf"]))["payloadSha256"]
-    envelope = requests.endorsement(
-        "LEI:529900SQMCERTBODY123", hit["logIndex"], digest, "third_party", auditor
-    )
+    envelope = requests.endorsement(CERTA, hit["logIndex"], digest, level, auditor)
     assert client.post("/api/v1/endorsements", json=envelope.to_json()).status_code == 201
-    found = client.get("/api/v1/search/suppliers?assurance=third_party").json["hits"]
-    assert [(h["supplier"], h["assurance"]) for h in found] == [(hit["supplier"], "third_party")]
+    return app, int(hit["logIndex"])
+
+
+def _assured(client: Any, level: str) -> list[tuple[str, int, str]]:
+    found = client.get(f"/api/v1/search/suppliers?assurance={level}").json["hits"]
+    return [(h["supplier"], h["logIndex"], h["assurance"]) for h in found]
+
+
+def _verify(client: Any, status: str) -> None:
+    path = f"/api/v1/operator/suppliers/{CERTA}/verification"
+    answer = client.put(path, json={"status": status}, headers=OPERATOR)
+    assert answer.status_code == 200, answer.json
+
+
+def test_an_endorsement_raises_assurance_once_its_endorser_is_verified(
+    engine: Engine, tmp_path: Path
+) -> None:
+    app, endorsed = _endorsed(engine, tmp_path)
+    client, indexer = app.test_client(), app.extensions["sqm"]["indexer"]
+    supplier = client.get(f"/api/v1/attestations/{endorsed}").json["supplier"]
+    # Anyone may register as an endorser: an unverified one's word raises nothing.
+    assert _assured(client, "third_party") == []
+    assert client.get(f"/api/v1/attestations/{endorsed}").json["assurance"] == "self_declared"
+    assert indexer.check() == []
+    _verify(client, "verified")
+    assert _assured(client, "third_party") == [(supplier, endorsed, "third_party")]
+    assert client.get(f"/api/v1/attestations/{endorsed}").json["assurance"] == "third_party"
+    assert indexer.check() == []
     indexer.rebuild()
     assert indexer.check() == []
-    assert client.get("/api/v1/search/suppliers?assurance=third_party").json["hits"] == found
+    assert _assured(client, "third_party") == [(supplier, endorsed, "third_party")]
+    # Suspended: its endorsements stop counting, and count again once it is verified again.
+    _verify(client, "suspended")
+    assert _assured(client, "second_party") == []
+    assert indexer.check() == []
+    _verify(client, "verified")
+    assert _assured(client, "third_party") == [(supplier, endorsed, "third_party")]
+
+
+def test_check_finds_an_assurance_the_log_does_not_support(engine: Engine, tmp_path: Path) -> None:
+    app, endorsed = _endorsed(engine, tmp_path, "third_party_accredited")
+    indexer = app.extensions["sqm"]["indexer"]
+    with writing(engine, index=True) as connection:
+        connection.execute(
+            update(index_attestations)
+            .where(index_attestations.c.log_index == endorsed)
+            .values(assurance_rank=4)
+        )
+    assert indexer.check() == [
+        f"entry {endorsed}: assurance rank 4, the log's verified endorsements give 0"
+    ]
+    with writing(engine, index=True) as connection:
+        connection.execute(delete(index_verifications))
+        connection.execute(
+            index_verifications.insert().values(
+                supplier=CERTA, verification="verified", log_index=0
+            )
+        )
+    problems = indexer.check()
+    assert "index_verifications differs from the log's verification statuses" in problems
+    indexer.rebuild()
+    assert indexer.check() == []
+
+
+def test_an_index_of_format_2_is_upgraded_to_rank_by_verified_endorsers(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # An index made before: every endorsement raised the rank, and no endorsements or
+    # statuses were kept. At start the registry derives them from the log and ranks again.
+    app, endorsed = _endorsed(engine, tmp_path)
+    indexer = app.extensions["sqm"]["indexer"]
+    with writing(engine, index=True) as connection:
+        connection.execute(delete(index_endorsements))
+        connection.execute(delete(index_verifications))
+        connection.execute(
+            update(index_attestations)
+            .where(index_attestations.c.log_index == endorsed)
+            .values(assurance_rank=3)
+        )
+        connection.execute(
+            update(index_state).where(index_state.c.name == "format").values(last_index=2)
+        )
+    assert any("index_endorsements differs" in p for p in indexer.check())
+    url = engine.url.render_as_string(hide_password=False)
+    restarted = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
+    assert restarted.extensions["sqm"]["indexer"].check() == []
+    assert _assured(restarted.test_client(), "second_party") == []
+    with engine.connect() as connection:
+        assert (
+            connection.execute(select(func.count()).select_from(index_endorsements)).scalar() == 1
+        )
 
 
 def test_reindex_command_rebuilds_and_checks(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def _earlier_feeds(ingest: Ingest, key_folder: Path) -> None:
 @pytest.fixture
 def site(engine: Engine, tmp_path: Path) -> Iterator[Site]:
     """A served registry: the examples seeded, Kraftwerk with three monthly feeds and its
-    latest endorsed by a third party, Mekong verified by the operator."""
+    latest endorsed by a third party, Mekong and the third party verified by the operator."""
     url = engine.url.render_as_string(hide_password=False)
     app = create_app(
         RegistryConfig(data_dir=tmp_path / "registry", database_url=url, operator_token="op")
@@ -145,12 +145,14 @@ def site(engine: Engine, tmp_path: Path) -> Iterator[Site]:
         endorser_key,
     )
     ingest.endorse(endorsement.to_json())
-    verified = client.put(
-        f"/api/v1/operator/suppliers/{MEKONG}/verification",
-        json={"status": "verified"},
-        headers={"Authorization": "Bearer op"},
-    )
-    assert verified.status_code == 200
+    # Mekong, and the endorser: only a verified endorser's word raises the assurance shown.
+    for identity in (MEKONG, "LEI:529900SQMCERTBODY123"):
+        verified = client.put(
+            f"/api/v1/operator/suppliers/{identity}/verification",
+            json={"status": "verified"},
+            headers={"Authorization": "Bearer op"},
+        )
+        assert verified.status_code == 200
     with serving(app) as base:
         yield Site(base, app, latest["logIndex"])
     app.extensions["sqm"]["sparql"].stop()
