@@ -1193,7 +1193,11 @@ class Ingest:
         ).first()
         if row is None:
             raise RejectionError(
-                404, "no_such_attestation", "the entry is neither an attestation nor an endorsement"
+                404,
+                "no_such_attestation",
+                "the entry is neither an attestation nor an endorsement, which bundles are of: "
+                "a key's or identity's entry is proven by its leaf and inclusion proof, GET "
+                "/api/v1/log/entries/<index>",
             )
         envelope = envelope_of(row[0])
         # The table does not name the key that signed. Of the endorser's keys whose signature

@@ -796,6 +796,7 @@ def test_an_endorsement_has_a_bundle_that_verifies_offline(app: Flask) -> None:
     # Neither kind at an entry: a key registration's index.
     key_entry = client.get(f"/api/v1/bundles/{made_bundle.key.index}")
     assert key_entry.status_code == 404 and key_entry.json["error"] == "no_such_attestation"
+    assert "GET /api/v1/log/entries/<index>" in key_entry.json["message"]
 
 
 def test_an_endorsement_s_bundle_names_a_key_valid_when_it_was_logged(app: Flask) -> None:
