@@ -327,7 +327,8 @@ SEARCH_PARAMETERS = [
     ),
     _query(
         "assurance",
-        "Minimum endorsed assurance of the attestation.",
+        "Minimum endorsed assurance of the attestation: the strongest level endorsed by an "
+        "endorser whose identity the operator verified.",
         {"enum": ["self_declared", "instrumented_feed", *ENDORSEMENT_LEVELS]},
     ),
     _query(

@@ -180,7 +180,8 @@ Assurance = Annotated[
     Level | None,
     Field(
         description="Minimum assurance of the attestation as endorsed in the log by a "
-        "registered certification body or auditor (weakest to strongest: self_declared, "
+        "certification body or auditor whose identity the registry's operator verified "
+        "(weakest to strongest: self_declared, "
         "instrumented_feed, second_party, third_party, third_party_accredited)."
     ),
 ]
