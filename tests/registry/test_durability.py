@@ -1,5 +1,6 @@
 """Nothing acknowledged is lost: SIGKILL during a burst from several clients to two gunicorn
-workers, then a restart shows every acknowledged entry, no duplicates, and a clean fsck."""
+workers, then a restart shows every acknowledged entry, no duplicates, and a clean fsck; on
+SQLite and on PostgreSQL (a fresh database, dropped after)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.trust import bundle, dsse
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, fresh_postgres_database
 from tests.registry.servers import first_answer, free_port
 
 FEED = json.loads((EXAMPLES / "feeds" / "automotive-machining.json").read_text())
@@ -42,10 +45,27 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return error.code, json.load(error)
 
 
-def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The registry's database URL: None for SQLite in the data folder, or a fresh PostgreSQL
+    database of its own (gunicorn's workers and the restarted registry share it), dropped after
+    even with connections of killed workers still open."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+def test_sigkill_during_a_burst_loses_nothing_acknowledged(
+    tmp_path: Path, database: str | None
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
     env = {**os.environ, "SQM_REGISTRY_DATA": str(tmp_path)}
+    env.pop("SQM_REGISTRY_DATABASE", None)
+    if database is not None:
+        env["SQM_REGISTRY_DATABASE"] = database
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     server = subprocess.Popen(
         [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "sqm.registry.wsgi:app"],
@@ -56,6 +76,17 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
         text=True,
         start_new_session=True,
     )
+    try:
+        _burst_then_check(tmp_path, database, server, base)
+    finally:
+        if server.poll() is None:  # a failure before the kill: no server left behind
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+def _burst_then_check(
+    tmp_path: Path, database: str | None, server: subprocess.Popen[str], base: str
+) -> None:
     first_answer(server, f"{base}/trust-root")
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -116,8 +147,15 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     assert len(acknowledged) >= SUBMISSIONS // 2
 
     # The registry after a restart: integrate whatever was sequenced but not yet integrated.
-    app = create_app(RegistryConfig(data_dir=tmp_path))
+    app = create_app(RegistryConfig(data_dir=tmp_path, database_url=database))
     log = app.extensions["sqm"]["log"]
+    try:
+        _check_after_restart(log, acknowledged)
+    finally:
+        log.engine.dispose()
+
+
+def _check_after_restart(log: Any, acknowledged: dict[int, str]) -> None:
     while log.integrate() is not None:
         pass
     assert log.fsck() == []

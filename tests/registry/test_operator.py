@@ -1,4 +1,5 @@
-"""Operator endpoints, `sqm registry fsck`, and the registry under gunicorn."""
+"""Operator endpoints, `sqm registry fsck`, and the registry under gunicorn; fsck and gunicorn
+on SQLite and on PostgreSQL (a fresh database, dropped after)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
@@ -17,16 +21,27 @@ from sqm.registry.app import create_app
 from sqm.registry.config import RegistryConfig
 from sqm.registry.db import log_entries
 from sqm.registry.seed import seed
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, POSTGRES_ADMIN, REPO, fresh_postgres_database
 from tests.registry.servers import first_answer, free_port
 
 SUPPLIER = "LEI:529900SQMKRAFTWERK41"
 
 
-def _seeded(tmp_path: Path, token: str | None = None) -> object:
-    app = create_app(RegistryConfig(data_dir=tmp_path, operator_token=token))
+def _seeded(tmp_path: Path, token: str | None = None, database: str | None = None) -> object:
+    app = create_app(RegistryConfig(data_dir=tmp_path, database_url=database, operator_token=token))
     seed(app.extensions["sqm"]["ingest"], EXAMPLES / "feeds", tmp_path / "seed-keys")
     return app
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The registry's database URL: None for SQLite in the data folder, or a fresh PostgreSQL
+    database of its own, dropped after."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with fresh_postgres_database() as url:
+            yield url
 
 
 def test_verification_status_needs_the_operator_token(tmp_path: Path) -> None:
@@ -79,41 +94,66 @@ def test_operator_api_is_off_without_a_token(tmp_path: Path) -> None:
     assert response.status_code == 403 and response.json["error"] == "operator_api_disabled"
 
 
-def test_fsck_command_reports_intact_and_tampered_logs(tmp_path: Path) -> None:
-    app = _seeded(tmp_path)
+def test_fsck_command_reports_intact_and_tampered_logs(
+    tmp_path: Path, database: str | None
+) -> None:
+    app = _seeded(tmp_path, database=database)
     runner = CliRunner()
-    clean = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    named = [] if database is None else ["--database", database]
+    store = ["--data", str(tmp_path), *named]
+    clean = runner.invoke(main, ["registry", "fsck", *store])
     assert clean.exit_code == 0 and "6 entries checked: intact" in clean.output
-    from_env = runner.invoke(main, ["registry", "fsck"], env={"SQM_REGISTRY_DATA": str(tmp_path)})
+    from_env = runner.invoke(
+        main,
+        ["registry", "fsck"],
+        env={"SQM_REGISTRY_DATA": str(tmp_path), "SQM_REGISTRY_DATABASE": database},
+    )
     assert from_env.exit_code == 0 and "6 entries checked: intact" in from_env.output
     engine = app.extensions["sqm"]["log"].engine  # type: ignore[attr-defined]
     with engine.begin() as connection:
         connection.execute(update(log_entries).where(log_entries.c.idx == 2).values(leaf=b"forged"))
-    broken = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    broken = runner.invoke(main, ["registry", "fsck", *store])
     assert broken.exit_code == 1 and "PROBLEM  entry 2" in broken.output
     app.extensions["sqm"]["log"].sequence(b"stored, not integrated")  # type: ignore[attr-defined]
-    waiting = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path)])
+    waiting = runner.invoke(main, ["registry", "fsck", *store])
     assert "1 entries sequenced and not yet integrated" in waiting.output
-    nowhere = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path / "nowhere")])
+    engine.dispose()
+    nowhere = runner.invoke(main, ["registry", "fsck", "--data", str(tmp_path / "nowhere"), *named])
     assert nowhere.exit_code == 2 and "Traceback" not in nowhere.output
     keys_only = tmp_path / "keys-only"
     keys_only.mkdir()
     (keys_only / "keys").symlink_to(tmp_path / "keys")
-    empty = runner.invoke(main, ["registry", "fsck", "--data", str(keys_only)])
-    assert empty.exit_code == 2 and "holds no registry.sqlite3" in empty.output
-    assert not (keys_only / "registry.sqlite3").exists()  # nothing created to call intact
-    for database in ("notaurl", f"sqlite:///{tmp_path / 'keys' / 'log.key'}"):
+    if database is None:
+        empty = runner.invoke(main, ["registry", "fsck", "--data", str(keys_only)])
+        assert empty.exit_code == 2 and "holds no registry.sqlite3" in empty.output
+        assert not (keys_only / "registry.sqlite3").exists()  # nothing created to call intact
+    else:
+        # A database the server does not hold: refused, not a traceback.
+        name = f"sqm_test_missing_{uuid.uuid4().hex[:12]}"
+        missing = POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+        empty = runner.invoke(
+            main, ["registry", "fsck", "--data", str(keys_only), "--database", missing]
+        )
+        assert empty.exit_code == 2 and "cannot read the registry's database" in empty.output
+        assert "Traceback" not in empty.output
+    for unusable in ("notaurl", f"sqlite:///{tmp_path / 'keys' / 'log.key'}"):
         unreadable = runner.invoke(
-            main, ["registry", "fsck", "--data", str(tmp_path), "--database", database]
+            main, ["registry", "fsck", "--data", str(tmp_path), "--database", unusable]
         )
         assert unreadable.exit_code == 2, unreadable.output
         assert "cannot read the registry's database" in unreadable.output
 
 
-def test_gunicorn_serves_the_registry_with_two_workers(tmp_path: Path) -> None:
-    _seeded(tmp_path)
+def test_gunicorn_serves_the_registry_with_two_workers(
+    tmp_path: Path, database: str | None
+) -> None:
+    seeded = _seeded(tmp_path, database=database)
+    seeded.extensions["sqm"]["log"].engine.dispose()  # type: ignore[attr-defined]
     port = free_port()
     env = {**os.environ, "SQM_REGISTRY_DATA": str(tmp_path)}
+    env.pop("SQM_REGISTRY_DATABASE", None)
+    if database is not None:
+        env["SQM_REGISTRY_DATABASE"] = database
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "sqm.registry.wsgi:app"]
     server = subprocess.Popen(
