@@ -57,11 +57,39 @@ def _existing_store(
     config = _config(data_dir, database)
     if not (config.data_dir / "keys" / "log.key").exists():
         raise RegistryError(f"{config.data_dir} holds no registry keys: is --data right?")
-    if config.database_url is None and not (config.data_dir / "registry.sqlite3").exists():
-        # make_engine would create an empty one, which a check would call intact and a
-        # change would find nothing in.
-        raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
+    _existing_database(config)
     return config, load_or_create(config.data_dir / "keys", config.origin)
+
+
+def _existing_database(config: RegistryConfig) -> None:
+    """RegistryError unless the store's database exists and holds a registry: make_engine
+    would create the tables in an empty one, which a check would call intact and a change
+    would find nothing in."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sqm.registry.db import log_entries
+    from sqm.registry.errors import RegistryError
+
+    if config.database_url is None:
+        if not (config.data_dir / "registry.sqlite3").exists():
+            raise RegistryError(f"{config.data_dir} holds no registry.sqlite3: is --data right?")
+        return
+    try:
+        engine = create_engine(config.database_url)
+        try:
+            with engine.connect() as connection:
+                held = inspect(connection).has_table(log_entries.name)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ValueError) as exc:  # no such database, a URL it cannot use
+        raise RegistryError(f"cannot read the registry's database: {exc}") from None
+    if not held:
+        shown = config.database_url.rsplit("@", 1)[-1]  # no user or password in the message
+        raise RegistryError(
+            f"the database {shown} holds no registry (no {log_entries.name} table): is "
+            "--database right?"
+        )
 
 
 @registry_group.command("fsck")
@@ -109,14 +137,22 @@ def reindex_command(data_dir: Path | None, database: str | None, check_only: boo
     The log is authoritative; the index is derived from it and can be rebuilt at any time.
     Exit status 0 when the index matches the log, 1 when it does not.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from sqm.registry.db import make_engine
+    from sqm.registry.errors import RegistryError
     from sqm.registry.indexer import Indexer
 
-    indexer = Indexer(make_engine(_config(data_dir, database).url))
-    if not check_only:
-        applied = indexer.rebuild()
-        click.echo(f"rebuilt the index from {applied} log entries")
-    problems = indexer.check()
+    config = _config(data_dir, database)
+    _existing_database(config)
+    try:
+        indexer = Indexer(make_engine(config.url))
+        if not check_only:
+            applied = indexer.rebuild()
+            click.echo(f"rebuilt the index from {applied} log entries")
+        problems = indexer.check()
+    except SQLAlchemyError as exc:
+        raise RegistryError(f"cannot read the registry's database: {exc}") from None
     for problem in problems:
         click.echo(f"PROBLEM  {problem}")
     click.echo(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import update
+from sqlalchemy import create_engine, inspect, update
 
 from sqm.cli import main
 from sqm.registry.app import create_app
@@ -136,6 +136,23 @@ def test_fsck_command_reports_intact_and_tampered_logs(
         )
         assert empty.exit_code == 2 and "cannot read the registry's database" in empty.output
         assert "Traceback" not in empty.output
+        # A database that exists but holds no registry (a wrong URL): neither fsck nor a
+        # check of the index may create the tables and call the empty log intact.
+        with fresh_postgres_database() as blank:
+            for command in (["fsck"], ["reindex", "--check"]):
+                refused = runner.invoke(
+                    main, ["registry", *command, "--data", str(tmp_path), "--database", blank]
+                )
+                assert refused.exit_code == 2, refused.output
+                assert "holds no registry (no log_entries table)" in refused.output
+                assert "postgres@" not in refused.output  # no credentials echoed
+            blank_engine = create_engine(blank)
+            with blank_engine.connect() as connection:
+                assert inspect(connection).get_table_names() == []
+            blank_engine.dispose()
+    reindexed = runner.invoke(main, ["registry", "reindex", "--check", "--data", str(keys_only)])
+    if database is None:
+        assert reindexed.exit_code == 2 and "holds no registry.sqlite3" in reindexed.output
     for unusable in ("notaurl", f"sqlite:///{tmp_path / 'keys' / 'log.key'}"):
         unreadable = runner.invoke(
             main, ["registry", "fsck", "--data", str(tmp_path), "--database", unusable]
