@@ -343,10 +343,15 @@ class Ingest:
 
     def _known_entry(self, seq: int) -> dict[str, Any]:
         """The logged entry ``seq`` with its inclusion proof, as a refusal of its resubmission
-        names it; what waits is integrated first (stored during a TSA outage: 503 while the
-        TSA still fails)."""
-        if self.log.waiting():
-            self._integrate()
+        names it. Only an entry still waiting (stored during a TSA outage) is integrated
+        first, which answers 503 while the TSA still fails: an entry in the tree is proven
+        without a TSA, whatever else waits."""
+        try:
+            return self._included(seq).to_json()
+        except RejectionError as refusal:
+            if refusal.code != "not_yet_integrated":
+                raise
+        self._integrate()
         return self._included(seq).to_json()
 
     def _log_key(
@@ -703,7 +708,7 @@ class Ingest:
             raise RejectionError(
                 403,
                 "unknown_supplier",
-                f"{identity} (the feed's header.supplier, by its first identifier) is not "
+                f"{identity[:80]} (the feed's header.supplier, by its first identifier) is not "
                 "registered: register it with its key first (POST /api/v1/suppliers, or `sqm "
                 "supplier register`)",
             )

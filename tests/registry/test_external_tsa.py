@@ -245,6 +245,37 @@ def test_a_revocation_during_an_outage_names_the_keys_revoked_with_it(
     assert log.waiting() == 0 and log.fsck() == []
 
 
+def test_an_entry_in_the_tree_is_named_during_an_outage_whatever_else_waits(
+    engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
+) -> None:
+    # Another request's entry waits for the TSA; a resent registration, or a revocation
+    # refused for a key revoked already, names its entry, which is in the tree: no 503
+    # saying "the entry is stored" for a request that stored nothing.
+    app, key = _registered(engine, tmp_path, external_tsa)
+    client = app.test_client()
+    identity = "LEI:" + FEED["header"]["supplier"]["identifiers"][0]["code"]
+    path = f"/api/v1/keys/{requests.key_id(key)}/revocation"
+    retired = client.post(path, json=requests.revocation(identity, key, "2099-01-01T00:00:00Z"))
+    assert retired.status_code == 201, retired.json
+    external_tsa[2].down = True
+    other = Ed25519PrivateKey.generate()
+    organisation = dict(
+        FEED["header"]["supplier"], identifiers=[{"scheme": "DUNS", "code": "150483782"}]
+    )
+    waits = client.post("/api/v1/suppliers", json=requests.registration(organisation, other))
+    assert waits.status_code == 503
+    later = client.post(path, json=requests.revocation(identity, key, "2099-06-01T00:00:00Z"))
+    assert (later.status_code, later.json["error"]) == (409, "already_revoked"), later.json
+    assert later.json["logIndex"] == retired.json["logIndex"]
+    unsigned = client.post(path, json={"revokedAt": "2099-06-01T00:00:00Z", "signature": ""})
+    assert unsigned.status_code == 409, unsigned.json
+    body = requests.registration(FEED["header"]["supplier"], key)
+    resent = client.post("/api/v1/suppliers", json=body)
+    assert (resent.status_code, resent.json["error"]) == (409, "key_already_registered")
+    _proven(client, resent.json)
+    assert app.extensions["sqm"]["log"].waiting() == 1  # still waiting for the TSA
+
+
 def test_a_bundle_read_while_its_entry_is_integrated_names_a_checkpoint_holding_it(
     engine: Engine, tmp_path: Path, external_tsa: tuple[str, Path, Outage]
 ) -> None:
