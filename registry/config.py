@@ -55,35 +55,44 @@ class RegistryConfig:
             external_tsa_mode=env.get("SQM_REGISTRY_TSA_MODE", "also"),
             index_trail=_entries(env.get("SQM_REGISTRY_INDEX_TRAIL", "5000")),
             max_request_bytes=int(
-                _positive("SQM_REGISTRY_MAX_REQUEST_BYTES", env, cls.max_request_bytes, int)
+                _positive("SQM_REGISTRY_MAX_REQUEST_BYTES", env, cls.max_request_bytes, int, 2**30)
             ),
             issued_window_hours=_positive(
-                "SQM_REGISTRY_ISSUED_WINDOW_HOURS", env, cls.issued_window_hours, float
+                "SQM_REGISTRY_ISSUED_WINDOW_HOURS", env, cls.issued_window_hours, float, 87_600
             ),
             sparql_timeout_seconds=_positive(
-                "SQM_REGISTRY_SPARQL_TIMEOUT", env, cls.sparql_timeout_seconds, float
+                "SQM_REGISTRY_SPARQL_TIMEOUT", env, cls.sparql_timeout_seconds, float, 3_600
             ),
             sparql_max_results=int(
-                _positive("SQM_REGISTRY_SPARQL_MAX_RESULTS", env, cls.sparql_max_results, int)
+                _positive(
+                    "SQM_REGISTRY_SPARQL_MAX_RESULTS", env, cls.sparql_max_results, int, 10**7
+                )
             ),
         )
 
 
 def _positive(
-    name: str, env: Mapping[str, str], default: float, kind: type[int] | type[float]
+    name: str,
+    env: Mapping[str, str],
+    default: float,
+    kind: type[int] | type[float],
+    most: float,
 ) -> float:
-    """The positive number the variable ``name`` holds (a whole one when ``kind`` is int),
-    or ``default`` when it is unset or empty."""
+    """The number above 0 and at most ``most`` that the variable ``name`` holds (a whole one
+    when ``kind`` is int), or ``default`` when it is unset or empty. Why a most: beyond it a
+    value breaks what it feeds (a window of 10^8 hours reaches before year 1, a timeout
+    beyond the platform's longest wait), so it is refused at start, not on every request."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     what = "a whole number" if kind is int else "a number"
+    refusal = f"{name} must be {what} above 0 and at most {most:g}, got {raw!r}"
     try:
         value = kind(raw)
     except ValueError:
-        raise RegistryError(f"{name} must be {what} above 0, got {raw!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise RegistryError(f"{name} must be {what} above 0, got {raw!r}")
+        raise RegistryError(refusal) from None
+    if not (0 < value <= most and math.isfinite(value)):
+        raise RegistryError(refusal)
     return value
 
 

@@ -40,10 +40,13 @@ def test_the_limits_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
         ("SQM_REGISTRY_ISSUED_WINDOW_HOURS", "inf"),
         ("SQM_REGISTRY_ISSUED_WINDOW_HOURS", "nan"),
         ("SQM_REGISTRY_SPARQL_MAX_RESULTS", "many"),
+        ("SQM_REGISTRY_ISSUED_WINDOW_HOURS", "1e8"),  # before year 1: every attestation a 500
+        ("SQM_REGISTRY_SPARQL_TIMEOUT", "1e10"),  # beyond the longest wait a lock takes
+        ("SQM_REGISTRY_MAX_REQUEST_BYTES", str(2**40)),
     ):
         with monkeypatch.context() as patched:
             patched.setenv(name, bad)
-            with pytest.raises(RegistryError, match=f"{name} must be .* above 0, got '{bad}'"):
+            with pytest.raises(RegistryError, match=f"{name} must be .* above 0 and at most"):
                 RegistryConfig.from_env()
 
 
