@@ -270,6 +270,11 @@ class Indexer:
             self._store(connection, batch)
             if last < 0:
                 connection.execute(index_state.insert().values(name=STATE, last_index=new_last))
+                # An index begun from the log's first entry is of this version's format.
+                connection.execute(delete(index_state).where(index_state.c.name == FORMAT))
+                connection.execute(
+                    index_state.insert().values(name=FORMAT, last_index=CURRENT_FORMAT)
+                )
             else:
                 connection.execute(
                     update(index_state)
@@ -453,13 +458,24 @@ class Indexer:
                 ):
                     connection.execute(delete(table))
                 connection.execute(delete(index_latest_filters))
-                connection.execute(delete(index_state).where(index_state.c.name == STATE))
+                connection.execute(delete(index_state))
+                # Rebuilt from the log, the index is of this version's format.
+                connection.execute(
+                    index_state.insert().values(name=FORMAT, last_index=CURRENT_FORMAT)
+                )
             return self._catch_up()
 
     def check(self) -> list[str]:
         """Compare every attestation's index rows with what its log entry yields; the
         differences (empty when the index matches the log up to its position)."""
         problems: list[str] = []
+        found = self._format()
+        if found < CURRENT_FORMAT:
+            # What follows then differs where the formats do: say why first.
+            problems.append(
+                f"the index is of format {max(found, 1)}, this registry's is {CURRENT_FORMAT}: "
+                "starting the registry upgrades it, or `sqm registry reindex` rebuilds it"
+            )
         position = self.position()
         with self.engine.connect() as connection:
             # The envelopes as stored, inflated per entry: a damaged one is a problem of its

@@ -206,7 +206,9 @@ def test_an_index_of_format_2_is_upgraded_to_rank_by_verified_endorsers(
         connection.execute(
             update(index_state).where(index_state.c.name == "format").values(last_index=2)
         )
-    assert any("index_endorsements differs" in p for p in indexer.check())
+    problems = indexer.check()
+    assert problems[0].startswith("the index is of format 2, this registry's is 3")
+    assert any("index_endorsements differs" in p for p in problems)
     url = engine.url.render_as_string(hide_password=False)
     restarted = create_app(RegistryConfig(data_dir=tmp_path / "registry", database_url=url))
     assert restarted.extensions["sqm"]["indexer"].check() == []
@@ -215,6 +217,14 @@ def test_an_index_of_format_2_is_upgraded_to_rank_by_verified_endorsers(
         assert (
             connection.execute(select(func.count()).select_from(index_endorsements)).scalar() == 1
         )
+    # A rebuild by `sqm registry reindex` leaves an index of the current format too.
+    with writing(engine, index=True) as connection:
+        connection.execute(
+            update(index_state).where(index_state.c.name == "format").values(last_index=2)
+        )
+    rebuilt = Indexer(engine)
+    rebuilt.rebuild()
+    assert rebuilt.check() == []
 
 
 def test_reindex_command_rebuilds_and_checks(tmp_path: Path) -> None:
