@@ -318,28 +318,46 @@ class Ingest:
                 "proofOfPossession must be the key's signature over the registration message",
             ) from None
         key_id = bundle.key_id(public)
+        self._refuse_registered(identity, key_id)
+        return public, possession, key_id
+
+    def _refuse_registered(self, identity: str, key_id: str) -> None:
+        """Raise 409 ``key_already_registered`` when the key is registered: for ``identity``
+        (whose proof of possession the caller checked) with the registration's entry, so that
+        a client that lost the answer, resent after a 503, or lost a race with its own
+        request gets it."""
         with self.log.engine.connect() as connection:
             known = connection.execute(
                 select(supplier_keys.c.supplier, supplier_keys.c.seq).where(
                     supplier_keys.c.key_id == key_id
                 )
             ).first()
-        if known is not None:
-            if known[0] != identity:
-                raise RejectionError(
-                    409, "key_already_registered", f"key {key_id} is registered for {known[0]}"
-                )
-            # The same key for the same identity (its proof of possession says so): a client
-            # that lost the answer, or resent after a 503, gets the registration's entry.
-            entry = self._known_entry(int(known[1]))
+        if known is None:
+            return
+        if known[0] != identity:
             raise RejectionError(
-                409,
-                "key_already_registered",
-                f"key {key_id} is registered for {identity} already, as log entry "
-                f"{entry['logIndex']}",
-                {"supplier": identity, "keyId": key_id, **entry},
+                409, "key_already_registered", f"key {key_id} is registered for {known[0]}"
             )
-        return public, possession, key_id
+        entry = self._known_entry(int(known[1]))
+        raise RejectionError(
+            409,
+            "key_already_registered",
+            f"key {key_id} is registered for {identity} already, as log entry {entry['logIndex']}",
+            {"supplier": identity, "keyId": key_id, **entry},
+        )
+
+    def _logged_key(
+        self, write: Write, identity: str, key_id: str
+    ) -> tuple[int, Integration | None]:
+        """:meth:`_logged` for a write that registers ``key_id`` for ``identity``: refused
+        because a concurrent request registered the identity or the key meanwhile, it answers
+        as for a resubmission when that request registered this very key."""
+        try:
+            return self._logged(write)
+        except RejectionError as refusal:
+            if refusal.code in ("supplier_exists", "key_already_registered"):
+                self._refuse_registered(identity, key_id)
+            raise
 
     def _known_entry(self, seq: int) -> dict[str, Any]:
         """The logged entry ``seq`` with its inclusion proof, as a refusal of its resubmission
@@ -454,6 +472,7 @@ class Ingest:
                 select(suppliers.c.id).where(suppliers.c.id == identity)
             ).scalar()
         if exists is not None:
+            self._refuse_registered(identity, key_id)  # registered meanwhile, with this key
             raise RejectionError(
                 409,
                 "supplier_exists",
@@ -492,7 +511,7 @@ class Ingest:
                 ) from None
             return self._log_key(connection, identity, leaf, key_id, public, valid_from)
 
-        seq, integration = self._logged(write)
+        seq, integration = self._logged_key(write, identity, key_id)
         return {
             "supplier": identity,
             "keyId": key_id,
@@ -594,7 +613,7 @@ class Ingest:
                 )
             return self._log_key(connection, identity, leaf, key_id, public, valid_from)
 
-        seq, integration = self._logged(write)
+        seq, integration = self._logged_key(write, identity, key_id)
         return {
             "supplier": identity,
             "keyId": key_id,

@@ -68,19 +68,24 @@ def _raw(key: Ed25519PrivateKey) -> bytes:
 def _register(
     client: FlaskClient, key: Ed25519PrivateKey, supplier: dict[str, Any] | None = None
 ) -> Any:
+    return client.post("/api/v1/suppliers", json=_registration_body(key, supplier))
+
+
+def _registration_body(
+    key: Ed25519PrivateKey, supplier: dict[str, Any] | None = None
+) -> dict[str, Any]:
     organization = supplier or FEED["header"]["supplier"]
     public = _raw(key)
     identity = (
         f"{organization['identifiers'][0]['scheme']}:{organization['identifiers'][0]['code']}"
     )
-    body = {
+    return {
         "supplier": organization,
         "publicKey": base64.b64encode(public).decode(),
         "proofOfPossession": base64.b64encode(
             key.sign(bundle.registration_message(identity, public))
         ).decode(),
     }
-    return client.post("/api/v1/suppliers", json=body)
 
 
 def _envelope(key: Ed25519PrivateKey, feed: dict[str, Any]) -> dict[str, Any]:
@@ -1376,3 +1381,44 @@ def test_a_leap_second_is_refused_and_the_answer_says_why(app: Flask) -> None:
     assert refused.status_code == 400 and refused.json["error"] == "invalid_time"
     assert "a leap second (:60) is not taken" in refused.json["message"]
     assert _revoke(client, key, "2031-01-01T00:00:00Z").status_code == 201
+
+
+@pytest.mark.parametrize("moment", ["before the identity is read", "before the write"])
+def test_a_registration_that_loses_a_race_to_its_own_twin_gets_the_entry(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    # Two identical requests (a client's retry racing its first try): the loser found the
+    # key new, then found the identity registered, before its write or at it. It is
+    # answered with the entry the winner logged, as a resubmission is, not supplier_exists.
+    ingest = app.extensions["sqm"]["ingest"]
+    client = app.test_client()
+    key = Ed25519PrivateKey.generate()
+    body = _registration_body(key)
+    raced: list[Any] = []
+
+    def twin() -> None:
+        if not raced:
+            raced.append(None)  # the twin's own checks must not start a third request
+            raced[0] = client.post("/api/v1/suppliers", json=body)
+
+    if moment == "before the identity is read":
+        refuse_registered = ingest._refuse_registered
+
+        def new_then_registered(identity: str, key_id: str) -> None:
+            refuse_registered(identity, key_id)  # new, when this request checks
+            twin()
+
+        monkeypatch.setattr(ingest, "_refuse_registered", new_then_registered)
+    else:
+        clock = ingest.now
+
+        def registered_meanwhile() -> datetime:  # read once the identity was found new
+            twin()
+            return clock()
+
+        monkeypatch.setattr(ingest, "now", registered_meanwhile)
+    lost = client.post("/api/v1/suppliers", json=body)
+    assert raced and raced[0].status_code == 201, raced[0].json
+    assert (lost.status_code, lost.json["error"]) == (409, "key_already_registered"), lost.json
+    assert lost.json["logIndex"] == raced[0].json["logIndex"]
+    assert f"as log entry {lost.json['logIndex']}" in lost.json["message"]
