@@ -42,15 +42,21 @@ def _feed(tmp_path: Path, sequence: int, **changes: Any) -> str:
     return str(path)
 
 
+def _pinned(registry: str, tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
+    """The registry's trust root, printed by ``sqm trust-root`` and saved, and the options
+    that name the registry and pin that root."""
+    printed = _sqm("trust-root", "--registry", registry)
+    assert printed.exit_code == 0, printed.output
+    root = tmp_path / "trust-root.json"
+    root.write_text(printed.output)
+    return root, ("--registry", registry, "--trust-root", str(root))
+
+
 def test_a_supplier_and_an_auditor_at_a_live_registry(live_registry: str, tmp_path: Path) -> None:
     keys = {name: str(tmp_path / f"{name}.key") for name in ("supplier", "next", "auditor")}
     for path in keys.values():
         assert _sqm("keys", "generate", path).exit_code == 0
-    printed = _sqm("trust-root", "--registry", live_registry)
-    assert printed.exit_code == 0, printed.output
-    root = tmp_path / "trust-root.json"
-    root.write_text(printed.output)
-    at = ("--registry", live_registry, "--trust-root", str(root))
+    root, at = _pinned(live_registry, tmp_path)
 
     feed = _feed(tmp_path, 20)
     registered = _sqm("supplier", "register", feed, "--key", keys["supplier"], *at)

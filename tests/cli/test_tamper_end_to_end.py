@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from tests.cli.test_registry_client_cli import _feed, _sqm
+from tests.cli.test_registry_client_cli import _feed, _pinned, _sqm
 from tests.trust.test_timestamp import _openssl_verify
 
 # The steps of an attestation's bundle, in the order `sqm verify` runs them (sqm/trust/bundle.py
@@ -50,11 +50,7 @@ class Saved:
 def saved(live_registry: str, tmp_path: Path) -> Saved:
     key = str(tmp_path / "supplier.key")
     assert _sqm("keys", "generate", key).exit_code == 0
-    printed = _sqm("trust-root", "--registry", live_registry)
-    assert printed.exit_code == 0, printed.output
-    root = tmp_path / "trust-root.json"
-    root.write_text(printed.output)
-    at = ("--registry", live_registry, "--trust-root", str(root))
+    root, at = _pinned(live_registry, tmp_path)
     feed = _feed(tmp_path, 20)
     registered = _sqm("supplier", "register", feed, "--key", key, *at)
     assert registered.exit_code == 0, registered.output
